@@ -1,0 +1,3 @@
+"""
+Configuration: YAML sources to immutable, validated objects.
+"""

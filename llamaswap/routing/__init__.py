@@ -1,0 +1,3 @@
+"""
+Deciding which upstreams run: scheduling, group rules and the matrix solver.
+"""
