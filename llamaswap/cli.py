@@ -1,0 +1,125 @@
+# -*- test-case-name: test.test_cli -*-
+"""
+The C{llamaswap} console script.
+
+C{llamaswap [options]} runs the service in the foreground, exactly as
+C{twistd --nodaemon --pidfile= llamaswap [options]} does.
+C{llamaswap check-config FILE...} validates configuration files and prints
+a one-screen summary, without starting anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence, TextIO
+
+from .config.errors import ConfigError
+from .config.load import LoadedConfig, loadConfig
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """
+    Entry point of the C{llamaswap} console script.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["check-config"]:
+        raise SystemExit(checkConfig(args[1:], sys.stdout, sys.stderr))
+    from twisted.scripts.twistd import run
+
+    sys.argv = ["twistd", "--nodaemon", "--pidfile=", "llamaswap", *args]
+    run()
+
+
+def checkConfig(args: Sequence[str], out: TextIO, err: TextIO) -> int:
+    """
+    Validate each configuration given; return the exit status (0 when all
+    loaded, 1 otherwise).
+    """
+    parser = argparse.ArgumentParser(
+        prog="llamaswap check-config",
+        description="Validate llamaswap configuration files without starting "
+        "anything. Each FILE is checked on its own; with --config-dir, the "
+        "directory's files are merged (after FILE, if exactly one is given).",
+    )
+    parser.add_argument("files", nargs="*", metavar="FILE")
+    parser.add_argument("--config-dir", metavar="DIR")
+    try:
+        options = parser.parse_args(args)
+    except SystemExit as e:
+        return int(e.code or 0) and 1
+    if not options.files and not options.config_dir:
+        parser.print_usage(err)
+        print("llamaswap check-config: give at least one FILE or --config-dir", file=err)
+        return 1
+    if options.config_dir:
+        if len(options.files) > 1:
+            print("llamaswap check-config: --config-dir takes at most one FILE", file=err)
+            return 1
+        jobs = [(options.files[0] if options.files else None, options.config_dir)]
+    else:
+        jobs = [(path, None) for path in options.files]
+    status = 0
+    for index, (path, configDir) in enumerate(jobs):
+        if index:
+            print(file=out)
+        name = " + ".join(p for p in (path, configDir) if p)
+        try:
+            loaded = loadConfig(path, configDir)
+        except ConfigError as e:
+            status = 1
+            print(f"{name}: {len(e.errors)} error(s)", file=err)
+            for problem in e.problems:
+                print(f"  {problem}", file=err)
+            continue
+        for warning in loaded.warnings:
+            print(f"  {warning}", file=err)
+        print(f"{name}: OK", file=out)
+        out.write(summarize(loaded))
+    return status
+
+
+def summarize(loaded: LoadedConfig) -> str:
+    """
+    A one-screen description of a loaded configuration: models with their
+    ports and aliases, groups, peers.
+    """
+    config = loaded.config
+    lines = []
+    lines.append(f"  models ({len(config.models)}):")
+    for modelID, model in config.models.items():
+        details = []
+        if model.port is not None:
+            details.append(f"port {model.port}")
+        details.append(f"proxy {model.proxy}")
+        if model.aliases:
+            details.append("aliases " + ", ".join(model.aliases))
+        if model.ttl:
+            details.append(f"ttl {model.ttl}s")
+        if model.unlisted:
+            details.append("unlisted")
+        lines.append(f"    {modelID}: " + "; ".join(details))
+    routing = config.routing
+    if routing.use == "matrix" and routing.matrix is not None:
+        lines.append(f"  matrix sets ({len(routing.matrix.sets)}):")
+        for matrixSet in routing.matrix.sets:
+            lines.append(f"    {matrixSet.name}: {matrixSet.dsl}")
+    else:
+        lines.append(f"  groups ({len(routing.groups)}):")
+        for name, group in routing.groups.items():
+            flags = [
+                f"swap={str(group.swap).lower()}",
+                f"exclusive={str(group.exclusive).lower()}",
+                f"persistent={str(group.persistent).lower()}",
+            ]
+            members = ", ".join(group.members) or "(none)"
+            lines.append(f"    {name} [{' '.join(flags)}]: {members}")
+    if config.peers:
+        lines.append(f"  peers ({len(config.peers)}):")
+        for peerID, peer in config.peers.items():
+            lines.append(f"    {peerID}: {peer.proxy} ({len(peer.models)} models)")
+    if config.legacyProfiles:
+        lines.append(f"  v1 profiles ({len(config.legacyProfiles)}):")
+        for name, members in config.legacyProfiles.items():
+            lines.append(f"    {name}: {', '.join(members)}")
+    return "\n".join(lines) + "\n"

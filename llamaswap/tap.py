@@ -1,0 +1,126 @@
+# -*- test-case-name: test.test_tap -*-
+"""
+C{twistd llamaswap}: command-line options and service wiring.
+
+L{makeService} only builds objects: twistd calls it before logging starts,
+before daemonizing and before the reactor runs, so nothing here spawns a
+process or opens a socket.  Work is scheduled by the services' own
+C{startService}.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from twisted.application import strports
+from twisted.application.service import IService, MultiService
+from twisted.python import usage
+
+from . import __version__
+from .config.errors import ConfigError
+from .config.load import LoadedConfig, loadConfig
+from .listen import DEFAULT_LISTEN, DEFAULT_TLS_LISTEN, ListenError, parseListen
+
+
+class Options(usage.Options):
+    """
+    Options of C{twistd llamaswap} and of the C{llamaswap} console script.
+    """
+
+    synopsis = "[--config FILE] [--config-dir DIR] [--listen ADDRESS] [options]"
+
+    optParameters = [
+        ["config", "c", None, "Configuration file (YAML)."],
+        [
+            "config-dir",
+            None,
+            None,
+            "Directory of additional *.yml/*.yaml files merged after --config.",
+        ],
+        [
+            "listen",
+            "l",
+            None,
+            "Address to listen on: HOST:PORT, :PORT for every interface, or a "
+            "Twisted endpoint description (tcp:..., unix:..., systemd:...). "
+            f"Default {DEFAULT_LISTEN} ({DEFAULT_TLS_LISTEN} with TLS).",
+        ],
+        ["tls-cert-file", None, None, "TLS certificate (PEM); needs --tls-key-file."],
+        ["tls-key-file", None, None, "TLS private key (PEM); needs --tls-cert-file."],
+    ]
+
+    optFlags = [
+        ["watch-config", "w", "Reload the configuration when its files change."],
+    ]
+
+    def opt_version(self) -> None:
+        """
+        Print the version and exit.
+        """
+        print(f"llamaswap version: {__version__}")
+        sys.exit(0)
+
+    def postOptions(self) -> None:
+        """
+        Check option combinations and make paths absolute (twistd may
+        C{chdir} after this).
+        """
+        if not self["config"] and not self["config-dir"]:
+            raise usage.UsageError(
+                "at least one of --config or --config-dir must be provided"
+            )
+        for key in ("config", "config-dir", "tls-cert-file", "tls-key-file"):
+            if self[key]:
+                self[key] = os.path.abspath(self[key])
+        cert, key = self["tls-cert-file"], self["tls-key-file"]
+        if bool(cert) != bool(key):
+            raise usage.UsageError(
+                "both --tls-cert-file and --tls-key-file must be provided for TLS"
+            )
+        listen = self["listen"] or (DEFAULT_TLS_LISTEN if cert else DEFAULT_LISTEN)
+        try:
+            self["listenAddress"] = parseListen(listen, cert, key)
+        except ListenError as e:
+            raise usage.UsageError(str(e))
+
+
+def loadOrExit(options: Options) -> LoadedConfig:
+    """
+    Load the configuration named by C{options}, or print every problem and
+    exit with status 1 (no traceback: a config error is the user's to fix).
+    """
+    try:
+        loaded = loadConfig(options["config"], options["config-dir"])
+    except ConfigError as e:
+        print("llamaswap: failed to load config:", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(1)
+    for warning in loaded.warnings:
+        print(f"llamaswap: {warning}", file=sys.stderr)
+    return loaded
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """
+    Wire the configured llamaswap service: upstreams, routing, HTTP.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    from .app import LlamaSwap
+    from .web.site import buildSite
+
+    loaded = loadOrExit(options)
+    root = MultiService()
+    app = LlamaSwap(
+        loaded.config,
+        reactor,
+        configPaths=(options["config"], options["config-dir"]),
+        listen=options["listenAddress"],
+    )
+    app.setServiceParent(root)
+    listener = strports.service(options["listenAddress"].endpoint, buildSite(app))
+    listener.setServiceParent(root)
+    return root

@@ -1,0 +1,76 @@
+"""
+Tests for L{llamaswap.tap} options.
+"""
+
+import os
+
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+
+from llamaswap.tap import Options
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    L{Options} checks combinations and normalises paths.
+    """
+
+    def test_needsConfig(self) -> None:
+        """
+        Without --config or --config-dir parsing fails with llama-swap's
+        message.
+        """
+        with self.assertRaises(UsageError) as ctx:
+            Options().parseOptions([])
+        self.assertIn("at least one of --config or --config-dir", str(ctx.exception))
+
+    def test_defaults(self) -> None:
+        """
+        The default listen address is loopback port 8080 (safer than
+        llama-swap's every-interface default); config paths become absolute.
+        """
+        options = Options()
+        options.parseOptions(["--config", "config.yaml"])
+        self.assertEqual(options["config"], os.path.abspath("config.yaml"))
+        self.assertEqual(options["listenAddress"].endpoint, "tcp:8080:interface=127.0.0.1")
+        self.assertFalse(options["watch-config"])
+
+    def test_configDirAndListen(self) -> None:
+        """
+        --config-dir alone is enough; --listen :PORT means every interface.
+        """
+        options = Options()
+        options.parseOptions(["--config-dir", "conf.d", "--listen", ":9000", "-w"])
+        self.assertEqual(options["config-dir"], os.path.abspath("conf.d"))
+        self.assertEqual(options["listenAddress"].endpoint, "tcp:9000")
+        self.assertTrue(options["watch-config"])
+
+    def test_tlsNeedsBoth(self) -> None:
+        """
+        Only one of the TLS files is an error; both switch the default port
+        to 8443.
+        """
+        with self.assertRaises(UsageError) as ctx:
+            Options().parseOptions(["--config", "c.yaml", "--tls-cert-file", "c.pem"])
+        self.assertIn("both --tls-cert-file and --tls-key-file", str(ctx.exception))
+        options = Options()
+        options.parseOptions(
+            ["--config", "c.yaml", "--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"]
+        )
+        self.assertTrue(options["listenAddress"].endpoint.startswith("ssl:8443:"))
+
+    def test_badListen(self) -> None:
+        """
+        A malformed --listen is a usage error.
+        """
+        self.assertRaises(
+            UsageError, Options().parseOptions, ["--config", "c", "--listen", "nope"]
+        )
+
+    def test_version(self) -> None:
+        """
+        --version prints the version and exits 0.
+        """
+        with self.assertRaises(SystemExit) as ctx:
+            Options().parseOptions(["--version"])
+        self.assertEqual(ctx.exception.code, 0)
