@@ -123,3 +123,7 @@ def summarize(loaded: LoadedConfig) -> str:
         for name, members in config.legacyProfiles.items():
             lines.append(f"    {name}: {', '.join(members)}")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -476,7 +476,34 @@ def suggestKey(key: str, known: Iterable[str]) -> str | None:
         if squash(candidate) == squash(key):
             return candidate
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
-    return close[0] if close else None
+    if close:
+        return close[0]
+    # Short keys: one swapped, dropped, added or changed letter (tll, ttll).
+    for candidate in known:
+        if _editDistance(squash(key), squash(candidate)) <= 1 + (len(candidate) > 6):
+            return candidate
+    return None
+
+
+def _editDistance(a: str, b: str) -> int:
+    """
+    Damerau-Levenshtein distance (with adjacent transpositions).
+    """
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(
+                previous[j] + 1,
+                current[j - 1] + 1,
+                previous[j - 1] + (ca != cb),
+            )
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, previous2[j - 2] + 1)
+            current.append(cost)
+        previous2, previous = previous, current
+    return previous[-1]
 
 
 class _Section:
