@@ -1221,7 +1221,7 @@ class UnknownKeyTests(BuildTestCase):
                 "'description'",
             ),
             ("routing: {routers: {}}", ("routing", "routers"), "'router'"),
-            ("routing: {router: {usе: group, use: group}}", ("routing", "router", "usе"), None),
+            ("routing: {router: {usе: group, use: group}}", ("routing", "router", "usе"), "'use'"),
             (
                 "routing: {router: {settings: {group: {}}}}",
                 ("routing", "router", "settings", "group"),

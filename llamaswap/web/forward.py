@@ -1,0 +1,1012 @@
+# -*- test-case-name: test.web.test_forward -*-
+"""
+The relay between a client's request and an upstream inference server.
+
+L{Forwarder.forward} sends a C{twisted.web} request upstream with an
+L{twisted.web.iweb.IAgent} and streams the answer back as it arrives:
+
+ - The request body goes upstream through a L{BodyProducer}: chunks read
+   from the body twisted.web already buffered (C{request.content}, a
+   C{BytesIO} or a temporary file) or from rewritten bytes, written only
+   while the upstream socket accepts them (pause/resume), never copied as a
+   whole.
+ - The response's status and end-to-end headers are copied (hop-by-hop
+   headers are stripped both ways), the headers are flushed at once, and
+   every body chunk is written to the client the moment it is read, so SSE
+   events are never held back.  C{X-Accel-Buffering: no} is added to
+   C{text/event-stream} responses.
+ - Backpressure: the relay is registered as the request's streaming
+   producer; when the client's socket buffer fills, C{HTTPChannel} pauses
+   it, and it pauses the upstream transport, so the kernel buffers fill and
+   the upstream is slowed down instead of llamaswap buffering the body.
+ - A client that disconnects makes the relay close the upstream connection
+   (before headers: cancel the request; afterwards: C{stopProducing} on the
+   upstream transport), so llama-server stops generating.
+ - An upstream that fails before answering gets an error envelope (502, or
+   504 when C{responseHeaderTimeout} expires); one that breaks mid-body ends
+   the client's connection without the terminating chunk, so the client
+   sees a truncated response rather than a falsely complete one.
+
+Every exchange ends with exactly one L{ForwardResult} (the Deferred never
+fails except by cancellation), which is where a caller releases its lease.
+
+Connections come from an explicit pool (L{UpstreamPool}, usually through
+L{UpstreamAgent}); L{UpstreamPool.closeCachedConnectionsTo} drops the idle
+connections to a model that is being stopped.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import IO, Any, Iterable, Mapping, Sequence, Union, cast
+from typing import Protocol as TypingProtocol
+from urllib.parse import urlsplit
+
+from attrs import frozen
+from twisted.internet import defer
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    wrapClientTLS,
+)
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IPushProducer,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import (
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    HTTPConnectionPool,
+    PotentialDataLoss,
+    RequestNotSent,
+    RequestTransmissionFailed,
+    ResponseDone,
+    ResponseNeverReceived,
+    URI,
+    _RetryingHTTP11ClientProtocol,
+    _WrapperException,
+)
+from twisted.web.error import SchemeNotSupported
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResponse
+from twisted.web.server import Request
+from zope.interface import implementer
+
+from .errors import BadGateway, HTTPError, UpstreamTimeout
+from .headers import (
+    HeaderValue,
+    appendForwardedFor,
+    applyOverrides,
+    connectionTokens,
+    endToEnd,
+    isEventStream,
+    singleContentLength,
+)
+
+_log = Logger()
+
+#: Size of the pieces a request body is written upstream in.
+CHUNK_SIZE = 64 * 1024
+
+# Outcomes of an exchange (L{ForwardResult.outcome}).
+#: The upstream response was relayed in full and the request finished.
+COMPLETE = "complete"
+#: The upstream broke off mid-body; the client connection was closed
+#: without the end of the body.
+TRUNCATED = "truncated"
+#: The client went away; the upstream request was aborted.
+CLIENT_GONE = "client-gone"
+#: No usable response arrived; an error response was written to the client.
+FAILED = "failed"
+
+
+# ---------------------------------------------------------------------------
+# Request bodies
+
+
+class _ProducerRun:
+    """
+    One pass of a L{BodyProducer} over its source (a retry starts another).
+    """
+
+    def __init__(self, producer: BodyProducer, consumer: object) -> None:
+        self._producer = producer
+        self._consumer = consumer
+        self._offset = 0
+        self._paused = False
+        self._stopped = False
+        self._pumping = False
+        self.done: Deferred[None] = Deferred(lambda d: self.stop())
+
+    def pump(self) -> None:
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            length = self._producer.length
+            while not (self._paused or self._stopped) and self._offset < length:
+                want = min(self._producer.chunkSize, length - self._offset)
+                try:
+                    chunk = self._producer._read(self._offset, want)
+                except Exception:
+                    self._stopped = True
+                    self.done.errback()
+                    return
+                if not chunk:
+                    self._stopped = True
+                    self.done.errback(
+                        ValueError(
+                            f"request body ended at {self._offset} of {length} bytes"
+                        )
+                    )
+                    return
+                self._offset += len(chunk)
+                self._consumer.write(chunk)  # type: ignore[attr-defined]
+            if self._offset >= length and not self._stopped:
+                self._stopped = True
+                self.done.callback(None)
+        finally:
+            self._pumping = False
+
+    def pause(self) -> None:
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+        self.pump()
+
+    def stop(self) -> None:
+        self._stopped = True
+
+
+@implementer(IBodyProducer)
+class BodyProducer:
+    """
+    An L{IBodyProducer} over a request body that is already complete: bytes,
+    or a seekable binary file such as twisted.web's C{request.content}.
+
+    It writes C{chunkSize} pieces synchronously for as long as the consumer
+    does not pause it, and continues on C{resumeProducing}, so at most about
+    one socket buffer of the body is in flight in memory.  The file is read
+    at explicit offsets (its position is not relied on between chunks).
+
+    It may be started again after a failed attempt (a retry on a fresh
+    connection); each start sends the whole body again.
+
+    @ivar length: the body's length in bytes.
+    """
+
+    def __init__(
+        self,
+        source: bytes | IO[bytes],
+        length: int | None = None,
+        chunkSize: int = CHUNK_SIZE,
+    ) -> None:
+        self._bytes: bytes | None = None
+        self._file: IO[bytes] | None = None
+        self._fd: int | None = None
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            self._bytes = bytes(source)
+            self.length = len(self._bytes) if length is None else length
+        else:
+            self._file = source
+            if length is None:
+                length = source.seek(0, os.SEEK_END)
+                source.seek(0)
+            self.length = length
+            try:
+                source.flush()
+                self._fd = source.fileno()
+            except (AttributeError, OSError, ValueError):
+                self._fd = None
+        self.chunkSize = chunkSize
+        self._run: _ProducerRun | None = None
+
+    def _read(self, offset: int, size: int) -> bytes:
+        if self._bytes is not None:
+            if offset == 0 and size == len(self._bytes):
+                return self._bytes
+            return self._bytes[offset : offset + size]
+        assert self._file is not None
+        if self._file.closed:
+            raise ValueError("request body file is closed")
+        if self._fd is not None:
+            return os.pread(self._fd, size, offset)
+        self._file.seek(offset)
+        return self._file.read(size)
+
+    def startProducing(self, consumer: object) -> Deferred[None]:
+        if self._run is not None:
+            self._run.stop()
+        run = self._run = _ProducerRun(self, consumer)
+        run.pump()
+        return run.done
+
+    def pauseProducing(self) -> None:
+        if self._run is not None:
+            self._run.pause()
+
+    def resumeProducing(self) -> None:
+        if self._run is not None:
+            self._run.resume()
+
+    def stopProducing(self) -> None:
+        if self._run is not None:
+            self._run.stop()
+
+
+# ---------------------------------------------------------------------------
+# Connections
+
+
+class _ReplayingProtocol(_RetryingHTTP11ClientProtocol):  # type: ignore[misc]
+    """
+    A reused pooled connection.  Besides Twisted's retry of idempotent
+    bodiless requests, a request whose body is a L{BodyProducer} (and can
+    therefore be sent again) is retried once on a fresh connection when the
+    reused one turns out to have been closed by the server before it
+    answered, the race every keep-alive client has with servers that close
+    idle connections (llama-server does after a few seconds).  Go's
+    C{http.Transport} retries in the same situation.
+    """
+
+    def _shouldRetry(self, method: bytes, exception: Exception, bodyProducer: object) -> bool:
+        if isinstance(bodyProducer, BodyProducer):
+            if not isinstance(
+                exception,
+                (RequestNotSent, RequestTransmissionFailed, ResponseNeverReceived),
+            ):
+                return False
+            if isinstance(exception, _WrapperException):
+                if any(f.check(CancelledError) for f in exception.reasons):
+                    return False
+            return True
+        return bool(super()._shouldRetry(method, exception, bodyProducer))
+
+
+def _poolKey(upstreamURL: bytes | str) -> tuple[bytes, bytes, int]:
+    if isinstance(upstreamURL, str):
+        upstreamURL = upstreamURL.encode("ascii")
+    uri = URI.fromBytes(upstreamURL)
+    return (uri.scheme, uri.host, uri.port)
+
+
+class UpstreamPool(HTTPConnectionPool):
+    """
+    The connection pool for upstream servers: persistent connections, up to
+    L{maxPersistentPerHost} idle ones per server kept for
+    L{cachedConnectionTimeout} seconds (Go's C{IdleConnTimeout} is 90), and
+    replayable request bodies retried once when a reused connection was
+    closed under them (L{_ReplayingProtocol}).
+    """
+
+    maxPersistentPerHost = 8
+    cachedConnectionTimeout = 90
+
+    def getConnection(self, key, endpoint):  # type: ignore[no-untyped-def]
+        connections = self._connections.get(key)
+        while connections:
+            connection = connections.pop(0)
+            self._timeouts.pop(connection).cancel()
+            if connection.state == "QUIESCENT":
+                if self.retryAutomatically:
+                    connection = _ReplayingProtocol(
+                        connection, lambda: self._newConnection(key, endpoint)
+                    )
+                return succeed(connection)
+        return self._newConnection(key, endpoint)
+
+    def closeCachedConnectionsTo(self, upstreamURL: bytes | str) -> Deferred[None]:
+        """
+        Close the idle connections to the server at C{upstreamURL} (its
+        scheme, host and port; the path is ignored), e.g. when that model's
+        process is stopped, so that no later request picks a connection to
+        a dead or different process.  Connections in use are not touched:
+        they end with their exchange.
+
+        @return: a Deferred that fires when they are closed.
+        """
+        return closeCachedConnections(self, upstreamURL)
+
+
+def closeCachedConnections(
+    pool: HTTPConnectionPool, upstreamURL: bytes | str
+) -> Deferred[None]:
+    """
+    Close C{pool}'s idle connections to the server at C{upstreamURL}; see
+    L{UpstreamPool.closeCachedConnectionsTo}.  Works on any
+    L{HTTPConnectionPool} (it uses the pool's private bookkeeping, which has
+    been stable since Twisted 12.1).
+    """
+    key = _poolKey(upstreamURL)
+    protocols = pool._connections.pop(key, [])
+    results = []
+    for protocol in protocols:
+        delayed = pool._timeouts.pop(protocol, None)
+        if delayed is not None and delayed.active():
+            delayed.cancel()
+        results.append(protocol.abort())
+    return defer.gatherResults(results).addCallback(lambda ignored: None)
+
+
+@implementer(IAgentEndpointFactory)
+class _Endpoints:
+    """
+    Endpoints for upstream URLs, built once per server and reused: Agent's
+    standard factory builds a L{HostnameEndpoint} (IDNA-encoding the host)
+    on every request, and resolves even IP literals through the reactor's
+    thread pool.  Here an IP literal gets a plain TCP endpoint; names get a
+    L{HostnameEndpoint} (happy eyeballs for C{localhost}); C{https} is
+    wrapped in TLS with Twisted's browser-like policy.
+    """
+
+    _maxCached = 256
+
+    def __init__(self, reactor: Any, connectTimeout: float | None) -> None:
+        self._reactor = reactor
+        self._timeout = connectTimeout
+        self._cache: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = {}
+        self._tls: BrowserLikePolicyForHTTPS | None = None
+
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
+        key = (uri.scheme, uri.host, uri.port)
+        endpoint = self._cache.get(key)
+        if endpoint is None:
+            if len(self._cache) >= self._maxCached:
+                self._cache.clear()
+            endpoint = self._cache[key] = self._build(uri)
+        return endpoint
+
+    def _build(self, uri: URI) -> IStreamClientEndpoint:
+        if uri.scheme not in (b"http", b"https"):
+            raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
+        host = uri.host.decode("ascii", "replace")
+        endpoint: IStreamClientEndpoint
+        # connectTCP takes timeout=None as "no timeout" (the stubs say float).
+        if isIPAddress(host):
+            endpoint = TCP4ClientEndpoint(
+                self._reactor, host, uri.port, timeout=self._timeout  # type: ignore[arg-type]
+            )
+        elif isIPv6Address(host):
+            endpoint = TCP6ClientEndpoint(
+                self._reactor, host, uri.port, timeout=self._timeout  # type: ignore[arg-type]
+            )
+        else:
+            if self._timeout is None:
+                endpoint = HostnameEndpoint(self._reactor, uri.host, uri.port)
+            else:
+                endpoint = HostnameEndpoint(
+                    self._reactor, uri.host, uri.port, timeout=self._timeout
+                )
+        if uri.scheme == b"https":
+            if self._tls is None:
+                self._tls = BrowserLikePolicyForHTTPS()
+            endpoint = wrapClientTLS(
+                self._tls.creatorForNetloc(uri.host, uri.port), endpoint
+            )
+        return endpoint
+
+
+@implementer(IAgent)
+class UpstreamAgent:
+    """
+    An L{IAgent} for upstream servers whose connect timeout can be chosen
+    per request (L{withConnectTimeout}); all of its agents share one
+    L{UpstreamPool}.
+
+    @ivar pool: the shared pool.
+    """
+
+    def __init__(
+        self,
+        reactor: object,
+        pool: HTTPConnectionPool | None = None,
+        *,
+        connectTimeout: float | None = 30.0,
+    ) -> None:
+        self._reactor = reactor
+        self.pool = pool if pool is not None else UpstreamPool(reactor)
+        self._default = connectTimeout or None
+        self._agents: dict[float | None, IAgent] = {}
+
+    def withConnectTimeout(self, timeout: float | None) -> IAgent:
+        """
+        An agent on the shared pool that gives up connecting after
+        C{timeout} seconds (L{None} or 0: never).
+        """
+        timeout = timeout or None
+        agent = self._agents.get(timeout)
+        if agent is None:
+            agent = self._agents[timeout] = Agent.usingEndpointFactory(
+                self._reactor, _Endpoints(self._reactor, timeout), pool=self.pool
+            )
+        return agent
+
+    def request(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        bodyProducer: IBodyProducer | None = None,
+    ) -> Deferred[IResponse]:
+        return self.withConnectTimeout(self._default).request(
+            method, uri, headers, bodyProducer
+        )
+
+    def closeCachedConnectionsTo(self, upstreamURL: bytes | str) -> Deferred[None]:
+        """
+        Close the pool's idle connections to C{upstreamURL}'s server.
+        """
+        return closeCachedConnections(self.pool, upstreamURL)
+
+    def closeCachedConnections(self) -> Deferred[None]:
+        """
+        Close every idle connection (service shutdown, test cleanup).
+        """
+        result: Deferred[None] = self.pool.closeCachedConnections()
+        return result
+
+
+# ---------------------------------------------------------------------------
+# The relay
+
+
+class Tap(TypingProtocol):
+    """
+    An observer of one relayed response (activity parser, byte counter).
+    Taps are called inline on the hot path: they must be quick and must not
+    keep the chunks.  An exception from a tap is logged and the tap dropped;
+    the stream goes on.
+    """
+
+    def responseStarted(self, status: int, headers: Headers) -> None:
+        """
+        The upstream answered with C{status} and C{headers} (as received,
+        before hop-by-hop filtering).
+        """
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        C{data} passed from the upstream to the client.
+        """
+
+    def responseEnded(self, reason: Failure | None) -> None:
+        """
+        The exchange is over: L{None} when the response was relayed in full,
+        otherwise why not.  Called exactly once per L{Forwarder.forward},
+        also when no response ever started.
+        """
+
+
+@frozen
+class ForwardResult:
+    """
+    How one exchange ended.
+
+    @ivar outcome: L{COMPLETE}, L{TRUNCATED}, L{CLIENT_GONE} or L{FAILED}.
+    @ivar status: the status the client was sent, or L{None} if none was.
+    @ivar bodyBytes: response body bytes received from the upstream.
+    @ivar reason: the failure behind any outcome but L{COMPLETE}.
+    @ivar startedAt: clock time C{forward} was called.
+    @ivar headersAt: clock time the upstream's response headers arrived.
+    @ivar firstByteAt: clock time of the first body byte.
+    @ivar endedAt: clock time the exchange ended.
+    """
+
+    outcome: str
+    status: int | None
+    bodyBytes: int
+    reason: Failure | None
+    startedAt: float
+    headersAt: float | None
+    firstByteAt: float | None
+    endedAt: float
+
+
+@functools.lru_cache(maxsize=256)
+def _splitBase(upstreamURL: bytes) -> tuple[bytes, bytes, bytes, bytes]:
+    parts = urlsplit(upstreamURL)
+    return (parts.scheme, parts.netloc, parts.path.rstrip(b"/"), parts.query)
+
+
+def joinURL(upstreamURL: bytes | str, path: bytes | str) -> bytes:
+    """
+    C{path} (with its query) joined onto C{upstreamURL}: the base URL's path
+    prefix is kept and the queries are merged, base first.
+
+        >>> joinURL(b"http://127.0.0.1:5800/api?k=1", b"/v1/models?x=2")
+        b'http://127.0.0.1:5800/api/v1/models?k=1&x=2'
+    """
+    if isinstance(upstreamURL, str):
+        upstreamURL = upstreamURL.encode("ascii")
+    if isinstance(path, str):
+        path = path.encode("ascii")
+    scheme, netloc, prefix, baseQuery = _splitBase(upstreamURL)
+    rest, _, query = path.partition(b"?")
+    if rest and not rest.startswith(b"/"):
+        rest = b"/" + rest
+    url = scheme + b"://" + netloc + ((prefix + rest) or b"/")
+    if baseQuery and query:
+        return url + b"?" + baseQuery + b"&" + query
+    if baseQuery or query:
+        return url + b"?" + (baseQuery or query)
+    return url
+
+
+def _describe(failure: Failure) -> str:
+    """
+    A short human-readable reason for a connection-level failure, looking
+    inside Twisted's wrapper exceptions
+    (C{ResponseNeverReceived: ConnectionLost: ...}).
+    """
+    exc = failure.value
+    name = type(exc).__name__
+    if isinstance(exc, _WrapperException) and exc.reasons:
+        return f"{name}: " + "; ".join(_describe(r) for r in exc.reasons)
+    text = str(exc).strip()
+    return f"{name}: {text}" if text else name
+
+
+def _nominatedHeaders(response: IResponse) -> frozenset[bytes]:
+    """
+    The header names the upstream's C{Connection} header lists, which are
+    hop-by-hop too.
+
+    Twisted's client parser moves C{Connection} (and C{Content-Length},
+    C{Transfer-Encoding} and the like) out of C{response.headers} into the
+    parser's C{connHeaders}, which L{IResponse} does not expose; reach it
+    through the connection's protocol while the response is current, and
+    give up quietly (nothing nominated) if Twisted's internals change.
+    """
+    proxy = getattr(response, "_transport", None)  # TransportProxyProducer
+    transport = getattr(proxy, "_producer", None)  # TCP transport or TLS wrapper
+    # The HTTP11ClientProtocol sits behind the endpoint's _WrappingProtocol
+    # (and TLSMemoryBIOProtocol for https); unwrap a few levels.
+    candidates = [getattr(transport, "protocol", None), transport]
+    for _ in range(4):
+        found = None
+        for candidate in candidates:
+            parser = getattr(candidate, "_parser", None)
+            connHeaders = getattr(parser, "connHeaders", None)
+            if isinstance(connHeaders, Headers):
+                return connectionTokens(connHeaders)
+            found = found or getattr(candidate, "_wrappedProtocol", None) or getattr(
+                candidate, "wrappedProtocol", None
+            )
+        if found is None:
+            break
+        candidates = [found]
+    return frozenset()
+
+
+BodyArg = Union[IBodyProducer, bytes, None]
+
+
+@implementer(IPushProducer)
+class _Relay(Protocol):
+    """
+    One exchange: issues the upstream request, then, as the response's body
+    protocol and the client request's streaming producer, moves each chunk
+    across and passes pause/resume/stop the other way.
+    """
+
+    #: The upstream body transport (a TransportProxyProducer) while the
+    #: response streams; None before and after.
+    _upstream: IPushProducer | None
+
+    def __init__(
+        self,
+        request: Request,
+        agent: IAgent,
+        clock: IReactorTime,
+        method: bytes,
+        url: bytes,
+        headers: Headers,
+        body: IBodyProducer | None,
+        responseHeaderTimeout: float | None,
+        taps: Sequence[Tap],
+    ) -> None:
+        self._request = request
+        self._agent = agent
+        self._clock = clock
+        self._method = method
+        self._url = url
+        self._headers = headers
+        self._body = body
+        self._headerTimeout = responseHeaderTimeout or None
+        self._taps = list(taps)
+        self._upstream = None
+
+        self._pending: Deferred[IResponse] | None = None
+        self._timer: IDelayedCall | None = None
+        self._timedOut = False
+        self._clientGone: Failure | None = None
+        self._paused = False
+        self._finished = False
+        self._status: int | None = None
+        self._bodyBytes = 0
+        self._startedAt = clock.seconds()
+        self._headersAt: float | None = None
+        self._firstByteAt: float | None = None
+        self.done: Deferred[ForwardResult] = Deferred(self._cancel)
+
+    # -- start ------------------------------------------------------------
+
+    def start(self) -> Deferred[ForwardResult]:
+        request = self._request
+        if getattr(request, "_disconnected", False) or request.finished:
+            self._end(CLIENT_GONE, Failure(ConnectionLost("client already gone")))
+            return self.done
+        request.notifyFinish().addErrback(self._lostClient)
+        if self._headerTimeout is not None:
+            self._timer = self._clock.callLater(self._headerTimeout, self._timeout)
+        try:
+            self._pending = self._agent.request(
+                self._method, self._url, self._headers, self._body
+            )
+        except Exception:
+            self._pending = defer.fail()
+        self._pending.addCallbacks(self._gotResponse, self._requestFailed)
+        return self.done
+
+    def _timeout(self) -> None:
+        self._timer = None
+        if self._pending is not None:
+            self._timedOut = True
+            self._pending.cancel()
+
+    # -- before the response ----------------------------------------------
+
+    def _requestFailed(self, failure: Failure) -> None:
+        self._pending = None
+        if self._finished:
+            return
+        if self._clientGone is not None:
+            self._end(CLIENT_GONE, self._clientGone)
+            return
+        error: HTTPError
+        if self._timedOut:
+            error = UpstreamTimeout(
+                f"upstream did not send response headers within "
+                f"{self._headerTimeout:g}s"
+            )
+        else:
+            error = BadGateway(f"upstream connection error: {_describe(failure)}")
+        _log.info(
+            "upstream request {method} {url} failed: {reason}",
+            method=self._method.decode("ascii", "replace"),
+            url=self._url.decode("ascii", "replace"),
+            reason=_describe(failure),
+        )
+        if error.writeTo(self._request):
+            self._status = error.status
+        self._end(FAILED, Failure(error) if self._timedOut else failure)
+
+    def _gotResponse(self, response: IResponse) -> None:
+        self._pending = None
+        self._cancelTimer()
+        self._headersAt = self._clock.seconds()
+        if self._finished or self._clientGone is not None:
+            # Cancelled meanwhile: take the body only to close the connection.
+            response.deliverBody(_Discard())
+            if not self._finished:
+                self._end(CLIENT_GONE, self._clientGone)
+            return
+
+        request = self._request
+        self._status = response.code
+        request.setResponseCode(response.code, response.phrase)
+        headers = endToEnd(
+            response.headers, _nominatedHeaders(response), into=request.responseHeaders
+        )
+        if headers.hasHeader(b"content-length"):
+            # Only HEAD answers keep it in response.headers.
+            if singleContentLength(response.headers) is None:
+                headers.removeHeader(b"content-length")
+        elif (
+            isinstance(response.length, int)
+            and response.code not in (204, 304)
+            and self._method != b"HEAD"
+        ):
+            headers.setRawHeaders(b"content-length", [b"%d" % (response.length,)])
+        if isEventStream(headers):
+            headers.setRawHeaders(b"x-accel-buffering", [b"no"])
+        if not headers.hasHeader(b"content-type"):
+            request.defaultContentType = None
+
+        for tap in list(self._taps):
+            self._callTap(tap, "responseStarted", response.code, response.headers)
+
+        request.registerProducer(self, True)
+        if getattr(request.channel, "_waitingForTransport", False):
+            # HTTPChannel does not pause a producer registered while the
+            # client's buffer is already full; do it ourselves.
+            self._paused = True
+        request.write(b"")  # status line and headers go out now
+        response.deliverBody(self)
+        if self._paused and self._upstream is not None and not self._finished:
+            # deliverBody resumes the transport after connecting us.
+            self._upstream.pauseProducing()
+
+    # -- streaming ----------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._firstByteAt is None:
+            self._firstByteAt = self._clock.seconds()
+        self._bodyBytes += len(data)
+        if self._clientGone is None and not self._finished:
+            self._request.write(data)
+        for tap in tuple(self._taps):
+            self._callTap(tap, "dataReceived", data)
+
+    def connectionMade(self) -> None:
+        self._upstream = cast(IPushProducer, self.transport)
+        if self._finished or self._clientGone is not None:
+            self._upstream.stopProducing()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._upstream = None
+        if self._finished:
+            return
+        if self._clientGone is not None:
+            self._end(CLIENT_GONE, self._clientGone)
+            return
+        request = self._request
+        complete = reason is None or reason.check(ResponseDone, PotentialDataLoss)
+        try:
+            request.unregisterProducer()
+        except Exception:
+            pass
+        if complete:
+            request.finish()
+            self._end(COMPLETE, None)
+        else:
+            _log.info(
+                "upstream {url} broke off its response after {n} bytes: {reason}",
+                url=self._url.decode("ascii", "replace"),
+                n=self._bodyBytes,
+                reason=_describe(reason),
+            )
+            request.loseConnection()
+            self._end(TRUNCATED, reason)
+
+    # IPushProducer, driven by the client's HTTPChannel.
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        if self._upstream is not None:
+            self._upstream.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        if self._upstream is not None:
+            self._upstream.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._lostClient(Failure(ConnectionLost("client stopped consuming")))
+
+    # -- endings -------------------------------------------------------------
+
+    def _lostClient(self, failure: Failure) -> None:
+        if self._finished or self._clientGone is not None:
+            return
+        self._clientGone = failure
+        if self._pending is not None:
+            self._pending.cancel()
+        elif self._upstream is not None:
+            # Closes the upstream socket; connectionLost follows.
+            self._upstream.stopProducing()
+
+    def _cancel(self, done: Deferred[ForwardResult]) -> None:
+        """
+        The caller gave up on the exchange (shutdown): abort the upstream
+        side; a response already started is cut off, one not started is
+        left to the caller.
+        """
+        if self._finished:
+            return
+        self._finished = True
+        self._cancelTimer()
+        if self._pending is not None:
+            self._pending.cancel()
+        if self._upstream is not None:
+            self._upstream.stopProducing()
+        request = self._request
+        if request.startedWriting and not getattr(request, "_disconnected", False):
+            try:
+                request.unregisterProducer()
+            except Exception:
+                pass
+            request.loseConnection()
+        self._notifyEnd(Failure(CancelledError()))
+
+    def _end(self, outcome: str, reason: Failure | None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._cancelTimer()
+        self._notifyEnd(reason)
+        self.done.callback(
+            ForwardResult(
+                outcome=outcome,
+                status=self._status,
+                bodyBytes=self._bodyBytes,
+                reason=reason,
+                startedAt=self._startedAt,
+                headersAt=self._headersAt,
+                firstByteAt=self._firstByteAt,
+                endedAt=self._clock.seconds(),
+            )
+        )
+
+    def _notifyEnd(self, reason: Failure | None) -> None:
+        for tap in list(self._taps):
+            self._callTap(tap, "responseEnded", reason)
+        self._taps = []
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    def _callTap(self, tap: Tap, method: str, *args: object) -> None:
+        try:
+            getattr(tap, method)(*args)
+        except Exception:
+            _log.failure("tap {tap!r} failed in {method}; dropped", tap=tap, method=method)
+            if tap in self._taps:
+                self._taps.remove(tap)
+
+
+class _Discard(Protocol):
+    """
+    Takes a response body nobody wants and closes its connection.
+    """
+
+    def connectionMade(self) -> None:
+        self.transport.stopProducing()  # type: ignore[union-attr]
+
+
+class Forwarder:
+    """
+    Relays requests to upstream servers; see the module docstring.
+
+    @param agent: the L{IAgent} for upstream requests; an L{UpstreamAgent}
+        also honours per-request connect timeouts.
+    @param clock: the clock for response-header timeouts and timestamps.
+    """
+
+    def __init__(self, agent: IAgent, clock: IReactorTime) -> None:
+        self._agent = agent
+        self._clock = clock
+
+    def forward(
+        self,
+        request: Request,
+        upstreamURL: bytes | str,
+        path: bytes | str,
+        body: BodyArg = None,
+        *,
+        method: bytes | None = None,
+        connectTimeout: float | None = None,
+        responseHeaderTimeout: float | None = None,
+        extraHeaders: Mapping[str | bytes, HeaderValue] | None = None,
+        taps: Iterable[Tap] = (),
+        preserveHost: bool = True,
+        forwardedFor: bool = True,
+    ) -> Deferred[ForwardResult]:
+        """
+        Send C{request} to C{upstreamURL} + C{path} and stream the response
+        back to it.  The caller's C{render} returns
+        L{twisted.web.server.NOT_DONE_YET}; from then on the relay owns the
+        request and finishes it (or closes its connection).  Release leases
+        and in-flight counts when the returned Deferred fires, not on
+        C{notifyFinish}: a truncated relay never finishes the request.
+
+        The site should be built with C{parsePOSTFormSubmission=False}:
+        bodies are relayed untouched, and twisted.web's form parsing would
+        read every multipart upload into memory once more.
+
+        @param upstreamURL: the server's base URL, C{http://127.0.0.1:5800}
+            (a path prefix and query in it are kept, see L{joinURL}).
+        @param path: the path and query to request, C{/v1/chat/completions}.
+        @param body: L{None} to send the client's own body
+            (C{request.content}, streamed from where twisted.web buffered
+            it), C{bytes} for a rewritten body, or any L{IBodyProducer}.
+        @param method: defaults to the client's method.
+        @param connectTimeout: seconds to establish the connection (L{None}
+            or 0: the agent's default); needs an L{UpstreamAgent}.
+        @param responseHeaderTimeout: seconds from issuing the request to
+            the upstream's response headers (L{None} or 0: no limit); on
+            expiry the client gets a 504.
+        @param extraHeaders: request headers to set (a value replaces the
+            client's) or, with value L{None}, to remove.
+        @param taps: L{Tap}s fed the response as it passes.
+        @param preserveHost: send the client's C{Host} (llama-swap's local
+            behaviour) rather than the upstream's.
+        @param forwardedFor: append the client's address to
+            C{X-Forwarded-For}.
+
+        @return: a L{Deferred} firing with a L{ForwardResult} once the
+            exchange is over (never failing; cancelling it aborts the
+            exchange and fails it with L{CancelledError}).
+        """
+        if method is None:
+            method = request.method
+        url = joinURL(upstreamURL, path)
+        headers = self._upstreamHeaders(request, extraHeaders, preserveHost, forwardedFor)
+        agent = self._agent
+        if connectTimeout:
+            withTimeout = getattr(agent, "withConnectTimeout", None)
+            if withTimeout is not None:
+                agent = withTimeout(connectTimeout)
+        relay = _Relay(
+            request,
+            agent,
+            self._clock,
+            method,
+            url,
+            headers,
+            self._bodyProducer(request, body),
+            responseHeaderTimeout,
+            list(taps),
+        )
+        return relay.start()
+
+    def _bodyProducer(self, request: Request, body: BodyArg) -> IBodyProducer | None:
+        if IBodyProducer.providedBy(body):
+            return body  # type: ignore[return-value]
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            return BodyProducer(body) if len(body) else None
+        content = getattr(request, "content", None)
+        if content is None or content.closed:
+            return None
+        producer = BodyProducer(content)
+        return producer if producer.length else None
+
+    def _upstreamHeaders(
+        self,
+        request: Request,
+        extraHeaders: Mapping[str | bytes, HeaderValue] | None,
+        preserveHost: bool,
+        forwardedFor: bool,
+    ) -> Headers:
+        headers = endToEnd(
+            request.requestHeaders, drop=(b"content-length", b"expect")
+        )
+        if not preserveHost or len(headers.getRawHeaders(b"host", ())) != 1:
+            headers.removeHeader(b"host")
+        if forwardedFor:
+            address = request.getClientAddress()
+            appendForwardedFor(headers, getattr(address, "host", None))
+        if extraHeaders:
+            applyOverrides(headers, extraHeaders)
+        return headers
+
+
+__all__ = [
+    "BodyProducer",
+    "CHUNK_SIZE",
+    "CLIENT_GONE",
+    "COMPLETE",
+    "FAILED",
+    "ForwardResult",
+    "Forwarder",
+    "Tap",
+    "TRUNCATED",
+    "UpstreamAgent",
+    "UpstreamPool",
+    "closeCachedConnections",
+    "joinURL",
+]
