@@ -1,18 +1,72 @@
-# -*- test-case-name: test.test_tap -*-
+# -*- test-case-name: test.test_app -*-
 """
 The running llamaswap: one configuration, its upstreams and its router.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from typing import Any
 
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from . import __version__
-from .config.model import Config
+from .config.cmdline import splitCommand
+from .config.model import Config, ModelConfig
 from .listen import ListenAddress
+from .routing.router import Router
+from .upstream.leftovers import LeftoverRegistry, LeftoversInUse, reapLeftovers
+from .upstream.spec import UpstreamSpec
+from .upstream.supervisor import Supervisor
+from .web.forward import Forwarder, UpstreamAgent
+
+#: Largest request body read to find the model (JSON, urlencoded forms).
+DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024
+
+
+def specFor(model: ModelConfig, config: Config) -> UpstreamSpec:
+    """
+    What the supervisor needs to run C{model}.
+    """
+    return UpstreamSpec(
+        modelID=model.id,
+        argv=splitCommand(model.cmd),
+        proxy=model.proxy,
+        env=tuple(model.env),
+        checkEndpoint=model.checkEndpoint,
+        healthCheckTimeout=float(model.healthCheckTimeout),
+        unloadTimeout=float(model.unloadTimeout),
+        ttl=float(model.ttl),
+        cmdStop=model.cmdStop or None,
+    )
+
+
+def defaultRuntimeDir() -> str:
+    """
+    Where run-time state goes: systemd's C{RuntimeDirectory}, else
+    C{$XDG_RUNTIME_DIR/llamaswap}, else a per-user directory in C{/tmp}.
+    """
+    runtime = os.environ.get("RUNTIME_DIRECTORY")
+    if runtime:
+        return runtime.split(":")[0]
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return os.path.join(xdg, "llamaswap")
+    return f"/tmp/llamaswap-{os.getuid()}"
+
+
+def stateFileFor(runtimeDir: str, listen: ListenAddress | None) -> str:
+    """
+    The leftover-upstreams file of the instance listening on C{listen}
+    (instances on different addresses do not share one).
+    """
+    key = listen.endpoint if listen is not None else "default"
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
+    return os.path.join(runtimeDir, f"upstreams-{digest}.json")
 
 
 class LlamaSwap(MultiService):
@@ -20,7 +74,10 @@ class LlamaSwap(MultiService):
     The service owning everything one configuration runs.
 
     @ivar config: the loaded configuration.
-    @ivar reactor: the reactor used for processes, timers and HTTP.
+    @ivar supervisors: model ID to its L{Supervisor}.
+    @ivar router: decides which upstreams run and grants requests.
+    @ivar forwarder: relays requests to upstreams.
+    @ivar maxBodyBytes: the largest body read to find a request's model.
     """
 
     log = Logger()
@@ -31,12 +88,40 @@ class LlamaSwap(MultiService):
         reactor: Any,
         configPaths: tuple[str | None, str | None] = (None, None),
         listen: ListenAddress | None = None,
+        runtimeDir: str | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.reactor = reactor
         self.configPaths = configPaths
         self.listen = listen
+        self.maxBodyBytes = DEFAULT_MAX_BODY_BYTES
+        self.stateFile = stateFileFor(runtimeDir or defaultRuntimeDir(), listen)
+        self.registry: LeftoverRegistry | None = None
+        self.upstreamAgent = UpstreamAgent(reactor)
+        self.forwarder = Forwarder(self.upstreamAgent, reactor)
+        self._probePool = HTTPConnectionPool(reactor, persistent=False)
+        probeAgent = Agent(reactor, pool=self._probePool)
+        self.supervisors: dict[str, Supervisor] = {
+            modelID: Supervisor(
+                specFor(model, config),
+                processReactor=reactor,
+                clock=reactor,
+                agent=probeAgent,
+                recorder=self,
+            )
+            for modelID, model in config.models.items()
+        }
+        self.router = Router(config, self.supervisors, reactor)
+
+    # UpstreamRecorder, forwarding to the registry once it exists.
+    def add(self, modelID: str, pid: int, argv0: str, started: float) -> None:
+        if self.registry is not None:
+            self.registry.add(modelID, pid, argv0, started)
+
+    def remove(self, pid: int) -> None:
+        if self.registry is not None:
+            self.registry.remove(pid)
 
     def startService(self) -> None:
         super().startService()
@@ -52,3 +137,63 @@ class LlamaSwap(MultiService):
                 endpoint=self.listen.endpoint,
                 port=self.listen.port,
             )
+        self._claimStateFile()
+        if self.config.hooks.preload:
+            self.reactor.callWhenRunning(self._preload)
+
+    def _claimStateFile(self) -> None:
+        """
+        Stop upstreams a previous llamaswap left running, then record ours.
+        """
+        try:
+            os.makedirs(os.path.dirname(self.stateFile), mode=0o700, exist_ok=True)
+            for reaped in reapLeftovers(self.stateFile):
+                self.log.warn(
+                    "stopped leftover upstream of model {model} (pid {pid}) from a "
+                    "previous llamaswap",
+                    model=reaped.leftover.model,
+                    pid=reaped.leftover.pid,
+                )
+            self.registry = LeftoverRegistry(self.stateFile)
+        except LeftoversInUse as e:
+            self.log.error("not recording upstreams: {error}", error=str(e))
+        except OSError as e:
+            self.log.error(
+                "cannot use state file {path}: {error}", path=self.stateFile, error=str(e)
+            )
+
+    def _preload(self) -> None:
+        d = self.router.preload()
+
+        def report(results: dict[str, bool]) -> None:
+            for model, ok in results.items():
+                if ok:
+                    self.log.info("preloaded {model}", model=model)
+                else:
+                    self.log.error("preloading {model} failed", model=model)
+
+        d.addCallback(report)
+        d.addErrback(lambda f: self.log.failure("preload failed", f))
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop every upstream (each gets its C{unloadTimeout}), then close
+        connections and the state file.
+        """
+        super().stopService()
+        d = self.router.shutdown()
+
+        def cleanup(_: object) -> Deferred[Any]:
+            if self.registry is not None:
+                self.registry.close()
+            return DeferredList(
+                [
+                    self.upstreamAgent.closeCachedConnections(),
+                    self._probePool.closeCachedConnections(),
+                ],
+                consumeErrors=True,
+            )
+
+        d.addCallback(cleanup)
+        d.addErrback(lambda f: self.log.failure("shutdown failed", f))
+        return d.addCallback(lambda _: None)

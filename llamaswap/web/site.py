@@ -1,45 +1,45 @@
 # -*- test-case-name: test.web.test_site -*-
 """
-The HTTP resource tree.
+The HTTP surface: every route family installed on one L{Mux}.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
+
+from . import inference
+from .mux import Mux
 
 if TYPE_CHECKING:
     from ..app import LlamaSwap
 
 
-class Health(Resource):
+def health(request: Request, rest: bytes) -> bytes:
     """
     C{/health}: C{OK} while the proxy runs (llama-swap's answer, which
     load balancers and systemd checks already expect).
     """
-
-    isLeaf = True
-
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return b"OK"
-
-    render_HEAD = render_GET
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    return b"OK"
 
 
-def buildResource(app: LlamaSwap) -> Resource:
+def buildResource(app: LlamaSwap) -> Mux:
     """
     The root resource for C{app}.
     """
-    root = Resource()
-    root.putChild(b"health", Health())
-    return root
+    mux = Mux()
+    mux.route("GET", "/health", health, auth=False)
+    mux.route("GET", "/wol-health", health, auth=False)
+    inference.install(mux, app)
+    return mux
 
 
 def buildSite(app: LlamaSwap) -> Site:
     """
-    The site serving C{app}.
+    The site serving C{app}.  Form bodies are not parsed by twisted.web:
+    they are relayed untouched (and a multipart upload would otherwise be
+    read into memory once more).
     """
-    return Site(buildResource(app))
+    return Site(buildResource(app), parsePOSTFormSubmission=False)

@@ -1,0 +1,259 @@
+# -*- test-case-name: test.upstream.test_health -*-
+"""
+Readiness probing: C{GET <proxy><checkEndpoint>} until it answers 200.
+
+The first probe goes out at once, then the delay between probes backs off
+from 20 ms to at most 250 ms (L{backoffDelays}).  Each probe has its own
+timeout, so a hanging health endpoint cannot stall the loop.  Only status
+200 counts.  The overall deadline (C{healthCheckTimeout}) belongs to the
+lifecycle, which cancels the watch.
+
+The shell also I{nudges} a watch whenever the child prints a line (except
+lines naming the health path: those are the server logging our own probes):
+servers log when they finish loading, so a nudge probes soon and restarts
+the back-off.  "Soon" is at once, but never sooner than L{NUDGE_GAP} after
+the previous probe started, and never two probes at a time (a nudge during
+a probe is remembered and acted on when it fails); so chatty output raises
+the probe rate to at most one per L{NUDGE_GAP}.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Protocol
+from urllib.parse import urlsplit
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import readBody
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IResponse
+
+FIRST_DELAY = 0.02
+FACTOR = 1.5
+MAX_DELAY = 0.25
+NUDGE_GAP = 0.05
+PROBE_TIMEOUT = 5.0
+
+
+def backoffDelays(
+    first: float = FIRST_DELAY, factor: float = FACTOR, cap: float = MAX_DELAY
+) -> Iterator[float]:
+    """
+    Delays between probes: C{first}, then times C{factor}, capped at
+    C{cap}, forever.
+    """
+    delay = first
+    while True:
+        yield min(delay, cap)
+        delay = min(delay * factor, cap)
+
+
+def healthURL(proxy: str, checkEndpoint: str) -> str:
+    """
+    The URL probed for C{checkEndpoint} on upstream C{proxy}: the endpoint's
+    path (and query) appended to the proxy URL's path.  A full URL as
+    C{checkEndpoint} contributes only its path and query, like llama-swap.
+    """
+    parts = urlsplit(checkEndpoint)
+    if parts.scheme and parts.netloc:
+        endpoint = parts.path + (f"?{parts.query}" if parts.query else "")
+    else:
+        endpoint = checkEndpoint
+    return proxy.rstrip("/") + "/" + endpoint.lstrip("/")
+
+
+class HealthWatch(Protocol):
+    """
+    One running readiness watch.
+
+    @ivar ready: fires with C{None} on the first healthy probe; cancelling
+        it stops the watch.
+    """
+
+    ready: Deferred[None]
+
+    def nudge(self) -> None:
+        """
+        The child showed a sign of life: probe soon.
+        """
+
+    def cancel(self) -> None:
+        """
+        Stop probing (the C{ready} Deferred fails with C{CancelledError}).
+        """
+
+
+class HealthProber(Protocol):
+    """
+    Something that can watch an upstream's health endpoint.
+    """
+
+    def watch(self, url: str) -> HealthWatch:
+        """
+        Start probing C{url}.
+        """
+
+
+ProbeOnce = Callable[[], "Deferred[bool]"]
+
+
+class ProbeLoop:
+    """
+    Probe with L{backoffDelays} between probes until one says healthy.
+
+    @ivar probes: how many probes were started.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        probeOnce: ProbeOnce,
+        *,
+        probeTimeout: float = PROBE_TIMEOUT,
+        delays: Callable[[], Iterator[float]] = backoffDelays,
+        nudgeGap: float = NUDGE_GAP,
+    ) -> None:
+        self._clock = clock
+        self._probeOnce = probeOnce
+        self._probeTimeout = probeTimeout
+        self._makeDelays = delays
+        self._delays = delays()
+        self._nudgeGap = nudgeGap
+        self._timer: IDelayedCall | None = None
+        self._inFlight: Deferred[bool] | None = None
+        self._lastStart: float | None = None
+        self._nudged = False
+        self._done = False
+        self.probes = 0
+        self.ready: Deferred[None] = Deferred(lambda d: self._stop())
+        self._probe()
+
+    def cancel(self) -> None:
+        """
+        Stop probing.
+        """
+        if not self.ready.called:
+            self.ready.cancel()
+
+    def nudge(self) -> None:
+        """
+        The child showed a sign of life: restart the back-off and probe as
+        soon as allowed (at least C{nudgeGap} after the last probe started;
+        after the probe in flight, if any).
+        """
+        if self._done:
+            return
+        self._delays = self._makeDelays()
+        if self._inFlight is not None:
+            self._nudged = True
+            return
+        self._probeSoon()
+
+    def _probeSoon(self) -> None:
+        now = self._clock.seconds()
+        earliest = now if self._lastStart is None else self._lastStart + self._nudgeGap
+        delay = max(0.0, earliest - now)
+        if self._timer is not None and self._timer.active():
+            if self._timer.getTime() <= now + delay:
+                return
+            self._timer.cancel()
+        self._timer = None
+        if delay == 0.0:
+            self._probe()
+        else:
+            self._timer = self._clock.callLater(delay, self._probe)
+
+    def _stop(self) -> None:
+        self._done = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._inFlight is not None:
+            inFlight, self._inFlight = self._inFlight, None
+            inFlight.cancel()
+
+    def _probe(self) -> None:
+        self._timer = None
+        self.probes += 1
+        self._lastStart = self._clock.seconds()
+        try:
+            d = self._probeOnce()
+        except Exception:
+            d = Deferred()
+            d.errback()
+        d.addTimeout(self._probeTimeout, self._clock)
+        self._inFlight = d
+        d.addBoth(self._probeDone, d)
+
+    def _probeDone(self, result: bool | Failure, d: Deferred[bool]) -> None:
+        if self._inFlight is not d or self._done:
+            return None
+        self._inFlight = None
+        if result is True:
+            self._done = True
+            self.ready.callback(None)
+            return None
+        if isinstance(result, Failure) and not result.check(CancelledError):
+            self.log.debug("health probe failed: {error}", error=result.getErrorMessage())
+        if self._nudged:
+            self._nudged = False
+            self._probeSoon()
+        else:
+            self._timer = self._clock.callLater(next(self._delays), self._probe)
+        return None
+
+
+class HTTPHealthProber:
+    """
+    A L{HealthProber} that C{GET}s the URL with an L{IAgent}; only status
+    200 is healthy.  Each probe reads (and discards) the body so a pooled
+    connection can be reused, within C{probeTimeout} seconds.
+    """
+
+    def __init__(
+        self,
+        agent: IAgent,
+        clock: IReactorTime,
+        probeTimeout: float = PROBE_TIMEOUT,
+    ) -> None:
+        self._agent = agent
+        self._clock = clock
+        self._probeTimeout = probeTimeout
+
+    def probeOnce(self, url: str) -> Deferred[bool]:
+        """
+        One probe of C{url}: C{True} for status 200, C{False} for any other
+        status; fails if the connection fails.  Cancelling it aborts the
+        connection.
+        """
+        return Deferred.fromCoroutine(self._probe(url))
+
+    async def _probe(self, url: str) -> bool:
+        response: IResponse = await self._agent.request(
+            b"GET",
+            url.encode("ascii"),
+            Headers({b"user-agent": [b"llamaswap-health"]}),
+            None,
+        )
+        healthy = bool(response.code == 200)
+        try:
+            await readBody(response)
+        except CancelledError:
+            raise
+        except Exception:
+            # The status decides; a body cut short (an HTTP/1.0 server
+            # without Content-Length) does not.
+            pass
+        return healthy
+
+    def watch(self, url: str) -> ProbeLoop:
+        """
+        Probe C{url} until healthy.
+        """
+        return ProbeLoop(
+            self._clock, lambda: self.probeOnce(url), probeTimeout=self._probeTimeout
+        )

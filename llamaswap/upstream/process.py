@@ -1,0 +1,439 @@
+# -*- test-case-name: test.upstream.test_process -*-
+"""
+The process shell: spawn one upstream child in its own session, tied to
+llamaswap's life, read its output line by line, notice its exit, and signal
+its whole process group.
+
+Spawning goes through L{LAUNCHER} (see its docstring): C{python -I -S
+_launcher.py <our pid> -- argv...}.  It C{setsid()}s, arms
+C{PR_SET_PDEATHSIG=SIGKILL}, forks a tiny group sweeper and C{exec}s the
+command in place, so the PID Twisted sees is the upstream's PID, its
+process-group ID, and what C{${PID}} means in C{cmdStop}.  (An argv prefix is
+needed because Twisted's C{posix_spawnp} path never calls a C{_setupChild}
+override.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections import deque
+from typing import Callable, Iterable, Mapping, Sequence
+
+from attrs import frozen
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.interfaces import IDelayedCall, IProcessTransport, IReactorProcess, IReactorTime
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_launcher.py")
+
+#: Longest line kept, in bytes; the rest of a longer line is dropped.
+MAX_LINE_LENGTH = 16384
+#: Lines of output remembered per child (for error messages and C{lastLines}).
+KEEP_LINES = 50
+#: After the child exits, how long to wait for its pipes to drain before
+#: reporting the exit anyway (a grandchild outside the group may hold them).
+DRAIN_GRACE = 0.25
+#: After the exit is reported, how long before our pipe ends are closed.
+PIPE_CLOSE_GRACE = 2.0
+
+TRUNCATED = " [truncated]"
+
+_STREAMS = {1: "stdout", 2: "stderr"}
+
+
+def launcherArgv(argv: Sequence[str], parentPid: int | None = None) -> list[str]:
+    """
+    The argv that runs C{argv} through L{LAUNCHER}.
+
+    @param parentPid: the PID the launcher must find as its parent (default:
+        ours); if it does not, llamaswap already died and it gives up.
+    """
+    if parentPid is None:
+        parentPid = os.getpid()
+    return [sys.executable, "-I", "-S", LAUNCHER, str(parentPid), "--", *argv]
+
+
+def buildEnvironment(
+    additions: Iterable[str], base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """
+    A copy of C{base} (default C{os.environ}) with C{NAME=value} additions
+    applied in order.  Never the empty environment C{spawnProcess} defaults
+    to.
+
+    @raise ValueError: for an addition without C{=} or with an empty name.
+    """
+    env = dict(os.environ if base is None else base)
+    for entry in additions:
+        name, sep, value = entry.partition("=")
+        if not sep or not name:
+            raise ValueError(f"environment entry {entry!r} is not NAME=value")
+        env[name] = value
+    return env
+
+
+def signalGroup(pgid: int, sig: int, *, pid: int | None = None) -> bool:
+    """
+    Send C{sig} to process group C{pgid}; if there is no such group (the
+    launcher has not reached C{setsid} yet) and C{pid} is given, signal
+    that process alone.
+
+    @return: whether anything was signalled.
+    """
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        return False
+    if pid is not None:
+        try:
+            os.kill(pid, sig)
+            return True
+        except (ProcessLookupError, PermissionError):
+            pass
+    return False
+
+
+class LineBuffer:
+    """
+    Split a byte stream into lines, bounding memory: a line longer than
+    C{maxLength} bytes is cut there, marked with L{TRUNCATED}, and the rest
+    of it is skipped.  Lines are decoded as UTF-8 with replacement and lose
+    their C{\\n} and a trailing C{\\r}.
+    """
+
+    def __init__(self, maxLength: int = MAX_LINE_LENGTH) -> None:
+        self._maxLength = maxLength
+        self._buffer = bytearray()
+        self._skipping = False
+
+    def feed(self, data: bytes) -> list[str]:
+        """
+        Add C{data}; return the lines it completed.
+        """
+        lines: list[str] = []
+        start = 0
+        while start < len(data):
+            end = data.find(b"\n", start)
+            if end == -1:
+                if not self._skipping:
+                    self._buffer += data[start:]
+                    self._checkLength(lines)
+                break
+            if self._skipping:
+                self._skipping = False
+            else:
+                self._buffer += data[start:end]
+                if len(self._buffer) > self._maxLength:
+                    self._checkLength(lines)
+                    self._skipping = False
+                else:
+                    lines.append(self._decode(self._buffer))
+                self._buffer.clear()
+            start = end + 1
+        return lines
+
+    def _checkLength(self, lines: list[str]) -> None:
+        if len(self._buffer) > self._maxLength:
+            lines.append(self._decode(self._buffer[: self._maxLength]) + TRUNCATED)
+            self._buffer.clear()
+            self._skipping = True
+
+    def flush(self) -> list[str]:
+        """
+        End of stream: return the unterminated last line, if any.
+        """
+        if self._skipping or not self._buffer:
+            self._buffer.clear()
+            self._skipping = False
+            return []
+        line = self._decode(self._buffer)
+        self._buffer.clear()
+        return [line]
+
+    @staticmethod
+    def _decode(raw: bytes | bytearray) -> str:
+        text = bytes(raw).decode("utf-8", errors="replace")
+        return text[:-1] if text.endswith("\r") else text
+
+
+@frozen
+class ExitStatus:
+    """
+    How a child ended: C{exitCode} for a normal exit, C{signal} if killed.
+    """
+
+    exitCode: int | None
+    signal: int | None
+
+    @classmethod
+    def fromFailure(cls, reason: Failure) -> ExitStatus:
+        """
+        Read the status out of C{processExited}'s reason.
+        """
+        value = reason.value
+        if isinstance(value, ProcessDone):
+            return cls(0, None)
+        if isinstance(value, ProcessTerminated):
+            return cls(value.exitCode, value.signal)
+        return cls(None, None)
+
+    def describe(self) -> str:
+        """
+        C{"exit status N"} or C{"signal NAME"}.
+        """
+        if self.signal is not None:
+            try:
+                name = signal.Signals(self.signal).name
+            except ValueError:
+                name = str(self.signal)
+            return f"killed by signal {name}"
+        if self.exitCode is not None:
+            return f"exit status {self.exitCode}"
+        return "unknown exit status"
+
+
+OutputObserver = Callable[[str, str], None]
+
+
+class UpstreamProtocol(ProcessProtocol):
+    """
+    The C{ProcessProtocol} for one upstream child.
+
+    Output is split into lines per stream, remembered (the last
+    L{KEEP_LINES}) and passed to C{onLine(stream, line)}.  The exit is driven
+    by C{processExited}: the process group is swept with C{SIGKILL} at once
+    (grandchildren must not outlive the leader), and L{exited} fires with an
+    L{ExitStatus} as soon as the pipes have drained (C{processEnded}) or
+    L{DRAIN_GRACE} seconds later, whichever comes first, so the last words
+    of a crashing child are in L{lastLines}.  C{processEnded} is never
+    required: a grandchild outside the group holding the pipes cannot hang
+    us, and our pipe ends are closed L{PIPE_CLOSE_GRACE} seconds after the
+    exit is reported.
+
+    @ivar pid: the child's PID (also its process-group ID), kept after the
+        transport forgets it.
+    @ivar exited: fires once with the L{ExitStatus}.
+    @ivar ended: fires once when every pipe is closed.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        modelID: str,
+        clock: IReactorTime,
+        onLine: OutputObserver | None = None,
+        *,
+        signaller: Callable[..., bool] = signalGroup,
+        maxLineLength: int = MAX_LINE_LENGTH,
+        keepLines: int = KEEP_LINES,
+        drainGrace: float = DRAIN_GRACE,
+        pipeCloseGrace: float = PIPE_CLOSE_GRACE,
+    ) -> None:
+        self.modelID = modelID
+        self._clock = clock
+        self._onLine = onLine
+        self._signaller = signaller
+        self._buffers = {fd: LineBuffer(maxLineLength) for fd in _STREAMS}
+        self._lines: deque[str] = deque(maxlen=keepLines)
+        self._drainGrace = drainGrace
+        self._pipeCloseGrace = pipeCloseGrace
+        self.pid: int | None = None
+        self.exitStatus: ExitStatus | None = None
+        self.exited: Deferred[ExitStatus] = Deferred()
+        self.ended: Deferred[None] = Deferred()
+        self._reported = False
+        self._isEnded = False
+        self._timers: list[IDelayedCall] = []
+
+    @property
+    def lastLines(self) -> tuple[str, ...]:
+        """
+        The last lines this child wrote, oldest first.
+        """
+        return tuple(self._lines)
+
+    @property
+    def running(self) -> bool:
+        """
+        Whether the child has been spawned and has not exited.
+        """
+        return self.pid is not None and self.exitStatus is None
+
+    def connectionMade(self) -> None:
+        """
+        Remember the PID (= process-group ID) and close the child's stdin.
+        """
+        assert self.transport is not None
+        self.pid = self.transport.pid
+        self.transport.closeStdin()
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        """
+        Split output into lines and pass them on.
+        """
+        buffer = self._buffers.get(childFD)
+        if buffer is not None:
+            self._emit(_STREAMS[childFD], buffer.feed(data))
+
+    def _flushLines(self) -> None:
+        for fd, buffer in self._buffers.items():
+            self._emit(_STREAMS[fd], buffer.flush())
+
+    def _emit(self, stream: str, lines: list[str]) -> None:
+        for line in lines:
+            self._lines.append(line)
+            if self._onLine is not None:
+                try:
+                    self._onLine(stream, line)
+                except Exception:
+                    self.log.failure("output observer failed for {model}", model=self.modelID)
+
+    def signal(self, sig: int) -> bool:
+        """
+        Send C{sig} to the child's process group (or to the child alone if
+        its group does not exist yet).  Does nothing once it has exited.
+
+        @return: whether anything was signalled.
+        """
+        if not self.running:
+            return False
+        assert self.pid is not None
+        return self._signaller(self.pid, sig, pid=self.pid)
+
+    def processExited(self, reason: Failure) -> None:
+        """
+        The child is gone: sweep its group, then report once the output has
+        drained.
+        """
+        self.exitStatus = ExitStatus.fromFailure(reason)
+        if self.pid is not None:
+            # Grandchildren die with the leader; a PGID cannot be reused
+            # while any member is alive, and ESRCH is fine.
+            self._signaller(self.pid, signal.SIGKILL)
+        if self._isEnded:
+            self._report()
+        else:
+            self._timers.append(self._clock.callLater(self._drainGrace, self._report))
+
+    def processEnded(self, reason: Failure) -> None:
+        """
+        Every pipe is closed: flush partial lines; report the exit if it was
+        waiting for this.
+        """
+        self._isEnded = True
+        if self.exitStatus is None:
+            self.exitStatus = ExitStatus.fromFailure(reason)
+        self._flushLines()
+        for timer in self._timers:
+            if timer.active():
+                timer.cancel()
+        self._timers = []
+        self._report()
+        if not self.ended.called:
+            self.ended.callback(None)
+
+    def _report(self) -> None:
+        if self._reported:
+            return
+        self._reported = True
+        if not self._isEnded:
+            self._timers.append(self._clock.callLater(self._pipeCloseGrace, self._closePipes))
+        assert self.exitStatus is not None
+        self.exited.callback(self.exitStatus)
+
+    def _closePipes(self) -> None:
+        if not self._isEnded and self.transport is not None:
+            self.log.info(
+                "[{model}] closing output pipes still held after exit", model=self.modelID
+            )
+            self._flushLines()
+            self.transport.loseConnection()
+
+    def cancelTimers(self) -> None:
+        """
+        Cancel pending drain and pipe-close timers (for teardown).
+        """
+        for timer in self._timers:
+            if timer.active():
+                timer.cancel()
+        self._timers = []
+
+
+def spawnUpstream(
+    processReactor: IReactorProcess,
+    protocol: ProcessProtocol,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str | None = None,
+    parentPid: int | None = None,
+) -> IProcessTransport:
+    """
+    Spawn C{argv} through the launcher: own session and process group,
+    parent-death C{SIGKILL}, group sweeper, explicit environment, no PTY.
+
+    @raise OSError: if even the launcher cannot be spawned.
+    """
+    args = launcherArgv(argv, parentPid)
+    return processReactor.spawnProcess(
+        protocol, args[0], args, env=dict(env), path=cwd, usePTY=False
+    )
+
+
+class StopCommandProtocol(ProcessProtocol):
+    """
+    Runs C{cmdStop}: passes its output on and logs a failure.
+    """
+
+    log = Logger()
+
+    def __init__(self, modelID: str, onLine: OutputObserver | None = None) -> None:
+        self.modelID = modelID
+        self._onLine = onLine
+        self._buffers = {fd: LineBuffer() for fd in _STREAMS}
+        self.done: Deferred[ExitStatus] = Deferred()
+
+    def connectionMade(self) -> None:
+        """
+        Close its stdin.
+        """
+        assert self.transport is not None
+        self.transport.closeStdin()
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        """
+        Pass its lines on as stream C{cmdStop}.
+        """
+        buffer = self._buffers.get(childFD)
+        if buffer is not None:
+            self._emit(buffer.feed(data))
+
+    def _emit(self, lines: list[str]) -> None:
+        if self._onLine is None:
+            return
+        for line in lines:
+            try:
+                self._onLine("cmdStop", line)
+            except Exception:
+                self.log.failure("output observer failed for {model}", model=self.modelID)
+
+    def processEnded(self, reason: Failure) -> None:
+        """
+        Log a non-zero exit.
+        """
+        for buffer in self._buffers.values():
+            self._emit(buffer.flush())
+        status = ExitStatus.fromFailure(reason)
+        if status.exitCode != 0:
+            self.log.warn(
+                "[{model}] cmdStop failed: {status}", model=self.modelID, status=status.describe()
+            )
+        self.done.callback(status)

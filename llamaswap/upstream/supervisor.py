@@ -1,0 +1,565 @@
+# -*- test-case-name: test.upstream.test_supervisor -*-
+"""
+L{Supervisor}: one supervised upstream process per model.
+
+It binds the pure L{Lifecycle} to the world: it spawns children through
+L{llamaswap.upstream.process}, probes readiness through a
+L{llamaswap.upstream.health.HealthProber}, runs the machine's timers on an
+injected clock, fires callers' Deferreds and tells observers about state
+changes and output lines.  Every decision is the machine's; events are
+queued and handled one at a time, so a callback that calls back into the
+supervisor never sees a half-applied transition.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Protocol
+from urllib.parse import urlsplit
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IAgent
+
+from llamaswap.config.cmdline import splitCommand
+
+from .errors import (
+    HealthCheckTimedOut,
+    PrematureExit,
+    SpawnError,
+    StartAbortedError,
+    UpstreamError,
+    UpstreamShutdown,
+)
+from .health import HealthProber, HealthWatch, HTTPHealthProber, healthURL
+from .lifecycle import (
+    ArmTimer,
+    CancelProbe,
+    CancelTimer,
+    ChildExited,
+    Effect,
+    Event,
+    ExitedDuringStart,
+    Fail,
+    HealthCheckTimeout,
+    Lifecycle,
+    Note,
+    ProbeSucceeded,
+    Reason,
+    RequestFinished,
+    RequestStarted,
+    RunStopCommand,
+    ShutdownRequested,
+    SignalGroup,
+    Spawn,
+    Spawned,
+    SpawnFailed,
+    SpawnFailure,
+    StartAborted,
+    StartProbe,
+    StartRequested,
+    State,
+    StateChanged,
+    StopCommandFailed,
+    StopRequested,
+    Succeed,
+    Timer,
+    TimerFired,
+    WaiterCancelled,
+)
+from .process import (
+    ExitStatus,
+    StopCommandProtocol,
+    UpstreamProtocol,
+    buildEnvironment,
+    signalGroup,
+    spawnUpstream,
+)
+from .spec import UpstreamSpec
+
+StateObserver = Callable[[str, State, State], None]
+OutputObserver = Callable[[str, str, str], None]
+
+#: Grace before SIGKILL when a start fails (health-check timeout).
+ABORT_GRACE = 5.0
+#: Grace before SIGKILL on shutdown.
+SHUTDOWN_GRACE = 1.0
+
+
+class UpstreamRecorder(Protocol):
+    """
+    Where running upstreams are recorded so a later llamaswap can reap
+    them (see L{llamaswap.upstream.leftovers.LeftoverRegistry}).
+    """
+
+    def add(self, modelID: str, pid: int, argv0: str, started: float) -> None:
+        """
+        Upstream C{pid} of C{modelID} was spawned.
+        """
+
+    def remove(self, pid: int) -> None:
+        """
+        Upstream C{pid} is gone.
+        """
+
+
+class _Waiter:
+    """
+    A caller's token in the machine's waiting lists.
+    """
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"<waiter {self.kind} {id(self):#x}>"
+
+
+class Supervisor:
+    """
+    Supervises the upstream described by an L{UpstreamSpec}.
+
+    Callers use L{ensureReady} before proxying, bracket each proxied
+    request with L{requestStarted}/L{requestFinished} (the in-flight count
+    blocks the TTL and tells eviction what is busy), and L{stop} or
+    L{shutdown} to take it down.  L{state} is a snapshot for display and
+    decisions elsewhere; never gate a start on it: call L{ensureReady}.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        spec: UpstreamSpec,
+        *,
+        processReactor: IReactorProcess,
+        clock: IReactorTime,
+        prober: HealthProber | None = None,
+        agent: IAgent | None = None,
+        recorder: UpstreamRecorder | None = None,
+        signaller: Callable[..., bool] = signalGroup,
+        environ: dict[str, str] | None = None,
+        parentPid: int | None = None,
+        abortGrace: float = ABORT_GRACE,
+    ) -> None:
+        """
+        @param spec: what to run.
+        @param processReactor: spawns the children.
+        @param clock: runs every timer (health, TTL, stop escalation).
+        @param prober: watches the health endpoint; by default an
+            L{HTTPHealthProber} on C{agent}.
+        @param agent: the HTTP agent for the default prober (required when
+            C{spec.checkEndpoint} is set and no C{prober} is given).
+        @param recorder: told about spawned and exited children (leftover
+            reaping); optional.
+        @param signaller: C{signaller(pgid, sig, pid=None)} signals a
+            process group (tests replace it).
+        @param environ: the base environment (default C{os.environ}).
+        @param parentPid: the PID children must find as their parent
+            (default ours).
+        @param abortGrace: grace before C{SIGKILL} after a failed start.
+        """
+        self.spec = spec
+        self.modelID = spec.modelID
+        self._processReactor = processReactor
+        self._clock = clock
+        if prober is None and spec.checkEndpoint is not None:
+            if agent is None:
+                raise TypeError("a prober or an agent is needed for a health check")
+            prober = HTTPHealthProber(agent, clock, spec.probeTimeout)
+        self._prober = prober
+        self._recorder = recorder
+        self._signaller = signaller
+        self._environ = environ
+        self._parentPid = parentPid
+        self._machine = Lifecycle(
+            healthCheckTimeout=spec.healthCheckTimeout,
+            unloadTimeout=spec.unloadTimeout,
+            ttl=spec.ttl,
+            probe=spec.checkEndpoint is not None,
+            stopCommand=spec.cmdStop is not None,
+            abortGrace=abortGrace,
+        )
+        self._waiters: dict[_Waiter, Deferred[None]] = {}
+        self._queue: deque[Event] = deque()
+        self._draining = False
+        self._timers: dict[Timer, IDelayedCall] = {}
+        self._child: UpstreamProtocol | None = None
+        self._watch: HealthWatch | None = None
+        self._stateObservers: list[StateObserver] = []
+        self._outputObservers: list[OutputObserver] = []
+        self._probePath = ""
+        if spec.checkEndpoint is not None:
+            path = urlsplit(healthURL("http://x", spec.checkEndpoint)).path
+            self._probePath = path if len(path) > 1 else ""
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def state(self) -> State:
+        """
+        The current lifecycle state (a snapshot).
+        """
+        return self._machine.state
+
+    @property
+    def inFlight(self) -> int:
+        """
+        Requests currently being served.
+        """
+        return self._machine.inFlight
+
+    @property
+    def pid(self) -> int | None:
+        """
+        The running child's PID (also its process-group ID), if any.
+        """
+        if self._child is not None and self._child.running:
+            return self._child.pid
+        return None
+
+    @property
+    def lastLines(self) -> tuple[str, ...]:
+        """
+        The latest child's last output lines, oldest first.
+        """
+        return self._child.lastLines if self._child is not None else ()
+
+    def ensureReady(self) -> Deferred[None]:
+        """
+        Make the upstream ready: at once if it is; join a start in
+        progress; after a stop in progress, start it again.
+
+        Each caller gets its own Deferred: cancelling it forgets only that
+        caller (the start goes on for the others).
+
+        @return: fires with C{None} when ready; fails with a
+            L{StartFailed} subclass (carrying the last output lines) or
+            L{UpstreamShutdown}.
+        """
+        return self._request("start", StartRequested)
+
+    def stop(self, timeout: float | None = None) -> Deferred[None]:
+        """
+        Take the upstream down: C{cmdStop} or C{SIGTERM} to its group, then
+        C{SIGKILL} to the group after C{timeout} seconds (C{None} or C{<= 0}:
+        the spec's C{unloadTimeout}).  Aborts a start in progress; cancels
+        starts queued behind an earlier stop; idempotent.
+
+        @return: fires with C{None} once the child is gone.
+        """
+        if timeout is None or timeout <= 0:
+            timeout = self.spec.unloadTimeout
+        return self._request("stop", lambda w: StopRequested(w, timeout))
+
+    def shutdown(self, grace: float = SHUTDOWN_GRACE) -> Deferred[None]:
+        """
+        Become C{shutdown} at once: fail every waiting start, kill a running
+        child with C{grace} seconds of grace; every later L{ensureReady}
+        fails with L{UpstreamShutdown}.
+
+        @return: fires with C{None} once the child is gone.
+        """
+        return self._request("shutdown", lambda w: ShutdownRequested(w, grace))
+
+    def requestStarted(self) -> None:
+        """
+        A proxied request for this model began (blocks the TTL).
+        """
+        self._feed(RequestStarted())
+
+    def requestFinished(self) -> None:
+        """
+        A proxied request for this model ended; when none is left the TTL
+        idle clock starts.
+        """
+        self._feed(RequestFinished())
+
+    def addStateObserver(self, observer: StateObserver) -> Callable[[], None]:
+        """
+        Call C{observer(modelID, old, new)} on every state change.
+
+        @return: a callable that removes the observer.
+        """
+        self._stateObservers.append(observer)
+        return lambda: self._remove(self._stateObservers, observer)
+
+    def addOutputObserver(self, observer: OutputObserver) -> Callable[[], None]:
+        """
+        Call C{observer(modelID, stream, line)} for every output line;
+        C{stream} is C{"stdout"}, C{"stderr"} or C{"cmdStop"}.
+
+        @return: a callable that removes the observer.
+        """
+        self._outputObservers.append(observer)
+        return lambda: self._remove(self._outputObservers, observer)
+
+    # ------------------------------------------------------------ plumbing
+
+    @staticmethod
+    def _remove(observers: list, observer: object) -> None:
+        if observer in observers:
+            observers.remove(observer)
+
+    def _request(self, kind: str, makeEvent: Callable[[_Waiter], Event]) -> Deferred[None]:
+        waiter = _Waiter(kind)
+
+        def cancel(d: Deferred[None]) -> None:
+            if self._waiters.pop(waiter, None) is not None:
+                self._feed(WaiterCancelled(waiter))
+
+        d: Deferred[None] = Deferred(cancel)
+        self._waiters[waiter] = d
+        self._feed(makeEvent(waiter))
+        return d
+
+    def _feed(self, event: Event) -> None:
+        """
+        Queue C{event}; handle queued events in order unless already doing
+        so.
+
+        Callers' Deferreds are fired last, once the event's other effects
+        are done, and with the queue open: a callback that calls back in
+        (C{await ensureReady()} then C{stop()}) is handled at once, after
+        anything already queued, so it sees its own call take effect.
+        """
+        self._queue.append(event)
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._queue:
+                current = self._queue.popleft()
+                answers: list[Effect] = []
+                for effect in self._machine.handle(current, self._clock.seconds()):
+                    if isinstance(effect, (Succeed, Fail)):
+                        answers.append(effect)
+                    else:
+                        self._safely(effect)
+                if answers:
+                    self._draining = False
+                    try:
+                        for effect in answers:
+                            self._safely(effect)
+                    finally:
+                        self._draining = True
+        finally:
+            self._draining = False
+
+    def _safely(self, effect: Effect) -> None:
+        try:
+            self._execute(effect)
+        except Exception:
+            self.log.failure(
+                "[{model}] failed to carry out {effect!r}", model=self.modelID, effect=effect
+            )
+
+    def _execute(self, effect: Effect) -> None:
+        getattr(self, "_do" + type(effect).__name__)(effect)
+
+    # ------------------------------------------------------------ effects
+
+    def _doSpawn(self, effect: Spawn) -> None:
+        attempt = effect.attempt
+        argv = self.spec.argv
+        self._child = None
+        protocol = UpstreamProtocol(
+            self.modelID, self._clock, self._onLine, signaller=self._signaller
+        )
+        try:
+            env = buildEnvironment(self.spec.env, self._environ)
+            transport = spawnUpstream(
+                self._processReactor, protocol, argv, env, self.spec.cwd, self._parentPid
+            )
+        except Exception as e:
+            self._feed(SpawnFailed(attempt, f"failed to start command '{' '.join(argv)}': {e}"))
+            return
+        if protocol.pid is None:
+            protocol.pid = transport.pid
+        pid = protocol.pid
+        assert pid is not None
+        self._child = protocol
+        self.log.info(
+            "[{model}] started {argv0} as pid {pid}", model=self.modelID, argv0=argv[0], pid=pid
+        )
+        if self._recorder is not None:
+            try:
+                self._recorder.add(self.modelID, pid, argv[0], self._clock.seconds())
+            except Exception:
+                self.log.failure("[{model}] could not record pid {pid}", model=self.modelID, pid=pid)
+        protocol.exited.addCallback(self._childExited, attempt, protocol)
+        self._feed(Spawned(attempt, pid))
+
+    def _childExited(self, status: ExitStatus, attempt: int, protocol: UpstreamProtocol) -> None:
+        self.log.info(
+            "[{model}] pid {pid} ended: {status}",
+            model=self.modelID,
+            pid=protocol.pid,
+            status=status.describe(),
+        )
+        if self._recorder is not None and protocol.pid is not None:
+            try:
+                self._recorder.remove(protocol.pid)
+            except Exception:
+                self.log.failure("[{model}] could not unrecord pid", model=self.modelID)
+        self._feed(ChildExited(attempt, status.exitCode, status.signal))
+
+    def _onLine(self, stream: str, line: str) -> None:
+        # A line is a sign of life (servers log when loading is done), so
+        # it nudges the health watch; but not the server's log of our own
+        # probe, or probes would drive themselves.
+        if self._watch is not None and not (self._probePath and self._probePath in line):
+            self._watch.nudge()
+        self._notifyOutput(stream, line)
+
+    def _notifyOutput(self, stream: str, line: str) -> None:
+        for observer in list(self._outputObservers):
+            try:
+                observer(self.modelID, stream, line)
+            except Exception:
+                self.log.failure("[{model}] output observer failed", model=self.modelID)
+
+    def _doStartProbe(self, effect: StartProbe) -> None:
+        assert self._prober is not None and self.spec.checkEndpoint is not None
+        attempt = effect.attempt
+        watch = self._prober.watch(healthURL(self.spec.proxy, self.spec.checkEndpoint))
+        self._watch = watch
+
+        def healthy(_: None) -> None:
+            if self._watch is watch:
+                self._watch = None
+            self._feed(ProbeSucceeded(attempt))
+
+        def failed(failure: Failure) -> None:
+            if self._watch is watch:
+                self._watch = None
+            if not failure.check(CancelledError):
+                self.log.failure("[{model}] health watch failed", failure, model=self.modelID)
+
+        watch.ready.addCallbacks(healthy, failed)
+
+    def _doCancelProbe(self, effect: CancelProbe) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+
+    def _doArmTimer(self, effect: ArmTimer) -> None:
+        self._cancelTimer(effect.timer)
+        self._timers[effect.timer] = self._clock.callLater(
+            max(effect.delay, 0.0), self._timerFired, effect.timer
+        )
+
+    def _timerFired(self, timer: Timer) -> None:
+        self._timers.pop(timer, None)
+        self._feed(TimerFired(timer))
+
+    def _doCancelTimer(self, effect: CancelTimer) -> None:
+        self._cancelTimer(effect.timer)
+
+    def _cancelTimer(self, timer: Timer) -> None:
+        call = self._timers.pop(timer, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def _doSignalGroup(self, effect: SignalGroup) -> None:
+        child = self._child
+        if child is None:
+            return
+        sent = child.signal(effect.signal)
+        self.log.info(
+            "[{model}] signal {sig} to process group {pgid}: {outcome}",
+            model=self.modelID,
+            sig=effect.signal,
+            pgid=child.pid,
+            outcome="sent" if sent else "nobody left",
+        )
+
+    def _doRunStopCommand(self, effect: RunStopCommand) -> None:
+        child = self._child
+        if child is None or child.pid is None or self.spec.cmdStop is None:
+            return
+        attempt = effect.attempt
+        try:
+            argv = splitCommand(self.spec.cmdStop.replace("${PID}", str(child.pid)))
+            env = buildEnvironment(self.spec.env, self._environ)
+            protocol = StopCommandProtocol(self.modelID, self._notifyOutput)
+            spawnUpstream(self._processReactor, protocol, argv, env, self.spec.cwd, self._parentPid)
+        except Exception as e:
+            self.log.warn(
+                "[{model}] cmdStop could not be run ({error}); sending SIGTERM",
+                model=self.modelID,
+                error=e,
+            )
+            self._feed(StopCommandFailed(attempt, str(e)))
+            return
+        self.log.info("[{model}] running cmdStop: {argv}", model=self.modelID, argv=argv)
+
+    def _doStateChanged(self, effect: StateChanged) -> None:
+        self.log.info(
+            "[{model}] {old} -> {new}",
+            model=self.modelID,
+            old=effect.old.value,
+            new=effect.new.value,
+        )
+        for observer in list(self._stateObservers):
+            try:
+                observer(self.modelID, effect.old, effect.new)
+            except Exception:
+                self.log.failure("[{model}] state observer failed", model=self.modelID)
+
+    def _doSucceed(self, effect: Succeed) -> None:
+        for waiter in effect.waiters:
+            d = self._waiters.pop(waiter, None)  # type: ignore[call-overload]
+            if d is not None:
+                d.callback(None)
+
+    def _doFail(self, effect: Fail) -> None:
+        for waiter in effect.waiters:
+            d = self._waiters.pop(waiter, None)  # type: ignore[call-overload]
+            if d is not None:
+                d.errback(Failure(self._error(effect.reason)))
+
+    def _error(self, reason: Reason) -> UpstreamError:
+        lines = self.lastLines
+        if isinstance(reason, SpawnFailure):
+            return SpawnError(self.modelID, reason.message)
+        if isinstance(reason, ExitedDuringStart):
+            return PrematureExit(self.modelID, reason.exitCode, reason.signal, lines)
+        if isinstance(reason, HealthCheckTimeout):
+            return HealthCheckTimedOut(self.modelID, reason.timeout, lines)
+        if isinstance(reason, StartAborted):
+            return StartAbortedError(self.modelID, lines)
+        return UpstreamShutdown(self.modelID)
+
+    def _doNote(self, effect: Note) -> None:
+        details = dict(effect.details)
+        if effect.what == "unexpected-exit":
+            status = ExitStatus(details.get("exitCode"), details.get("signal"))  # type: ignore[arg-type]
+            self.log.warn(
+                "[{model}] upstream process exited unexpectedly ({status})",
+                model=self.modelID,
+                status=status.describe(),
+            )
+        elif effect.what == "ttl-unload":
+            self.log.info(
+                "[{model}] unloading model, TTL of {ttl}s reached",
+                model=self.modelID,
+                ttl=details.get("ttl"),
+            )
+        elif effect.what == "escalate":
+            self.log.warn(
+                "[{model}] still running after the stop grace; sending SIGKILL to its group",
+                model=self.modelID,
+            )
+        elif effect.what == "unbalanced-finish":
+            self.log.warn(
+                "[{model}] requestFinished() without a matching requestStarted()",
+                model=self.modelID,
+            )
+
+
+__all__ = ["Supervisor", "UpstreamRecorder", "UpstreamSpec"]

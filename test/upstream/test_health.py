@@ -1,0 +1,293 @@
+"""
+Tests for L{llamaswap.upstream.health}: the probe schedule under a clock,
+per-probe timeouts, nudges, and the HTTP prober against an in-memory site.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+
+from treq.testing import RequestTraversalAgent
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from llamaswap.upstream.health import (
+    HTTPHealthProber,
+    ProbeLoop,
+    backoffDelays,
+    healthURL,
+)
+
+
+class ScheduleTests(SynchronousTestCase):
+    """
+    The back-off and the URL.
+    """
+
+    def test_backoff(self) -> None:
+        """
+        Delays start at 20 ms, grow by half each time and stop at 250 ms.
+        """
+        delays = list(islice(backoffDelays(), 10))
+        self.assertEqual(delays[0], 0.02)
+        self.assertAlmostEqual(delays[1], 0.03)
+        self.assertAlmostEqual(delays[2], 0.045)
+        self.assertEqual(delays[-1], 0.25)
+        self.assertEqual(delays, sorted(delays))
+
+    def test_healthURL(self) -> None:
+        """
+        The endpoint's path is appended to the proxy URL's path; a full URL
+        contributes only its path and query.
+        """
+        self.assertEqual(healthURL("http://h:1", "/health"), "http://h:1/health")
+        self.assertEqual(healthURL("http://h:1/", "health"), "http://h:1/health")
+        self.assertEqual(healthURL("http://h:1/base", "/v1/models"), "http://h:1/base/v1/models")
+        self.assertEqual(
+            healthURL("http://h:1", "http://elsewhere:9/ping?x=1"), "http://h:1/ping?x=1"
+        )
+
+
+class Probes:
+    """
+    A scripted C{probeOnce}: records start times, answers from a list
+    (C{True}, C{False}, C{None} = hang, or an exception).
+    """
+
+    def __init__(self, clock: Clock, answers: list) -> None:
+        self.clock = clock
+        self.answers = list(answers)
+        self.starts: list[float] = []
+        self.pending: list[Deferred[bool]] = []
+
+    def __call__(self) -> Deferred[bool]:
+        self.starts.append(self.clock.seconds())
+        answer = self.answers.pop(0) if self.answers else False
+        if answer is None:
+            d: Deferred[bool] = Deferred()
+            self.pending.append(d)
+            return d
+        if isinstance(answer, Exception):
+            d = Deferred()
+            d.errback(answer)
+            return d
+        return succeed(answer)
+
+
+class ProbeLoopTests(SynchronousTestCase):
+    """
+    L{ProbeLoop} under a L{Clock}.
+    """
+
+    def test_firstProbeImmediately(self) -> None:
+        """
+        The first probe is sent at once; a 200 makes it ready.
+        """
+        clock = Clock()
+        probes = Probes(clock, [True])
+        loop = ProbeLoop(clock, probes)
+        self.successResultOf(loop.ready)
+        self.assertEqual(probes.starts, [0.0])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_schedule(self) -> None:
+        """
+        Failed probes are retried after 20, 30, 45 ... ms, capped at 250 ms;
+        a success ends the loop.
+        """
+        clock = Clock()
+        probes = Probes(clock, [False, ConnectionRefusedError(), False, False, False, False, False, False, False, True])
+        loop = ProbeLoop(clock, probes)
+        while clock.getDelayedCalls():
+            clock.advance(clock.getDelayedCalls()[0].getTime() - clock.seconds())
+        self.successResultOf(loop.ready)
+        gaps = [round(b - a, 3) for a, b in zip(probes.starts, probes.starts[1:])]
+        self.assertEqual(gaps[:3], [0.02, 0.03, 0.045])
+        self.assertTrue(all(g <= 0.25 for g in gaps))
+        self.assertEqual(len(probes.starts), 10)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_readinessNoticedQuickly(self) -> None:
+        """
+        A server that becomes healthy in the first 50 ms is noticed within
+        30 ms, and at any later time within 250 ms (plus the probe's own
+        time), without nudges.
+        """
+        for readyAt in [0.001 * i for i in range(0, 2000, 7)]:
+            clock = Clock()
+            starts: list[float] = []
+
+            def probe() -> Deferred[bool]:
+                starts.append(clock.seconds())
+                return succeed(clock.seconds() >= readyAt)
+
+            loop = ProbeLoop(clock, probe)
+            while not loop.ready.called:
+                clock.advance(0.001)
+            bound = 0.0305 if readyAt < 0.05 else 0.2505
+            self.assertLessEqual(clock.seconds() - readyAt, bound, readyAt)
+
+    def test_probeTimeout(self) -> None:
+        """
+        A probe that hangs is cancelled after the probe timeout and the loop
+        goes on.
+        """
+        clock = Clock()
+        probes = Probes(clock, [None, True])
+        loop = ProbeLoop(clock, probes, probeTimeout=2.0)
+        clock.advance(1.9)
+        self.assertNoResult(loop.ready)
+        clock.advance(0.1)
+        self.assertTrue(probes.pending[0].called)
+        clock.advance(0.02)
+        self.successResultOf(loop.ready)
+        self.assertEqual(probes.starts, [0.0, 2.02])
+
+    def test_cancel(self) -> None:
+        """
+        Cancelling stops the loop: the probe in flight is cancelled and no
+        timer is left.
+        """
+        clock = Clock()
+        probes = Probes(clock, [None])
+        loop = ProbeLoop(clock, probes)
+        loop.cancel()
+        self.assertTrue(probes.pending[0].called)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.failureResultOf(loop.ready)
+
+    def test_cancelBetweenProbes(self) -> None:
+        """
+        Cancelling while waiting for the next probe cancels the timer.
+        """
+        clock = Clock()
+        loop = ProbeLoop(clock, Probes(clock, [False]))
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        loop.cancel()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.failureResultOf(loop.ready)
+
+    def test_nudge(self) -> None:
+        """
+        A nudge probes at once and restarts the back-off.
+        """
+        clock = Clock()
+        probes = Probes(clock, [False] * 20)
+        loop = ProbeLoop(clock, probes)
+        clock.pump([0.25] * 8)
+        count = len(probes.starts)
+        clock.advance(0.1)
+        loop.nudge()
+        self.assertEqual(len(probes.starts), count + 1)
+        clock.advance(0.02)
+        self.assertEqual(len(probes.starts), count + 2)
+
+    def test_nudgeSoonAfterRecentProbe(self) -> None:
+        """
+        A nudge within 50 ms of the last probe's start probes 50 ms after
+        it, not at once (chatty output probes at most 20 times a second).
+        """
+        clock = Clock()
+        probes = Probes(clock, [False] * 20)
+        loop = ProbeLoop(clock, probes)
+        clock.pump([0.25] * 8)
+        last = probes.starts[-1]
+        clock.advance(0.01)
+        loop.nudge()
+        loop.nudge()
+        self.assertEqual(probes.starts[-1], last)
+        clock.advance(0.04)
+        self.assertEqual(probes.starts[-1], last + 0.05)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+
+    def test_nudgeDuringProbe(self) -> None:
+        """
+        A nudge while a probe is in flight is acted on when it fails: the
+        next probe follows 50 ms after the last one started.
+        """
+        clock = Clock()
+        probes = Probes(clock, [False] * 8 + [None, False])
+        loop = ProbeLoop(clock, probes)
+        clock.pump([0.25] * 8)
+        self.assertEqual(len(probes.pending), 1)
+        hung = probes.starts[-1]
+        clock.advance(0.01)
+        loop.nudge()
+        clock.advance(0.1)
+        probes.pending[0].callback(False)
+        self.assertEqual(probes.starts[-1], clock.seconds())
+        self.assertGreater(clock.seconds(), hung)
+
+    def test_probeOnceRaises(self) -> None:
+        """
+        A probe function that raises counts as a failed probe.
+        """
+        clock = Clock()
+        calls: list[int] = []
+
+        def probe() -> Deferred[bool]:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("bug")
+            return succeed(True)
+
+        loop = ProbeLoop(clock, probe)
+        clock.advance(0.02)
+        self.successResultOf(loop.ready)
+
+
+class Status(Resource):
+    """
+    Answers every request with a settable status.
+    """
+
+    isLeaf = True
+
+    def __init__(self, code: int) -> None:
+        super().__init__()
+        self.code = code
+        self.paths: list[bytes] = []
+
+    def render_GET(self, request: Request) -> bytes:
+        self.paths.append(request.path)
+        request.setResponseCode(self.code)
+        return b"{}"
+
+
+class HTTPProberTests(SynchronousTestCase):
+    """
+    L{HTTPHealthProber} against an in-memory site: only 200 is healthy.
+    """
+
+    def probe(self, code: int) -> bool:
+        resource = Status(code)
+        prober = HTTPHealthProber(RequestTraversalAgent(resource), Clock())
+        result = self.successResultOf(prober.probeOnce("http://127.0.0.1:1/health"))
+        self.assertEqual(resource.paths, [b"/health"])
+        return result
+
+    def test_statuses(self) -> None:
+        """
+        200 is healthy; 204, 503 and 404 are not.
+        """
+        self.assertTrue(self.probe(200))
+        self.assertFalse(self.probe(204))
+        self.assertFalse(self.probe(503))
+        self.assertFalse(self.probe(404))
+
+    def test_watch(self) -> None:
+        """
+        A watch becomes ready once the endpoint says 200.
+        """
+        resource = Status(503)
+        clock = Clock()
+        prober = HTTPHealthProber(RequestTraversalAgent(resource), clock)
+        watch = prober.watch("http://127.0.0.1:1/health")
+        clock.advance(0.02)
+        self.assertNoResult(watch.ready)
+        resource.code = 200
+        clock.pump([0.05] * 4)
+        self.successResultOf(watch.ready)
