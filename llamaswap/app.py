@@ -89,7 +89,12 @@ class LlamaSwap(MultiService):
         configPaths: tuple[str | None, str | None] = (None, None),
         listen: ListenAddress | None = None,
         runtimeDir: str | None = None,
+        environ: dict[str, str] | None = None,
     ) -> None:
+        """
+        @param runtimeDir: where the leftover-upstreams file goes.
+        @param environ: the base environment of upstreams (default ours).
+        """
         super().__init__()
         self.config = config
         self.reactor = reactor
@@ -109,6 +114,7 @@ class LlamaSwap(MultiService):
                 clock=reactor,
                 agent=probeAgent,
                 recorder=self,
+                environ=environ,
             )
             for modelID, model in config.models.items()
         }

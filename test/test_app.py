@@ -1,0 +1,75 @@
+"""
+A whole llamaswap over real HTTP with demo upstreams: the swap that the
+example configuration shows.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.trial.unittest import TestCase
+
+from .harness import demoMacros, startLlamaSwap
+
+
+class SwapTests(TestCase):
+    """
+    Requests for two models of the default group swap them.
+    """
+
+    timeout = 60
+
+    async def test_swap(self) -> None:
+        """
+        Asking for A then B starts A, then stops A (its process is gone)
+        and starts B; aliases and C{useModelName} reach the upstream.
+        """
+        running = await startLlamaSwap(self, demoMacros() + """
+models:
+  a:
+    cmd: ${demo} --model a
+    aliases: [first]
+  b:
+    cmd: ${demo} --model b
+    useModelName: served-b
+""")
+        status, body = await running.chat("first")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["demo"]["served_model"], "a")
+        pidA = body["demo"]["pid"]
+        status, body = await running.chat("b")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["demo"]["served_model"], "b")
+        self.assertEqual(body["demo"]["requested_model"], "served-b")
+        self.assertFalse(os.path.exists(f"/proc/{pidA}/cmdline") and
+                         b"llamaswap.demo" in open(f"/proc/{pidA}/cmdline", "rb").read())
+        self.assertEqual([m for m, _ in running.app.router.running()], ["b"])
+
+    async def test_unknownModel(self) -> None:
+        """
+        An unknown model is a 404 envelope saying so; a body without a
+        model says no model could be identified.
+        """
+        running = await startLlamaSwap(self, demoMacros() + "models:\n  a:\n    cmd: ${demo}\n")
+        status, body = await running.chat("nope")
+        self.assertEqual(status, 404)
+        self.assertEqual(body["error"]["message"], "no local server found for requested model")
+        response = await running.post("/v1/chat/completions", json={"messages": []})
+        self.assertEqual(response.code, 404)
+        self.assertIn("no model id could be identified", await response.text())
+
+    async def test_startFailureReportsOutput(self) -> None:
+        """
+        An upstream that exits while starting fails the request at once
+        with its exit status and its own last output lines.
+        """
+        running = await startLlamaSwap(self, demoMacros() + """
+models:
+  broken:
+    cmd: ${demo} --exit-during-start 3 --startup-delay 0.2
+""")
+        status, body = await running.chat("broken")
+        self.assertEqual(status, 500, body)
+        message = body["error"]["message"]
+        self.assertIn("exit status 3", message)
+        self.assertIn("demo: error: failed to load model", message)
