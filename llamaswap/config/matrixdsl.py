@@ -44,6 +44,8 @@ __all__ = [
     "Reference",
     "And",
     "Or",
+    "Syntax",
+    "Expression",
     "Model",
     "Included",
     "CompiledSet",
@@ -128,6 +130,9 @@ _GO_ESCAPES = {
 
 
 def _goEscape(char: str, quote: str) -> str:
+    """
+    One character of a Go-quoted literal delimited by C{quote}.
+    """
     if char == quote:
         return "\\" + char
     if char in _GO_ESCAPES:
@@ -189,9 +194,7 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token(TokenKind.REF, text[start:index], start - 1))
             continue
         if not _isIdentChar(char):
-            raise DSLSyntaxError(
-                f"unexpected character {_goQuoteRune(char)} at position {index}"
-            )
+            raise DSLSyntaxError(f"unexpected character {_goQuoteRune(char)} at position {index}")
         start = index
         while index < length and _isIdentChar(text[index]):
             index += 1
@@ -277,15 +280,24 @@ class _Parser:
         self._index = 0
 
     def peek(self) -> Token:
+        """
+        The next token, not consumed.
+        """
         return self._tokens[self._index]
 
     def next(self) -> Token:
+        """
+        Consume and return the next token; the end token is never consumed.
+        """
         token = self._tokens[self._index]
         if token.kind is not TokenKind.EOF:
             self._index += 1
         return token
 
     def parseOr(self) -> Syntax:
+        """
+        C{expr := and ('|' and)*}
+        """
         first = self.parseAnd()
         if self.peek().kind is not TokenKind.OR:
             return first
@@ -296,6 +308,9 @@ class _Parser:
         return Or(tuple(children))
 
     def parseAnd(self) -> Syntax:
+        """
+        C{and := atom ('&' atom)*}
+        """
         first = self.parseAtom()
         if self.peek().kind is not TokenKind.AND:
             return first
@@ -306,6 +321,9 @@ class _Parser:
         return And(tuple(children))
 
     def parseAtom(self) -> Syntax:
+        """
+        C{atom := IDENT | '+' NAME | '(' expr ')'}
+        """
         token = self.next()
         if token.kind is TokenKind.IDENT:
             return Identifier(token.value)
@@ -342,9 +360,7 @@ def parse(text: str) -> Syntax:
     root = parser.parseOr()
     trailing = parser.peek()
     if trailing.kind is not TokenKind.EOF:
-        raise DSLSyntaxError(
-            f"parse: unexpected token {goQuote(trailing.value)} after expression"
-        )
+        raise DSLSyntaxError(f"parse: unexpected token {goQuote(trailing.value)} after expression")
     return root
 
 
@@ -383,6 +399,9 @@ class CompiledSet:
 
 
 def _compiledModels(expression: Expression) -> frozenset[str]:
+    """
+    Every model ID reachable from C{expression}.
+    """
     if isinstance(expression, Model):
         return frozenset([expression.modelID])
     if isinstance(expression, Included):
@@ -642,9 +661,7 @@ class Projection:
         if not self.feasible(expression, required):
             pass
         elif isinstance(expression, Model):
-            found = Covering(
-                (), self.bits.get(expression.modelID, 0), expression.modelID
-            )
+            found = Covering((), self.bits.get(expression.modelID, 0), expression.modelID)
         elif isinstance(expression, Included):
             found = self.firstCovering(expression.expression, required)
         elif isinstance(expression, Or):
@@ -724,6 +741,10 @@ def _costValue(value: Any) -> int | None:
 def _asMapping(
     value: Any, what: str, problems: Problems, path: KeyPath
 ) -> Mapping[Any, Any] | None:
+    """
+    C{value} as a mapping (L{None} as an empty one), or L{None} after
+    reporting that it is not one.
+    """
     if value is None:
         return {}
     if isinstance(value, Mapping):
@@ -824,14 +845,11 @@ def _compileCosts(
         if cost is None or cost <= 0:
             shown = cost if cost is not None else _scalarText(rawValue)
             problems.error(
-                f"matrix: evict_cost for {goQuote(key)} must be a positive integer, "
-                f"got {shown}",
+                f"matrix: evict_cost for {goQuote(key)} must be a positive integer, got {shown}",
                 where,
             )
         if key not in variables and key not in known:
-            problems.error(
-                f"matrix: evict_costs: unknown var or model {goQuote(key)}", where
-            )
+            problems.error(f"matrix: evict_costs: unknown var or model {goQuote(key)}", where)
             continue
         if cost is not None and cost > 0:
             costs[variables.get(key, key)] = cost
@@ -865,9 +883,7 @@ def _compileSets(
         name = _scalarText(rawName) or ""
         dsl = _scalarText(rawDSL)
         if dsl is None:
-            problems.error(
-                f"matrix: set {goQuote(name)}: DSL must be a string", path + (name,)
-            )
+            problems.error(f"matrix: set {goQuote(name)}: DSL must be a string", path + (name,))
             failed = True
             unreadable.add(name)
         # A bad set stays defined, so references to it are not reported.
@@ -893,8 +909,7 @@ def _compileSets(
                 if node.name not in reported:
                     reported.add(node.name)
                     problems.error(
-                        f"matrix: set {goQuote(name)}: unknown var or model "
-                        f"{goQuote(node.name)}",
+                        f"matrix: set {goQuote(name)}: unknown var or model {goQuote(node.name)}",
                         where,
                     )
                 failed = True
@@ -947,8 +962,7 @@ def _topologicalOrder(
             if mark == 1:
                 cyclic = True
                 problems.error(
-                    f"matrix: circular reference detected involving set "
-                    f"{goQuote(dependency)}",
+                    f"matrix: circular reference detected involving set {goQuote(dependency)}",
                     path + (dependency,),
                 )
             elif mark == 0:

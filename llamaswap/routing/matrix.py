@@ -117,7 +117,7 @@ def solve(program: MatrixProgram, target: str, running: Collection[str]) -> Matr
     for mask in projection.maxima(bestSet.expression):
         if mask & targetBit and costOf(mask) == bestCost:
             found = projection.firstCovering(bestSet.expression, mask)
-            if found is not None and chosen is None:
+            if found is not None and (chosen is None or found.rank < chosen.rank):
                 chosen = found
     assert chosen is not None
     return MatrixSolution(

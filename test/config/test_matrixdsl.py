@@ -26,7 +26,7 @@ from llamaswap.config.matrixdsl import (
     tokenize,
 )
 
-I = TokenKind.IDENT
+IDENT = TokenKind.IDENT
 
 
 def compileOK(
@@ -71,9 +71,7 @@ class TokenizeTests(SynchronousTestCase):
         """
         A plain word is one identifier, followed by the end token.
         """
-        self.assertEqual(
-            tokenize("abc"), [Token(I, "abc", 0), Token(TokenKind.EOF, "", 3)]
-        )
+        self.assertEqual(tokenize("abc"), [Token(IDENT, "abc", 0), Token(TokenKind.EOF, "", 3)])
 
     def test_identifierCharacters(self) -> None:
         """
@@ -93,12 +91,12 @@ class TokenizeTests(SynchronousTestCase):
             tokenize("(a | +base) & b"),
             [
                 Token(TokenKind.LPAREN, "(", 0),
-                Token(I, "a", 1),
+                Token(IDENT, "a", 1),
                 Token(TokenKind.OR, "|", 3),
                 Token(TokenKind.REF, "base", 5),
                 Token(TokenKind.RPAREN, ")", 10),
                 Token(TokenKind.AND, "&", 12),
-                Token(I, "b", 14),
+                Token(IDENT, "b", 14),
                 Token(TokenKind.EOF, "", 15),
             ],
         )
@@ -109,7 +107,7 @@ class TokenizeTests(SynchronousTestCase):
         """
         self.assertEqual(
             [t.kind for t in tokenize("a&b|+c")],
-            [I, TokenKind.AND, I, TokenKind.OR, TokenKind.REF, TokenKind.EOF],
+            [IDENT, TokenKind.AND, IDENT, TokenKind.OR, TokenKind.REF, TokenKind.EOF],
         )
 
     def test_emptyReference(self) -> None:
@@ -282,7 +280,13 @@ class CompileMatrixTests(SynchronousTestCase):
         """
         program = compileOK(
             {
-                "vars": {"g": "gemma", "q": "qwen", "m": "mistral", "v": "voxtral", "e": "reranker"},
+                "vars": {
+                    "g": "gemma",
+                    "q": "qwen",
+                    "m": "mistral",
+                    "v": "voxtral",
+                    "e": "reranker",
+                },
                 "sets": {
                     "llms": "g | q | m",
                     "with_tts": "+llms & v",
@@ -294,7 +298,9 @@ class CompileMatrixTests(SynchronousTestCase):
         )
         mega = program.getSet("mega").expression
         assert isinstance(mega, And)
-        self.assertEqual(mega.children[0], Included("with_tts", program.getSet("with_tts").expression))
+        self.assertEqual(
+            mega.children[0], Included("with_tts", program.getSet("with_tts").expression)
+        )
         self.assertEqual(
             program.expand("mega"),
             [
@@ -326,7 +332,9 @@ class CompileMatrixTests(SynchronousTestCase):
         """
         A var and its model ID in one combination are one model.
         """
-        program = compileOK({"vars": {"g": "gemma"}, "sets": {"combo": "g & gemma"}}, ["gemma"], self)
+        program = compileOK(
+            {"vars": {"g": "gemma"}, "sets": {"combo": "g & gemma"}}, ["gemma"], self
+        )
         self.assertEqual(program.expand("combo"), [("gemma",)])
 
     def test_varTakesPrecedence(self) -> None:
@@ -365,17 +373,13 @@ class CompileMatrixTests(SynchronousTestCase):
             ["a", "b", "c"],
             self,
         )
-        self.assertEqual(
-            [s.name for s in program.sets], ["first", "leaf", "mid", "top", "other"]
-        )
+        self.assertEqual([s.name for s in program.sets], ["first", "leaf", "mid", "top", "other"])
 
     def test_scalarDSL(self) -> None:
         """
         A DSL or var value YAML read as a number is used as its text.
         """
-        program = compileOK(
-            {"vars": {"x": 70}, "sets": {"s": 123, "t": "x"}}, ["123", "70"], self
-        )
+        program = compileOK({"vars": {"x": 70}, "sets": {"s": 123, "t": "x"}}, ["123", "70"], self)
         self.assertEqual(program.expand("s"), [("123",)])
         self.assertEqual(program.expand("t"), [("70",)])
 
@@ -418,7 +422,9 @@ class CompileMatrixErrorTests(SynchronousTestCase):
             ("a\n", "1-32 characters"),
         ]
         for key, fragment in table:
-            errors = compileErrors({"vars": {key: "gemma"}, "sets": {"s": "gemma"}}, ["gemma"], self)
+            errors = compileErrors(
+                {"vars": {key: "gemma"}, "sets": {"s": "gemma"}}, ["gemma"], self
+            )
             self.assertEqual(
                 errors,
                 [
@@ -437,7 +443,12 @@ class CompileMatrixErrorTests(SynchronousTestCase):
         """
         self.assertEqual(
             compileErrors({"vars": {"x": "nonexistent"}, "sets": {"s": "x"}}, ["gemma"], self),
-            [(("matrix", "vars", "x"), 'matrix: var key "x" references unknown model "nonexistent"')],
+            [
+                (
+                    ("matrix", "vars", "x"),
+                    'matrix: var key "x" references unknown model "nonexistent"',
+                )
+            ],
         )
 
     def test_evictCostNotPositive(self) -> None:
@@ -482,7 +493,12 @@ class CompileMatrixErrorTests(SynchronousTestCase):
                 ["gemma"],
                 self,
             ),
-            [(("matrix", "evict_costs", "unknown"), 'matrix: evict_costs: unknown var or model "unknown"')],
+            [
+                (
+                    ("matrix", "evict_costs", "unknown"),
+                    'matrix: evict_costs: unknown var or model "unknown"',
+                )
+            ],
         )
 
     def test_evictCostModelKey(self) -> None:
@@ -535,7 +551,9 @@ class CompileMatrixErrorTests(SynchronousTestCase):
         Identifiers must be vars or model IDs; aliases do not count.
         """
         self.assertEqual(
-            compileErrors({"vars": {"g": "gemma"}, "sets": {"s": "g & nonexistent"}}, ["gemma"], self),
+            compileErrors(
+                {"vars": {"g": "gemma"}, "sets": {"s": "g & nonexistent"}}, ["gemma"], self
+            ),
             [(("matrix", "sets", "s"), 'matrix: set "s": unknown var or model "nonexistent"')],
         )
 
@@ -632,7 +650,9 @@ class CompileMatrixErrorTests(SynchronousTestCase):
         A set using a var that is itself bad gets no second error.
         """
         self.assertEqual(
-            messages(compileErrors({"vars": {"a_b": "gemma"}, "sets": {"s": "a_b"}}, ["gemma"], self)),
+            messages(
+                compileErrors({"vars": {"a_b": "gemma"}, "sets": {"s": "a_b"}}, ["gemma"], self)
+            ),
             [
                 "matrix: var key \"a_b\" must contain only alphanumeric, '-' or '.' "
                 "characters and be 1-32 characters long"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Collection, Iterator, Mapping
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -18,6 +18,7 @@ from llamaswap.config.matrixdsl import (
     MatrixProgram,
     Model,
     Or,
+    Projection,
     compileMatrix,
 )
 from llamaswap.routing.matrix import MatrixSolution, describe, solve
@@ -52,7 +53,13 @@ class ConfigScenarioTests(SynchronousTestCase):
         """
         program = compileProgram(
             {
-                "vars": {"g": "gemma", "q": "qwen", "m": "mistral", "v": "voxtral", "L": "llama70B"},
+                "vars": {
+                    "g": "gemma",
+                    "q": "qwen",
+                    "m": "mistral",
+                    "v": "voxtral",
+                    "L": "llama70B",
+                },
                 "evict_costs": {"L": 30, "v": 50},
                 "sets": {"standard": "(g | q | m) & v", "full": "L"},
             },
@@ -76,7 +83,13 @@ class ConfigScenarioTests(SynchronousTestCase):
         """
         program = compileProgram(
             {
-                "vars": {"g": "gemma", "q": "qwen", "m": "mistral", "v": "voxtral", "e": "reranker"},
+                "vars": {
+                    "g": "gemma",
+                    "q": "qwen",
+                    "m": "mistral",
+                    "v": "voxtral",
+                    "e": "reranker",
+                },
                 "sets": {"llms": "g | q | m", "with_tts": "+llms & v", "mega": "+with_tts & e"},
             },
             ["gemma", "qwen", "mistral", "voxtral", "reranker"],
@@ -149,7 +162,9 @@ class SolveTests(SynchronousTestCase):
         """
         A model reached both directly and through a reference counts once.
         """
-        program = identity({"base": "a & b", "extended": "target & +base & b"}, ["target", "a", "b"])
+        program = identity(
+            {"base": "a & b", "extended": "target & +base & b"}, ["target", "a", "b"]
+        )
         result = solve(program, "target", ["a", "b"])
         self.assertEqual(result.evict, ())
         self.assertEqual(result.targetSet, ("a", "b", "target"))
@@ -252,12 +267,21 @@ class SolveTests(SynchronousTestCase):
         sub-expression holds more running models.
         """
         program = identity({"s": "(r3 | r2 | r1 & r3) & r1 & t"}, ["r1", "r2", "r3", "t"])
-        self.assertEqual(
-            program.expand("s"), [("r1", "r3", "t"), ("r1", "r2", "t")]
-        )
+        self.assertEqual(program.expand("s"), [("r1", "r3", "t"), ("r1", "r2", "t")])
         result = solve(program, "t", ["r1", "r2", "r3"])
         self.assertEqual(result.evict, ("r2",))
         self.assertEqual(result.targetSet, ("r1", "r3", "t"))
+
+    def test_tieAcrossProductChildren(self) -> None:
+        """
+        In a product, the left child takes its earliest choice that the
+        remaining children can complete, whichever of their choices that
+        needs.
+        """
+        program = identity({"s": "(x & p | y & q) & (x | y) & t"}, "pqtxy")
+        result = solve(program, "t", ["x", "y"])
+        self.assertEqual(result.evict, ())
+        self.assertEqual(result.targetSet, ("p", "t", "x", "y"))
 
     def test_firstCombinationForIdleModels(self) -> None:
         """
@@ -298,7 +322,7 @@ class DescribeTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.program = identity({"standard": '(g | q) & v', "full": "L"}, ["g", "q", "v", "L"])
+        self.program = identity({"standard": "(g | q) & v", "full": "L"}, ["g", "q", "v", "L"])
 
     def test_evicting(self) -> None:
         """
@@ -433,7 +457,7 @@ class SolvePropertyTests(SynchronousTestCase):
     """
 
     @settings(
-        max_examples=400,
+        max_examples=200,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
     )
@@ -441,6 +465,11 @@ class SolvePropertyTests(SynchronousTestCase):
         section=matrices(),
         target=st.sampled_from(MODELS),
         running=st.lists(st.sampled_from(MODELS), max_size=6),
+    )
+    @example(
+        section={"sets": {"s": "(c | b | a & c) & a & d"}},
+        target="d",
+        running=["a", "b", "c"],
     )
     def test_matchesBruteForce(
         self, section: dict[str, Any], target: str, running: list[str]
@@ -452,9 +481,11 @@ class SolvePropertyTests(SynchronousTestCase):
         program = compileProgram(section, MODELS)
         self.assertEqual(solve(program, target, running), bruteSolve(program, target, running))
 
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=100, deadline=None)
     @given(section=matrices(), models=st.lists(st.sampled_from(MODELS), max_size=4))
-    def test_canContainAllMatchesBruteForce(self, section: dict[str, Any], models: list[str]) -> None:
+    def test_canContainAllMatchesBruteForce(
+        self, section: dict[str, Any], models: list[str]
+    ) -> None:
         """
         L{MatrixProgram.canContainAll} agrees with enumeration, and sets
         come after the sets they reference.
@@ -469,6 +500,51 @@ class SolvePropertyTests(SynchronousTestCase):
             for reference in _references(compiled.expression):
                 self.assertIn(reference, seen)
             seen.add(compiled.name)
+
+
+class ProjectionPropertyTests(SynchronousTestCase):
+    """
+    L{Projection} agrees with full enumeration.
+    """
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        section=matrices(),
+        relevant=st.lists(st.sampled_from(MODELS), max_size=5, unique=True),
+        data=st.data(),
+    )
+    def test_maximaAndFirstCovering(
+        self, section: dict[str, Any], relevant: list[str], data: st.DataObject
+    ) -> None:
+        """
+        L{Projection.maxima} gives exactly the maximal projected masks, and
+        L{Projection.firstCovering} the first combination covering a mask.
+        """
+        program = compileProgram(section, MODELS)
+        compiled = data.draw(st.sampled_from(program.sets))
+        required = data.draw(st.lists(st.sampled_from(relevant), unique=True)) if relevant else []
+        projection = Projection(relevant)
+        masks = [projection.maskOf(c) for c in enumerateAll(compiled.expression)]
+        maximal = {m for m in masks if not any(m != o and m & ~o == 0 for o in masks)}
+        found = projection.maxima(compiled.expression)
+        self.assertEqual(sorted(found), sorted(maximal))
+
+        requiredMask = projection.maskOf(required)
+        expected = next(
+            (
+                c
+                for c in enumerateAll(compiled.expression)
+                if requiredMask & ~projection.maskOf(c) == 0
+            ),
+            None,
+        )
+        covering = projection.firstCovering(compiled.expression, requiredMask)
+        if expected is None:
+            self.assertIsNone(covering)
+        else:
+            assert covering is not None
+            self.assertEqual(covering.models(), tuple(sorted(expected)))
+            self.assertEqual(covering.mask, projection.maskOf(expected))
 
 
 def _references(expression: Expression) -> Iterator[str]:
