@@ -8,6 +8,9 @@ L{twisted.trial.unittest.TestCase}, which stops everything in cleanup.
 from __future__ import annotations
 
 import os
+import random
+import re
+import socket
 import sys
 from typing import Any
 
@@ -62,6 +65,29 @@ class Running:
         return response.code, await response.json()
 
 
+def freePortRange(count: int) -> int:
+    """
+    The first of C{count} consecutive loopback ports that were all free a
+    moment ago, so C{${PORT}} allocation from C{startPort} does not collide
+    with other tests or services (llama-swap's default 5800 often would).
+    """
+    for _ in range(200):
+        base = random.randrange(20000, 60000 - count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free port range found")
+
+
 def demoMacros() -> str:
     """
     A YAML C{macros:} block defining C{demo} as the demo upstream command.
@@ -81,6 +107,8 @@ async def startLlamaSwap(
     """
     env = dict(os.environ if environ is None else environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [REPO, env.get("PYTHONPATH", "")] if p)
+    if not re.search(r"^startPort:", configText, re.M):
+        configText = f"startPort: {freePortRange(16)}\n" + configText
     loaded = loadConfigText(configText, "test.yaml", environ=env)
     runtime = os.path.abspath(test.mktemp())
     os.makedirs(runtime)
