@@ -53,7 +53,7 @@ models:
         running = await startLlamaSwap(self, demoMacros() + "models:\n  a:\n    cmd: ${demo}\n")
         status, body = await running.chat("nope")
         self.assertEqual(status, 404)
-        self.assertEqual(body["error"]["message"], "no local server found for requested model")
+        self.assertEqual(body["error"]["message"], "no router for requested model")
         response = await running.post("/v1/chat/completions", json={"messages": []})
         self.assertEqual(response.code, 404)
         self.assertIn("no model id could be identified", await response.text())

@@ -2,26 +2,62 @@
 """
 Model-routed endpoints: find the model a request names, make it run, relay.
 
-Covers the OpenAI, Anthropic, llama.cpp and stable-diffusion.cpp routes of
-llama-swap's route table whose model is named in the JSON body, the query
-string or a form field.  The body is read once, only to find the model (and
-to apply filters); the relay streams it from where twisted.web buffered it.
+Covers the OpenAI, Anthropic, llama.cpp, stable-diffusion.cpp and audio.cpp
+routes of llama-swap's route table whose model is named in the JSON body, a
+form field or the query string (HTTP behaviour §1.1).  One request goes
+through these steps (§2), in L{ModelRoute._handle}:
+
+ 1. L{extract}: find the model (body read once; 413 over the size limit);
+ 2. the active runtime profile's pin for that name, if any (an empty pin
+    target disables the name);
+ 3. a selector picks one of its targets (reserving it for spillover);
+ 4. route: a local model (ID, alias, C{setParamsByID} alias, v1
+    C{profile/model}) wins over a peer model (fully-qualified or unique
+    bare name); neither is a 404;
+ 5. L{ModelRoute._plan}: decide what goes upstream (L{Upstream}): the path
+    (C{/v} and C{/audioapi} removed), the model renamed where the client
+    put it (the rewritten name, the local model's C{useModelName}, the bare
+    member of a v1 profile name, or the peer's own model name), the JSON
+    filters of the model or peer, and the headers;
+ 6. for a local model, wait for the router's lease (a streamed chat
+    completion for a model with C{sendLoadingState} that has to wait
+    watches the load meanwhile, see L{llamaswap.web.loading});
+ 7. L{ModelRoute._relay}: the single place a request is handed to a
+    L{Forwarder}.  When nothing was rewritten the client's bytes are
+    relayed untouched, streamed from where twisted.web buffered them.
+
+Deliberate differences from llama-swap: a rewritten multipart body keeps
+its boundary, part order and part headers (only the model field's content
+changes); a rewritten query or urlencoded form keeps its other pairs in
+order; a model given in the query of a form or multipart request is
+rewritten in the query.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from attrs import evolve, frozen
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
-from .errors import HTTPError, ModelNotFound, PayloadTooLarge, writeFailure
+from ..config.model import Filters, Timeouts
+from ..observe.tracking import beginTrack
+from ..routing.peers import PeerModel, PeerShuttingDown, peerRouterOf
+from ..upstream.lifecycle import State
+from .auth import upstreamAuthHeaders
+from .errors import BadRequest, HTTPError, InternalError, ModelNotFound, writeFailure
+from .extract import FORM, MULTIPART, QUERY, Extracted, extract
+from .forward import BodyArg, BodyProducer, ForwardResult, Tap
+from .headers import HeaderValue
+from .loading import acquireWithLoadingState, wantsLoadingState
+from .multipart import MultipartError
 from .mux import Mux
-from .rewrite import applyFilters
+from .rewrite import applyFilters, replaceEncodedValue, replaceQueryValue
+from .selectors import Choice, Selectors
 
 if TYPE_CHECKING:
     from ..app import LlamaSwap
@@ -66,7 +102,7 @@ VERSIONLESS_ROUTES = (
 QUERY_ROUTES = ("/v1/audio/voices", "/sdapi/v1/loras", "/props")
 
 NO_MODEL = "no model id could be identified"
-NO_LOCAL = "no local server found for requested model"
+NO_ROUTER = "no router for requested model"
 
 
 def upstreamPath(uri: bytes) -> bytes:
@@ -81,81 +117,76 @@ def upstreamPath(uri: bytes) -> bytes:
     return uri
 
 
-def _queryModel(request: Request) -> str:
-    values = (request.args or {}).get(b"model") or []
-    return values[0].decode("utf-8", "replace") if values else ""
-
-
-def readBody(request: Request, limit: int) -> bytes:
+@frozen
+class Local:
     """
-    The request body, refusing bodies over C{limit} bytes with a 413.
-    """
-    content = request.content
-    if content is None:
-        return b""
-    size = content.seek(0, 2)
-    if size > limit:
-        raise PayloadTooLarge(
-            f"request body of {size} bytes exceeds the limit of {limit} bytes"
-        )
-    content.seek(0)
-    data = content.read()
-    content.seek(0)
-    return bytes(data)
+    A request routed to a local model.
 
-
-class Extracted:
-    """
-    What a request asks for.
-
-    @ivar model: the model name as sent.
-    @ivar json: the parsed JSON body, when the body is JSON.
-    @ivar stream: whether a streamed response was asked for.
+    @ivar modelID: the model's ID.
+    @ivar member: for a v1 C{profile/model} name, the member as named
+        after the profile (what the upstream is sent), else L{None}.
     """
 
-    def __init__(self, model: str, json: dict[str, Any] | None, stream: bool) -> None:
-        self.model = model
-        self.json = json
-        self.stream = stream
+    modelID: str
+    member: str | None = None
 
 
-def extract(request: Request, limit: int) -> Extracted:
+@frozen
+class Upstream:
     """
-    Find the requested model: the query for GET, the JSON C{model} field,
-    or the C{model} field of a urlencoded form (falling back to the query).
+    Everything decided about one relay: where it goes and what is sent.
+
+    @ivar requested: the model name after profile and selector rewriting
+        (what routing used).
+    @ivar local: the local route, or L{None} for a peer.
+    @ivar peer: the peer model, or L{None} for a local model.
+    @ivar selector: the selector that chose the model, if any.
+    @ivar stream: whether the client asked for a streamed response.
+    @ivar url: the server's base URL (for a local model filled in once it
+        is running).
+    @ivar path: the path and query requested upstream.
+    @ivar body: L{None} for the client's own bytes, or the rewritten body.
+    @ivar extraHeaders: request headers to set or (value L{None}) remove.
+    @ivar timeouts: the model's or peer's C{timeouts} (connect and
+        response-header apply).
+    @ivar preserveHost: whether the client's C{Host} is sent (local
+        models) rather than the server's (peers).
+    @ivar forwardedFor: whether the client's address is appended to
+        C{X-Forwarded-For} (local models only).
     """
-    if request.method in (b"GET", b"HEAD"):
-        query = (request.args or {}).get(b"stream") or [b""]
-        return Extracted(_queryModel(request), None, query[0] == b"true")
-    contentType = (request.getHeader(b"content-type") or b"").lower()
-    if b"application/json" in contentType:
-        body = readBody(request, limit)
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            return Extracted("", None, False)
-        if not isinstance(parsed, dict):
-            return Extracted("", None, False)
-        model = parsed.get("model")
-        if isinstance(model, (int, float)) and not isinstance(model, bool):
-            model = str(model)
-        return Extracted(
-            model if isinstance(model, str) else "", parsed, bool(parsed.get("stream"))
-        )
-    if b"application/x-www-form-urlencoded" in contentType:
-        form = parse_qs(readBody(request, limit).decode("utf-8", "replace"))
-        model = (form.get("model") or [""])[0] or _queryModel(request)
-        return Extracted(model, None, (form.get("stream") or [""])[0] == "true")
-    return Extracted(_queryModel(request), None, False)
+
+    requested: str
+    local: Local | None
+    peer: PeerModel | None
+    selector: str | None
+    stream: bool
+    url: str
+    path: bytes
+    body: BodyArg
+    extraHeaders: Mapping[str | bytes, HeaderValue]
+    timeouts: Timeouts
+    preserveHost: bool
+    forwardedFor: bool
 
 
 class ModelRoute:
     """
     The handler of every model-routed endpoint.
+
+    @ivar selectors: the selectors and their spillover reservations.
+    @ivar peers: the peer router.
     """
 
     def __init__(self, app: LlamaSwap) -> None:
         self.app = app
+        supervisors = app.supervisors
+
+        def stateOf(model: str) -> Any:
+            supervisor = supervisors.get(model)
+            return supervisor.state if supervisor is not None else None
+
+        self.selectors = Selectors(app.config, stateOf)
+        self.peers = peerRouterOf(app)
 
     def __call__(self, request: Request, rest: bytes) -> int:
         d = Deferred.fromCoroutine(self._handle(request))
@@ -167,46 +198,193 @@ class ModelRoute:
             log.failure("model request failed", failure)
         writeFailure(request, failure)
 
-    async def _handle(self, request: Request) -> None:
-        app = self.app
-        try:
-            asked = extract(request, app.maxBodyBytes)
-            if not asked.model:
-                raise ModelNotFound(NO_MODEL)
-            resolved = app.router.resolve(asked.model)
-            if resolved is None:
-                raise ModelNotFound(NO_LOCAL)
-            modelID = resolved[0]
-            model = app.config.models[modelID]
-            body: bytes | None = None
-            if asked.json is not None and applyFilters(
-                asked.json, model.filters, asked.model, model.useModelName
-            ):
-                body = json.dumps(asked.json, ensure_ascii=False).encode("utf-8")
-            lease = await self._acquire(request, asked.model)
-        except HTTPError as e:
-            e.writeTo(request)
-            return
-        except CancelledError:
-            return
-        try:
-            await app.forwarder.forward(
-                request,
-                lease.supervisor.spec.proxy,
-                upstreamPath(request.uri),
-                body,
-                connectTimeout=model.timeouts.connect,
-                responseHeaderTimeout=model.timeouts.responseHeader,
-            )
-        finally:
-            lease.release()
+    # -- the steps ------------------------------------------------------------
 
-    def _acquire(self, request: Request, name: str) -> Deferred:
+    async def _handle(self, request: Request) -> None:
+        choice: Choice | None = None
+        lease = None
+        track = beginTrack(self.app, request)
+        try:
+            try:
+                asked = extract(request, self.app.maxBodyBytes)
+                track.model = asked.model
+                name = self._pinned(asked.model)
+                if name in self.selectors:
+                    choice = self.selectors.choose(name)
+                    name = choice.target
+                if not name:
+                    raise ModelNotFound(NO_MODEL)
+                upstream = self._plan(request, asked, name, choice)
+                if upstream.local is not None:
+                    track.queued()
+                    lease = await self._acquire(request, name, upstream)
+                    track.granted(lease)
+                    upstream = evolve(upstream, url=lease.supervisor.spec.proxy)
+                else:
+                    self.peers.checkOpen()
+            except HTTPError as e:
+                e.writeTo(request)
+                track.finished(None, e)
+                return
+            except CancelledError as e:
+                track.finished(None, e)
+                return
+            try:
+                await self._relay(request, upstream)
+            except CancelledError:
+                # Cut off by a shutdown; one that had not answered yet
+                # still gets an answer.
+                if not request.startedWriting:
+                    error: HTTPError = (
+                        PeerShuttingDown()
+                        if upstream.peer is not None
+                        else InternalError("unspecific error: aborted")
+                    )
+                    error.writeTo(request)
+            except HTTPError as e:
+                e.writeTo(request)
+            finally:
+                if lease is not None:
+                    lease.release()
+        finally:
+            if choice is not None:
+                choice.release()
+
+    def _pinned(self, name: str) -> str:
+        """
+        C{name} after the active runtime profile's pins (HTTP behaviour
+        §4.1): a pinned name becomes its target, C{""} when disabled.
+        """
+        pins = self._activePins()
+        if name and name in pins:
+            return pins[name] or ""
+        return name
+
+    def _activePins(self) -> Mapping[str, str]:
+        active = getattr(self.app, "activeProfile", None)
+        if active is None:
+            return {}
+        if isinstance(active, str):
+            profile = self.app.config.profiles.get(active)
+            return profile.pins if profile is not None else {}
+        return getattr(active, "pins", {}) or {}
+
+    def _route(self, name: str) -> Local | PeerModel:
+        """
+        Where C{name} is served: locally when the router knows it (local
+        wins), else by a peer.
+        """
+        resolved = self.app.router.resolve(name)
+        if resolved is not None:
+            modelID, profile = resolved
+            member = name[len(profile) + 1 :] if profile is not None else None
+            return Local(modelID, member)
+        peer = self.peers.resolve(name)
+        if peer is not None:
+            return peer
+        raise ModelNotFound(NO_ROUTER)
+
+    def _plan(
+        self, request: Request, asked: Extracted, name: str, choice: Choice | None
+    ) -> Upstream:
+        """
+        Decide what is sent upstream for a request for C{name}.
+        """
+        route = self._route(name)
+        extraHeaders: dict[str | bytes, HeaderValue] = {}
+        if isinstance(route, Local):
+            model = self.app.config.models[route.modelID]
+            sent = route.member or name
+            if model.useModelName and (asked.json is not None or asked.form is not None):
+                sent = model.useModelName
+            filters, timeouts = model.filters, model.timeouts
+            local, peer, url, preserveHost = route, None, model.proxy, True
+        else:
+            sent = route.modelID
+            filters, timeouts = route.peer.filters, route.peer.timeouts
+            local, peer, url, preserveHost = None, route, route.peer.proxy, False
+            # A peer sees no inbound forwarding headers, and its own key.
+            for header, _ in request.requestHeaders.getAllRawHeaders():
+                lowered = header.lower()
+                if lowered.startswith(b"x-forwarded-") or lowered == b"forwarded":
+                    extraHeaders[header] = None
+            extraHeaders.update(upstreamAuthHeaders(request, route.peer))
+        path, body = self._rewrite(request, asked, sent, filters, name)
+        return Upstream(
+            requested=name,
+            local=local,
+            peer=peer,
+            selector=choice.selector if choice is not None else None,
+            stream=asked.stream,
+            url=url,
+            path=path,
+            body=body,
+            extraHeaders=extraHeaders,
+            timeouts=timeouts,
+            preserveHost=preserveHost,
+            forwardedFor=preserveHost,
+        )
+
+    def _rewrite(
+        self,
+        request: Request,
+        asked: Extracted,
+        sent: str,
+        filters: Filters,
+        requested: str,
+    ) -> tuple[bytes, BodyArg]:
+        """
+        The upstream path and body: C{sent} as the model where the client
+        named it, and for JSON bodies the filters (C{setParamsByID} by the
+        C{requested} name).  The body is L{None} when unchanged.
+        """
+        path = upstreamPath(request.uri)
+        body: BodyArg = None
+        if asked.json is not None:
+            changed = False
+            if sent != asked.model:
+                asked.json["model"] = sent
+                changed = True
+            changed = applyFilters(asked.json, filters, requested) or changed
+            if changed:
+                body = json.dumps(asked.json, ensure_ascii=False).encode("utf-8")
+        elif sent != asked.model:
+            if asked.source == QUERY:
+                path = replaceQueryValue(path, "model", sent)
+            elif asked.source == FORM and asked.raw is not None:
+                body = replaceEncodedValue(asked.raw, "model", sent)
+            elif asked.source == MULTIPART and asked.form is not None:
+                try:
+                    spliced = asked.form.withValue(request.content, "model", sent)
+                except MultipartError as e:
+                    raise BadRequest(str(e))
+                body = BodyProducer(spliced, spliced.length)
+        return path, body
+
+    def _acquire(self, request: Request, name: str, upstream: Upstream) -> Deferred[Any]:
         """
         Wait for the model; a client that leaves while waiting withdraws
-        its request at once.
+        its request at once.  A streamed chat completion for a model with
+        C{sendLoadingState} that has to wait gets the loading-state stream
+        meanwhile (the response then starts before the upstream's).
         """
-        acquiring = self.app.router.acquire(name)
+        modelID = upstream.local.modelID if upstream.local is not None else name
+        model = self.app.config.models.get(modelID)
+        supervisor = self.app.supervisors.get(modelID)
+        ready = supervisor is None or supervisor.state is State.READY
+        if model is not None and wantsLoadingState(
+            request.path, upstream.stream, model.sendLoadingState, ready
+        ):
+            acquiring = acquireWithLoadingState(
+                request,
+                self.app.reactor,
+                modelID,
+                lambda onQueuePosition: self.app.router.acquire(
+                    name, onQueuePosition=onQueuePosition
+                ),
+            )
+        else:
+            acquiring = self.app.router.acquire(name)
         finished = request.notifyFinish()
 
         def gone(failure: Failure) -> None:
@@ -216,10 +394,44 @@ class ModelRoute:
         finished.addErrback(gone)
         return acquiring
 
+    def _taps(self, request: Request, upstream: Upstream) -> Iterable[Tap]:
+        """
+        The taps fed the response: those of C{app.tracker} when there is
+        one (C{tracker.tapsFor(request, upstream)}).
+        """
+        tracker = getattr(self.app, "tracker", None)
+        if tracker is None:
+            return ()
+        return tracker.tapsFor(request, upstream)  # type: ignore[no-any-return]
 
-def install(mux: Mux, app: LlamaSwap) -> None:
+    def _relay(self, request: Request, upstream: Upstream) -> Deferred[ForwardResult]:
+        """
+        Hand the request to the forwarder of its kind: the one place where
+        a model request goes upstream.
+        """
+        forwarder = self.app.forwarder if upstream.peer is None else self.peers.forwarder
+        relay = forwarder.forward(
+            request,
+            upstream.url,
+            upstream.path,
+            upstream.body,
+            connectTimeout=upstream.timeouts.connect,
+            responseHeaderTimeout=upstream.timeouts.responseHeader,
+            extraHeaders=upstream.extraHeaders,
+            taps=self._taps(request, upstream),
+            preserveHost=upstream.preserveHost,
+            forwardedFor=upstream.forwardedFor,
+        )
+        if upstream.peer is not None:
+            relay = self.peers.track(relay)
+        return relay
+
+
+def install(mux: Mux, app: LlamaSwap) -> ModelRoute:
     """
     Register the model-routed endpoints.
+
+    @return: the handler (its selectors and peer router).
     """
     handler = ModelRoute(app)
     for path in BODY_ROUTES + VERSIONLESS_ROUTES:
@@ -228,3 +440,4 @@ def install(mux: Mux, app: LlamaSwap) -> None:
     for path in QUERY_ROUTES:
         if path not in BODY_ROUTES:
             mux.route(["GET"], path, handler)
+    return handler

@@ -1,8 +1,9 @@
 # -*- test-case-name: test.web.test_rewrite -*-
 """
-Request-body rewriting: C{useModelName} and the C{filters} of a model.
+Request rewriting: the C{filters} of a model or peer over JSON bodies, and
+the model name in URL-encoded queries and forms.
 
-Pure functions over parsed JSON.  Keys are dotted paths (C{a.b} addresses
+Pure functions.  Filter keys are dotted paths (C{a.b} addresses
 C{{"a": {"b": ...}}}), as in llama-swap; the C{model} key is protected
 from C{stripParams} and C{setParams}.
 """
@@ -10,6 +11,7 @@ from C{stripParams} and C{setParams}.
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
+from urllib.parse import quote_plus, unquote_plus
 
 from ..config.model import Filters
 
@@ -75,3 +77,35 @@ def applyFilters(
             _setPath(body, key, _thawed(value))
             changed = True
     return changed
+
+
+def replaceEncodedValue(encoded: bytes, name: str, value: str) -> bytes:
+    """
+    Set C{name} to C{value} in a URL-encoded query or form body: the first
+    C{name} pair is replaced, later ones dropped, a missing one appended;
+    every other pair is kept byte for byte and in order (llama-swap
+    re-encodes the whole form, sorted).
+    """
+    replacement = (quote_plus(name) + "=" + quote_plus(value)).encode("ascii")
+    pairs: list[bytes] = []
+    done = False
+    for pair in encoded.split(b"&") if encoded else []:
+        key = pair.partition(b"=")[0]
+        if unquote_plus(key.decode("utf-8", "replace")) == name:
+            if not done:
+                pairs.append(replacement)
+                done = True
+            continue
+        pairs.append(pair)
+    if not done:
+        pairs.append(replacement)
+    return b"&".join(pairs)
+
+
+def replaceQueryValue(uri: bytes, name: str, value: str) -> bytes:
+    """
+    C{uri} (a path with an optional query) with C{name} set to C{value} in
+    its query (see L{replaceEncodedValue}).
+    """
+    path, _, query = uri.partition(b"?")
+    return path + b"?" + replaceEncodedValue(query, name, value)
