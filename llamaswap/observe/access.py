@@ -1,0 +1,124 @@
+# -*- test-case-name: test.observe.test_access -*-
+"""
+The access log: one proxy-log line per request, when its response ends
+(a stream is logged when the client disconnects), in llama-swap's format::
+
+    Request <client> "<METHOD> <path> <proto>" <status> <bytes> "<User-Agent>" <duration>
+
+The path has no query string; C{<bytes>} counts response body bytes;
+C{<duration>} is in Go's notation (C{1.52ms}); the client is the first
+C{X-Forwarded-For} entry, else C{X-Real-IP}, else the peer's address.
+Paths under C{/wol-health}, C{/api/performance} and C{/metrics} are not
+logged (monitoring polls them).
+
+The line is an ordinary L{twisted.logger} event at info level in the
+C{llamaswap.access} namespace, so it lands in the proxy log (and in
+twistd's log when the proxy log goes to stdout).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.server import Request
+
+from .logformat import goDuration
+
+#: Paths (prefixes) left out of the access log.
+SKIPPED_PREFIXES = (b"/wol-health", b"/api/performance", b"/metrics")
+
+#: The access log's logger (module level: as a class attribute a Logger
+#: takes its class's name as namespace).
+accessLogger = Logger(namespace="llamaswap.access")
+
+ACCESS_FORMAT = (
+    'Request {client} "{method} {path} {proto}" {status} {bytes} "{userAgent}" {duration}'
+)
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return value.decode("utf-8", "replace")
+
+
+def clientAddress(request: Any) -> str:
+    """
+    Who made C{request}: the first C{X-Forwarded-For} entry, else
+    C{X-Real-IP}, else the peer's host.
+    """
+    forwarded = request.getHeader(b"x-forwarded-for")
+    if forwarded:
+        first = _text(forwarded).split(",")[0].strip()
+        if first:
+            return first
+    real = request.getHeader(b"x-real-ip")
+    if real:
+        return _text(real).strip()
+    peer = request.getClientAddress()
+    host = getattr(peer, "host", None)
+    if host is None:
+        return "-"
+    return _text(host)
+
+
+def isLogged(path: bytes) -> bool:
+    """
+    Whether a request for C{path} gets an access-log line.
+    """
+    return not path.startswith(SKIPPED_PREFIXES)
+
+
+def accessFields(request: Any, duration: float) -> dict[str, Any]:
+    """
+    The fields of C{request}'s access-log event.
+    """
+    return {
+        "client": clientAddress(request),
+        "method": _text(request.method),
+        "path": _text(request.path),
+        "proto": _text(request.clientproto),
+        "status": request.code,
+        "bytes": request.sentLength,
+        "userAgent": _text(request.getHeader(b"user-agent")),
+        "duration": goDuration(duration),
+        "elapsed": duration,
+    }
+
+
+class AccessLog:
+    """
+    Logs each request once, when its response ends or its client goes.
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+
+    def begin(self, request: Request) -> None:
+        """
+        Start timing C{request}; its line is logged when it finishes.
+        """
+        if not isLogged(request.path):
+            return
+        started = self._clock.seconds()
+
+        def finished(_: object) -> None:
+            accessLogger.info(
+                ACCESS_FORMAT, **accessFields(request, self._clock.seconds() - started)
+            )
+
+        request.notifyFinish().addBoth(finished)
+
+
+__all__ = [
+    "ACCESS_FORMAT",
+    "SKIPPED_PREFIXES",
+    "AccessLog",
+    "accessFields",
+    "clientAddress",
+    "isLogged",
+]

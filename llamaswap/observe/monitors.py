@@ -1,0 +1,322 @@
+# -*- test-case-name: test.observe.test_monitors -*-
+"""
+The log monitors of one llamaswap, fed from C{twisted.logger}.
+
+L{LogMonitors} holds llama-swap's monitors: C{proxy} (llamaswap's own
+messages and the access log), C{upstream} (every upstream's output, each
+line prefixed with C{[model] }), one per model (that model's raw output)
+and C{combined} (what C{/logs} serves: proxy and/or upstream lines as
+C{logToStdout} says).
+
+There is no second logging system: llamaswap's code logs with
+L{twisted.logger.Logger} as usual, and L{ProxyLogObserver}, an observer on
+the global log publisher, turns llamaswap's events into proxy-log lines
+(filtered by C{logLevel}, stamped per C{logTimeFormat}).  Upstream lines
+come from the supervisors' output observers (L{LogMonitors.upstreamLine}).
+
+What reaches stdout is C{logToStdout}'s choice.  Under twistd stdout I{is}
+the global log, so nothing is printed: upstream lines are published as log
+events (namespace L{UPSTREAM_OUTPUT_NAMESPACE}) when the mode includes
+them, and the observers present when logging starts (twistd's file or
+stdout observer) are put behind a L{StdoutGate} that drops llamaswap's own
+events when the mode excludes the proxy log or their level is below
+C{logLevel}.  Failures (tracebacks) always pass the gate.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    Logger,
+    LogLevel,
+    LogPublisher,
+    PredicateResult,
+    globalLogPublisher,
+)
+from zope.interface import implementer
+
+from .logformat import formatEventLine, parseLevel
+from .logs import RING_BYTES, Monitor, closeAll
+
+#: Namespace of the log events that carry upstream output to stdout.
+UPSTREAM_OUTPUT_NAMESPACE = "llamaswap.upstream.output"
+#: The C{logToStdout} modes, and which logs each sends to stdout and C{/logs}.
+STDOUT_MODES: dict[str, tuple[bool, bool]] = {
+    "proxy": (True, False),
+    "upstream": (False, True),
+    "both": (True, True),
+    "none": (False, False),
+}
+
+_PRIORITY = {
+    LogLevel.debug: 0,
+    LogLevel.info: 1,
+    LogLevel.warn: 2,
+    LogLevel.error: 3,
+    LogLevel.critical: 4,
+}
+
+
+def priority(level: Any) -> int:
+    """
+    A level's rank, lowest for debug; unknown levels rank as info.
+    """
+    return _PRIORITY.get(level, 1)
+
+
+def isProxyEvent(event: dict) -> bool:
+    """
+    Whether C{event} comes from llamaswap's own loggers (the proxy log), not
+    an upstream's output nor Twisted.
+    """
+    namespace = event.get("log_namespace") or ""
+    if namespace == UPSTREAM_OUTPUT_NAMESPACE:
+        return False
+    return namespace == "llamaswap" or namespace.startswith("llamaswap.")
+
+
+@implementer(ILogObserver)
+class ProxyLogObserver:
+    """
+    Writes log events into the proxy monitor as lines: llamaswap's events at
+    or above C{level}, other code's (Twisted's) at warn or above, and every
+    failure.
+    """
+
+    def __init__(self, monitor: Monitor, level: LogLevel, timeFormat: str = "") -> None:
+        self.monitor = monitor
+        self.level = level
+        self.timeFormat = timeFormat
+        self._busy = False
+        self._pending: deque[bytes] = deque()
+
+    def wants(self, event: dict) -> bool:
+        """
+        Whether C{event} belongs in the proxy log.
+        """
+        if event.get("log_namespace") == UPSTREAM_OUTPUT_NAMESPACE:
+            return False
+        rank = priority(event.get("log_level"))
+        if isProxyEvent(event):
+            return rank >= priority(self.level)
+        return event.get("log_failure") is not None or rank >= max(
+            priority(self.level), priority(LogLevel.warn)
+        )
+
+    def __call__(self, event: dict) -> None:
+        if not self.wants(event):
+            return
+        self._pending.append(formatEventLine(event, self.timeFormat))
+        if self._busy:
+            # Logged while writing (a failing subscriber): written next.
+            return
+        self._busy = True
+        try:
+            while self._pending:
+                self.monitor.write(self._pending.popleft())
+        finally:
+            self._busy = False
+
+
+class StdoutGate:
+    """
+    An C{ILogFilterPredicate} deciding which events reach stdout (the
+    observers present when logging began, e.g. twistd's) per
+    C{logToStdout} and C{logLevel}: llamaswap's own events only when the
+    proxy log goes to stdout and at or above the level, upstream output
+    events only when upstream output goes to stdout, everything else
+    untouched.  Events carrying a failure always pass.
+    """
+
+    def __init__(self, mode: str, level: LogLevel) -> None:
+        self.proxy, self.upstream = STDOUT_MODES[mode]
+        self.level = level
+        self._gated: list[_Gated] = []
+
+    def __call__(self, event: dict) -> PredicateResult:
+        if event.get("log_failure") is not None:
+            return PredicateResult.maybe
+        if event.get("log_namespace") == UPSTREAM_OUTPUT_NAMESPACE:
+            return PredicateResult.yes if self.upstream else PredicateResult.no
+        if isProxyEvent(event):
+            if self.proxy and priority(event.get("log_level")) >= priority(self.level):
+                return PredicateResult.yes
+            return PredicateResult.no
+        return PredicateResult.maybe
+
+    def install(self, publisher: LogPublisher, exclude: Iterable[object] = ()) -> None:
+        """
+        Put every observer of C{publisher} (except C{exclude}) behind this
+        gate.  C{LogPublisher} has no public way to list its observers, so
+        this reads its C{_observers}; if that ever disappears, nothing is
+        gated.
+        """
+        observers = getattr(publisher, "_observers", None)
+        if not isinstance(observers, list):
+            return
+        skip = list(exclude)
+        for index, observer in enumerate(observers):
+            if any(observer is s for s in skip) or isinstance(observer, _Gated):
+                continue
+            gated = _Gated(observer, self)
+            observers[index] = gated
+            self._gated.append(gated)
+
+    def uninstall(self, publisher: LogPublisher) -> None:
+        """
+        Put back the observers L{install} gated (those still registered).
+        """
+        observers = getattr(publisher, "_observers", None)
+        for gated in self._gated:
+            if isinstance(observers, list):
+                for index, observer in enumerate(observers):
+                    if observer is gated:
+                        observers[index] = gated.original
+                        break
+        self._gated = []
+
+
+class _Gated(FilteringLogObserver):
+    """
+    An observer behind a L{StdoutGate}.  It compares equal to the observer
+    it wraps, so its owner's C{removeObserver} still removes it.
+    """
+
+    def __init__(self, original: ILogObserver, gate: StdoutGate) -> None:
+        super().__init__(original, [gate])
+        self.original = original
+
+    def __eq__(self, other: object) -> bool:
+        return other is self or other is self.original or other == self.original
+
+    def __hash__(self) -> int:
+        return hash(self.original)
+
+
+class LogMonitors:
+    """
+    Every log monitor of one llamaswap and their wiring.
+
+    @ivar proxy: llamaswap's own messages and the access log.
+    @ivar upstream: every upstream's output, lines prefixed C{[model] }.
+    @ivar combined: what C{/logs} and C{/logs/stream} serve.
+    @ivar models: model ID to the monitor of its raw output.
+    @ivar level: the C{logLevel}.
+    @ivar mode: the C{logToStdout} mode.
+    """
+
+    def __init__(
+        self,
+        modelIDs: Iterable[str] = (),
+        *,
+        level: str = "info",
+        timeFormat: str = "",
+        toStdout: str = "proxy",
+        capacity: int = RING_BYTES,
+        publisher: LogPublisher | None = None,
+    ) -> None:
+        if toStdout not in STDOUT_MODES:
+            raise ValueError(f"logToStdout must be one of {', '.join(STDOUT_MODES)}")
+        self.level = parseLevel(level)
+        self.timeFormat = timeFormat
+        self.mode = toStdout
+        self._capacity = capacity
+        self._publisher = publisher if publisher is not None else globalLogPublisher
+        self.proxy = Monitor("proxy", capacity)
+        self.upstream = Monitor("upstream", capacity)
+        self.combined = Monitor("combined", capacity)
+        proxyToStdout, upstreamToStdout = STDOUT_MODES[toStdout]
+        if proxyToStdout:
+            self.proxy.forwardTo(self.combined)
+        if upstreamToStdout:
+            self.upstream.forwardTo(self.combined)
+        self.models: dict[str, Monitor] = {m: Monitor(m, capacity) for m in modelIDs}
+        self.proxyObserver = ProxyLogObserver(self.proxy, self.level, timeFormat)
+        self.gate = StdoutGate(toStdout, self.level)
+        self._stdoutLog = Logger(namespace=UPSTREAM_OUTPUT_NAMESPACE, observer=self._publisher)
+        self._upstreamToStdout = upstreamToStdout
+        self.started = False
+
+    @classmethod
+    def fromConfig(cls, config: Any, **kw: Any) -> LogMonitors:
+        """
+        The monitors for a L{llamaswap.config.model.Config}.
+        """
+        return cls(
+            config.models,
+            level=config.logLevel,
+            timeFormat=config.logTimeFormat,
+            toStdout=config.logToStdout,
+            **kw,
+        )
+
+    def monitorFor(self, name: str) -> Monitor | None:
+        """
+        The monitor C{/logs/stream/<name>} means: C{""} the combined log,
+        C{proxy}, C{upstream}, or a model ID; L{None} if none.
+        """
+        if name == "":
+            return self.combined
+        if name == "proxy":
+            return self.proxy
+        if name == "upstream":
+            return self.upstream
+        return self.models.get(name)
+
+    def modelMonitor(self, modelID: str) -> Monitor:
+        """
+        The monitor of C{modelID}'s output, created if needed.
+        """
+        monitor = self.models.get(modelID)
+        if monitor is None:
+            monitor = self.models[modelID] = Monitor(modelID, self._capacity)
+        return monitor
+
+    def upstreamLine(self, modelID: str, stream: str, line: str) -> None:
+        """
+        An output line of C{modelID}'s upstream (a supervisor output
+        observer): into the model's monitor as is, into the upstream log
+        prefixed with the model, and to stdout when the mode says so.
+        Output is never filtered by level.
+        """
+        data = (line + "\n").encode("utf-8", "replace")
+        self.modelMonitor(modelID).write(data)
+        self.upstream.write(b"[" + modelID.encode("utf-8", "replace") + b"] " + data)
+        if self._upstreamToStdout and self.started:
+            self._stdoutLog.info("[{model}] {line}", model=modelID, line=line, stream=stream)
+
+    def start(self) -> None:
+        """
+        Begin observing llamaswap's log events and gate stdout.
+        """
+        if self.started:
+            return
+        self.started = True
+        self.gate.install(self._publisher)
+        self._publisher.addObserver(self.proxyObserver)
+
+    def stop(self) -> None:
+        """
+        Stop observing, restore stdout and end every live subscription.
+        """
+        if self.started:
+            self.started = False
+            self._publisher.removeObserver(self.proxyObserver)
+            self.gate.uninstall(self._publisher)
+        closeAll([self.proxy, self.upstream, self.combined, *self.models.values()])
+
+
+__all__ = [
+    "STDOUT_MODES",
+    "UPSTREAM_OUTPUT_NAMESPACE",
+    "LogMonitors",
+    "ProxyLogObserver",
+    "StdoutGate",
+    "isProxyEvent",
+    "priority",
+]

@@ -1,0 +1,322 @@
+"""
+Tests for L{llamaswap.observe.monitors}: the proxy log fed from
+C{twisted.logger}, upstream lines, levels and the stdout gate.
+"""
+
+from __future__ import annotations
+
+from twisted.logger import Logger, LogLevel, LogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from llamaswap.config.load import loadConfigText
+from llamaswap.observe.monitors import (
+    UPSTREAM_OUTPUT_NAMESPACE,
+    LogMonitors,
+    StdoutGate,
+    isProxyEvent,
+)
+
+
+def started(
+    test: SynchronousTestCase, **kw: object
+) -> tuple[LogMonitors, LogPublisher, list[dict]]:
+    """
+    L{LogMonitors} for models C{a} and C{b} on a private publisher whose
+    one observer (standing in for twistd's stdout) records what it sees.
+    """
+    stdout: list[dict] = []
+    publisher = LogPublisher(stdout.append)
+    monitors = LogMonitors(["a", "b"], publisher=publisher, **kw)  # type: ignore[arg-type]
+    monitors.start()
+    test.addCleanup(monitors.stop)
+    return monitors, publisher, stdout
+
+
+def proxyLogger(publisher: LogPublisher) -> Logger:
+    """
+    A logger in llamaswap's namespace on C{publisher}.
+    """
+    return Logger(namespace="llamaswap.test", observer=publisher)
+
+
+def texts(events: list[dict]) -> list[str]:
+    """
+    The formatted messages of C{events}.
+    """
+    from twisted.logger import formatEvent
+
+    return [formatEvent(e) for e in events]
+
+
+class ProxyLogTests(SynchronousTestCase):
+    """
+    llamaswap's log events become proxy-log lines.
+    """
+
+    def test_lines(self) -> None:
+        """
+        An info event from a llamaswap logger is a C{[INFO]} line in the
+        proxy monitor and (mode C{proxy}) in the combined one.
+        """
+        monitors, publisher, _ = started(self)
+        proxyLogger(publisher).info("model {model} ready", model="a")
+        self.assertEqual(monitors.proxy.history(), b"[INFO] model a ready\n")
+        self.assertEqual(monitors.combined.history(), b"[INFO] model a ready\n")
+        self.assertEqual(monitors.upstream.history(), b"")
+
+    def test_levelFilter(self) -> None:
+        """
+        Events below C{logLevel} are left out; at or above it they are kept.
+        """
+        monitors, publisher, _ = started(self, level="warn")
+        log = proxyLogger(publisher)
+        log.debug("d")
+        log.info("i")
+        log.warn("w")
+        log.error("e")
+        self.assertEqual(monitors.proxy.history(), b"[WARN] w\n[ERROR] e\n")
+
+    def test_debug(self) -> None:
+        """
+        C{logLevel: debug} keeps debug events.
+        """
+        monitors, publisher, _ = started(self, level="debug")
+        proxyLogger(publisher).debug("probe failed")
+        self.assertEqual(monitors.proxy.history(), b"[DEBUG] probe failed\n")
+
+    def test_timeFormat(self) -> None:
+        """
+        C{logTimeFormat} stamps each line.
+        """
+        monitors, publisher, _ = started(self, timeFormat="rfc3339")
+        proxyLogger(publisher).info("hello")
+        self.assertRegex(
+            monitors.proxy.history().decode(),
+            r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S* \[INFO\] hello\n$",
+        )
+
+    def test_foreignEvents(self) -> None:
+        """
+        Other code's (Twisted's) events join the proxy log only at warn and
+        above or with a failure; "Starting factory" chatter does not.
+        """
+        monitors, publisher, _ = started(self)
+        other = Logger(namespace="twisted.internet.protocol", observer=publisher)
+        other.info("Starting factory {f}", f="x")
+        other.warn("something odd")
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            other.failure("Unhandled error")
+        history = monitors.proxy.history()
+        self.assertNotIn(b"Starting factory", history)
+        self.assertIn(b"[WARN] something odd\n", history)
+        self.assertIn(b"[ERROR] Unhandled error\n", history)
+        self.assertIn(b"ZeroDivisionError", history)
+
+    def test_stopped(self) -> None:
+        """
+        After L{LogMonitors.stop} events are no longer recorded.
+        """
+        monitors, publisher, _ = started(self)
+        monitors.stop()
+        proxyLogger(publisher).info("late")
+        self.assertEqual(monitors.proxy.history(), b"")
+
+    def test_logDuringDelivery(self) -> None:
+        """
+        A line logged while a line is being delivered (a subscriber
+        failing) is written after it, not lost and not nested.
+        """
+        monitors, publisher, _ = started(self)
+        log = proxyLogger(publisher)
+        seen: list[bytes] = []
+
+        def deliver(data: bytes) -> None:
+            seen.append(data)
+            if len(seen) == 1:
+                log.info("second")
+
+        monitors.proxy.subscribe(deliver)
+        log.info("first")
+        self.assertEqual(seen, [b"[INFO] first\n", b"[INFO] second\n"])
+
+
+class UpstreamLineTests(SynchronousTestCase):
+    """
+    Upstream output goes to its model, the upstream log and maybe stdout.
+    """
+
+    def test_routing(self) -> None:
+        """
+        A line lands raw in its own model's monitor only, and prefixed with
+        the model in the upstream log; mode C{proxy} keeps it out of the
+        combined log and stdout.
+        """
+        monitors, publisher, stdout = started(self)
+        monitors.upstreamLine("a", "stdout", "loading model")
+        monitors.upstreamLine("b", "stderr", "other")
+        self.assertEqual(monitors.models["a"].history(), b"loading model\n")
+        self.assertEqual(monitors.models["b"].history(), b"other\n")
+        self.assertEqual(monitors.upstream.history(), b"[a] loading model\n[b] other\n")
+        self.assertEqual(monitors.combined.history(), b"")
+        self.assertEqual(monitors.proxy.history(), b"")
+        self.assertEqual(stdout, [])
+
+    def test_neverFiltered(self) -> None:
+        """
+        Output is not subject to C{logLevel}.
+        """
+        monitors, _, _ = started(self, level="error")
+        monitors.upstreamLine("a", "stdout", "chatter")
+        self.assertEqual(monitors.models["a"].history(), b"chatter\n")
+
+    def test_unknownModel(self) -> None:
+        """
+        A model without a monitor (added later) gets one.
+        """
+        monitors, _, _ = started(self)
+        monitors.upstreamLine("c", "stdout", "hi")
+        self.assertEqual(monitors.monitorFor("c").history(), b"hi\n")  # type: ignore[union-attr]
+
+    def test_monitorFor(self) -> None:
+        """
+        C{""}, C{proxy}, C{upstream} and model IDs name monitors.
+        """
+        monitors = LogMonitors(["a"], publisher=LogPublisher())
+        self.assertIs(monitors.monitorFor(""), monitors.combined)
+        self.assertIs(monitors.monitorFor("proxy"), monitors.proxy)
+        self.assertIs(monitors.monitorFor("upstream"), monitors.upstream)
+        self.assertIs(monitors.monitorFor("a"), monitors.models["a"])
+        self.assertIsNone(monitors.monitorFor("zzz"))
+
+    def test_badMode(self) -> None:
+        """
+        An unknown C{logToStdout} is refused (the config rejects it first).
+        """
+        self.assertRaises(ValueError, LogMonitors, [], toStdout="stderr")
+
+    def test_fromConfig(self) -> None:
+        """
+        The config's models, level, time format and mode are used.
+        """
+        config = loadConfigText(
+            "logLevel: debug\nlogTimeFormat: kitchen\nlogToStdout: both\n"
+            "models:\n  m1:\n    cmd: srv --port ${PORT}\n",
+            "t.yaml",
+            environ={},
+        ).config
+        monitors = LogMonitors.fromConfig(config, publisher=LogPublisher())
+        self.assertEqual(list(monitors.models), ["m1"])
+        self.assertEqual(monitors.level, LogLevel.debug)
+        self.assertEqual(monitors.timeFormat, "kitchen")
+        self.assertEqual(monitors.mode, "both")
+
+
+class StdoutModeTests(SynchronousTestCase):
+    """
+    C{logToStdout} decides what the combined log and stdout get; each
+    monitor keeps its own history in every mode.
+    """
+
+    def emit(self, mode: str, level: str = "info") -> tuple[LogMonitors, list[str]]:
+        """
+        Log a proxy info and debug line, a Twisted line and an upstream
+        line in C{mode}; return the monitors and what stdout got.
+        """
+        monitors, publisher, stdout = started(self, toStdout=mode, level=level)
+        proxyLogger(publisher).info("proxy says")
+        proxyLogger(publisher).debug("proxy whispers")
+        Logger(namespace="twisted.web", observer=publisher).info("twisted says")
+        monitors.upstreamLine("a", "stdout", "upstream says")
+        return monitors, texts(stdout)
+
+    def test_proxy(self) -> None:
+        """
+        C{proxy}: the combined log and stdout get the proxy log only.
+        """
+        monitors, stdout = self.emit("proxy")
+        self.assertEqual(monitors.combined.history(), b"[INFO] proxy says\n")
+        self.assertEqual(stdout, ["proxy says", "twisted says"])
+
+    def test_upstream(self) -> None:
+        """
+        C{upstream}: they get upstream output only; the proxy monitor
+        still keeps its own history.
+        """
+        monitors, stdout = self.emit("upstream")
+        self.assertEqual(monitors.combined.history(), b"[a] upstream says\n")
+        self.assertEqual(stdout, ["twisted says", "[a] upstream says"])
+        self.assertEqual(monitors.proxy.history(), b"[INFO] proxy says\n")
+
+    def test_both(self) -> None:
+        """
+        C{both}: proxy and upstream lines, interleaved.
+        """
+        monitors, stdout = self.emit("both")
+        self.assertEqual(
+            monitors.combined.history(), b"[INFO] proxy says\n[a] upstream says\n"
+        )
+        self.assertEqual(stdout, ["proxy says", "twisted says", "[a] upstream says"])
+
+    def test_none(self) -> None:
+        """
+        C{none}: the combined log is empty and stdout has only Twisted's
+        own events; every other monitor keeps its history.
+        """
+        monitors, stdout = self.emit("none")
+        self.assertEqual(monitors.combined.history(), b"")
+        self.assertEqual(stdout, ["twisted says"])
+        self.assertEqual(monitors.proxy.history(), b"[INFO] proxy says\n")
+        self.assertEqual(monitors.upstream.history(), b"[a] upstream says\n")
+        self.assertEqual(monitors.models["a"].history(), b"upstream says\n")
+
+    def test_levelAppliesToStdout(self) -> None:
+        """
+        Debug events reach stdout only with C{logLevel: debug}.
+        """
+        _, stdout = self.emit("proxy", level="debug")
+        self.assertIn("proxy whispers", stdout)
+
+    def test_failuresAlwaysPass(self) -> None:
+        """
+        A failure logged by llamaswap reaches stdout even in mode C{none}.
+        """
+        _, publisher, stdout = started(self, toStdout="none")
+        proxyLogger(publisher).failure("boom", Failure(ValueError("x")))
+        self.assertEqual(texts(stdout), ["boom"])
+
+    def test_restored(self) -> None:
+        """
+        After L{LogMonitors.stop} the original observers are back, and the
+        owner of a gated observer can still remove it while gated.
+        """
+        stdout: list[dict] = []
+        other: list[dict] = []
+        publisher = LogPublisher(stdout.append, other.append)
+        monitors = LogMonitors([], publisher=publisher, toStdout="none")
+        monitors.start()
+        publisher.removeObserver(other.append)
+        proxyLogger(publisher).info("hidden")
+        monitors.stop()
+        proxyLogger(publisher).info("visible")
+        self.assertEqual(texts(stdout), ["visible"])
+        self.assertEqual(other, [])
+
+    def test_gatePredicate(self) -> None:
+        """
+        The gate's verdicts by namespace.
+        """
+        from twisted.logger import PredicateResult
+
+        gate = StdoutGate("upstream", LogLevel.info)
+        upstream = {"log_namespace": UPSTREAM_OUTPUT_NAMESPACE, "log_level": LogLevel.info}
+        proxy = {"log_namespace": "llamaswap.app", "log_level": LogLevel.error}
+        other = {"log_namespace": "twisted", "log_level": LogLevel.info}
+        self.assertEqual(gate(upstream), PredicateResult.yes)
+        self.assertEqual(gate(proxy), PredicateResult.no)
+        self.assertEqual(gate(other), PredicateResult.maybe)
+        self.assertTrue(isProxyEvent({"log_namespace": "llamaswap"}))
+        self.assertFalse(isProxyEvent({"log_namespace": "llamaswapper"}))
+        self.assertFalse(isProxyEvent({}))
