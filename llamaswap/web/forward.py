@@ -704,7 +704,34 @@ class _Relay(Protocol):
             return
 
         request = self._request
-        self._status = response.code
+        if request.startedWriting:
+            # The caller already started the response (a loading-state
+            # stream): the client keeps the status and headers it was
+            # sent, and the upstream's body follows what was written.
+            self._status = int(request.code)
+        else:
+            self._status = response.code
+            self._copyHead(response)
+
+        for tap in list(self._taps):
+            self._callTap(tap, "responseStarted", response.code, response.headers)
+
+        request.registerProducer(self, True)
+        if getattr(request.channel, "_waitingForTransport", False):
+            # HTTPChannel does not pause a producer registered while the
+            # client's buffer is already full; do it ourselves.
+            self._paused = True
+        request.write(b"")  # status line and headers go out now
+        response.deliverBody(self)
+        if self._paused and self._upstream is not None and not self._finished:
+            # deliverBody resumes the transport after connecting us.
+            self._upstream.pauseProducing()
+
+    def _copyHead(self, response: IResponse) -> None:
+        """
+        Give the client the upstream's status and end-to-end headers.
+        """
+        request = self._request
         request.setResponseCode(response.code, response.phrase)
         headers = endToEnd(
             response.headers, _nominatedHeaders(response), into=request.responseHeaders
@@ -723,20 +750,6 @@ class _Relay(Protocol):
             headers.setRawHeaders(b"x-accel-buffering", [b"no"])
         if not headers.hasHeader(b"content-type"):
             request.defaultContentType = None
-
-        for tap in list(self._taps):
-            self._callTap(tap, "responseStarted", response.code, response.headers)
-
-        request.registerProducer(self, True)
-        if getattr(request.channel, "_waitingForTransport", False):
-            # HTTPChannel does not pause a producer registered while the
-            # client's buffer is already full; do it ourselves.
-            self._paused = True
-        request.write(b"")  # status line and headers go out now
-        response.deliverBody(self)
-        if self._paused and self._upstream is not None and not self._finished:
-            # deliverBody resumes the transport after connecting us.
-            self._upstream.pauseProducing()
 
     # -- streaming ----------------------------------------------------------
 
