@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import HTTPConnectionPool
 
 from . import __version__
 from .config.cmdline import splitCommand
 from .config.model import Config, ModelConfig
 from .listen import ListenAddress
+from .observe.monitors import LogMonitors
+from .observe.quiet import quietPool
+from .observe.service import ObservabilityService
+from .routing.peers import PeerRouter
 from .routing.router import Router
 from .upstream.leftovers import LeftoverRegistry, LeftoversInUse, reapLeftovers
 from .upstream.spec import UpstreamSpec
@@ -78,6 +82,10 @@ class LlamaSwap(MultiService):
     @ivar router: decides which upstreams run and grants requests.
     @ivar forwarder: relays requests to upstreams.
     @ivar maxBodyBytes: the largest body read to find a request's model.
+    @ivar activeProfile: the runtime profile whose pins apply (set with
+        C{PUT /api/profiles/active}), L{None} for none; not persisted.
+    @ivar profileObservers: called with the new active profile whenever it
+        changes.
     """
 
     log = Logger()
@@ -101,12 +109,17 @@ class LlamaSwap(MultiService):
         self.configPaths = configPaths
         self.listen = listen
         self.maxBodyBytes = DEFAULT_MAX_BODY_BYTES
+        self.activeProfile: str | None = None
+        self.profileObservers: list[Callable[[str | None], None]] = []
         self.stateFile = stateFileFor(runtimeDir or defaultRuntimeDir(), listen)
         self.registry: LeftoverRegistry | None = None
+        self.logs = LogMonitors.fromConfig(config)
         self.upstreamAgent = UpstreamAgent(reactor)
+        quietPool(self.upstreamAgent.pool)
         self.forwarder = Forwarder(self.upstreamAgent, reactor)
-        self._probePool = HTTPConnectionPool(reactor, persistent=False)
-        probeAgent = Agent(reactor, pool=self._probePool)
+        self.peerRouter = PeerRouter(config, self.upstreamAgent, reactor)
+        self._probePool = quietPool(HTTPConnectionPool(reactor, persistent=False))
+        probeAgent = UpstreamAgent(reactor, self._probePool, connectTimeout=5.0)
         self.supervisors: dict[str, Supervisor] = {
             modelID: Supervisor(
                 specFor(model, config),
@@ -118,7 +131,11 @@ class LlamaSwap(MultiService):
             )
             for modelID, model in config.models.items()
         }
+        for supervisor in self.supervisors.values():
+            supervisor.addOutputObserver(self.logs.upstreamLine)
         self.router = Router(config, self.supervisors, reactor)
+        # Sets app.events, .metrics, .activity, .tracker and .observability.
+        ObservabilityService(self).setServiceParent(self)
 
     # UpstreamRecorder, forwarding to the registry once it exists.
     def add(self, modelID: str, pid: int, argv0: str, started: float) -> None:
@@ -130,6 +147,7 @@ class LlamaSwap(MultiService):
             self.registry.remove(pid)
 
     def startService(self) -> None:
+        self.logs.start()
         super().startService()
         self.log.info(
             "llamaswap {version} starting with {count} models",
@@ -187,6 +205,8 @@ class LlamaSwap(MultiService):
         connections and the state file.
         """
         super().stopService()
+        peers = self.peerRouter.shutdown(0)
+        peers.addErrback(lambda f: self.log.failure("peer shutdown failed", f))
         d = self.router.shutdown()
 
         def cleanup(_: object) -> Deferred[Any]:
@@ -202,4 +222,5 @@ class LlamaSwap(MultiService):
 
         d.addCallback(cleanup)
         d.addErrback(lambda f: self.log.failure("shutdown failed", f))
+        d.addCallback(lambda _: self.logs.stop())
         return d.addCallback(lambda _: None)

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from twisted.application import strports
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService
 from twisted.python import usage
 
 from . import __version__
@@ -49,6 +49,14 @@ class Options(usage.Options):
         ],
         ["tls-cert-file", None, None, "TLS certificate (PEM); needs --tls-key-file."],
         ["tls-key-file", None, None, "TLS private key (PEM); needs --tls-cert-file."],
+        [
+            "shutdown-timeout",
+            None,
+            30.0,
+            "Seconds requests in flight may take to finish on SIGTERM/SIGINT "
+            "before the upstreams are stopped.",
+            float,
+        ],
     ]
 
     optFlags = [
@@ -79,6 +87,8 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "both --tls-cert-file and --tls-key-file must be provided for TLS"
             )
+        if self["shutdown-timeout"] < 0:
+            raise usage.UsageError("--shutdown-timeout must not be negative")
         listen = self["listen"] or (DEFAULT_TLS_LISTEN if cert else DEFAULT_LISTEN)
         try:
             self["listenAddress"] = parseListen(listen, cert, key)
@@ -110,10 +120,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if reactor is None:
         from twisted.internet import reactor
     from .app import LlamaSwap
+    from .drain import RequestTracker
+    from .shutdown import DrainService, GracefulExit, OrderedShutdown
     from .web.site import buildSite
 
     loaded = loadOrExit(options)
-    root = MultiService()
+    # Stopped last added first: signals, listener, drain, then upstreams.
+    root = OrderedShutdown()
     app = LlamaSwap(
         loaded.config,
         reactor,
@@ -121,6 +134,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         listen=options["listenAddress"],
     )
     app.setServiceParent(root)
-    listener = strports.service(options["listenAddress"].endpoint, buildSite(app))
+    tracker = RequestTracker(reactor)
+    DrainService(tracker, options["shutdown-timeout"]).setServiceParent(root)
+    site = tracker.watch(buildSite(app))
+    listener = strports.service(options["listenAddress"].endpoint, site)
     listener.setServiceParent(root)
+    GracefulExit(reactor).setServiceParent(root)
     return root

@@ -1,117 +1,389 @@
 # -*- test-case-name: test.upstream.test_realprocess -*-
 """
-Start one upstream command in its own session, tied to llamaswap's life.
+Start one upstream command in its own session, tied to llamaswap's life, and
+make sure nothing it started outlives it.
 
-Run as C{python -I -S _launcher.py PARENT_PID -- ARGV...} (it imports only
-the standard library and nothing from llamaswap, so it can run isolated and
-without C{site}).  It then, in this order:
+Run as C{python -I -S _launcher.py PARENT_PID [--report-fd=N] -- ARGV...}
+(it imports only the standard library and nothing from llamaswap, so it can
+run isolated and without C{site}).
 
- 1. calls C{setsid()}, so the upstream leads a new session and process group
-    (its PID is unchanged: the launcher C{exec}s in place, so llamaswap's
-    child PID, the process-group ID and C{${PID}} are all the same number);
- 2. sets C{PR_SET_PDEATHSIG} to C{SIGKILL}, then checks that its parent is
-    still C{PARENT_PID} (closing the race where llamaswap died before the
-    C{prctl}); the death signal survives C{execve}, so the upstream itself is
-    killed when llamaswap dies, even by C{SIGKILL};
- 3. (Linux only) forks a I{sweeper}: a tiny process in the same group, with stdio on
-    C{/dev/null}, ignoring C{SIGTERM}/C{SIGINT}/C{SIGHUP}, whose own
-    parent-death signal fires when the upstream leader dies, for whatever
-    reason; it then C{SIGKILL}s the whole group, so grandchildren that the
-    upstream forked (which do not inherit a death signal) die with it;
- 4. restores default dispositions for C{SIGPIPE} and C{SIGXFSZ} (Python
-    ignores them) and C{exec}s the command; if that fails it prints the
-    error on stderr and exits with status 127.
+On Linux the launcher stays the upstream's parent (I{keeper} mode):
 
-The order matters: C{setsid} must come before the fork so the sweeper is in
-the upstream's group, and the death signal is set in the process that
-C{exec}s (a C{fork} clears it, C{execve} keeps it).
+ 1. it blocks the signals it handles, calls C{setsid()} (its own session, so
+    a Ctrl-C on llamaswap's terminal does not reach it), becomes a I{child
+    subreaper} (C{PR_SET_CHILD_SUBREAPER}: every orphaned descendant of the
+    upstream is re-parented to it, not to init, so the whole tree stays
+    reachable through C{ppid} links however it forks, double-forks or
+    C{setsid}s), and sets C{PR_SET_PDEATHSIG} to L{KILL_ALL} (checking that
+    its parent is still C{PARENT_PID}, which closes the race where llamaswap
+    died before the C{prctl});
+ 2. it forks the server, which calls C{setsid()} (it leads its own session
+    and process group), arms C{PR_SET_PDEATHSIG=SIGKILL} against the
+    launcher, restores the signal mask and the C{SIGPIPE}/C{SIGXFSZ}
+    dispositions Python changed, and C{exec}s the command (on failure it
+    prints C{failed to start command '...': error} on stderr and exits 127);
+ 3. once the C{exec} succeeded it writes the server's PID and a newline on
+    the report descriptor and closes it, so llamaswap knows what C{${PID}}
+    and the process group are;
+ 4. it then waits, forwarding the graceful signals it receives
+    (C{SIGTERM}, C{SIGINT}, C{SIGHUP}, C{SIGQUIT}) to the server's process
+    group I{and} to every descendant that left that group, and treating
+    L{KILL_ALL} (llamaswap died, or asked for the C{SIGKILL} escalation) as
+    C{SIGKILL} for the whole tree;
+ 5. when the server exits, the rest of the tree is killed at once with
+    C{SIGKILL} - unless a graceful signal was forwarded, in which case the
+    remaining processes get until the next L{KILL_ALL} to finish (the
+    supervisor's stop timeout) - and reaped, bounded by L{SWEEP_TIMEOUT};
+ 6. it exits with the server's status: the same exit code, or killed by the
+    same signal (re-raised on itself, core dumps disabled), so llamaswap
+    reports the server's status, not the launcher's.
+
+Output needs no relaying: the server writes straight to the pipes llamaswap
+gave the launcher.  The launcher writes one line on stderr when it had to
+kill processes the server left behind.
+
+Without parent-death signals (not Linux) it falls back to I{exec} mode: it
+C{setsid()}s, reports its own PID and C{exec}s the command in place.
 """
 
 import os
 import signal
 import sys
+import time
 
 PR_SET_PDEATHSIG = 1
-_SWEEP_SIGNAL = signal.SIGUSR1
+PR_SET_CHILD_SUBREAPER = 36
+
+#: The launcher's parent-death signal, and what llamaswap sends it to have
+#: the whole tree killed (it cannot send SIGKILL to the launcher itself:
+#: that would orphan the tree).
+KILL_ALL = signal.SIGUSR1
+#: Signals passed on to the server's tree.
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+#: How long, after the server is gone and everything left was sent SIGKILL,
+#: the launcher waits for the tree to die (a process stuck in the kernel
+#: cannot be killed) before exiting anyway.
+SWEEP_TIMEOUT = 5.0
+
+_HANDLED = {signal.SIGCHLD, KILL_ALL, *FORWARDED}
+_PROC = "/proc"
 
 
-def _setDeathSignal(sig: int) -> bool:
+def _prctl(option: int, value: int) -> bool:
     """
-    Ask the kernel to send C{sig} to this process when its parent dies.
+    Call C{prctl(option, value)}.
 
-    @return: C{True} if it could be set (Linux), else C{False}.
+    @return: whether it worked (C{False} where there is no C{prctl}).
     """
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0)
+        return bool(libc.prctl(option, int(value), 0, 0, 0) == 0)
     except (OSError, AttributeError, ImportError):
         return False
 
 
-def _sweeper(leader: int) -> None:
-    """
-    Wait for the group leader to die, then kill the whole group.  Never
-    returns.
-    """
+def _say(message: str) -> None:
     try:
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        os.closerange(3, 65536)
-        os.chdir("/")
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
-            signal.signal(sig, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {_SWEEP_SIGNAL})
-        if not _setDeathSignal(_SWEEP_SIGNAL):
-            return
-        if os.getppid() == leader:
-            signal.sigwait({_SWEEP_SIGNAL})
-        # The leader is gone (or went before we were ready): end the group.
-        os.killpg(0, signal.SIGKILL)
-    finally:
-        os._exit(0)
+        os.write(2, ("llamaswap launcher: %s\n" % (message,)).encode("utf-8", "replace"))
+    except OSError:
+        pass
 
 
-def main(argv: list[str]) -> int:
+def _parentsAndGroups() -> dict:
     """
-    Launch C{argv[3:]} as described in the module docstring.
+    C{pid -> (ppid, pgrp, zombie)} for every process in C{/proc}.
     """
-    if len(argv) < 4 or argv[2] != "--":
-        sys.stderr.write("usage: _launcher.py PARENT_PID -- COMMAND [ARG...]\n")
+    table = {}
+    try:
+        names = os.listdir(_PROC)
+    except OSError:
+        return table
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("%s/%s/stat" % (_PROC, name), "rb") as f:
+                raw = f.read()
+            fields = raw[raw.rindex(b")") + 2 :].split()
+            table[int(name)] = (int(fields[1]), int(fields[2]), fields[0] in (b"Z", b"X"))
+        except (OSError, ValueError, IndexError):
+            continue
+    return table
+
+
+def descendants(root: int) -> list:
+    """
+    The live (non-zombie) descendants of C{root}, found through C{ppid}
+    links, with their process groups: C{[(pid, pgrp)]}.
+    """
+    table = _parentsAndGroups()
+    children: dict = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found = []
+    todo = list(children.get(root, ()))
+    while todo:
+        pid = todo.pop()
+        ppid, pgrp, zombie = table[pid]
+        if not zombie:
+            found.append((pid, pgrp))
+        todo.extend(children.get(pid, ()))
+    return found
+
+
+def _kill(pid: int, sig: int, group: bool = False) -> bool:
+    try:
+        if group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def signalTree(server: int, sig: int) -> None:
+    """
+    Send C{sig} to the server's process group and to each of our
+    descendants outside it (once each).
+    """
+    if not _kill(server, sig, group=True):
+        _kill(server, sig)
+    for pid, pgrp in descendants(os.getpid()):
+        if pgrp != server:
+            _kill(pid, sig)
+
+
+class Keeper:
+    """
+    The launcher's state once the server runs: who the server is, how it
+    ended, and whether a graceful stop or a kill is under way.
+    """
+
+    def __init__(self, server: int) -> None:
+        self.server = server
+        self.status = None
+        self.graceful = False
+        self.killing = False
+        self.killed: set = set()
+
+    def reap(self) -> bool:
+        """
+        Reap every child that has exited; remember the server's status.
+
+        @return: whether any child is left.
+        """
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return False
+            if pid == 0:
+                return True
+            if pid == self.server:
+                self.status = status
+
+    def killAll(self) -> None:
+        """
+        C{SIGKILL} the server's group (while the server is unreaped, so the
+        group ID cannot have been reused) and every descendant.
+        """
+        if self.status is None:
+            _kill(self.server, signal.SIGKILL, group=True)
+            _kill(self.server, signal.SIGKILL)
+        for pid, _ in descendants(os.getpid()):
+            if _kill(pid, signal.SIGKILL):
+                self.killed.add(pid)
+
+    def handle(self, signo: int) -> None:
+        """
+        React to one received signal.
+        """
+        if signo == signal.SIGCHLD:
+            self.reap()
+        elif signo == KILL_ALL:
+            self.killing = True
+            self.killAll()
+        elif self.status is None:
+            self.graceful = True
+            signalTree(self.server, signo)
+        else:
+            for pid, _ in descendants(os.getpid()):
+                _kill(pid, signo)
+
+    def run(self) -> int:
+        """
+        Wait for the server, then for (or kill) the rest of the tree.
+
+        @return: the server's wait status.
+        """
+        while self.status is None:
+            self.handle(signal.sigwaitinfo(_HANDLED).si_signo)
+        while self.graceful and not self.killing and descendants(os.getpid()):
+            # A graceful stop: what is left may finish, until KILL_ALL.
+            self.handle(signal.sigwaitinfo(_HANDLED).si_signo)
+        deadline = time.monotonic() + SWEEP_TIMEOUT
+        while True:
+            self.killAll()
+            if not self.reap():
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                _say("gave up waiting for %s" % (sorted(p for p, _ in descendants(os.getpid())),))
+                break
+            signal.sigtimedwait(_HANDLED, min(remaining, 0.05))
+        if self.killed:
+            _say(
+                "killed %d process(es) the upstream left behind: %s"
+                % (len(self.killed), " ".join(map(str, sorted(self.killed))))
+            )
+        return self.status
+
+
+def exitLike(status: int) -> None:
+    """
+    End this process the way wait status C{status} says: the same exit
+    code, or the same signal (without a core dump).  Never returns.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        except (ImportError, OSError, ValueError):
+            pass
+        try:
+            if sig != signal.SIGKILL:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+            os.kill(os.getpid(), sig)
+        except (OSError, ValueError):
+            pass
+        os._exit(128 + sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+
+
+def _execCommand(command: list) -> None:
+    """
+    In the process that becomes the server: C{exec} C{command}.  Returns
+    only if that failed, after saying why on stderr.
+    """
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    try:
+        os.execvp(command[0], command)
+    except OSError as e:
+        sys.stderr.write("failed to start command '%s': %s\n" % (" ".join(command), e))
+        sys.stderr.flush()
+
+
+def _report(fd: int | None, pid: int) -> None:
+    if fd is None:
+        return
+    try:
+        os.write(fd, b"%d\n" % (pid,))
+    except OSError:
+        pass
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _startServer(command: list, keeper: int, reportFD: int | None) -> tuple:
+    """
+    Fork the server and wait until it has C{exec}'d.
+
+    @return: C{(pid, None)}, or C{(pid, status)} if it could not start (its
+        wait status, already reaped).
+    """
+    if reportFD is not None:
+        os.set_inheritable(reportFD, False)
+    ready, failed = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ready)
+            os.setsid()
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != keeper:
+                os._exit(1)
+            _execCommand(command)
+            os.write(failed, b"x")
+        finally:
+            os._exit(127)
+    os.close(failed)
+    with os.fdopen(ready, "rb") as f:
+        execFailed = f.read()
+    if execFailed:
+        _, status = os.waitpid(pid, 0)
+        return pid, status
+    return pid, None
+
+
+def _parseArgs(argv: list):
+    """
+    C{(parentPid, reportFD, command)}, or C{None} for a usage error.
+    """
+    args = argv[1:]
+    if len(args) < 3:
+        return None
+    try:
+        parent = int(args.pop(0))
+    except ValueError:
+        return None
+    reportFD = None
+    if args and args[0].startswith("--report-fd="):
+        try:
+            reportFD = int(args.pop(0).split("=", 1)[1])
+        except ValueError:
+            return None
+    if len(args) < 2 or args[0] != "--":
+        return None
+    return parent, reportFD, args[1:]
+
+
+def main(argv: list) -> int:
+    """
+    Launch the command as described in the module docstring.
+    """
+    parsed = _parseArgs(argv)
+    if parsed is None:
+        sys.stderr.write("usage: _launcher.py PARENT_PID [--report-fd=N] -- COMMAND [ARG...]\n")
         return 2
-    parent = int(argv[1])
-    command = argv[3:]
+    parent, reportFD, command = parsed
+    signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
     try:
         os.setsid()
     except PermissionError:
         # Already a session or group leader: keep what we have.
         pass
-    armed = _setDeathSignal(signal.SIGKILL)
+    armed = _prctl(PR_SET_PDEATHSIG, KILL_ALL)
     if armed and parent > 0 and os.getppid() != parent:
-        # llamaswap died before the death signal was armed.
         sys.stderr.write("llamaswap launcher: parent %d is gone; not starting\n" % (parent,))
         return 1
-    if armed:
-        # Only where parent-death signals exist (Linux): elsewhere the
-        # sweeper could not tell when to act.
-        leader = os.getpid()
-        try:
-            if os.fork() == 0:
-                _sweeper(leader)
-        except OSError as e:
-            sys.stderr.write("llamaswap launcher: no sweeper process: %s\n" % (e,))
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
+    if not armed or not hasattr(signal, "sigwaitinfo"):
+        # No way to learn of llamaswap's death: run the command in place.
+        _report(reportFD, os.getpid())
+        _execCommand(command)
+        return 127
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
     try:
-        os.execvp(command[0], command)
+        server, failed = _startServer(command, os.getpid(), reportFD)
     except OSError as e:
-        sys.stderr.write(
-            "failed to start command '%s': %s\n" % (" ".join(command), e)
-        )
-        sys.stderr.flush()
-    return 127
+        sys.stderr.write("failed to start command '%s': %s\n" % (" ".join(command), e))
+        return 127
+    if failed is not None:
+        exitLike(failed)
+    _report(reportFD, server)
+    exitLike(Keeper(server).run())
+    return 1
 
 
 if __name__ == "__main__":

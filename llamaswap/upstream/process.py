@@ -2,15 +2,18 @@
 """
 The process shell: spawn one upstream child in its own session, tied to
 llamaswap's life, read its output line by line, notice its exit, and signal
-its whole process group.
+its whole process tree.
 
 Spawning goes through L{LAUNCHER} (see its docstring): C{python -I -S
-_launcher.py <our pid> -- argv...}.  It C{setsid()}s, arms
-C{PR_SET_PDEATHSIG=SIGKILL}, forks a tiny group sweeper and C{exec}s the
-command in place, so the PID Twisted sees is the upstream's PID, its
-process-group ID, and what C{${PID}} means in C{cmdStop}.  (An argv prefix is
-needed because Twisted's C{posix_spawnp} path never calls a C{_setupChild}
-override.)
+_launcher.py <our pid> --report-fd=3 -- argv...}.  On Linux the launcher is
+a child subreaper that stays the server's parent (I{keeper} mode): the PID
+Twisted sees is the launcher's, the server's PID (its process-group ID, and
+what C{${PID}} means in C{cmdStop}) arrives as one line on descriptor 3 once
+the server has C{exec}'d, signals go through the launcher to the whole
+tree, and the launcher exits, with the server's status, only once every
+descendant is gone.  Elsewhere it C{exec}s in place and reports its own PID
+(I{exec} mode).  (An argv prefix is needed because Twisted's
+C{posix_spawnp} path never calls a C{_setupChild} override.)
 """
 
 from __future__ import annotations
@@ -30,6 +33,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_launcher.py")
+#: The child descriptor on which the launcher reports the server's PID.
+REPORT_FD = 3
+#: The child's descriptors: stdin, stdout, stderr and the report.
+CHILD_FDS = {0: "w", 1: "r", 2: "r", REPORT_FD: "r"}
+#: What the launcher takes as "SIGKILL the whole tree" (its own SIGKILL
+#: would orphan the tree); see C{_launcher.KILL_ALL}.
+LAUNCHER_KILL_ALL = signal.SIGUSR1
 
 #: Longest line kept, in bytes; the rest of a longer line is dropped.
 MAX_LINE_LENGTH = 16384
@@ -55,7 +65,9 @@ def launcherArgv(argv: Sequence[str], parentPid: int | None = None) -> list[str]
     """
     if parentPid is None:
         parentPid = os.getpid()
-    return [sys.executable, "-I", "-S", LAUNCHER, str(parentPid), "--", *argv]
+    return [
+        sys.executable, "-I", "-S", LAUNCHER, str(parentPid), f"--report-fd={REPORT_FD}", "--", *argv
+    ]
 
 
 def buildEnvironment(
@@ -75,6 +87,19 @@ def buildEnvironment(
             raise ValueError(f"environment entry {entry!r} is not NAME=value")
         env[name] = value
     return env
+
+
+def signalProcess(pid: int, sig: int) -> bool:
+    """
+    Send C{sig} to process C{pid}.
+
+    @return: whether it was signalled.
+    """
+    try:
+        os.kill(pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
 
 
 def signalGroup(pgid: int, sig: int, *, pid: int | None = None) -> bool:
@@ -205,21 +230,27 @@ OutputObserver = Callable[[str, str], None]
 
 class UpstreamProtocol(ProcessProtocol):
     """
-    The C{ProcessProtocol} for one upstream child.
+    The C{ProcessProtocol} for one upstream child (spawned through the
+    launcher with L{CHILD_FDS}).
 
     Output is split into lines per stream, remembered (the last
-    L{KEEP_LINES}) and passed to C{onLine(stream, line)}.  The exit is driven
-    by C{processExited}: the process group is swept with C{SIGKILL} at once
-    (grandchildren must not outlive the leader), and L{exited} fires with an
-    L{ExitStatus} as soon as the pipes have drained (C{processEnded}) or
-    L{DRAIN_GRACE} seconds later, whichever comes first, so the last words
-    of a crashing child are in L{lastLines}.  C{processEnded} is never
-    required: a grandchild outside the group holding the pipes cannot hang
-    us, and our pipe ends are closed L{PIPE_CLOSE_GRACE} seconds after the
-    exit is reported.
+    L{KEEP_LINES}) and passed to C{onLine(stream, line)}.  The server's PID
+    is read from L{REPORT_FD}.  The exit is driven by C{processExited}: the
+    server's process group is swept with C{SIGKILL} at once (grandchildren
+    must not outlive the leader; in keeper mode the launcher already killed
+    the whole tree), and L{exited} fires with an L{ExitStatus} as soon as
+    the pipes have drained (C{processEnded}) or L{DRAIN_GRACE} seconds
+    later, whichever comes first, so the last words of a crashing child are
+    in L{lastLines}.  C{processEnded} is never required: a process outside
+    the tree holding the pipes cannot hang us, and our pipe ends are closed
+    L{PIPE_CLOSE_GRACE} seconds after the exit is reported.
 
-    @ivar pid: the child's PID (also its process-group ID), kept after the
-        transport forgets it.
+    @ivar launcherPid: the PID Twisted spawned (the launcher in keeper
+        mode, the server itself in exec mode).
+    @ivar pid: the server's PID (also its process-group ID) once reported,
+        kept after the transport forgets it; L{None} before.
+    @ivar serverStarted: fires with the server's PID once it has
+        C{exec}'d (never fires if it could not be started).
     @ivar exited: fires once with the L{ExitStatus}.
     @ivar ended: fires once when every pipe is closed.
     """
@@ -233,6 +264,7 @@ class UpstreamProtocol(ProcessProtocol):
         onLine: OutputObserver | None = None,
         *,
         signaller: Callable[..., bool] = signalGroup,
+        launcherSignaller: Callable[[int, int], bool] = signalProcess,
         maxLineLength: int = MAX_LINE_LENGTH,
         keepLines: int = KEEP_LINES,
         drainGrace: float = DRAIN_GRACE,
@@ -242,11 +274,15 @@ class UpstreamProtocol(ProcessProtocol):
         self._clock = clock
         self._onLine = onLine
         self._signaller = signaller
+        self._launcherSignaller = launcherSignaller
         self._buffers = {fd: LineBuffer(maxLineLength) for fd in _STREAMS}
+        self._reportBuffer = bytearray()
         self._lines: deque[str] = deque(maxlen=keepLines)
         self._drainGrace = drainGrace
         self._pipeCloseGrace = pipeCloseGrace
+        self.launcherPid: int | None = None
         self.pid: int | None = None
+        self.serverStarted: Deferred[int] = Deferred()
         self.exitStatus: ExitStatus | None = None
         self.exited: Deferred[ExitStatus] = Deferred()
         self.ended: Deferred[None] = Deferred()
@@ -266,23 +302,52 @@ class UpstreamProtocol(ProcessProtocol):
         """
         Whether the child has been spawned and has not exited.
         """
-        return self.pid is not None and self.exitStatus is None
+        return self.launcherPid is not None and self.exitStatus is None
+
+    @property
+    def keeper(self) -> bool:
+        """
+        Whether the launcher stays the server's parent (keeper mode): the
+        server's PID was reported and is not the launcher's.
+        """
+        return self.pid is not None and self.pid != self.launcherPid
 
     def connectionMade(self) -> None:
         """
-        Remember the PID (= process-group ID) and close the child's stdin.
+        Remember the launcher's PID and close the child's stdin.
         """
         assert self.transport is not None
-        self.pid = self.transport.pid
+        self.launcherPid = self.transport.pid
         self.transport.closeStdin()
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         """
-        Split output into lines and pass them on.
+        Split output into lines and pass them on; read the server's PID
+        from the report descriptor.
         """
+        if childFD == REPORT_FD:
+            self._reportReceived(data)
+            return
         buffer = self._buffers.get(childFD)
         if buffer is not None:
             self._emit(_STREAMS[childFD], buffer.feed(data))
+
+    def _reportReceived(self, data: bytes) -> None:
+        if self.pid is not None:
+            return
+        self._reportBuffer += data[:64]
+        line, newline, _ = bytes(self._reportBuffer).partition(b"\n")
+        if not newline:
+            return
+        try:
+            pid = int(line)
+        except ValueError:
+            self.log.warn("[{model}] bad launcher report {line!r}", model=self.modelID, line=line)
+            return
+        if pid <= 0:
+            return
+        self.pid = pid
+        self.serverStarted.callback(pid)
 
     def _flushLines(self) -> None:
         for fd, buffer in self._buffers.items():
@@ -299,14 +364,25 @@ class UpstreamProtocol(ProcessProtocol):
 
     def signal(self, sig: int) -> bool:
         """
-        Send C{sig} to the child's process group (or to the child alone if
-        its group does not exist yet).  Does nothing once it has exited.
+        Send C{sig} to the upstream's whole tree.  Does nothing once the
+        child has exited.
+
+        In keeper mode, and before the server's PID is known, the signal
+        goes to the launcher, which passes it on to the server's group and
+        every descendant outside it (C{SIGKILL} becomes
+        L{LAUNCHER_KILL_ALL}).  In exec mode it goes to
+        the server's process group (or to the server alone if its group
+        does not exist yet).
 
         @return: whether anything was signalled.
         """
         if not self.running:
             return False
-        assert self.pid is not None
+        assert self.launcherPid is not None
+        if self.pid is None or self.keeper:
+            return self._launcherSignaller(
+                self.launcherPid, LAUNCHER_KILL_ALL if sig == signal.SIGKILL else sig
+            )
         return self._signaller(self.pid, sig, pid=self.pid)
 
     def processExited(self, reason: Failure) -> None:
@@ -315,9 +391,11 @@ class UpstreamProtocol(ProcessProtocol):
         drained.
         """
         self.exitStatus = ExitStatus.fromFailure(reason)
-        if self.pid is not None:
-            # Grandchildren die with the leader; a PGID cannot be reused
-            # while any member is alive, and ESRCH is fine.
+        if self.pid is not None and not self.keeper:
+            # Exec mode: grandchildren die with the leader; a PGID cannot be
+            # reused while any member is alive, and ESRCH is fine.  (In
+            # keeper mode the launcher has killed the tree, and may have
+            # reaped the server long ago.)
             self._signaller(self.pid, signal.SIGKILL)
         if self._isEnded:
             self._report()
@@ -377,14 +455,15 @@ def spawnUpstream(
     parentPid: int | None = None,
 ) -> IProcessTransport:
     """
-    Spawn C{argv} through the launcher: own session and process group,
-    parent-death C{SIGKILL}, group sweeper, explicit environment, no PTY.
+    Spawn C{argv} through the launcher: own session and process group, a
+    keeper that dies with llamaswap and kills the whole tree, explicit
+    environment, no PTY, the PID report on L{REPORT_FD}.
 
     @raise OSError: if even the launcher cannot be spawned.
     """
     args = launcherArgv(argv, parentPid)
     return processReactor.spawnProcess(
-        protocol, args[0], args, env=dict(env), path=cwd, usePTY=False
+        protocol, args[0], args, env=dict(env), path=cwd, usePTY=False, childFDs=dict(CHILD_FDS)
     )
 
 

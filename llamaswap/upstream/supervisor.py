@@ -75,6 +75,7 @@ from .process import (
     UpstreamProtocol,
     buildEnvironment,
     signalGroup,
+    signalProcess,
     spawnUpstream,
 )
 from .spec import UpstreamSpec
@@ -142,6 +143,7 @@ class Supervisor:
         agent: IAgent | None = None,
         recorder: UpstreamRecorder | None = None,
         signaller: Callable[..., bool] = signalGroup,
+        launcherSignaller: Callable[[int, int], bool] = signalProcess,
         environ: dict[str, str] | None = None,
         parentPid: int | None = None,
         abortGrace: float = ABORT_GRACE,
@@ -158,6 +160,8 @@ class Supervisor:
             reaping); optional.
         @param signaller: C{signaller(pgid, sig, pid=None)} signals a
             process group (tests replace it).
+        @param launcherSignaller: C{launcherSignaller(pid, sig)} signals
+            the launcher that keeps the server (tests replace it).
         @param environ: the base environment (default C{os.environ}).
         @param parentPid: the PID children must find as their parent
             (default ours).
@@ -174,6 +178,7 @@ class Supervisor:
         self._prober = prober
         self._recorder = recorder
         self._signaller = signaller
+        self._launcherSignaller = launcherSignaller
         self._environ = environ
         self._parentPid = parentPid
         self._machine = Lifecycle(
@@ -216,7 +221,8 @@ class Supervisor:
     @property
     def pid(self) -> int | None:
         """
-        The running child's PID (also its process-group ID), if any.
+        The running server's PID (also its process-group ID, and C{${PID}}
+        in C{cmdStop}), once the launcher has reported it.
         """
         if self._child is not None and self._child.running:
             return self._child.pid
@@ -368,7 +374,11 @@ class Supervisor:
         argv = self.spec.argv
         self._child = None
         protocol = UpstreamProtocol(
-            self.modelID, self._clock, self._onLine, signaller=self._signaller
+            self.modelID,
+            self._clock,
+            self._onLine,
+            signaller=self._signaller,
+            launcherSignaller=self._launcherSignaller,
         )
         try:
             env = buildEnvironment(self.spec.env, self._environ)
@@ -378,27 +388,33 @@ class Supervisor:
         except Exception as e:
             self._feed(SpawnFailed(attempt, f"failed to start command '{' '.join(argv)}': {e}"))
             return
-        if protocol.pid is None:
-            protocol.pid = transport.pid
-        pid = protocol.pid
-        assert pid is not None
+        if protocol.launcherPid is None:
+            protocol.launcherPid = transport.pid
+        launcherPid = protocol.launcherPid
+        assert launcherPid is not None
         self._child = protocol
+        protocol.serverStarted.addCallback(self._serverStarted, argv[0])
+        protocol.exited.addCallback(self._childExited, attempt, protocol)
+        self._feed(Spawned(attempt, launcherPid))
+
+    def _serverStarted(self, pid: int, argv0: str) -> None:
+        """
+        The launcher reports that the server C{exec}'d as C{pid}: record it.
+        """
         self.log.info(
-            "[{model}] started {argv0} as pid {pid}", model=self.modelID, argv0=argv[0], pid=pid
+            "[{model}] started {argv0} as pid {pid}", model=self.modelID, argv0=argv0, pid=pid
         )
         if self._recorder is not None:
             try:
-                self._recorder.add(self.modelID, pid, argv[0], self._clock.seconds())
+                self._recorder.add(self.modelID, pid, argv0, self._clock.seconds())
             except Exception:
                 self.log.failure("[{model}] could not record pid {pid}", model=self.modelID, pid=pid)
-        protocol.exited.addCallback(self._childExited, attempt, protocol)
-        self._feed(Spawned(attempt, pid))
 
     def _childExited(self, status: ExitStatus, attempt: int, protocol: UpstreamProtocol) -> None:
         self.log.info(
             "[{model}] pid {pid} ended: {status}",
             model=self.modelID,
-            pid=protocol.pid,
+            pid=protocol.pid if protocol.pid is not None else protocol.launcherPid,
             status=status.describe(),
         )
         if self._recorder is not None and protocol.pid is not None:
@@ -471,18 +487,22 @@ class Supervisor:
             return
         sent = child.signal(effect.signal)
         self.log.info(
-            "[{model}] signal {sig} to process group {pgid}: {outcome}",
+            "[{model}] signal {sig} to the tree of pid {pgid}: {outcome}",
             model=self.modelID,
             sig=effect.signal,
-            pgid=child.pid,
+            pgid=child.pid if child.pid is not None else child.launcherPid,
             outcome="sent" if sent else "nobody left",
         )
 
     def _doRunStopCommand(self, effect: RunStopCommand) -> None:
         child = self._child
-        if child is None or child.pid is None or self.spec.cmdStop is None:
+        if child is None or self.spec.cmdStop is None:
             return
         attempt = effect.attempt
+        if child.pid is None:
+            # Not exec'd yet: there is no ${PID} to give cmdStop.
+            self._feed(StopCommandFailed(attempt, "the server has not started yet"))
+            return
         try:
             argv = splitCommand(self.spec.cmdStop.replace("${PID}", str(child.pid)))
             env = buildEnvironment(self.spec.env, self._environ)

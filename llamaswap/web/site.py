@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from twisted.web.server import Request, Site
 
-from . import inference
+from . import api, inference, logs, management, passthrough
+from .auth import authenticatorFor
 from .mux import Mux
 
 if TYPE_CHECKING:
@@ -29,10 +30,14 @@ def buildResource(app: LlamaSwap) -> Mux:
     """
     The root resource for C{app}.
     """
-    mux = Mux()
+    mux = Mux(authenticator=authenticatorFor(app))
     mux.route("GET", "/health", health, auth=False)
     mux.route("GET", "/wol-health", health, auth=False)
     inference.install(mux, app)
+    management.install(mux, app)
+    logs.install(mux, app)
+    passthrough.install(mux, app)
+    api.install(mux, app)
     return mux
 
 
@@ -42,4 +47,4 @@ def buildSite(app: LlamaSwap) -> Site:
     they are relayed untouched (and a multipart upload would otherwise be
     read into memory once more).
     """
-    return Site(buildResource(app), parsePOSTFormSubmission=False)
+    return logs.AccessLogSite(buildResource(app), app.reactor, parsePOSTFormSubmission=False)

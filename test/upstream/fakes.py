@@ -160,12 +160,16 @@ class FakeProcessReactor(MemoryReactorClock):
 
     @ivar spawned: every transport spawned, in order.
     @ivar spawnError: if set, C{spawnProcess} raises it.
+    @ivar autoReport: whether a process spawned with a report descriptor
+        reports its own PID at once, like the launcher in exec mode (else
+        the test reports, e.g. another PID for keeper mode).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.spawned: list[FakeProcessTransport] = []
         self.spawnError: Exception | None = None
+        self.autoReport = True
         self._nextPid = 1000
 
     def spawnProcess(
@@ -191,7 +195,26 @@ class FakeProcessReactor(MemoryReactorClock):
         )
         self.spawned.append(transport)
         processProtocol.makeConnection(transport)
+        if self.autoReport and childFDs and childFDs.get(3) == "r":
+            # Like the launcher in exec mode: it reports its own PID.
+            processProtocol.childDataReceived(3, b"%d\n" % (transport.pid,))
         return transport
+
+
+class FakeLauncherSignaller:
+    """
+    Records signals sent to launchers, C{(pid, signal)}.
+    """
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, int]] = []
+
+    def __call__(self, pid: int, sig: int) -> bool:
+        """
+        Record it.
+        """
+        self.sent.append((pid, sig))
+        return True
 
 
 class FakeSignaller:

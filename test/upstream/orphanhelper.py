@@ -1,8 +1,8 @@
 """
 A stand-in llamaswap for the parent-death test: supervises one upstream
-(C{argv} as JSON in C{sys.argv[1]}) with the real reactor, prints
-C{PID <pid>} once it is running and C{LINE <text>} for each output line, and
-then waits to be killed.
+(C{argv} as JSON in C{sys.argv[1]}, its URL in C{sys.argv[2]}) with the real
+reactor, prints C{PID <pid>} once it is ready and C{LINE <text>} for each
+output line, and then waits to be killed.
 """
 
 import json
@@ -15,15 +15,13 @@ def main() -> None:
     """
     Start the upstream and run until killed.
     """
+    from twisted.web.client import Agent, HTTPConnectionPool
+
     from llamaswap.upstream import Supervisor, UpstreamSpec
 
-    spec = UpstreamSpec(
-        modelID="orphan",
-        argv=json.loads(sys.argv[1]),
-        proxy="http://127.0.0.1:1",
-        checkEndpoint="none",
-    )
-    supervisor = Supervisor(spec, processReactor=reactor, clock=reactor)
+    spec = UpstreamSpec(modelID="orphan", argv=json.loads(sys.argv[1]), proxy=sys.argv[2])
+    agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+    supervisor = Supervisor(spec, processReactor=reactor, clock=reactor, agent=agent)
 
     def line(model: str, stream: str, text: str) -> None:
         sys.stdout.write(f"LINE {text}\n")

@@ -16,7 +16,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from llamaswap.upstream.process import (
+    CHILD_FDS,
     LAUNCHER,
+    LAUNCHER_KILL_ALL,
     TRUNCATED,
     ExitStatus,
     LineBuffer,
@@ -122,12 +124,12 @@ class HelperTests(SynchronousTestCase):
 
     def test_launcherArgv(self) -> None:
         """
-        The launcher runs isolated, with our PID and the command after
-        C{--}.
+        The launcher runs isolated, with our PID, the report descriptor
+        and the command after C{--}.
         """
         self.assertEqual(
             launcherArgv(["a", "-b"], 7),
-            [sys.executable, "-I", "-S", LAUNCHER, "7", "--", "a", "-b"],
+            [sys.executable, "-I", "-S", LAUNCHER, "7", "--report-fd=3", "--", "a", "-b"],
         )
 
     def test_buildEnvironment(self) -> None:
@@ -164,13 +166,24 @@ class ProtocolTests(SynchronousTestCase):
         self.clock = Clock()
         self.reactor = FakeProcessReactor()
         self.signals: list[tuple[int, int]] = []
+        self.launcherSignals: list[tuple[int, int]] = []
 
         def signaller(pgid: int, sig: int, *, pid: int | None = None) -> bool:
             self.signals.append((pgid, sig))
             return True
 
-        self.protocol = UpstreamProtocol("m", self.clock, signaller=signaller, keepLines=3)
-        self.transport = self.reactor.spawnProcess(self.protocol, "x", ["x"])
+        def launcherSignaller(pid: int, sig: int) -> bool:
+            self.launcherSignals.append((pid, sig))
+            return True
+
+        self.protocol = UpstreamProtocol(
+            "m",
+            self.clock,
+            signaller=signaller,
+            launcherSignaller=launcherSignaller,
+            keepLines=3,
+        )
+        self.transport = self.reactor.spawnProcess(self.protocol, "x", ["x"], childFDs=CHILD_FDS)
 
     def test_keepsLastLines(self) -> None:
         """
@@ -181,14 +194,18 @@ class ProtocolTests(SynchronousTestCase):
 
     def test_signalOnlyWhileRunning(self) -> None:
         """
-        Signals go to the group while the child runs, never after it was
-        reaped (its PID may be reused).
+        In exec mode (the launcher reported its own PID) signals go to the
+        group while the child runs, never after it was reaped (its PID may
+        be reused); the group is swept when it exits.
         """
         pid = self.transport.pid
+        self.assertEqual(self.protocol.pid, pid)
+        self.assertFalse(self.protocol.keeper)
         self.assertTrue(self.protocol.signal(signal.SIGTERM))
         self.transport.exit(0)
         self.assertFalse(self.protocol.signal(signal.SIGTERM))
         self.assertEqual(self.signals, [(pid, signal.SIGTERM), (pid, signal.SIGKILL)])
+        self.assertEqual(self.launcherSignals, [])
 
     def test_partialLineFlushedAtEnd(self) -> None:
         """
@@ -210,3 +227,79 @@ class ProtocolTests(SynchronousTestCase):
         self.clock.pump([10, 10])
         self.assertTrue(self.transport.lostConnection)
         self.successResultOf(self.protocol.ended)
+
+
+class KeeperProtocolTests(SynchronousTestCase):
+    """
+    L{UpstreamProtocol} with a launcher that stays the server's parent.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.reactor = FakeProcessReactor()
+        self.reactor.autoReport = False
+        self.signals: list[tuple[int, int]] = []
+        self.launcherSignals: list[tuple[int, int]] = []
+
+        def signaller(pgid: int, sig: int, *, pid: int | None = None) -> bool:
+            self.signals.append((pgid, sig))
+            return True
+
+        def launcherSignaller(pid: int, sig: int) -> bool:
+            self.launcherSignals.append((pid, sig))
+            return True
+
+        self.protocol = UpstreamProtocol(
+            "m", self.clock, signaller=signaller, launcherSignaller=launcherSignaller
+        )
+        self.transport = self.reactor.spawnProcess(self.protocol, "x", ["x"], childFDs=CHILD_FDS)
+        self.launcher = self.transport.pid
+
+    def test_report(self) -> None:
+        """
+        The server's PID is read from descriptor 3, even in pieces; it is
+        not output, and C{serverStarted} fires with it.
+        """
+        self.assertIsNone(self.protocol.pid)
+        self.assertTrue(self.protocol.running)
+        self.assertEqual(self.protocol.launcherPid, self.launcher)
+        self.transport.output(b"12", fd=3)
+        self.assertNoResult(self.protocol.serverStarted)
+        self.transport.output(b"34\n", fd=3)
+        self.assertEqual(self.successResultOf(self.protocol.serverStarted), 1234)
+        self.assertEqual(self.protocol.pid, 1234)
+        self.assertTrue(self.protocol.keeper)
+        self.assertEqual(self.protocol.lastLines, ())
+
+    def test_badReportIgnored(self) -> None:
+        """
+        A report that is not a PID is ignored (logged).
+        """
+        self.transport.output(b"nonsense\n", fd=3)
+        self.assertIsNone(self.protocol.pid)
+        self.assertNoResult(self.protocol.serverStarted)
+        self.flushLoggedErrors()
+
+    def test_signalsGoToLauncher(self) -> None:
+        """
+        Before and after the report, signals go to the launcher, SIGKILL
+        as its kill-all signal; none go to a group, not even after the
+        exit (the launcher swept the tree and may have reaped the server
+        long before).
+        """
+        self.assertTrue(self.protocol.signal(signal.SIGTERM))
+        self.transport.output(b"1234\n", fd=3)
+        self.assertTrue(self.protocol.signal(signal.SIGTERM))
+        self.assertTrue(self.protocol.signal(signal.SIGKILL))
+        self.transport.exit(None, signal.SIGKILL)
+        self.assertFalse(self.protocol.signal(signal.SIGKILL))
+        self.assertEqual(
+            self.launcherSignals,
+            [
+                (self.launcher, signal.SIGTERM),
+                (self.launcher, signal.SIGTERM),
+                (self.launcher, LAUNCHER_KILL_ALL),
+            ],
+        )
+        self.assertEqual(self.signals, [])
+        self.assertEqual(self.protocol.pid, 1234)

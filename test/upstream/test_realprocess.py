@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -26,7 +27,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from llamaswap.upstream import PrematureExit, State, Supervisor, UpstreamSpec
-from llamaswap.upstream.process import LAUNCHER
+from llamaswap.upstream.process import CHILD_FDS, LAUNCHER, LAUNCHER_KILL_ALL, launcherArgv
 from llamaswap.upstream.leftovers import (
     LeftoverRegistry,
     groupMembers,
@@ -200,7 +201,11 @@ class SupervisedDemoTests(TestCase):
         assert stat is not None
         self.assertEqual((stat.pgrp, stat.session), (pid, pid))
         self.assertEqual(readCmdline(pid), demoArgv(port, "--startup-delay", "0.5"))
-        self.assertEqual(readStat(pid).ppid, os.getpid())  # type: ignore[union-attr]
+        # The launcher stays its parent, and is ours.
+        launcher = supervisor._child.launcherPid  # type: ignore[union-attr]
+        self.assertEqual(readStat(pid).ppid, launcher)  # type: ignore[union-attr]
+        self.assertEqual(readStat(launcher).ppid, os.getpid())  # type: ignore[union-attr, arg-type]
+        self.seen.add(launcher)  # type: ignore[arg-type]
         # The "loaded" line may even arrive after a probe found it ready.
         await until(lambda: record.lineTime("loaded") is not None, 10, "the loaded line")
         loaded = record.lineTime("loaded")
@@ -311,12 +316,12 @@ class SupervisedDemoTests(TestCase):
         self.assertEqual(await waitGone(members, reactor, 2.0), [])
         log.info("measured: stop with a grandchild: {elapsed:.3f}s", elapsed=elapsed)
 
-    async def test_escapedGrandchildDoesNotHangStop(self) -> None:
+    async def test_escapedGrandchildStopped(self) -> None:
         """
-        A grandchild that left the process group (its own session) but holds
-        the output pipes cannot hang the stop: the exit is reported after
-        the drain grace and our pipe ends are closed later.  (It survives:
-        only its own group is ours to kill.)
+        A grandchild that left the process group (its own session) and
+        holds the output pipes is still ours: the launcher passes SIGTERM
+        on to it, so the stop is prompt, nothing survives and the pipes
+        close.
         """
         port = freePort()
         script = (
@@ -327,17 +332,42 @@ class SupervisedDemoTests(TestCase):
         await supervisor.ensureReady()
         await until(lambda: record.lineTime("escaped") is not None, 10, "the escaped grandchild")
         escaped = int(next(l for _, _, l in record.lines if l.startswith("escaped")).split()[1])
+        self.seen.add(escaped)
         self.addCleanup(killQuietly, [escaped])
+        stat = readStat(escaped)
+        assert stat is not None and supervisor.pid is not None
+        self.assertNotEqual(stat.pgrp, supervisor.pid)
         before = reactor.seconds()
         await supervisor.stop()
         elapsed = reactor.seconds() - before
         self.assertLess(elapsed, 2.0)
-        self.assertFalse(processGone(escaped))
+        self.assertTrue(processGone(escaped))
         child = supervisor._child
         assert child is not None
-        self.assertFalse(child.ended.called)
         await child.ended
-        log.info("measured: stop with pipes held by an escaped grandchild: {elapsed:.3f}s", elapsed=elapsed)
+        log.info("measured: stop with an escaped grandchild: {elapsed:.3f}s", elapsed=elapsed)
+
+    async def test_orphanedDaemonKilledOnExit(self) -> None:
+        """
+        A wrapper that double-forks a daemon into its own session and
+        exits: the start fails with the wrapper's status and the launcher
+        (a child subreaper, so the daemon was re-parented to it) kills the
+        daemon, saying so in the output.
+        """
+        script = "(setsid sh -c 'echo daemon $$; exec sleep 30' &) ; sleep 0.3; exit 4"
+        supervisor, record = self.makeSupervisor(1, ["sh", "-c", script])
+        try:
+            await supervisor.ensureReady()
+        except PrematureExit as e:
+            error = e
+        else:
+            self.fail("the start did not fail")
+        self.assertEqual(error.exitCode, 4)
+        daemon = int(next(l for _, _, l in record.lines if l.startswith("daemon")).split()[1])
+        self.seen.add(daemon)
+        self.addCleanup(killQuietly, [daemon])
+        self.assertEqual(await waitGone([daemon], reactor, 2.0), [])
+        self.assertIn(f"left behind: {daemon}", record.text())
 
 
 class _HelperProtocol(ProcessProtocol):
@@ -377,7 +407,10 @@ class ParentDeathTests(TestCase):
         env = dict(os.environ, PYTHONPATH=PYTHONPATH)
         protocol = _HelperProtocol()
         transport = reactor.spawnProcess(
-            protocol, sys.executable, [sys.executable, HELPER, json.dumps(argv)], env=env
+            protocol,
+            sys.executable,
+            [sys.executable, HELPER, json.dumps(argv), f"http://127.0.0.1:{port}"],
+            env=env,
         )
         members: list[int] = []
 
@@ -400,7 +433,10 @@ class ParentDeathTests(TestCase):
         members += [pid for pid, _ in groupMembers(upstream)]
         self.assertIn(upstream, members)
         self.assertIn(grandchild, members)
-        self.assertEqual(len(members), 3, "leader, grandchild and sweeper")
+        self.assertEqual(len(members), 2, "leader and grandchild")
+        launcher = readStat(upstream).ppid  # type: ignore[union-attr]
+        self.assertEqual(readStat(launcher).ppid, transport.pid)  # type: ignore[union-attr]
+        members.append(launcher)
         before = reactor.seconds()
         os.kill(transport.pid, signal.SIGKILL)
         await protocol.ended
@@ -509,21 +545,192 @@ class LauncherTests(SynchronousTestCase):
         self.assertEqual(result.stdout, "")
         self.assertIn("parent 1 is gone", result.stderr)
 
-    def test_execInPlace(self) -> None:
+
+class _LauncherProtocol(ProcessProtocol):
+    """
+    Collects the launcher's stdout and stderr lines and its report; C{ended}
+    fires with the exit reason's exception.
+    """
+
+    def __init__(self) -> None:
+        self.data: dict[int, bytes] = {1: b"", 2: b"", 3: b""}
+        self.ended: Deferred[Any] = Deferred()
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        self.data[childFD] = self.data.get(childFD, b"") + data
+
+    def lines(self, fd: int = 1) -> list[str]:
         """
-        The command runs with the launcher's PID, as leader of its own
-        session and group, with SIGPIPE at its default, and with the
-        parent-death signal armed.
+        The complete lines received on C{fd}.
         """
-        script = "echo $$; cat /proc/$$/stat; grep SigIgn /proc/$$/status"
-        process = subprocess.Popen(
-            [sys.executable, "-I", "-S", LAUNCHER, str(os.getpid()), "--", "sh", "-c", script],
-            stdout=subprocess.PIPE,
-            text=True,
+        return self.data[fd].decode("utf-8", "replace").splitlines()
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(reason.value)
+
+
+class KeeperTests(TestCase):
+    """
+    The launcher in keeper mode, spawned as llamaswap spawns it, running
+    small shell scripts.
+    """
+
+    timeout = 60
+
+    def launch(self, script: str) -> tuple[_LauncherProtocol, int]:
+        """
+        Run C{sh -c script} through the launcher; return its protocol and
+        PID.  Whatever is left is killed after the test.
+        """
+        protocol = _LauncherProtocol()
+        transport = reactor.spawnProcess(
+            protocol,
+            sys.executable,
+            launcherArgv(["sh", "-c", script]),
+            env=dict(os.environ),
+            childFDs=dict(CHILD_FDS),
         )
-        out, _ = process.communicate(timeout=30)
-        pid, stat, sigIgn = out.splitlines()
-        self.assertEqual(int(pid), process.pid)
-        fields = stat.rsplit(")", 1)[1].split()
-        self.assertEqual((int(fields[2]), int(fields[3])), (process.pid, process.pid))
-        self.assertEqual(int(sigIgn.split()[1], 16) & (1 << (signal.SIGPIPE - 1)), 0)
+        transport.closeStdin()
+        self.addCleanup(
+            lambda: Deferred.fromCoroutine(self._killLeftovers(protocol, transport.pid))
+        )
+        return protocol, transport.pid
+
+    async def _killLeftovers(self, protocol: _LauncherProtocol, launcher: int) -> None:
+        pids = [int(p) for line in protocol.lines() for p in line.split()[1:2] if p.isdigit()]
+        killQuietly(pids)
+        if not protocol.ended.called:
+            killQuietly([launcher])
+        await protocol.ended
+
+    async def lineStarting(self, protocol: _LauncherProtocol, prefix: str) -> list[str]:
+        """
+        Wait for the stdout line starting with C{prefix}; return its words.
+        """
+        await until(
+            lambda: any(l.startswith(prefix) for l in protocol.lines()), 10, repr(prefix)
+        )
+        return next(l for l in protocol.lines() if l.startswith(prefix)).split()
+
+    async def test_keeperMode(self) -> None:
+        """
+        The server is the launcher's child, leads its own session and
+        group, starts with an empty signal mask and SIGPIPE at its
+        default (as C{exec}d: the shell may block signals later); its PID is
+        reported on descriptor 3.
+        """
+        protocol, launcher = self.launch(
+            "echo pid $$; cat /proc/$$/stat; exec grep -E '^Sig(Ign|Blk)' /proc/self/status"
+        )
+        reason = await protocol.ended
+        self.assertIsInstance(reason, ProcessDone)
+        out = protocol.lines()
+        pid = int(out[0].split()[1])
+        self.assertEqual(protocol.data[3], b"%d\n" % (pid,))
+        self.assertNotEqual(pid, launcher)
+        fields = out[1].rsplit(")", 1)[1].split()
+        self.assertEqual((int(fields[1]), int(fields[2]), int(fields[3])), (launcher, pid, pid))
+        masks = dict(line.split(":") for line in out[2:])
+        self.assertEqual(int(masks["SigBlk"], 16), 0)
+        self.assertEqual(int(masks["SigIgn"], 16) & (1 << (signal.SIGPIPE - 1)), 0)
+        self.assertEqual(protocol.data[2], b"")
+
+    async def test_exitStatus(self) -> None:
+        """
+        The launcher ends with the server's exit status.
+        """
+        protocol, _ = self.launch("exit 5")
+        reason = await protocol.ended
+        self.assertIsInstance(reason, ProcessTerminated)
+        self.assertEqual((reason.exitCode, reason.signal), (5, None))
+
+    async def test_killedBySignal(self) -> None:
+        """
+        A server killed by a signal makes the launcher end by that signal.
+        """
+        protocol, _ = self.launch("kill -TERM $$")
+        reason = await protocol.ended
+        self.assertEqual(reason.signal, signal.SIGTERM)
+
+    async def test_execFailure(self) -> None:
+        """
+        A command that cannot be run: status 127, the OS error on stderr,
+        nothing reported.
+        """
+        protocol = _LauncherProtocol()
+        reactor.spawnProcess(
+            protocol,
+            sys.executable,
+            launcherArgv(["/nonexistent/server", "-x"]),
+            env=dict(os.environ),
+            childFDs=dict(CHILD_FDS),
+        )
+        reason = await protocol.ended
+        self.assertEqual(reason.exitCode, 127)
+        self.assertIn(
+            "failed to start command '/nonexistent/server -x': [Errno 2]",
+            protocol.data[2].decode(),
+        )
+        self.assertEqual(protocol.data[3], b"")
+
+    async def test_gracefulSignalReachesEscaped(self) -> None:
+        """
+        SIGTERM to the launcher reaches the server's group and a descendant
+        in its own session, which may finish its shutdown before the
+        launcher exits.
+        """
+        protocol, launcher = self.launch(
+            "setsid sh -c 'trap \"echo escaped-term; sleep 0.3; echo escaped-done; exit 0\" TERM;"
+            " echo escaped $$; while :; do sleep 0.05; done' & sleep 30"
+        )
+        escaped = int((await self.lineStarting(protocol, "escaped "))[1])
+        os.kill(launcher, signal.SIGTERM)
+        reason = await protocol.ended
+        self.assertEqual(reason.signal, signal.SIGTERM)
+        self.assertIn("escaped-done", protocol.lines())
+        self.assertTrue(processGone(escaped))
+        self.assertNotIn(b"left behind", protocol.data[2])
+
+    async def test_killAll(self) -> None:
+        """
+        After SIGTERM, a descendant that ignores it keeps the launcher
+        waiting until the kill-all signal, which kills it.
+        """
+        protocol, launcher = self.launch(
+            "setsid sh -c 'trap \"\" TERM; echo escaped $$; while :; do sleep 0.05; done' &"
+            " sleep 30"
+        )
+        escaped = int((await self.lineStarting(protocol, "escaped "))[1])
+        server = int(protocol.data[3])
+        os.kill(launcher, signal.SIGTERM)
+        # The server (sh) dies at once; the launcher waits for the rest.
+        await until(lambda: processGone(server), 10, "the server's exit")
+        self.assertIn(escaped, descendantsOf(launcher))
+        self.assertFalse(protocol.ended.called)
+        os.kill(launcher, LAUNCHER_KILL_ALL)
+        reason = await protocol.ended
+        self.assertEqual(reason.signal, signal.SIGTERM)
+        self.assertTrue(processGone(escaped))
+        self.assertIn(f"left behind: {escaped}", protocol.data[2].decode())
+
+
+def descendantsOf(pid: int) -> list[int]:
+    """
+    The live descendants of C{pid}, through C{/proc} ppid links.
+    """
+    found: list[int] = []
+    todo = [pid]
+    table = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            stat = readStat(int(name))
+            if stat is not None:
+                table[int(name)] = stat
+    while todo:
+        parent = todo.pop()
+        for child, stat in table.items():
+            if stat.ppid == parent:
+                todo.append(child)
+                if stat.state not in ("Z", "X", "x"):
+                    found.append(child)
+    return sorted(found)

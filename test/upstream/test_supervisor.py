@@ -25,7 +25,13 @@ from llamaswap.upstream import (
 )
 from llamaswap.upstream.process import DRAIN_GRACE, LAUNCHER, PIPE_CLOSE_GRACE
 
-from .fakes import FakeProber, FakeProcessReactor, FakeRecorder, FakeSignaller
+from .fakes import (
+    FakeLauncherSignaller,
+    FakeProber,
+    FakeProcessReactor,
+    FakeRecorder,
+    FakeSignaller,
+)
 
 TERM = signal.SIGTERM
 KILL = signal.SIGKILL
@@ -55,6 +61,7 @@ class SupervisorTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = FakeProcessReactor()
         self.signaller = FakeSignaller(self.reactor, exitOn=(TERM,))
+        self.launcherSignaller = FakeLauncherSignaller()
         self.prober = FakeProber()
         self.recorder = FakeRecorder()
         self.states: list[tuple[State, State]] = []
@@ -71,6 +78,7 @@ class SupervisorTestCase(SynchronousTestCase):
             prober=self.prober,
             recorder=self.recorder,
             signaller=self.signaller,
+            launcherSignaller=self.launcherSignaller,
             environ={"PATH": "/usr/bin", "HOME": "/root"},
             parentPid=4242,
         )
@@ -113,7 +121,7 @@ class SpawnTests(SupervisorTestCase):
         [child] = self.reactor.spawned
         self.assertEqual(
             child.args[3:],
-            [LAUNCHER, "4242", "--", "llama-server", "--port", "5800"],
+            [LAUNCHER, "4242", "--report-fd=3", "--", "llama-server", "--port", "5800"],
         )
         self.assertEqual(child.args[1:3], ["-I", "-S"])
         self.assertEqual(
@@ -575,7 +583,9 @@ class StopTests(SupervisorTestCase):
         supervisor.stop(3.0)
         stopper = self.reactor.spawned[1]
         self.assertEqual(stopper.args[3:5], [LAUNCHER, "4242"])
-        self.assertEqual(stopper.args[5:], ["--", "docker", "stop", "--pid", str(pid), "x y"])
+        self.assertEqual(
+            stopper.args[5:], ["--report-fd=3", "--", "docker", "stop", "--pid", str(pid), "x y"]
+        )
         self.assertEqual(stopper.env, child.env)
         self.assertEqual(self.signaller.signalsTo(pid), [])
         stopper.output(b"stopping container\n")
@@ -721,3 +731,98 @@ class TTLTests(SupervisorTestCase):
         supervisor.requestStarted()
         supervisor.requestFinished()
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+
+class KeeperModeTests(SupervisorTestCase):
+    """
+    In keeper mode the launcher stays the server's parent: the server's PID
+    arrives later on the report descriptor, and every signal goes through
+    the launcher.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.reactor.autoReport = False
+
+    def test_pidReportedLater(self) -> None:
+        """
+        Until the launcher reports, the server has no PID and nothing is
+        recorded; the report sets C{pid} and records the server, and its
+        exit unrecords it.
+        """
+        supervisor = self.makeSupervisor()
+        d = supervisor.ensureReady()
+        launcher = self.reactor.spawned[0]
+        self.assertIsNone(supervisor.pid)
+        self.assertEqual(self.recorder.calls, [])
+        launcher.output(b"50", fd=3)
+        launcher.output(b"00\n", fd=3)
+        self.assertEqual(supervisor.pid, 5000)
+        self.assertEqual(self.recorder.calls, [("add", "m1", 5000, "llama-server", 0.0)])
+        launcher.exit(3)
+        self.failureResultOf(d, PrematureExit)
+        self.assertEqual(self.recorder.calls[-1], ("remove", 5000))
+
+    def test_signalsGoThroughLauncher(self) -> None:
+        """
+        SIGTERM goes to the launcher, which passes it to the tree; the
+        escalation is the launcher's kill-all signal, never a SIGKILL that
+        would orphan the tree; the server's group is not swept after the
+        launcher exits (the launcher did it).
+        """
+        supervisor = self.makeSupervisor()
+        d = supervisor.ensureReady()
+        launcher = self.reactor.spawned[0]
+        launcher.output(b"5000\n", fd=3)
+        self.prober.watches[-1].healthy()
+        self.successResultOf(d)
+        stopped = supervisor.stop(2.0)
+        self.assertEqual(self.launcherSignaller.sent, [(launcher.originalPid, TERM)])
+        self.reactor.advance(2.0)
+        self.assertEqual(
+            self.launcherSignaller.sent,
+            [(launcher.originalPid, TERM), (launcher.originalPid, signal.SIGUSR1)],
+        )
+        launcher.exit(None, KILL)
+        self.successResultOf(stopped)
+        self.assertEqual(self.signaller.sent, [])
+
+    def test_signalBeforeReport(self) -> None:
+        """
+        A stop before the server's PID is known signals the launcher,
+        which holds the signal until the server runs.
+        """
+        supervisor = self.makeSupervisor()
+        d = supervisor.ensureReady()
+        launcher = self.reactor.spawned[0]
+        supervisor.stop(1.0)
+        self.failureResultOf(d, StartAbortedError)
+        self.assertEqual(self.launcherSignaller.sent, [(launcher.originalPid, TERM)])
+        self.assertEqual(self.signaller.sent, [])
+
+    def test_cmdStopBeforeReportFallsBackToTerm(self) -> None:
+        """
+        C{cmdStop} needs C{${PID}}: before the server has started, SIGTERM
+        is sent instead.
+        """
+        supervisor = self.makeSupervisor(cmdStop="kill ${PID}")
+        d = supervisor.ensureReady()
+        launcher = self.reactor.spawned[0]
+        supervisor.stop(1.0)
+        self.failureResultOf(d, StartAbortedError)
+        self.assertEqual(len(self.reactor.spawned), 1)
+        self.assertEqual(self.launcherSignaller.sent, [(launcher.originalPid, TERM)])
+
+    def test_cmdStopGetsServerPid(self) -> None:
+        """
+        C{${PID}} is the server's PID, not the launcher's.
+        """
+        supervisor = self.makeSupervisor(cmdStop="kill ${PID}")
+        d = supervisor.ensureReady()
+        launcher = self.reactor.spawned[0]
+        launcher.output(b"5000\n", fd=3)
+        self.prober.watches[-1].healthy()
+        self.successResultOf(d)
+        supervisor.stop(1.0)
+        self.assertEqual(self.reactor.spawned[1].args[-3:], ["--", "kill", "5000"])
+        self.assertEqual(self.launcherSignaller.sent, [])

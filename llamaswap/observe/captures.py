@@ -1,0 +1,275 @@
+# -*- test-case-name: test.observe.test_activity -*-
+"""
+Request/response captures: what a metered request sent and got back, kept
+in a byte-budgeted memory cache keyed by activity row ID for the UI's
+capture viewer (C{GET /api/captures/<id>}).
+
+Captures hold prompts and answers, so secrets are taken out before they are
+stored: credential headers (C{Authorization}, C{X-Api-Key}, cookies...) and
+API-key fields of JSON and form bodies become C{[REDACTED]}.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections import OrderedDict
+from typing import Any, Iterable
+
+from attrs import evolve, frozen
+
+#: What replaces a secret.
+REDACTED = "[REDACTED]"
+
+#: Headers whose values are secrets.
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "api-key",
+        "cookie",
+        "set-cookie",
+    }
+)
+
+#: Body fields (JSON keys, form fields; case-insensitive) holding secrets.
+SECRET_FIELDS = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "api-key",
+        "x-api-key",
+        "authorization",
+        "password",
+        "secret",
+        "client_secret",
+        "access_token",
+        "refresh_token",
+        "token",
+    }
+)
+_SECRET_FIELD_TEXT = re.compile(
+    rb"(?i)(?:api[_-]?key|x-api-key|authorization|password|secret|access_token|"
+    rb"refresh_token|token)"
+)
+_FORM_SECRET = re.compile(
+    rb"(?i)(^|&)(api_key|apikey|api-key|x-api-key|authorization|password|secret|"
+    rb"client_secret|access_token|refresh_token|token)=[^&]*"
+)
+
+#: One mebibyte: C{captureBuffer} is in these.
+MB = 1024 * 1024
+
+
+@frozen
+class CaptureMask:
+    """
+    Which parts of an exchange a path's captures keep (binary audio and
+    images are left out).
+    """
+
+    reqHeaders: bool = True
+    reqBody: bool = True
+    respHeaders: bool = True
+    respBody: bool = True
+
+
+_ALL = CaptureMask()
+#: llama-swap's per-path masks; other paths keep everything.
+MASKS: dict[str, CaptureMask] = {
+    "/v1/audio/speech": CaptureMask(respBody=False),
+    "/v1/audio/voices": CaptureMask(reqBody=False),
+    "/v1/audio/transcriptions": CaptureMask(reqBody=False),
+    "/v1/images/generations": CaptureMask(respBody=False),
+    "/v1/images/edits": CaptureMask(reqBody=False, respBody=False),
+    "/sdapi/v1/txt2img": CaptureMask(respBody=False),
+    "/sdapi/v1/img2img": CaptureMask(reqBody=False, respBody=False),
+}
+
+
+def maskFor(path: str) -> CaptureMask:
+    """
+    The capture mask for a request path (without query).
+    """
+    return MASKS.get(path, _ALL)
+
+
+def canonicalHeaderName(name: str) -> str:
+    """
+    Go's canonical header casing: C{x-api-key} becomes C{X-Api-Key}.
+    """
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def redactHeaders(
+    headers: Iterable[tuple[bytes, list[bytes]]], drop: Iterable[str] = ()
+) -> dict[str, str]:
+    """
+    A header map for display: the first value of each header, names in
+    canonical casing, secrets replaced by L{REDACTED}.
+
+    @param headers: name and values pairs, e.g. C{Headers.getAllRawHeaders()}.
+    @param drop: lower-case names to leave out.
+    """
+    skip = frozenset(drop)
+    result: dict[str, str] = {}
+    for rawName, values in headers:
+        name = rawName.decode("latin-1").lower()
+        if name in skip or not values:
+            continue
+        key = canonicalHeaderName(name)
+        if key in result:
+            continue
+        if name in SECRET_HEADERS:
+            result[key] = REDACTED
+        else:
+            result[key] = values[0].decode("latin-1")
+    return result
+
+
+def _redactJSON(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if k.lower() in SECRET_FIELDS else _redactJSON(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_redactJSON(v) for v in value]
+    return value
+
+
+def redactBody(body: bytes, contentType: str = "") -> bytes:
+    """
+    C{body} with secret fields of a JSON document or a urlencoded form
+    replaced; other bodies (and bodies without such fields) unchanged.
+    """
+    if not body or _SECRET_FIELD_TEXT.search(body) is None:
+        return body
+    if "x-www-form-urlencoded" in contentType.lower():
+        return _FORM_SECRET.sub(
+            lambda m: m.group(1) + m.group(2) + b"=" + REDACTED.encode("ascii"), body
+        )
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return body
+    redacted = _redactJSON(parsed)
+    if redacted == parsed:
+        return body
+    return json.dumps(redacted, ensure_ascii=False).encode("utf-8")
+
+
+@frozen
+class Capture:
+    """
+    One captured exchange.
+
+    @ivar id: the activity row's ID (0 until it is stored).
+    """
+
+    id: int
+    reqPath: str
+    reqHeaders: dict[str, str] | None
+    reqBody: bytes | None
+    respHeaders: dict[str, str] | None
+    respBody: bytes | None
+
+    @property
+    def size(self) -> int:
+        """
+        Roughly the bytes it holds (what the budget counts).
+        """
+        size = len(self.reqPath) + len(self.reqBody or b"") + len(self.respBody or b"")
+        for headers in (self.reqHeaders, self.respHeaders):
+            for k, v in (headers or {}).items():
+                size += len(k) + len(v)
+        return size
+
+    def withID(self, id: int) -> Capture:
+        return evolve(self, id=id)
+
+    def toJSON(self) -> dict[str, Any]:
+        """
+        The C{/api/captures/<id>} answer: bodies in base64.
+        """
+
+        def b64(data: bytes | None) -> str | None:
+            return None if data is None else base64.b64encode(data).decode("ascii")
+
+        return {
+            "id": self.id,
+            "req_path": self.reqPath,
+            "req_headers": self.reqHeaders,
+            "req_body": b64(self.reqBody),
+            "resp_headers": self.respHeaders,
+            "resp_body": b64(self.respBody),
+        }
+
+
+class CaptureCache:
+    """
+    Captures by ID within a byte budget: the oldest are evicted to make
+    room; a capture bigger than the whole budget is not kept; adding an ID
+    again replaces it.  A budget of 0 disables captures.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = max(0, budget)
+        self.used = 0
+        self._entries: OrderedDict[int, Capture] = OrderedDict()
+
+    @classmethod
+    def fromMegabytes(cls, megabytes: int) -> CaptureCache:
+        return cls(megabytes * MB)
+
+    @property
+    def enabled(self) -> bool:
+        return self.budget > 0
+
+    def add(self, capture: Capture) -> bool:
+        """
+        Keep C{capture}; L{False} if disabled or too big.
+        """
+        size = capture.size
+        if not self.enabled or size > self.budget:
+            return False
+        self.discard(capture.id)
+        while self._entries and self.used + size > self.budget:
+            _, oldest = self._entries.popitem(last=False)
+            self.used -= oldest.size
+        self._entries[capture.id] = capture
+        self.used += size
+        return True
+
+    def discard(self, id: int) -> None:
+        old = self._entries.pop(id, None)
+        if old is not None:
+            self.used -= old.size
+
+    def get(self, id: int) -> Capture | None:
+        return self._entries.get(id)
+
+    def __contains__(self, id: object) -> bool:
+        return id in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.used = 0
+
+
+__all__ = [
+    "Capture",
+    "CaptureCache",
+    "CaptureMask",
+    "MASKS",
+    "REDACTED",
+    "canonicalHeaderName",
+    "maskFor",
+    "redactBody",
+    "redactHeaders",
+]

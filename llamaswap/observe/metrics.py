@@ -1,0 +1,218 @@
+# -*- test-case-name: test.observe.test_metrics -*-
+"""
+Prometheus metrics (C{GET /metrics}): per model requests by status, tokens,
+time to first byte, duration, queue wait, loads and their duration, start
+failures and the current lifecycle state, plus the process's own CPU,
+memory and file descriptors.
+
+llama-swap exports only system and GPU gauges there; request and model
+metrics are ours (its users asked for them, llama-swap #262, #255).  Each
+L{Metrics} has its own L{CollectorRegistry}, never the global one, so two
+llamaswaps in one process (tests, reloads) do not collide.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+)
+from prometheus_client.exposition import choose_encoder
+
+from .usage import TokenMetrics
+
+#: Lifecycle states, as the C{llamaswap_model_state} enum has them.
+STATES = ("stopped", "starting", "ready", "stopping", "shutdown")
+
+_LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0,
+)
+_LOAD_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+_SPEED_BUCKETS = (1, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120, 10240)
+
+
+class Metrics:
+    """
+    The metric families and the calls that move them.
+
+    @ivar registry: where they are registered.
+    """
+
+    def __init__(self, models: Iterable[str] = (), processMetrics: bool = True) -> None:
+        """
+        @param models: model IDs whose state gauge starts as C{stopped}.
+        @param processMetrics: include C{process_*} metrics of this process.
+        """
+        registry = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "llamaswap_requests",
+            "Model requests finished, by model, path and HTTP status.",
+            ["model", "path", "status"],
+            registry=registry,
+        )
+        self.inputTokens = Counter(
+            "llamaswap_input_tokens",
+            "Prompt tokens reported by upstreams.",
+            ["model"],
+            registry=registry,
+        )
+        self.outputTokens = Counter(
+            "llamaswap_output_tokens",
+            "Generated tokens reported by upstreams.",
+            ["model"],
+            registry=registry,
+        )
+        self.cachedTokens = Counter(
+            "llamaswap_cached_tokens",
+            "Prompt tokens served from the upstream's cache.",
+            ["model"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "llamaswap_request_duration_seconds",
+            "Wall time of model requests, from arrival to the end of the response.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.ttfb = Histogram(
+            "llamaswap_time_to_first_byte_seconds",
+            "Time from a request's arrival to the first response body byte, "
+            "measured by llamaswap (queueing and loading included).",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.queueWait = Histogram(
+            "llamaswap_queue_wait_seconds",
+            "Time requests waited for their model (queued or loading).",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.promptSpeed = Histogram(
+            "llamaswap_prompt_tokens_per_second",
+            "Prompt processing speed of requests that reported it.",
+            ["model"],
+            buckets=_SPEED_BUCKETS,
+            registry=registry,
+        )
+        self.genSpeed = Histogram(
+            "llamaswap_generation_tokens_per_second",
+            "Generation speed of requests that reported it.",
+            ["model"],
+            buckets=_SPEED_BUCKETS,
+            registry=registry,
+        )
+        self.inFlight = Gauge(
+            "llamaswap_requests_in_flight",
+            "Model requests granted their model and not yet finished.",
+            ["model"],
+            registry=registry,
+        )
+        self.loads = Counter(
+            "llamaswap_model_loads",
+            "Model starts (swaps in), successful or not.",
+            ["model"],
+            registry=registry,
+        )
+        self.loadDuration = Histogram(
+            "llamaswap_model_load_duration_seconds",
+            "Time from starting a model's process to its readiness.",
+            ["model"],
+            buckets=_LOAD_BUCKETS,
+            registry=registry,
+        )
+        self.startFailures = Counter(
+            "llamaswap_model_start_failures",
+            "Starts that did not reach ready (exited, timed out or were aborted).",
+            ["model"],
+            registry=registry,
+        )
+        self.state = Enum(
+            "llamaswap_model_state",
+            "Current lifecycle state of each model.",
+            ["model"],
+            states=list(STATES),
+            registry=registry,
+        )
+        for model in models:
+            self.state.labels(model=model).state("stopped")
+        if processMetrics:
+            ProcessCollector(registry=registry)
+
+    # -- requests ----------------------------------------------------------------
+
+    def requestStarted(self, model: str) -> None:
+        self.inFlight.labels(model=model).inc()
+
+    def requestEnded(self, model: str) -> None:
+        self.inFlight.labels(model=model).dec()
+
+    def requestFinished(
+        self,
+        model: str,
+        path: str,
+        status: int,
+        duration: float,
+        ttfb: float | None = None,
+        queueWait: float | None = None,
+        tokens: TokenMetrics | None = None,
+    ) -> None:
+        """
+        Count a finished request (times in seconds).
+        """
+        self.requests.labels(model=model, path=path, status=str(status)).inc()
+        self.duration.labels(model=model).observe(max(duration, 0.0))
+        if ttfb is not None:
+            self.ttfb.labels(model=model).observe(max(ttfb, 0.0))
+        if queueWait is not None:
+            self.queueWait.labels(model=model).observe(max(queueWait, 0.0))
+        if tokens is not None:
+            if tokens.inputTokens > 0:
+                self.inputTokens.labels(model=model).inc(tokens.inputTokens)
+            if tokens.outputTokens > 0:
+                self.outputTokens.labels(model=model).inc(tokens.outputTokens)
+            if tokens.cacheTokens > 0:
+                self.cachedTokens.labels(model=model).inc(tokens.cacheTokens)
+            if tokens.promptPerSecond > 0:
+                self.promptSpeed.labels(model=model).observe(tokens.promptPerSecond)
+            if tokens.tokensPerSecond > 0:
+                self.genSpeed.labels(model=model).observe(tokens.tokensPerSecond)
+
+    # -- models ----------------------------------------------------------------
+
+    def stateChanged(self, model: str, state: str) -> None:
+        if state in STATES:
+            self.state.labels(model=model).state(state)
+
+    def loadStarted(self, model: str) -> None:
+        self.loads.labels(model=model).inc()
+
+    def loadFinished(self, model: str, seconds: float, ok: bool) -> None:
+        if ok:
+            self.loadDuration.labels(model=model).observe(max(seconds, 0.0))
+        else:
+            self.startFailures.labels(model=model).inc()
+
+    # -- output ------------------------------------------------------------------
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """
+        The exposition in the format the scraper's C{Accept} header asks
+        for (Prometheus text by default, OpenMetrics on request).
+
+        @return: the body and its content type.
+        """
+        encoder, contentType = choose_encoder(accept)
+        return encoder(self.registry), contentType
+
+
+__all__ = ["Metrics", "STATES"]

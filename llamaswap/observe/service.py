@@ -1,0 +1,203 @@
+# -*- test-case-name: test.web.test_api -*-
+"""
+The observability parts of one llamaswap, built and wired together: the
+event bus, Prometheus metrics, the activity store and capture cache, the
+request tracker and the model load watcher.
+
+L{ObservabilityService} is a child service of L{llamaswap.app.LlamaSwap};
+creating it sets C{app.events}, C{app.metrics}, C{app.activity},
+C{app.tracker} and C{app.observability}.  Starting it opens nothing
+blocking (the store opens on its database thread); stopping it ends the
+C{/api/events} streams and closes the store after its queued writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.application.service import Service
+from twisted.logger import Logger
+from twisted.web.server import Request
+
+from .activity import ActivityLog, ActivityRecord
+from .captures import CaptureCache
+from .events import Event, EventBus, EventStream, modelStatus
+from .loads import LoadHistory, LoadWatcher
+from .metrics import Metrics
+from .store import ActivityStore
+from .tracking import Tracker
+
+log = Logger()
+
+
+class ObservabilityService(Service):
+    """
+    Owns and wires the observability objects of C{app}.
+    """
+
+    def __init__(self, app: Any, *, processMetrics: bool = True) -> None:
+        config = app.config
+        self.app = app
+        self.clock = app.reactor
+        self.events = EventBus()
+        self.metrics = Metrics(config.models, processMetrics=processMetrics)
+        storePath = config.store.path if config.store is not None else None
+        self.store = ActivityStore(storePath, keep=config.metricsMaxInMemory, reactor=app.reactor)
+        self.captures = CaptureCache.fromMegabytes(config.captureBuffer)
+        self.activity = ActivityLog(self.store, self.captures, self._announce)
+        self.tracker = Tracker(
+            self.clock,
+            publish=self.events.publish,
+            activity=self.activity,
+            metrics=self.metrics,
+            captures=self.captures,
+            modelState=self.modelState,
+            knownModel=self.knownModel,
+        )
+        self.loads = LoadWatcher(
+            app.supervisors,
+            self.clock,
+            self.events.publish,
+            statusPayload=self.modelStatus,
+            metrics=self.metrics,
+            history=LoadHistory(),
+            onLoad=self._recordLoad,
+        )
+        self.streams: set[EventStream] = set()
+        self._unsubscribe: list[Callable[[], None]] = []
+        app.events = self.events
+        app.metrics = self.metrics
+        app.activity = self.activity
+        app.tracker = self.tracker
+        app.observability = self
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self.loads.start()
+        self.store.recentLoads().addCallbacks(
+            self.loads.history.seed,
+            lambda f: log.failure("reading past load times failed", f),
+        )
+        self._followLogs()
+        observers = getattr(self.app, "profileObservers", None)
+        if isinstance(observers, list):
+            observers.append(self._profileChanged)
+            self._unsubscribe.append(lambda: observers.remove(self._profileChanged))
+
+    def stopService(self) -> None:
+        super().stopService()
+        for unsubscribe in self._unsubscribe:
+            try:
+                unsubscribe()
+            except Exception:
+                pass
+        self._unsubscribe = []
+        self.loads.stop()
+        for stream in list(self.streams):
+            stream.close()
+        self.streams.clear()
+        self.store.close()
+
+    # -- status -------------------------------------------------------------
+
+    def modelState(self, model: str) -> str | None:
+        """
+        The state name of a local model (named by ID or alias).
+        """
+        supervisors = self.app.supervisors
+        supervisor = supervisors.get(model)
+        if supervisor is None:
+            real = self.app.config.realModelName(model)
+            supervisor = supervisors.get(real) if real else None
+        return supervisor.state.value if supervisor is not None else None
+
+    def knownModel(self, name: str) -> bool:
+        """
+        Whether C{name} is a local model, alias or peer model.
+        """
+        config = self.app.config
+        return config.realModelName(name) is not None or (
+            config.resolvePeerModel(name) is not None
+        )
+
+    def modelStatus(self) -> list[dict[str, Any]]:
+        states = {m: s.state.value for m, s in self.app.supervisors.items()}
+        return modelStatus(self.app.config, states)
+
+    def uiConfig(self) -> dict[str, Any]:
+        return {"activity": {"session_id": list(self.app.config.ui.sessionIDHeaders)}}
+
+    # -- the event stream -------------------------------------------------------
+
+    def openStream(self, request: Request) -> EventStream:
+        """
+        Serve C{/api/events} on C{request}: the initial burst (log
+        histories, model status, UI config, active profile, in-flight
+        snapshot, loads in progress), then live events.
+        """
+        stream = EventStream(
+            request, self.clock, resync=lambda: Event("inflight", self.tracker.snapshot())
+        )
+        self.streams.add(stream)
+        stream.onClose(lambda: self.streams.discard(stream))
+        stream.start(self._initial(), self.events)
+        return stream
+
+    def _initial(self) -> list[Event]:
+        events = []
+        logs = getattr(self.app, "logs", None)
+        for source in ("proxy", "upstream"):
+            monitor = getattr(logs, source, None)
+            history = monitor.history() if monitor is not None else b""
+            if history:
+                events.append(Event("logData", {"source": source, "data": _text(history)}))
+        events.append(Event("modelStatus", self.modelStatus()))
+        events.append(Event("uiConfig", self.uiConfig()))
+        events.append(Event("profileChanged", {"active": _activeProfile(self.app)}))
+        events.append(Event("inflight", self.tracker.snapshot()))
+        events.extend(Event("loadProgress", p) for p in self.loads.current())
+        return events
+
+    # -- feeds ---------------------------------------------------------------
+
+    def _followLogs(self) -> None:
+        logs = getattr(self.app, "logs", None)
+        for source in ("proxy", "upstream"):
+            monitor = getattr(logs, source, None)
+            if monitor is None or not hasattr(monitor, "subscribe"):
+                continue
+
+            def deliver(data: bytes, source: str = source) -> None:
+                if self.events.subscribers:
+                    self.events.publish("logData", {"source": source, "data": _text(data)})
+
+            subscription = monitor.subscribe(deliver)
+            self._unsubscribe.append(subscription.cancel)
+
+    def _profileChanged(self, active: Any) -> None:
+        self.events.publish("profileChanged", {"active": _activeProfile(self.app)})
+        self.events.publish("modelStatus", self.modelStatus())
+
+    def _announce(self, record: ActivityRecord) -> None:
+        self.events.publish("activity", {"id": record.id})
+
+    def _recordLoad(self, ts: float, model: str, durationMs: int, ok: bool) -> None:
+        self.store.recordLoad(ts, model, durationMs, ok).addErrback(
+            lambda f: log.failure("recording a load time failed", f)
+        )
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _activeProfile(app: Any) -> str | None:
+    active = getattr(app, "activeProfile", None)
+    if active is None or isinstance(active, str):
+        return active
+    return getattr(active, "id", None) or getattr(active, "name", None)
+
+
+__all__ = ["ObservabilityService"]

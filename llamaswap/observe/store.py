@@ -1,0 +1,406 @@
+# -*- test-case-name: test.observe.test_store -*-
+"""
+The activity store: SQLite, in memory by default or in the C{store.path}
+file, written off the reactor thread.
+
+The schema is llama-swap's C{activity} table (so its database file can be
+opened) plus two columns of ours (C{ttfb_ms}, C{queue_ms}) and a
+C{model_loads} table of past load durations, added in place when missing.
+The in-memory store keeps the newest C{metricsMaxInMemory} rows; a file
+store keeps everything and uses WAL.
+
+The functions taking a cursor are the store's logic, testable with a plain
+C{sqlite3} connection; L{ActivityStore} runs them on one database thread
+(L{twisted.enterprise.adbapi} with a single connection).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any, Iterable, Sequence
+
+from attrs import frozen
+from twisted.enterprise import adbapi
+from twisted.internet.defer import Deferred, fail
+
+from .activity import ActivityRecord
+from .usage import TokenMetrics
+
+MEMORY = ":memory:"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS activity (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  ts_created INTEGER NOT NULL,
+  model_id TEXT NOT NULL,
+  req_path TEXT NOT NULL DEFAULT '',
+  resp_content_type TEXT NOT NULL DEFAULT '',
+  resp_status_code INTEGER NOT NULL DEFAULT 0,
+  cache_tokens INTEGER NOT NULL DEFAULT 0,
+  draft_tokens INTEGER NOT NULL DEFAULT 0,
+  draft_acc_tokens INTEGER NOT NULL DEFAULT 0,
+  input_tokens INTEGER NOT NULL DEFAULT 0,
+  output_tokens INTEGER NOT NULL DEFAULT 0,
+  prompt_per_second REAL NOT NULL DEFAULT 0,
+  tokens_per_second REAL NOT NULL DEFAULT 0,
+  duration_ms INTEGER NOT NULL DEFAULT 0,
+  error_msg TEXT NOT NULL DEFAULT '',
+  metadata_json TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS idx_activity_ts ON activity (ts_created DESC, id DESC);
+CREATE INDEX IF NOT EXISTS idx_activity_model
+  ON activity (model_id, ts_created DESC, id DESC);
+CREATE TABLE IF NOT EXISTS model_loads (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  ts_created INTEGER NOT NULL,
+  model_id TEXT NOT NULL,
+  duration_ms INTEGER NOT NULL,
+  ok INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_model_loads ON model_loads (model_id, id DESC);
+"""
+
+#: Our columns beyond llama-swap's, added to an existing table if missing.
+EXTRA_COLUMNS = (
+    ("ttfb_ms", "INTEGER NOT NULL DEFAULT -1"),
+    ("queue_ms", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+_COLUMNS = (
+    "id, ts_created, model_id, req_path, resp_content_type, resp_status_code, "
+    "cache_tokens, draft_tokens, draft_acc_tokens, input_tokens, output_tokens, "
+    "prompt_per_second, tokens_per_second, duration_ms, error_msg, metadata_json, "
+    "ttfb_ms, queue_ms"
+)
+
+#: C{sort} parameter to column.
+SORT_COLUMNS = {
+    "id": "id",
+    "time": "ts_created",
+    "model": "model_id",
+    "req_path": "req_path",
+    "resp_status_code": "resp_status_code",
+    "resp_content_type": "resp_content_type",
+    "cached": "cache_tokens",
+    "prompt": "input_tokens",
+    "generated": "output_tokens",
+    "drafted": "draft_tokens",
+    "prompt_speed": "prompt_per_second",
+    "gen_speed": "tokens_per_second",
+    "duration": "duration_ms",
+    "ttfb": "ttfb_ms",
+    "queue": "queue_ms",
+}
+
+#: How many past loads per model are kept for the expected load time.
+LOAD_HISTORY = 20
+
+
+class StoreClosed(Exception):
+    """
+    The store was closed (llamaswap is stopping).
+    """
+
+
+@frozen
+class ActivityQuery:
+    """
+    A page of activity: filters AND together, models OR.
+
+    @ivar start: inclusive lower bound, Unix seconds.
+    @ivar end: inclusive upper bound, Unix seconds.
+    """
+
+    models: tuple[str, ...] = ()
+    start: int | None = None
+    end: int | None = None
+    minID: int | None = None
+    maxID: int | None = None
+    limit: int = 25
+    page: int = 1
+    sort: str = "id"
+    descending: bool = True
+
+
+def setUp(connection: Any, path: str = MEMORY) -> None:
+    """
+    Prepare a new connection: pragmas, schema, our extra columns.
+    """
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA busy_timeout = 5000")
+    if path != MEMORY:
+        cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.executescript(SCHEMA)
+    present = {row[1] for row in cursor.execute("PRAGMA table_info(activity)")}
+    for name, declaration in EXTRA_COLUMNS:
+        if name not in present:
+            cursor.execute(f"ALTER TABLE activity ADD COLUMN {name} {declaration}")
+    connection.commit()
+
+
+def insertRecord(cursor: Any, record: ActivityRecord, keep: int | None = None) -> int:
+    """
+    Insert C{record}; with C{keep}, delete all but the newest C{keep} rows.
+
+    @return: the new row's ID.
+    """
+    tokens = record.tokens
+    cursor.execute(
+        "INSERT INTO activity (ts_created, model_id, req_path, resp_content_type, "
+        "resp_status_code, cache_tokens, draft_tokens, draft_acc_tokens, input_tokens, "
+        "output_tokens, prompt_per_second, tokens_per_second, duration_ms, error_msg, "
+        "metadata_json, ttfb_ms, queue_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            int(record.timestamp),
+            record.model,
+            record.reqPath,
+            record.respContentType,
+            record.status,
+            tokens.cacheTokens,
+            tokens.draftTokens,
+            tokens.draftAcceptedTokens,
+            tokens.inputTokens,
+            tokens.outputTokens,
+            tokens.promptPerSecond,
+            tokens.tokensPerSecond,
+            record.durationMs,
+            record.errorMsg,
+            json.dumps(record.metadata, sort_keys=True) if record.metadata else "",
+            record.ttfbMs,
+            record.queueMs,
+        ),
+    )
+    id = int(cursor.lastrowid)
+    if keep is not None:
+        cursor.execute("DELETE FROM activity WHERE id <= ?", (id - max(keep, 1),))
+    return id
+
+
+def _record(row: Sequence[Any]) -> ActivityRecord:
+    metadata: dict[str, str] = {}
+    if row[15]:
+        try:
+            parsed = json.loads(row[15])
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            metadata = {str(k): str(v) for k, v in parsed.items()}
+    return ActivityRecord(
+        id=row[0],
+        timestamp=row[1],
+        model=row[2],
+        reqPath=row[3],
+        respContentType=row[4],
+        status=row[5],
+        tokens=TokenMetrics(
+            cacheTokens=row[6],
+            draftTokens=row[7],
+            draftAcceptedTokens=row[8],
+            inputTokens=row[9],
+            outputTokens=row[10],
+            promptPerSecond=row[11],
+            tokensPerSecond=row[12],
+            durationMs=row[13],
+        ),
+        durationMs=row[13],
+        errorMsg=row[14],
+        metadata=metadata,
+        ttfbMs=row[16],
+        queueMs=row[17],
+    )
+
+
+def _where(
+    models: Iterable[str] = (),
+    start: int | None = None,
+    end: int | None = None,
+    minID: int | None = None,
+    maxID: int | None = None,
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    wanted = [m for m in models if m.strip()]
+    if wanted:
+        clauses.append("model_id IN (%s)" % ", ".join("?" * len(wanted)))
+        params.extend(wanted)
+    for clause, value in (
+        ("ts_created >= ?", start),
+        ("ts_created <= ?", end),
+        ("id >= ?", minID),
+        ("id <= ?", maxID),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def queryActivity(cursor: Any, query: ActivityQuery) -> tuple[list[ActivityRecord], int]:
+    """
+    One page of rows and the number of rows matching the filters.  An
+    unknown sort column sorts by ID; ties are broken by ID in the same
+    direction.
+    """
+    where, params = _where(query.models, query.start, query.end, query.minID, query.maxID)
+    cursor.execute("SELECT COUNT(*) FROM activity" + where, params)
+    total = int(cursor.fetchone()[0])
+    column = SORT_COLUMNS.get(query.sort, "id")
+    direction = "DESC" if query.descending else "ASC"
+    order = f"{column} {direction}" + (f", id {direction}" if column != "id" else "")
+    cursor.execute(
+        f"SELECT {_COLUMNS} FROM activity{where} ORDER BY {order} LIMIT ? OFFSET ?",
+        params + [query.limit, (query.page - 1) * query.limit],
+    )
+    return [_record(row) for row in cursor.fetchall()], total
+
+
+def activityStats(cursor: Any, model: str | None = None) -> dict[str, Any]:
+    """
+    Totals over all rows (or C{model}'s) and the positive speeds.
+    """
+    where, params = _where([model] if model else [])
+    cursor.execute(
+        "SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
+        "COALESCE(SUM(CASE WHEN cache_tokens > 0 THEN cache_tokens ELSE 0 END), 0) "
+        "FROM activity" + where,
+        params,
+    )
+    count, inputs, outputs, cached = cursor.fetchone()
+    cursor.execute(
+        "SELECT prompt_per_second, tokens_per_second FROM activity" + where + " ORDER BY id",
+        params,
+    )
+    promptSpeeds: list[float] = []
+    genSpeeds: list[float] = []
+    for prompt, gen in cursor.fetchall():
+        if prompt > 0:
+            promptSpeeds.append(prompt)
+        if gen > 0:
+            genSpeeds.append(gen)
+    return {
+        "total_requests": int(count),
+        "total_input_tokens": int(inputs),
+        "total_output_tokens": int(outputs),
+        "total_cache_tokens": int(cached),
+        "prompt_speeds": promptSpeeds,
+        "gen_speeds": genSpeeds,
+    }
+
+
+def insertLoad(cursor: Any, ts: float, model: str, durationMs: int, ok: bool) -> None:
+    """
+    Remember one load of C{model}; only the last L{LOAD_HISTORY} per model
+    are kept.
+    """
+    cursor.execute(
+        "INSERT INTO model_loads (ts_created, model_id, duration_ms, ok) VALUES (?, ?, ?, ?)",
+        (int(ts), model, int(durationMs), 1 if ok else 0),
+    )
+    cursor.execute(
+        "DELETE FROM model_loads WHERE model_id = ? AND id NOT IN "
+        "(SELECT id FROM model_loads WHERE model_id = ? ORDER BY id DESC LIMIT ?)",
+        (model, model, LOAD_HISTORY),
+    )
+
+
+def recentLoads(cursor: Any) -> dict[str, list[int]]:
+    """
+    Model to the durations of its recent successful loads, oldest first.
+    """
+    cursor.execute("SELECT model_id, duration_ms FROM model_loads WHERE ok = 1 ORDER BY id")
+    loads: dict[str, list[int]] = {}
+    for model, duration in cursor.fetchall():
+        loads.setdefault(model, []).append(int(duration))
+    return {m: d[-LOAD_HISTORY:] for m, d in loads.items()}
+
+
+class ActivityStore:
+    """
+    The store, run on one database thread.
+
+    @ivar path: the database file, or L{MEMORY}.
+    @ivar keep: rows kept in memory (L{None}: all, for a file).
+    """
+
+    def __init__(self, path: str | None, keep: int = 1000, reactor: Any = None) -> None:
+        """
+        @param path: the file (C{store.path}); L{None} or L{MEMORY} for an
+            in-memory database pruned to C{keep} rows.
+        """
+        if reactor is None:
+            from twisted.internet import reactor as globalReactor
+
+            reactor = globalReactor
+        self.path = path or MEMORY
+        self.keep: int | None = keep if self.path == MEMORY else None
+        self._reactor = reactor
+        self._pool: adbapi.ConnectionPool | None = None
+        self._closed = False
+
+    def _run(self, function: Any, *args: Any) -> Deferred[Any]:
+        if self._closed:
+            return fail(StoreClosed())
+        if self._pool is None:
+            # Opened on first use: a store never used starts no thread.
+            self._pool = adbapi.ConnectionPool(
+                "sqlite3",
+                self.path,
+                check_same_thread=False,
+                cp_min=1,
+                cp_max=1,
+                cp_openfun=lambda connection: setUp(connection, self.path),
+                cp_reactor=self._reactor,
+            )
+        return self._pool.runInteraction(function, *args)
+
+    def insert(self, record: ActivityRecord) -> Deferred[int]:
+        return self._run(insertRecord, record, self.keep)
+
+    def query(self, query: ActivityQuery) -> Deferred[tuple[list[ActivityRecord], int]]:
+        return self._run(queryActivity, query)
+
+    def stats(self, model: str | None = None) -> Deferred[dict[str, Any]]:
+        return self._run(activityStats, model)
+
+    def recordLoad(self, ts: float, model: str, durationMs: int, ok: bool) -> Deferred[None]:
+        return self._run(insertLoad, ts, model, durationMs, ok)
+
+    def recentLoads(self) -> Deferred[dict[str, list[int]]]:
+        return self._run(recentLoads)
+
+    def close(self) -> None:
+        """
+        Finish the queued writes and close the database (blocks until the
+        database thread is done).
+        """
+        if not self._closed:
+            self._closed = True
+            if self._pool is not None:
+                self._pool.close()
+
+
+def connect(path: str = MEMORY) -> sqlite3.Connection:
+    """
+    A set-up connection for direct use (tests, tools).
+    """
+    connection = sqlite3.connect(path)
+    setUp(connection, path)
+    return connection
+
+
+__all__ = [
+    "ActivityQuery",
+    "ActivityStore",
+    "MEMORY",
+    "SORT_COLUMNS",
+    "StoreClosed",
+    "activityStats",
+    "connect",
+    "insertLoad",
+    "insertRecord",
+    "queryActivity",
+    "recentLoads",
+    "setUp",
+]

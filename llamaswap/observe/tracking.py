@@ -1,0 +1,674 @@
+# -*- test-case-name: test.observe.test_tracking -*-
+"""
+Request tracking: the one object a model-routed handler talks to.
+
+The handler brackets each request::
+
+    track = app.tracker.begin(request, modelName, path)
+    track.queued()                 # before waiting for the router
+    track.granted(lease)           # the lease came
+    await forwarder.forward(..., taps=track.forwarding(body))
+    # or, when it fails before being forwarded:
+    track.finished(None, error)
+
+and the tracker does the rest: the in-flight list (C{inflight} events,
+C{POST /api/inflight/<id>/cancel}), the activity row with tokens, speeds,
+time to first byte and queue time (stored, announced as an C{activity}
+event), the capture, and the Prometheus request metrics.
+
+The track is itself the forwarder tap: it reads the response as it passes,
+keeping nothing but counters, parser state and (within the capture budget)
+the capture body, and records the exchange when the forwarder reports its
+end (C{responseEnded}), so a relayed request needs no C{finished} call
+(a later one does nothing).  A track whose request ends without either is
+closed after L{ABANDON_AFTER} seconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from typing import Any, Callable
+
+from attrs import evolve, frozen
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import Request
+
+from ..web.errors import HTTPError
+from .access import clientAddress
+from .activity import (
+    METERED_PATHS,
+    ActivityLog,
+    ActivityRecord,
+    ResponseReader,
+    isMetered,
+    statusText,
+)
+from .activity import rfc3339 as _rfc3339
+from .captures import Capture, CaptureCache, maskFor, redactBody, redactHeaders
+from .metrics import Metrics
+from .usage import TokenMetrics
+
+log = Logger()
+
+#: In-flight byte-count updates are sent at most this often per request.
+THROTTLE = 0.25
+#: A track whose HTTP request ended is closed after this many seconds if
+#: the handler never called L{RequestTrack.finished} (a safety net).
+ABANDON_AFTER = 30.0
+#: Status recorded for a client that left before any response status.
+CLIENT_CLOSED = 499
+#: Metrics labels for names and paths outside the configuration and the
+#: route table.
+UNKNOWN_LABEL = "(unknown)"
+OTHER_LABEL = "(other)"
+LABELLED_PATHS = METERED_PATHS | {"/props", "/v1/audio/voices", "/sdapi/v1/loras"}
+
+# Forwarder outcomes (see llamaswap.web.forward).
+_COMPLETE = "complete"
+_TRUNCATED = "truncated"
+_CLIENT_GONE = "client-gone"
+_FAILED = "failed"
+
+
+@frozen
+class Exchange:
+    """
+    How a relayed exchange ended, as its tap saw it (the fields of
+    L{llamaswap.web.forward.ForwardResult} a row needs).
+    """
+
+    outcome: str
+    status: int | None
+    reason: Failure | None
+    firstByteAt: float | None
+    endedAt: float
+
+
+def requestPath(request: Request) -> str:
+    """
+    The path an activity row records for a model route: no query, and the
+    C{/v} and C{/audioapi} prefixes removed as they are upstream.
+    """
+    path = (request.path or b"/").decode("utf-8", "replace")
+    if path.startswith("/v/"):
+        return path[2:]
+    if path.startswith("/audioapi/"):
+        return path[len("/audioapi") :]
+    return path
+
+
+class RequestTrack:
+    """
+    One model request being handled; also the forwarder tap that watches
+    its response.
+
+    @ivar id: the in-flight ID (a decimal string).
+    @ivar model: the model name, replaced by the model ID once granted.
+    @ivar path: the path recorded (prefixes removed, no query).
+    @ivar metadata: string metadata stored with the activity row
+        (C{fifo_priority}, C{selector}); handlers may add to it.
+    @ivar onCancel: called by L{cancel} instead of closing the client's
+        connection, when a handler has a better way to stop.
+    """
+
+    def __init__(self, tracker: Tracker, id: str, request: Request, model: str, path: str) -> None:
+        self._tracker = tracker
+        self._clock = tracker.clock
+        self.id = id
+        self.request = request
+        self.model = model
+        self.path = path
+        self.method = (request.method or b"GET").decode("ascii", "replace")
+        self.metered = isMetered(self.method, path)
+        self.startedAt = self._clock.seconds()
+        self.queuedAt: float | None = None
+        self.grantedAt: float | None = None
+        self.metadata: dict[str, str] = {}
+        self.clientIP = clientAddress(request)
+        self.reqHeaders = redactHeaders(request.requestHeaders.getAllRawHeaders())
+        self.respHeaders: dict[str, str] | None = None
+        self.respBytes = 0
+        self.onCancel: Callable[[], None] | None = None
+        self.reader: ResponseReader | None = None
+        self.record: ActivityRecord | None = None
+        self._counted: str | None = None
+        self._firstByteAt: float | None = None
+        self._reqBody: bytes | None = None
+        captures = tracker.captures
+        self._captureLimit = captures.budget if captures is not None and self.metered else 0
+        if self._captureLimit and maskFor(path).reqBody:
+            self._reqBody = self._requestBody(None, self._captureLimit)
+        self._lastEmit: float | None = None
+        self._timer: IDelayedCall | None = None
+        self._abandon: IDelayedCall | None = None
+        self._done = False
+
+    # -- the handler's calls --------------------------------------------------
+
+    def queued(self) -> None:
+        """
+        The request now waits for its model.
+        """
+        self.queuedAt = self._clock.seconds()
+        self._tracker._upsert(self)
+
+    def granted(self, lease: Any = None) -> None:
+        """
+        The model is ready for it; C{lease} (a router lease) names the
+        model ID and the FIFO priority.
+        """
+        self.grantedAt = self._clock.seconds()
+        if lease is not None:
+            self.model = getattr(lease, "model", self.model)
+            priority = getattr(lease, "priority", None)
+            if priority is not None:
+                self.metadata["fifo_priority"] = str(priority)
+        self._tracker._granted(self)
+        self._tracker._upsert(self)
+
+    def forwarding(self, body: bytes | None = None) -> list[Any]:
+        """
+        The request goes upstream now.
+
+        @param body: the rewritten body being sent, or L{None} for the
+            client's own (read from C{request.content} for the capture).
+        @return: the taps to pass to L{Forwarder.forward}.
+        """
+        limit = self._captureLimit
+        mask = maskFor(self.path)
+        if limit and mask.reqBody and body is not None:
+            self._reqBody = self._requestBody(body, limit)
+        self.reader = ResponseReader(self.path, limit if mask.respBody else 0)
+        return [self]
+
+    def finished(self, result: Any = None, error: BaseException | Failure | None = None) -> None:
+        """
+        The request is over: C{result} is the forwarder's L{ForwardResult}
+        (L{None} if it never got that far), C{error} why not.  Later calls
+        do nothing.
+        """
+        if self._done:
+            return
+        self._done = True
+        self._cancelTimers()
+        tracker = self._tracker
+        tracker._remove(self)
+        if isinstance(error, Failure):
+            error = error.value
+        try:
+            record, capture = self._build(result, error)
+        except Exception:
+            log.failure("building the activity row of {path} failed", path=self.path)
+            return
+        self.record = record
+        tracker._finished(self, record, capture)
+
+    def cancel(self) -> None:
+        """
+        Stop the request (C{POST /api/inflight/<id>/cancel}): its
+        C{onCancel}, else close the client's connection, which withdraws a
+        waiting request and aborts a relay.
+        """
+        if self.onCancel is not None:
+            self.onCancel()
+            return
+        channel = getattr(self.request, "channel", None)
+        transport = getattr(channel, "transport", None)
+        if transport is not None and hasattr(transport, "abortConnection"):
+            transport.abortConnection()
+        else:
+            self.request.loseConnection()
+
+    # -- the tap -----------------------------------------------------------
+
+    def responseStarted(self, status: int, headers: Any) -> None:
+        if self.reader is not None:
+            self.reader.responseStarted(status, headers)
+        self.respHeaders = redactHeaders(headers.getAllRawHeaders())
+        self._tracker._upsert(self)
+        self._lastEmit = self._clock.seconds()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._firstByteAt is None:
+            self._firstByteAt = self._clock.seconds()
+        self.respBytes += len(data)
+        if self.reader is not None:
+            self.reader.dataReceived(data)
+        if self._timer is not None or self._done:
+            return
+        now = self._clock.seconds()
+        if self._lastEmit is None or now - self._lastEmit >= THROTTLE:
+            self._emitBytes()
+        else:
+            self._timer = self._clock.callLater(
+                THROTTLE - (now - self._lastEmit), self._emitBytes
+            )
+
+    def responseEnded(self, reason: Failure | None) -> None:
+        """
+        The exchange is over (the forwarder says so before its Deferred
+        fires): record it from what the tap saw.
+        """
+        if self.reader is not None:
+            self.reader.responseEnded(reason)
+        self.finished(self._exchangeResult(reason))
+
+    def _exchangeResult(self, reason: Failure | None) -> Exchange:
+        request = self.request
+        reader = self.reader
+        answered = reader is not None and reader.status is not None
+        if reason is None:
+            outcome = _COMPLETE
+        elif getattr(request, "_disconnected", False):
+            outcome = _CLIENT_GONE
+        elif answered:
+            outcome = _TRUNCATED
+        else:
+            outcome = _FAILED
+        status: int | None
+        if answered:
+            status = reader.status  # type: ignore[union-attr]
+        elif request.startedWriting:
+            status = int(request.code)
+        else:
+            status = None
+        return Exchange(
+            outcome=outcome,
+            status=status,
+            reason=reason,
+            firstByteAt=self._firstByteAt,
+            endedAt=self._clock.seconds(),
+        )
+
+    # -- in-flight ----------------------------------------------------------
+
+    def _emitBytes(self) -> None:
+        self._timer = None
+        if self._done:
+            return
+        self._lastEmit = self._clock.seconds()
+        self._tracker._upsert(self)
+
+    def requestEnded(self, _: object) -> None:
+        """
+        The HTTP request finished or its client left; if the handler does
+        not report the end, close the track after L{ABANDON_AFTER}.
+        """
+        if not self._done:
+            self._abandon = self._clock.callLater(ABANDON_AFTER, self._abandoned)
+
+    def _abandoned(self) -> None:
+        self._abandon = None
+        if not self._done:
+            log.warn("request {id} for {path} was never reported finished", id=self.id,
+                     path=self.path)
+            self.finished(None, None)
+
+    def _cancelTimers(self) -> None:
+        for timer in (self._timer, self._abandon):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._timer = self._abandon = None
+
+    @property
+    def phase(self) -> str:
+        """
+        C{loading} (waiting for a model that is not ready), C{queued}
+        (waiting for a ready model's turn), or C{running}.
+        """
+        if self.queuedAt is not None and self.grantedAt is None:
+            state = self._tracker.modelState(self.model)
+            return "queued" if state == "ready" else "loading"
+        return "running"
+
+    def toJSON(self) -> dict[str, Any]:
+        """
+        The in-flight entry.
+        """
+        now = self._clock.seconds()
+        return {
+            "id": self.id,
+            "model": self.model,
+            "method": self.method,
+            "path": self.path,
+            "timestamp": _rfc3339(self.startedAt),
+            "remote_ip": self.clientIP,
+            "req_headers": self.reqHeaders,
+            "resp_headers": self.respHeaders,
+            "resp_bytes": self.respBytes,
+            "elapsed_ms": int((now - self.startedAt) * 1000),
+            "metadata": dict(self.metadata),
+            "phase": self.phase,
+        }
+
+    # -- the row ------------------------------------------------------------
+
+    def _requestBody(self, body: bytes | None, limit: int) -> bytes | None:
+        if body is None:
+            content = getattr(self.request, "content", None)
+            if content is None or getattr(content, "closed", False):
+                return b""
+            position = content.tell()
+            size = content.seek(0, 2)
+            if size > limit:
+                content.seek(position)
+                return None
+            content.seek(0)
+            body = content.read()
+            content.seek(position)
+        elif len(body) > limit:
+            return None
+        contentType = (self.request.getHeader(b"content-type") or b"").decode("latin-1")
+        return redactBody(bytes(body), contentType)
+
+    def _status(self, result: Any, error: BaseException | None) -> int:
+        if result is not None and result.status is not None:
+            return int(result.status)
+        if isinstance(error, HTTPError):
+            return error.status
+        request = self.request
+        if request.startedWriting:
+            return int(request.code)
+        return CLIENT_CLOSED
+
+    def _build(
+        self, result: Any, error: BaseException | None
+    ) -> tuple[ActivityRecord, Capture | None]:
+        now = self._clock.seconds()
+        wallMs = int((now - self.startedAt) * 1000)
+        reader = self.reader
+        status = self._status(result, error)
+        tokens: TokenMetrics | None = None
+        message = ""
+        upstreamAnswered = reader is not None and reader.status is not None
+        if upstreamAnswered:
+            assert reader is not None
+            message = reader.errorMessage()
+            if status == 200:
+                tokens = reader.metrics(wallMs)
+        elif isinstance(error, HTTPError):
+            message = error.message
+        elif result is not None and result.reason is not None and status != 200:
+            reason = result.reason.value
+            if isinstance(reason, HTTPError):
+                message = reason.message
+            elif status in (502, 504):
+                message = f"upstream connection error: {result.reason.getErrorMessage()}"
+            else:
+                message = statusText(status)
+        elif status == CLIENT_CLOSED:
+            message = "client disconnected before a response"
+        elif status != 200:
+            message = statusText(status)
+        outcome = getattr(result, "outcome", None)
+        if not message and status == 200:
+            if outcome == _TRUNCATED:
+                message = "upstream broke off the response"
+            elif outcome == _CLIENT_GONE:
+                message = "client disconnected during the response"
+        if tokens is not None and reader is not None and reader.streamed:
+            tokens = _estimateSpeed(tokens, result)
+        ttfb = -1
+        if result is not None and getattr(result, "firstByteAt", None) is not None:
+            ttfb = int((result.firstByteAt - self.startedAt) * 1000)
+        queue = 0
+        if self.queuedAt is not None:
+            queue = int(((self.grantedAt or now) - self.queuedAt) * 1000)
+        contentType = reader.contentType if upstreamAnswered and reader else ""
+        if not contentType:
+            contentType = (self.request.responseHeaders.getRawHeaders(b"content-type") or [b""])[
+                0
+            ].decode("latin-1")
+        record = ActivityRecord(
+            timestamp=now,
+            model=self.model,
+            reqPath=self.path,
+            respContentType=contentType,
+            status=status,
+            tokens=tokens or TokenMetrics(),
+            durationMs=tokens.durationMs if tokens is not None else wallMs,
+            errorMsg=message,
+            metadata=dict(self.metadata),
+            ttfbMs=ttfb,
+            queueMs=queue,
+        )
+        return record, self._capture(status, upstreamAnswered)
+
+    def _capture(self, status: int, upstreamAnswered: bool) -> Capture | None:
+        captures = self._tracker.captures
+        if captures is None or not captures.enabled or not self.metered:
+            return None
+        reader = self.reader
+        if reader is not None and not reader.capturable:
+            return None
+        mask = maskFor(self.path)
+        if mask.reqBody and self._reqBody is None:
+            return None  # the request body did not fit the budget
+        if upstreamAnswered and reader is not None:
+            headers = reader.respHeaders
+        else:
+            headers = list(self.request.responseHeaders.getAllRawHeaders())
+        body = reader.body() if (reader is not None and status == 200) else None
+        return Capture(
+            id=0,
+            reqPath=self.path,
+            reqHeaders=self.reqHeaders if mask.reqHeaders else None,
+            reqBody=self._reqBody if mask.reqBody else None,
+            respHeaders=redactHeaders(headers, drop=("content-encoding",))
+            if mask.respHeaders
+            else None,
+            respBody=body if mask.respBody else None,
+        )
+
+
+def _estimateSpeed(tokens: TokenMetrics, result: Any) -> TokenMetrics:
+    """
+    For a stream whose upstream reported no generation speed, estimate it
+    from the time between the first and the last body byte.
+    """
+    if tokens.tokensPerSecond > 0 or tokens.outputTokens < 2 or result is None:
+        return tokens
+    first = getattr(result, "firstByteAt", None)
+    last = getattr(result, "endedAt", None)
+    if first is None or last is None or last - first <= 0:
+        return tokens
+    return evolve(tokens, tokensPerSecond=(tokens.outputTokens - 1) / (last - first))
+
+
+class Tracker:
+    """
+    Tracks every model request: the in-flight list and what happens when
+    one finishes.
+
+    @ivar inflight: in-flight ID to its track, oldest first.
+    @ivar captures: the capture cache (L{None}: no captures).
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        *,
+        publish: Callable[[str, Any], None] = lambda kind, data: None,
+        activity: ActivityLog | None = None,
+        metrics: Metrics | None = None,
+        captures: CaptureCache | None = None,
+        modelState: Callable[[str], str | None] = lambda model: None,
+        knownModel: Callable[[str], bool] = lambda model: True,
+    ) -> None:
+        """
+        @param publish: C{publish(kind, data)} for C{inflight} events.
+        @param modelState: a model's lifecycle state name, L{None} if not a
+            local model.
+        @param knownModel: whether a name is a configured model (others
+            share one metrics label, so clients cannot make up series).
+        """
+        self.knownModel = knownModel
+        self.clock = clock
+        self._publish = publish
+        self.activity = activity
+        self.metrics = metrics
+        self.captures = captures if captures is not None else (
+            activity.captures if activity is not None else None
+        )
+        self.modelState = modelState
+        self.inflight: OrderedDict[str, RequestTrack] = OrderedDict()
+        self._byRequest: dict[int, RequestTrack] = {}
+        self._ids = itertools.count(1)
+
+    def begin(
+        self, request: Request, model: str = "", path: str | bytes | None = None
+    ) -> RequestTrack:
+        """
+        Start tracking C{request} for C{model} (the name as asked; may be
+        C{""} until known: set C{track.model}).
+
+        @param path: the path to record (without query; for C{/upstream},
+            the part after the model); by default L{requestPath}.
+        """
+        if path is None:
+            path = requestPath(request)
+        if isinstance(path, bytes):
+            path = path.decode("utf-8", "replace")
+        path = path.split("?", 1)[0]
+        track = RequestTrack(self, str(next(self._ids)), request, model, path)
+        self.inflight[track.id] = track
+        self._byRequest[id(request)] = track
+        self._upsert(track)
+        request.notifyFinish().addBoth(track.requestEnded)
+        return track
+
+    def trackFor(self, request: Request) -> RequestTrack | None:
+        """
+        The unfinished track of C{request}, if it has one.
+        """
+        return self._byRequest.get(id(request))
+
+    def tapsFor(self, request: Request, upstream: Any) -> list[Any]:
+        """
+        The forwarder taps for C{request} about to go upstream (what
+        L{llamaswap.web.inference} asks for): its track's, begun now if
+        the handler did not begin one.
+
+        @param upstream: the relay plan; its C{requested} (model name),
+            C{selector} and C{body} (rewritten bytes, if any) are used.
+        """
+        track = self.trackFor(request)
+        if track is None:
+            track = self.begin(request, "", requestPath(request))
+        requested = getattr(upstream, "requested", None)
+        if requested and track.grantedAt is None:
+            track.model = requested
+        selector = getattr(upstream, "selector", None)
+        if selector:
+            track.metadata["selector"] = selector
+        body = getattr(upstream, "body", None)
+        return track.forwarding(body if isinstance(body, bytes) else None)
+
+    def snapshot(self) -> dict[str, Any]:
+        """
+        The C{inflight} snapshot event's payload.
+        """
+        payload: dict[str, Any] = {"operation": "snapshot"}
+        if self.inflight:
+            payload["requests"] = [t.toJSON() for t in self.inflight.values()]
+        return payload
+
+    def cancel(self, id: str) -> bool:
+        """
+        Cancel in-flight request C{id}; L{False} if there is none.
+        """
+        track = self.inflight.get(id)
+        if track is None:
+            return False
+        track.cancel()
+        return True
+
+    # -- from tracks ----------------------------------------------------------
+
+    def _upsert(self, track: RequestTrack) -> None:
+        if track.id in self.inflight:
+            self._publish("inflight", {"operation": "upsert", "request": track.toJSON()})
+
+    def _granted(self, track: RequestTrack) -> None:
+        if self.metrics is not None and track._counted is None:
+            track._counted = track.model
+            self.metrics.requestStarted(track.model)
+
+    def _remove(self, track: RequestTrack) -> None:
+        if track._counted is not None and self.metrics is not None:
+            self.metrics.requestEnded(track._counted)
+            track._counted = None
+        if self._byRequest.get(id(track.request)) is track:
+            del self._byRequest[id(track.request)]
+        if self.inflight.pop(track.id, None) is not None:
+            self._publish("inflight", {"operation": "remove", "id": track.id})
+
+    def _finished(
+        self, track: RequestTrack, record: ActivityRecord, capture: Capture | None
+    ) -> None:
+        if self.metrics is not None:
+            result = None
+            if record.ttfbMs >= 0:
+                result = record.ttfbMs / 1000.0
+            known = track.grantedAt is not None or self.knownModel(record.model)
+            self.metrics.requestFinished(
+                record.model if known else UNKNOWN_LABEL,
+                record.reqPath if record.reqPath in LABELLED_PATHS else OTHER_LABEL,
+                record.status,
+                (self.clock.seconds() - track.startedAt),
+                ttfb=result,
+                queueWait=(record.queueMs / 1000.0) if track.queuedAt is not None else None,
+                tokens=record.tokens if record.status == 200 else None,
+            )
+        if self.activity is not None and track.metered:
+            self.activity.record(record, capture)
+
+
+class NullTrack:
+    """
+    A track that records nothing, for apps without a tracker (handler
+    tests with a fake app).
+    """
+
+    def __init__(self) -> None:
+        self.model = ""
+        self.metadata: dict[str, str] = {}
+
+    def queued(self) -> None:
+        pass
+
+    def granted(self, lease: Any = None) -> None:
+        pass
+
+    def forwarding(self, body: bytes | None = None) -> list[Any]:
+        return []
+
+    def finished(self, result: Any = None, error: Any = None) -> None:
+        pass
+
+
+def beginTrack(app: Any, request: Request, model: str = "") -> RequestTrack | NullTrack:
+    """
+    C{app.tracker.begin(request, model)}, or a L{NullTrack} when C{app}
+    has no tracker (or one that only supplies taps).
+    """
+    begin = getattr(getattr(app, "tracker", None), "begin", None)
+    if begin is None:
+        return NullTrack()
+    return begin(request, model)  # type: ignore[no-any-return]
+
+
+__all__ = [
+    "NullTrack",
+    "beginTrack",
+    "ABANDON_AFTER",
+    "CLIENT_CLOSED",
+    "Exchange",
+    "RequestTrack",
+    "THROTTLE",
+    "Tracker",
+    "requestPath",
+]

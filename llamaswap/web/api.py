@@ -1,0 +1,249 @@
+# -*- test-case-name: test.web.test_api -*-
+"""
+Observability routes (HTTP behaviour sections 7.8, 10 and 11):
+
+ - C{GET /api/events}: the UI's server-sent event stream.
+ - C{GET /api/metrics/activity}: a filtered, sorted page of activity rows.
+ - C{GET /api/metrics/stats[?model=]}: totals and speed histograms.
+ - C{GET /api/captures/<id>}: a stored request/response capture.
+ - C{POST /api/inflight/<id>/cancel}: stop an in-flight request.
+ - C{GET /metrics}: Prometheus metrics (request and model metrics and
+   process metrics; llama-swap's system gauges belong to the performance
+   monitor).
+
+Parameter checking is done by pure functions (L{activityQuery}); the
+handlers read the app's observability objects and write JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import NOT_DONE_YET, Request
+
+from ..observe.store import SORT_COLUMNS, ActivityQuery
+from .errors import BadRequest, HTTPError, InternalError, NotFound
+from .mux import Mux
+
+if TYPE_CHECKING:
+    from ..app import LlamaSwap
+
+log = Logger()
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def jsonBody(request: Request, document: Any, status: int = 200) -> bytes:
+    """
+    Set C{status} and the JSON content type; the encoded C{document}.
+    """
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def _values(args: Mapping[bytes, Sequence[bytes]], name: str) -> list[str]:
+    return [v.decode("utf-8", "replace") for v in args.get(name.encode("ascii"), [])]
+
+
+def _last(args: Mapping[bytes, Sequence[bytes]], name: str) -> str | None:
+    values = _values(args, name)
+    return values[0] if values else None
+
+
+def parseRFC3339(text: str) -> int | None:
+    """
+    An RFC 3339 date-time as Unix seconds (fractions dropped), or L{None}
+    if C{text} is not one (a bare date is not).
+    """
+    if not _RFC3339.match(text):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+    except ValueError:
+        return None
+    return int(moment.timestamp() // 1)
+
+
+def _positiveID(args: Mapping[bytes, Sequence[bytes]], name: str) -> int | None:
+    text = _last(args, name)
+    if text is None or text == "":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequest(f"invalid {name}")
+    if value < 1:
+        raise BadRequest(f"{name} must be >= 1")
+    return value
+
+
+def _time(args: Mapping[bytes, Sequence[bytes]], name: str) -> int | None:
+    text = _last(args, name)
+    if text is None or text == "":
+        return None
+    value = parseRFC3339(text)
+    if value is None:
+        raise BadRequest(f"invalid '{name}' timestamp, use RFC3339 format")
+    return value
+
+
+def activityQuery(args: Mapping[bytes, Sequence[bytes]]) -> ActivityQuery:
+    """
+    The query C{/api/metrics/activity}'s parameters ask for.
+
+    @raise BadRequest: with llama-swap's message for a bad parameter.
+    """
+    limit = 25
+    text = _last(args, "limit")
+    if text:
+        try:
+            limit = int(text)
+        except ValueError:
+            raise BadRequest("invalid limit")
+        if not 1 <= limit <= 999:
+            raise BadRequest("limit must be between 1 and 999")
+    page = 1
+    text = _last(args, "page")
+    if text:
+        try:
+            page = int(text)
+        except ValueError:
+            raise BadRequest("invalid page")
+        if page < 1:
+            raise BadRequest("page must be >= 1")
+    sort = _last(args, "sort") or "id"
+    if sort not in SORT_COLUMNS:
+        raise BadRequest("invalid sort column")
+    order = (_last(args, "order") or "desc").lower()
+    if order not in ("asc", "desc"):
+        raise BadRequest("order must be asc or desc")
+    minID = _positiveID(args, "min_id")
+    maxID = _positiveID(args, "max_id")
+    if minID is not None and maxID is not None and minID > maxID:
+        raise BadRequest("min_id must be <= max_id")
+    start = _time(args, "start")
+    end = _time(args, "end")
+    if start is not None and end is not None and start > end:
+        raise BadRequest("start must be before end")
+    models = tuple(m for m in _values(args, "model") if m.strip())
+    return ActivityQuery(
+        models=models,
+        start=start,
+        end=end,
+        minID=minID,
+        maxID=maxID,
+        limit=limit,
+        page=page,
+        sort=sort,
+        descending=order == "desc",
+    )
+
+
+class ObserveAPI:
+    """
+    The handlers, reading C{app.observability}, C{app.activity},
+    C{app.tracker} and C{app.metrics}.
+    """
+
+    def __init__(self, app: LlamaSwap) -> None:
+        self.app = app
+
+    def _answer(
+        self, request: Request, d: Deferred[Any], build: Any, failure: str
+    ) -> int:
+        def done(result: Any) -> None:
+            if _gone(request):
+                return
+            request.write(jsonBody(request, build(result)))
+            request.finish()
+
+        def failed(reason: Failure) -> None:
+            log.failure(failure, reason)
+            if not _gone(request):
+                InternalError(failure).writeTo(request)
+
+        d.addCallbacks(done, failed)
+        return NOT_DONE_YET
+
+    def events(self, request: Request, rest: bytes) -> int:
+        self.app.observability.openStream(request)  # type: ignore[attr-defined]
+        return NOT_DONE_YET
+
+    def activity(self, request: Request, rest: bytes) -> bytes | int:
+        try:
+            query = activityQuery(request.args or {})
+        except HTTPError as e:
+            return e.render(request)
+        activity = self.app.activity  # type: ignore[attr-defined]
+
+        def build(result: tuple[list[Any], int]) -> dict[str, Any]:
+            rows, total = result
+            return {
+                "data": [r.toJSON(activity.hasCapture(r.id)) for r in rows],
+                "page": query.page,
+                "limit": query.limit,
+                "total": total,
+                "total_pages": -(-total // query.limit),
+            }
+
+        return self._answer(request, activity.query(query), build, "failed to get activity")
+
+    def stats(self, request: Request, rest: bytes) -> int:
+        model = _last(request.args or {}, "model") or None
+        d = self.app.activity.stats(model)  # type: ignore[attr-defined]
+        return self._answer(request, d, lambda stats: stats, "failed to get activity stats")
+
+    def capture(self, request: Request, rest: bytes) -> bytes:
+        try:
+            id = int(rest.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            return BadRequest("invalid capture ID").render(request)
+        capture = self.app.activity.captures.get(id)  # type: ignore[attr-defined]
+        if capture is None:
+            return NotFound("capture not found").render(request)
+        return jsonBody(request, capture.toJSON())
+
+    def inflight(self, request: Request, rest: bytes) -> bytes:
+        id, slash, action = rest.partition(b"/")
+        if not id or slash != b"/" or action != b"cancel":
+            request.setResponseCode(404)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"404 page not found\n"
+        if not self.app.tracker.cancel(id.decode("utf-8", "replace")):  # type: ignore[attr-defined]
+            return NotFound("inflight request not found").render(request)
+        return jsonBody(request, {"msg": "ok"})
+
+    def metrics(self, request: Request, rest: bytes) -> bytes:
+        accept = (request.getHeader(b"accept") or b"").decode("latin-1")
+        body, contentType = self.app.metrics.render(accept)  # type: ignore[attr-defined]
+        request.setHeader(b"content-type", contentType.encode("latin-1"))
+        return body
+
+
+def _gone(request: Request) -> bool:
+    return bool(getattr(request, "_disconnected", False) or request.finished)
+
+
+def install(mux: Mux, app: LlamaSwap) -> None:
+    """
+    Register the observability routes.
+    """
+    api = ObserveAPI(app)
+    mux.route("GET", "/api/events", api.events)
+    mux.route("GET", "/api/metrics/activity", api.activity)
+    mux.route("GET", "/api/metrics/stats", api.stats)
+    mux.route("GET", "/api/captures/", api.capture)
+    mux.route("POST", "/api/inflight/", api.inflight)
+    mux.route("GET", "/metrics", api.metrics)
+
+
+__all__ = ["ObserveAPI", "activityQuery", "install", "jsonBody", "parseRFC3339"]

@@ -1,0 +1,250 @@
+"""
+Tests for L{llamaswap.observe.store}: the SQLite activity store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from llamaswap.observe.activity import ActivityRecord
+from llamaswap.observe.store import (
+    LOAD_HISTORY,
+    ActivityQuery,
+    ActivityStore,
+    StoreClosed,
+    activityStats,
+    connect,
+    insertLoad,
+    insertRecord,
+    queryActivity,
+    recentLoads,
+)
+from llamaswap.observe.usage import TokenMetrics
+
+
+def row(model: str = "m1", ts: float = 1000, **kw: Any) -> ActivityRecord:
+    tokens = kw.pop("tokens", TokenMetrics(inputTokens=1, outputTokens=2))
+    return ActivityRecord(
+        timestamp=ts, model=model, reqPath="/v1/chat/completions", status=200, tokens=tokens,
+        **kw,
+    )
+
+
+class StoreLogicTests(SynchronousTestCase):
+    """
+    The store's queries, on a plain in-memory connection.
+    """
+
+    def setUp(self) -> None:
+        self.db = connect()
+        self.addCleanup(self.db.close)
+        self.cursor = self.db.cursor()
+
+    def insert(self, *records: ActivityRecord, keep: int | None = None) -> list[int]:
+        return [insertRecord(self.cursor, r, keep) for r in records]
+
+    def ids(self, **kw: Any) -> list[int]:
+        rows, total = queryActivity(self.cursor, ActivityQuery(**kw))
+        return [r.id for r in rows]  # type: ignore[misc]
+
+    def test_pagingNewestFirst(self) -> None:
+        """
+        Rows come newest first; the total counts every matching row.
+        """
+        self.insert(row(), row(), row())
+        rows, total = queryActivity(self.cursor, ActivityQuery(limit=2))
+        self.assertEqual(([r.id for r in rows], total), ([3, 2], 3))
+        rows, total = queryActivity(self.cursor, ActivityQuery(limit=2, page=2))
+        self.assertEqual(([r.id for r in rows], total), ([1], 3))
+
+    def test_roundTrip(self) -> None:
+        """
+        Every field comes back, C{-1} sentinels and metadata included.
+        """
+        record = row(
+            tokens=TokenMetrics(
+                inputTokens=5, outputTokens=6, cacheTokens=-1, promptPerSecond=-1.0,
+                tokensPerSecond=12.5, draftTokens=-1, draftAcceptedTokens=-1,
+            ),
+            respContentType="text/event-stream",
+            durationMs=1450,
+            errorMsg="",
+            metadata={"fifo_priority": "0", "client": "x"},
+            ttfbMs=120,
+            queueMs=30,
+        )
+        self.insert(record)
+        [back], _ = queryActivity(self.cursor, ActivityQuery())
+        self.assertEqual(back.id, 1)
+        back.id = None
+        self.assertEqual(back.tokens.cacheTokens, -1)
+        self.assertEqual(back.tokens.tokensPerSecond, 12.5)
+        self.assertEqual(back.metadata, {"fifo_priority": "0", "client": "x"})
+        self.assertEqual((back.ttfbMs, back.queueMs, back.durationMs), (120, 30, 1450))
+        self.assertEqual(back.respContentType, "text/event-stream")
+
+    def test_filters(self) -> None:
+        """
+        llama-swap's filter cases: ids 1-4 at 1000-1003 for m1, m2, m1, m3.
+        """
+        self.insert(row("m1", 1000), row("m2", 1001), row("m1", 1002), row("m3", 1003))
+        t0, t1, t2, t3 = 1000, 1001, 1002, 1003
+        cases = [
+            (dict(models=("m1", "m3")), [4, 3, 1]),
+            (dict(models=("m2",)), [2]),
+            (dict(minID=2, maxID=3), [3, 2]),
+            (dict(minID=4), [4]),
+            (dict(maxID=2), [2, 1]),
+            (dict(models=("m1",), minID=2), [3]),
+            (dict(start=t2), [4, 3]),
+            (dict(end=t1), [2, 1]),
+            (dict(start=t1, end=t2), [3, 2]),
+            (dict(start=t0, end=t3, models=("m1",)), [3, 1]),
+            (dict(start=t0, minID=3), [4, 3]),
+            (dict(), [4, 3, 2, 1]),
+            (dict(models=("", " ")), [4, 3, 2, 1]),
+            (dict(models=("nope",)), []),
+        ]
+        for kw, expected in cases:
+            rows, total = queryActivity(self.cursor, ActivityQuery(**kw))  # type: ignore[arg-type]
+            self.assertEqual([r.id for r in rows], expected, kw)
+            self.assertEqual(total, len(expected), kw)
+
+    def test_combinedPaging(self) -> None:
+        """
+        Filters and paging together: the total is the filtered count.
+        """
+        self.insert(*(row("m1" if i % 2 else "m2", 1000 + i) for i in range(6)))
+        rows, total = queryActivity(
+            self.cursor, ActivityQuery(models=("m1",), minID=3, limit=1, page=1)
+        )
+        self.assertEqual(([r.id for r in rows], total), ([6], 2))
+
+    def test_sorting(self) -> None:
+        """
+        Sort by a column in either direction, ties broken by ID the same
+        way; an unknown column sorts by ID.
+        """
+        for output in (5, 1, 5, 3):
+            self.insert(row(tokens=TokenMetrics(outputTokens=output)))
+        self.assertEqual(self.ids(sort="generated", descending=False), [2, 4, 1, 3])
+        self.assertEqual(self.ids(sort="generated"), [3, 1, 4, 2])
+        self.assertEqual(self.ids(sort="nonsense", descending=False), [1, 2, 3, 4])
+
+    def test_stats(self) -> None:
+        """
+        Totals, cache counting only positive values, and the positive
+        speeds.
+        """
+        self.insert(
+            row("m1", tokens=TokenMetrics(inputTokens=1, outputTokens=2, cacheTokens=1,
+                                          promptPerSecond=100, tokensPerSecond=-1)),
+            row("m1", tokens=TokenMetrics(inputTokens=3, outputTokens=4, cacheTokens=-1,
+                                          promptPerSecond=50, tokensPerSecond=20)),
+            row("m2", tokens=TokenMetrics(inputTokens=100)),
+        )
+        stats = activityStats(self.cursor, "m1")
+        self.assertEqual(
+            stats,
+            {"total_requests": 2, "total_input_tokens": 4, "total_output_tokens": 6,
+             "total_cache_tokens": 1, "prompt_speeds": [100.0, 50.0], "gen_speeds": [20.0]},
+        )
+        self.assertEqual(activityStats(self.cursor)["total_requests"], 3)
+        empty = connect()
+        self.addCleanup(empty.close)
+        self.assertEqual(activityStats(empty.cursor())["total_input_tokens"], 0)
+
+    def test_prune(self) -> None:
+        """
+        With C{keep}, only the newest rows stay.
+        """
+        self.insert(*(row() for _ in range(5)), keep=2)
+        self.assertEqual(self.ids(), [5, 4])
+
+    def test_loads(self) -> None:
+        """
+        Load times: only the last L{LOAD_HISTORY} per model are kept, and
+        only successful ones are reported.
+        """
+        for i in range(LOAD_HISTORY + 5):
+            insertLoad(self.cursor, 1000 + i, "a", 100 + i, True)
+        insertLoad(self.cursor, 2000, "b", 7, False)
+        insertLoad(self.cursor, 2001, "b", 9, True)
+        loads = recentLoads(self.cursor)
+        self.assertEqual(loads["b"], [9])
+        self.assertEqual(loads["a"], [105 + i for i in range(LOAD_HISTORY)])
+
+    def test_fileAndMigration(self) -> None:
+        """
+        A file database uses WAL and keeps rows across connections; a
+        llama-swap database without our columns gets them, its rows
+        keeping their data.
+        """
+        path = self.mktemp()
+        legacy = sqlite3.connect(path)
+        legacy.executescript(
+            "CREATE TABLE activity (id INTEGER PRIMARY KEY AUTOINCREMENT, ts_created INTEGER "
+            "NOT NULL, model_id TEXT NOT NULL, req_path TEXT NOT NULL DEFAULT '', "
+            "resp_content_type TEXT NOT NULL DEFAULT '', resp_status_code INTEGER NOT NULL "
+            "DEFAULT 0, cache_tokens INTEGER NOT NULL DEFAULT 0, draft_tokens INTEGER NOT NULL "
+            "DEFAULT 0, draft_acc_tokens INTEGER NOT NULL DEFAULT 0, input_tokens INTEGER NOT "
+            "NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0, prompt_per_second REAL "
+            "NOT NULL DEFAULT 0, tokens_per_second REAL NOT NULL DEFAULT 0, duration_ms INTEGER "
+            "NOT NULL DEFAULT 0, error_msg TEXT NOT NULL DEFAULT '', metadata_json TEXT NOT NULL "
+            "DEFAULT '');"
+            "INSERT INTO activity (ts_created, model_id, input_tokens) VALUES (5, 'old', 42);"
+        )
+        legacy.commit()
+        legacy.close()
+        first = connect(path)
+        self.assertEqual(first.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+        insertRecord(first.cursor(), row("new"))
+        first.commit()
+        first.close()
+        second = connect(path)
+        self.addCleanup(second.close)
+        rows, total = queryActivity(second.cursor(), ActivityQuery())
+        self.assertEqual([(r.model, r.tokens.inputTokens, r.ttfbMs) for r in rows],
+                         [("new", 1, -1), ("old", 42, -1)])
+
+
+class ActivityStoreTests(TestCase):
+    """
+    L{ActivityStore} runs the logic on its database thread.
+    """
+
+    async def test_memory(self) -> None:
+        """
+        Rows are inserted, pruned to C{keep}, queried and summed; a closed
+        store refuses work.
+        """
+        store = ActivityStore(None, keep=2)
+        self.addCleanup(store.close)
+        ids = [await store.insert(row(ts=1000 + i)) for i in range(3)]
+        self.assertEqual(ids, [1, 2, 3])
+        rows, total = await store.query(ActivityQuery())
+        self.assertEqual(([r.id for r in rows], total), ([3, 2], 2))
+        stats = await store.stats()
+        self.assertEqual(stats["total_output_tokens"], 4)
+        await store.recordLoad(1000, "a", 1500, True)
+        self.assertEqual(await store.recentLoads(), {"a": [1500]})
+        store.close()
+        with self.assertRaises(StoreClosed):
+            await store.insert(row())
+
+    async def test_fileSurvivesReopen(self) -> None:
+        """
+        A file store keeps everything (no pruning) across close and reopen.
+        """
+        path = self.mktemp()
+        store = ActivityStore(path, keep=1)
+        for i in range(3):
+            await store.insert(row(ts=1000 + i))
+        store.close()
+        again = ActivityStore(path, keep=1)
+        self.addCleanup(again.close)
+        rows, total = await again.query(ActivityQuery())
+        self.assertEqual(([r.id for r in rows], total), ([3, 2, 1], 3))
