@@ -110,15 +110,16 @@ def freePort() -> int:
         return int(s.getsockname()[1])
 
 
-def childrenOf(pid: int) -> list[int]:
+def descendantsOf(pid: int) -> list[int]:
     """
-    The direct children of C{pid} (Linux C{/proc}).
+    The children of C{pid}, theirs, and so on (Linux C{/proc}).
     """
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
+            children = [int(p) for p in f.read().split()]
     except OSError:
         return []
+    return children + [d for child in children for d in descendantsOf(child)]
 
 
 def _statCPU(path: str) -> float:
@@ -184,7 +185,7 @@ class Child:
         SIGTERM, wait up to C{grace} seconds, then SIGKILL and wait.  Any
         demo upstream it had started and left behind is killed too.
         """
-        kids = [k for k in childrenOf(self.pid) if "llamaswap.demo" in cmdlineOf(k)]
+        kids = [k for k in descendantsOf(self.pid) if "llamaswap.demo" in cmdlineOf(k)]
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGTERM)
@@ -382,11 +383,6 @@ def profiledTwistd(output: str, argv: list[str]) -> int:
         profiler.disable()
         profiler.dump_stats(output)
     return 0
-
-
-def upstreamOf(llamaswap: Child) -> int | None:
-    kids = [k for k in childrenOf(llamaswap.pid) if "llamaswap.demo" in cmdlineOf(k)]
-    return kids[0] if kids else None
 
 
 # ---------------------------------------------------------------------------

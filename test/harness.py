@@ -72,7 +72,7 @@ def freePortRange(count: int) -> int:
     with other tests or services (llama-swap's default 5800 often would).
     """
     for _ in range(200):
-        base = random.randrange(20000, 60000 - count)
+        base = random.randrange(20000, 32000 - count)
         sockets = []
         try:
             for port in range(base, base + count):

@@ -2,11 +2,14 @@
 Tests for L{llamaswap.tap} options.
 """
 
+import contextlib
+import io
 import os
 
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
+from llamaswap import __version__
 from llamaswap.tap import Options
 
 
@@ -71,6 +74,8 @@ class OptionsTests(SynchronousTestCase):
         """
         --version prints the version and exits 0.
         """
-        with self.assertRaises(SystemExit) as ctx:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), self.assertRaises(SystemExit) as ctx:
             Options().parseOptions(["--version"])
         self.assertEqual(ctx.exception.code, 0)
+        self.assertEqual(out.getvalue(), f"llamaswap version: {__version__}\n")

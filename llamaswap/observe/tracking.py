@@ -650,15 +650,17 @@ class NullTrack:
         pass
 
 
-def beginTrack(app: Any, request: Request, model: str = "") -> RequestTrack | NullTrack:
+def beginTrack(
+    app: Any, request: Request, model: str = "", path: str | bytes | None = None
+) -> RequestTrack | NullTrack:
     """
-    C{app.tracker.begin(request, model)}, or a L{NullTrack} when C{app}
-    has no tracker (or one that only supplies taps).
+    C{app.tracker.begin(request, model, path)}, or a L{NullTrack} when
+    C{app} has no tracker (or one that only supplies taps).
     """
     begin = getattr(getattr(app, "tracker", None), "begin", None)
     if begin is None:
         return NullTrack()
-    return begin(request, model)  # type: ignore[no-any-return]
+    return begin(request, model, path)  # type: ignore[no-any-return]
 
 
 __all__ = [

@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
+from ..drain import markLongLived
 from ..observe.store import SORT_COLUMNS, ActivityQuery
 from .errors import BadRequest, HTTPError, InternalError, NotFound
 from .mux import Mux
@@ -175,6 +176,7 @@ class ObserveAPI:
         return NOT_DONE_YET
 
     def events(self, request: Request, rest: bytes) -> int:
+        markLongLived(request)
         self.app.observability.openStream(request)  # type: ignore[attr-defined]
         return NOT_DONE_YET
 

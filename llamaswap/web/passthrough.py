@@ -47,6 +47,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from ..config.build import COMFYUI_MODEL_ID
 from ..config.model import PeerConfig
+from ..observe.tracking import NullTrack, beginTrack
 from ..routing.peers import PeerModel, PeerRouter
 from ..upstream.lifecycle import State
 from .auth import upstreamAuthHeaders
@@ -360,12 +361,17 @@ class Passthrough:
                 extraHeaders=extra,
             )
             return
+        track = beginTrack(app, request, modelID, target) if not websocket else NullTrack()
         try:
+            track.queued()
             lease = await self._acquire(request, modelID)
+            track.granted(lease)
         except HTTPError as e:
+            track.finished(None, e)
             e.writeTo(request)
             return
-        except CancelledError:
+        except CancelledError as e:
+            track.finished(None, e)
             return
         try:
             proxy = lease.supervisor.spec.proxy
@@ -386,6 +392,7 @@ class Passthrough:
                     connectTimeout=timeouts.connect,
                     responseHeaderTimeout=timeouts.responseHeader,
                     extraHeaders=extra,
+                    taps=track.forwarding(),
                 )
         finally:
             lease.release()

@@ -405,6 +405,23 @@ models:
         self.assertEqual((row["model"], row["resp_status_code"]), ("nope", 404))
         self.assertEqual(row["error_msg"], body["error"]["message"])
 
+    async def test_upstreamPassthroughRow(self) -> None:
+        """
+        A request through C{/upstream/<model>/...} is recorded too, with its
+        model and the path the upstream saw, and its tokens.
+        """
+        running = await startLlamaSwap(self, demoMacros() + "models:\n  a:\n    cmd: ${demo}\n")
+        response = await running.post(
+            "/upstream/a/v1/chat/completions",
+            json={"model": "a", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        self.assertEqual(response.code, 200, await response.text())
+        body = await response.json()
+        [row] = await waitForRows(running, 1)
+        self.assertEqual((row["model"], row["resp_status_code"]), ("a", 200))
+        self.assertEqual(row["req_path"], "/v1/chat/completions")
+        self.assertEqual(row["tokens"]["output_tokens"], body["usage"]["completion_tokens"])
+
     async def test_cancelInflight(self) -> None:
         """
         C{POST /api/inflight/<id>/cancel} stops a streaming request: the
