@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import KeyPath, Location, PathPart, Problem, Problems, formatPath
 from .expanded import ExpandedTree
+from .goquote import goQuote
 from .model import (
     DEFAULT_GROUP_ID,
     DEFAULT_MAX_WAIT_FOR_SWAP,
@@ -199,39 +200,6 @@ DEFAULT_PERFORMANCE_EVERY_NS = 5_000_000_000
 # --------------------------------------------------------------------------
 # Go syntax: quoting, durations and URL parsing, so messages read like
 # llama-swap's and the same inputs are accepted or rejected.
-
-_GO_ESCAPES = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    "\\": "\\\\",
-    '"': '\\"',
-}
-
-
-def goQuote(text: str) -> str:
-    """
-    C{text} quoted like Go's C{%q}: double quotes, C escapes for control
-    characters, printable Unicode kept as is.
-    """
-    out = []
-    for char in text:
-        if char in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[char])
-        elif char.isprintable():
-            out.append(char)
-        elif ord(char) < 0x100:
-            out.append(f"\\x{ord(char):02x}")
-        elif ord(char) < 0x10000:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(f"\\U{ord(char):08x}")
-    return '"' + "".join(out) + '"'
-
 
 _DURATION_UNITS = {
     "ns": 1,

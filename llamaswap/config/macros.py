@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from .cmdline import stripComments
 from .errors import KeyPath, Location, PathPart, Problems, SourceMap
 from .expanded import ExpandedTree, MacroList, MacroValue
-from .yaml12 import goQuote
+from .goquote import goQuote
 
 __all__ = ["expand", "formatGoFloat", "formatMacroValue", "validateMacro"]
 

@@ -35,6 +35,7 @@ from typing import Any, Collection, Iterable, Iterator, Mapping, Sequence, Union
 from attrs import field, frozen
 
 from .errors import KeyPath, Problems
+from .goquote import goQuote, goQuoteRune
 
 __all__ = [
     "TokenKind",
@@ -102,51 +103,6 @@ class DSLSyntaxError(ValueError):
     """
 
 
-def goQuote(text: str) -> str:
-    """
-    Quote C{text} the way Go's C{%q} verb does, so messages and log lines
-    read exactly like llama-swap's (C{"a\\"b"}, C{"tab\\t"}).
-    """
-    return '"' + "".join(_goEscape(c, '"') for c in text) + '"'
-
-
-def _goQuoteRune(char: str) -> str:
-    """
-    Quote one character the way Go's C{%q} verb quotes a rune (C{'@'}).
-    """
-    return "'" + _goEscape(char, "'") + "'"
-
-
-_GO_ESCAPES = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    "\\": "\\\\",
-}
-
-
-def _goEscape(char: str, quote: str) -> str:
-    """
-    One character of a Go-quoted literal delimited by C{quote}.
-    """
-    if char == quote:
-        return "\\" + char
-    if char in _GO_ESCAPES:
-        return _GO_ESCAPES[char]
-    if char.isprintable():
-        return char
-    code = ord(char)
-    if code < 0x80:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
 def _isIdentChar(char: str) -> bool:
     """
     Whether C{char} may appear in an identifier or set name: a letter, a
@@ -194,7 +150,7 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token(TokenKind.REF, text[start:index], start - 1))
             continue
         if not _isIdentChar(char):
-            raise DSLSyntaxError(f"unexpected character {_goQuoteRune(char)} at position {index}")
+            raise DSLSyntaxError(f"unexpected character {goQuoteRune(char)} at position {index}")
         start = index
         while index < length and _isIdentChar(text[index]):
             index += 1

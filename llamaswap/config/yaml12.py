@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import calendar
-import json
 import math
 import re
 from typing import Any, Union
@@ -31,6 +30,7 @@ from yaml.events import AliasEvent, MappingStartEvent, ScalarEvent, SequenceStar
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import KeyPath, Location, PathPart, Problems, SourceMap
+from .goquote import goQuote
 
 __all__ = [
     "YScalar",
@@ -138,14 +138,6 @@ class YSequence:
 
 
 YNode = Union[YScalar, YMapping, YSequence]
-
-
-def goQuote(text: str) -> str:
-    """
-    Quote C{text} the way Go's C{%q} does for the strings that appear in
-    configuration messages.
-    """
-    return json.dumps(text, ensure_ascii=False)
 
 
 def kindNumber(node: YNode) -> int:

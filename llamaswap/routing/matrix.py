@@ -19,7 +19,8 @@ from typing import Collection
 
 from attrs import frozen
 
-from ..config.matrixdsl import Covering, MatrixProgram, Projection, goQuote
+from ..config.goquote import goQuote
+from ..config.matrixdsl import Covering, MatrixProgram, Projection
 
 __all__ = ["MatrixSolution", "solve", "describe"]
 
