@@ -34,26 +34,15 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import sys
 from typing import Any, Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
+sys.path.insert(0, HERE)
 
-
-def percentiles(values: list[float]) -> str:
-    """
-    C{p50 / p90 / max} in milliseconds.
-    """
-    ordered = sorted(values)
-    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
-    return "p50 %7.1f   p90 %7.1f   max %7.1f ms" % (
-        statistics.median(ordered) * 1000,
-        p90 * 1000,
-        ordered[-1] * 1000,
-    )
+from common import percentiles  # noqa: E402
 
 
 class ExitWatch:

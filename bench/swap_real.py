@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 from typing import Any
@@ -34,16 +33,9 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
+sys.path.insert(0, HERE)
 
-
-def percentiles(values: list[float]) -> str:
-    """
-    C{p50 / p90 / max} in milliseconds.
-    """
-    ordered = sorted(values)
-    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
-    p50 = statistics.median(ordered)
-    return f"p50 {p50 * 1000:7.1f}   p90 {p90 * 1000:7.1f}   max {ordered[-1] * 1000:7.1f} ms"
+from common import percentiles  # noqa: E402
 
 
 async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:

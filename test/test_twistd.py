@@ -10,7 +10,6 @@ import subprocess
 
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
