@@ -47,7 +47,7 @@ C{setsid()}s, reports its own PID and C{exec}s the command in place.
 """
 
 import os
-import signal
+import _signal as signal  # the C module: no enum import at start-up
 import sys
 import time
 
