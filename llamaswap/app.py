@@ -24,9 +24,10 @@ from .observe.service import ObservabilityService
 from .routing.peers import PeerRouter
 from .routing.router import Router
 from .upstream.leftovers import LeftoverRegistry, LeftoversInUse, reapLeftovers
+from .upstream.lifecycle import State
 from .upstream.spec import UpstreamSpec
 from .upstream.supervisor import Supervisor
-from .web.forward import Forwarder, UpstreamAgent
+from .web.forward import Forwarder, UpstreamAgent, idleConnectionLimit
 
 #: Largest request body read to find the model (JSON, urlencoded forms).
 DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024
@@ -116,6 +117,9 @@ class LlamaSwap(MultiService):
         self.logs = LogMonitors.fromConfig(config)
         self.upstreamAgent = UpstreamAgent(reactor)
         quietPool(self.upstreamAgent.pool)
+        self.upstreamAgent.pool.maxPersistentPerHost = idleConnectionLimit(
+            model.effectiveConcurrencyLimit for model in config.models.values()
+        )
         self.forwarder = Forwarder(self.upstreamAgent, reactor)
         self.peerRouter = PeerRouter(config, self.upstreamAgent, reactor)
         self._probePool = quietPool(HTTPConnectionPool(reactor, persistent=False))
@@ -133,9 +137,29 @@ class LlamaSwap(MultiService):
         }
         for supervisor in self.supervisors.values():
             supervisor.addOutputObserver(self.logs.upstreamLine)
+            supervisor.addStateObserver(self._upstreamStateChanged)
         self.router = Router(config, self.supervisors, reactor)
         # Sets app.events, .metrics, .activity, .tracker and .observability.
         ObservabilityService(self).setServiceParent(self)
+
+    def _upstreamStateChanged(self, modelID: str, old: State, new: State) -> None:
+        """
+        A model's process is gone: close the idle connections to it, so
+        that no request picks one that leads to a dead (or a new) process.
+        """
+        if new not in (State.STOPPED, State.SHUTDOWN):
+            return
+        supervisor = self.supervisors.get(modelID)
+        proxy = supervisor.spec.proxy if supervisor is not None else ""
+        if not proxy:
+            return
+        try:
+            d = self.upstreamAgent.closeCachedConnectionsTo(proxy)
+        except ValueError:  # not a URL the pool could have used
+            return
+        d.addErrback(
+            lambda f: self.log.failure("closing idle connections to {model}", f, model=modelID)
+        )
 
     # UpstreamRecorder, forwarding to the registry once it exists.
     def add(self, modelID: str, pid: int, argv0: str, started: float) -> None:

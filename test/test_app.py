@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
+
+from llamaswap.web.forward import _poolKey
 
 from .harness import demoMacros, startLlamaSwap
 
@@ -44,6 +47,37 @@ models:
         self.assertFalse(os.path.exists(f"/proc/{pidA}/cmdline") and
                          b"llamaswap.demo" in open(f"/proc/{pidA}/cmdline", "rb").read())
         self.assertEqual([m for m, _ in running.app.router.running()], ["b"])
+
+    async def test_idleConnectionsClosedOnStop(self) -> None:
+        """
+        The upstream pool keeps as many idle connections per server as a
+        model admits requests (at least 64); when a model's process stops,
+        the idle connections to it are closed.
+        """
+        running = await startLlamaSwap(self, demoMacros() + """
+models:
+  a:
+    cmd: ${demo} --model a
+    concurrencyLimit: 100
+""")
+        agent = running.app.upstreamAgent
+        self.assertEqual(agent.pool.maxPersistentPerHost, 100)
+        closed: list[str] = []
+        original = agent.closeCachedConnectionsTo
+
+        def closeTo(url: str) -> Deferred[None]:
+            closed.append(url)
+            return original(url)
+
+        self.patch(agent, "closeCachedConnectionsTo", closeTo)
+        status, body = await running.chat("a")
+        self.assertEqual(status, 200, body)
+        proxy = running.app.supervisors["a"].spec.proxy
+        self.assertTrue(agent.pool._connections.get(_poolKey(proxy)))
+        self.assertEqual(closed, [])
+        await running.app.router.unload(["a"])
+        self.assertEqual(closed, [proxy])
+        self.assertFalse(agent.pool._connections.get(_poolKey(proxy)))
 
     async def test_unknownModel(self) -> None:
         """

@@ -103,6 +103,25 @@ def canonicalHeaderName(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
+#: Raw header name to its lower-case and canonical forms and whether its
+#: value is a secret (every request redacts a few dozen names, nearly
+#: always the same ones).
+_NAMES: dict[bytes, tuple[str, str, bool]] = {}
+#: The most names remembered; clients choose names, so this is bounded.
+_MAX_NAMES = 1024
+
+
+def _headerName(rawName: bytes) -> tuple[str, str, bool]:
+    known = _NAMES.get(rawName)
+    if known is None:
+        name = rawName.decode("latin-1").lower()
+        known = (name, canonicalHeaderName(name), name in SECRET_HEADERS)
+        if len(_NAMES) >= _MAX_NAMES:
+            _NAMES.clear()
+        _NAMES[rawName] = known
+    return known
+
+
 def redactHeaders(
     headers: Iterable[tuple[bytes, list[bytes]]], drop: Iterable[str] = ()
 ) -> dict[str, str]:
@@ -113,19 +132,13 @@ def redactHeaders(
     @param headers: name and values pairs, e.g. C{Headers.getAllRawHeaders()}.
     @param drop: lower-case names to leave out.
     """
-    skip = frozenset(drop)
+    skip = drop if isinstance(drop, (tuple, frozenset, set)) else frozenset(drop)
     result: dict[str, str] = {}
     for rawName, values in headers:
-        name = rawName.decode("latin-1").lower()
-        if name in skip or not values:
+        name, key, secret = _headerName(rawName)
+        if not values or (skip and name in skip) or key in result:
             continue
-        key = canonicalHeaderName(name)
-        if key in result:
-            continue
-        if name in SECRET_HEADERS:
-            result[key] = REDACTED
-        else:
-            result[key] = values[0].decode("latin-1")
+        result[key] = REDACTED if secret else values[0].decode("latin-1")
     return result
 
 

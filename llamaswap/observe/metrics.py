@@ -13,7 +13,7 @@ llamaswaps in one process (tests, reloads) do not collide.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -36,6 +36,28 @@ _LATENCY_BUCKETS = (
 )
 _LOAD_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 _SPEED_BUCKETS = (1, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120, 10240)
+
+
+class _Children:
+    """
+    A labelled metric's children by label values, each looked up in the
+    metric once: C{labels()} validates and sorts its arguments and takes
+    a lock on every call, and the request path calls it up to nine times.
+    The label values are bounded (configured models, known paths, status
+    codes), and so is this cache.
+    """
+
+    __slots__ = ("_cache", "_metric")
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._cache: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._cache.get(values)
+        if child is None:
+            child = self._cache[values] = self._metric.labels(*values)
+        return child
 
 
 class Metrics:
@@ -143,6 +165,16 @@ class Metrics:
             states=list(STATES),
             registry=registry,
         )
+        self._requests = _Children(self.requests)
+        self._duration = _Children(self.duration)
+        self._ttfb = _Children(self.ttfb)
+        self._queueWait = _Children(self.queueWait)
+        self._inputTokens = _Children(self.inputTokens)
+        self._outputTokens = _Children(self.outputTokens)
+        self._cachedTokens = _Children(self.cachedTokens)
+        self._promptSpeed = _Children(self.promptSpeed)
+        self._genSpeed = _Children(self.genSpeed)
+        self._inFlight = _Children(self.inFlight)
         for model in models:
             self.state.labels(model=model).state("stopped")
         if processMetrics:
@@ -151,10 +183,10 @@ class Metrics:
     # -- requests ----------------------------------------------------------------
 
     def requestStarted(self, model: str) -> None:
-        self.inFlight.labels(model=model).inc()
+        self._inFlight(model).inc()
 
     def requestEnded(self, model: str) -> None:
-        self.inFlight.labels(model=model).dec()
+        self._inFlight(model).dec()
 
     def requestFinished(
         self,
@@ -169,23 +201,23 @@ class Metrics:
         """
         Count a finished request (times in seconds).
         """
-        self.requests.labels(model=model, path=path, status=str(status)).inc()
-        self.duration.labels(model=model).observe(max(duration, 0.0))
+        self._requests(model, path, str(status)).inc()
+        self._duration(model).observe(max(duration, 0.0))
         if ttfb is not None:
-            self.ttfb.labels(model=model).observe(max(ttfb, 0.0))
+            self._ttfb(model).observe(max(ttfb, 0.0))
         if queueWait is not None:
-            self.queueWait.labels(model=model).observe(max(queueWait, 0.0))
+            self._queueWait(model).observe(max(queueWait, 0.0))
         if tokens is not None:
             if tokens.inputTokens > 0:
-                self.inputTokens.labels(model=model).inc(tokens.inputTokens)
+                self._inputTokens(model).inc(tokens.inputTokens)
             if tokens.outputTokens > 0:
-                self.outputTokens.labels(model=model).inc(tokens.outputTokens)
+                self._outputTokens(model).inc(tokens.outputTokens)
             if tokens.cacheTokens > 0:
-                self.cachedTokens.labels(model=model).inc(tokens.cacheTokens)
+                self._cachedTokens(model).inc(tokens.cacheTokens)
             if tokens.promptPerSecond > 0:
-                self.promptSpeed.labels(model=model).observe(tokens.promptPerSecond)
+                self._promptSpeed(model).observe(tokens.promptPerSecond)
             if tokens.tokensPerSecond > 0:
-                self.genSpeed.labels(model=model).observe(tokens.tokensPerSecond)
+                self._genSpeed(model).observe(tokens.tokensPerSecond)
 
     # -- models ----------------------------------------------------------------
 
@@ -215,4 +247,4 @@ class Metrics:
         return encoder(self.registry), contentType
 
 
-__all__ = ["Metrics", "STATES"]
+__all__ = ["STATES", "Metrics"]

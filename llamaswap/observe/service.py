@@ -53,6 +53,7 @@ class ObservabilityService(Service):
             captures=self.captures,
             modelState=self.modelState,
             knownModel=self.knownModel,
+            listening=lambda: self.events.subscribers,
         )
         self.loads = LoadWatcher(
             app.supervisors,

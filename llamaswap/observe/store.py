@@ -11,7 +11,12 @@ store keeps everything and uses WAL.
 
 The functions taking a cursor are the store's logic, testable with a plain
 C{sqlite3} connection; L{ActivityStore} runs them on one database thread
-(L{twisted.enterprise.adbapi} with a single connection).
+(L{twisted.enterprise.adbapi} with a single connection).  Rows are written
+in batches: handing a job to that thread costs the reactor thread more
+than the insert itself, so new rows wait (at most L{FLUSH_DELAY} seconds,
+or until L{FLUSH_ROWS} are queued) and go in one job.  Every read, and
+closing, writes the queued rows first, so reads see every row inserted
+before them.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from typing import Any, Iterable, Sequence
 
 from attrs import frozen
 from twisted.enterprise import adbapi
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall
+from twisted.python.failure import Failure
 
 from .activity import ActivityRecord
 from .usage import TokenMetrics
@@ -95,6 +102,10 @@ SORT_COLUMNS = {
 
 #: How many past loads per model are kept for the expected load time.
 LOAD_HISTORY = 20
+#: Seconds a new row may wait for others to be written with it.
+FLUSH_DELAY = 0.5
+#: Queued rows that are written at once, without waiting.
+FLUSH_ROWS = 100
 
 
 class StoreClosed(Exception):
@@ -176,6 +187,21 @@ def insertRecord(cursor: Any, record: ActivityRecord, keep: int | None = None) -
     if keep is not None:
         cursor.execute("DELETE FROM activity WHERE id <= ?", (id - max(keep, 1),))
     return id
+
+
+def insertRecords(
+    cursor: Any, records: Sequence[ActivityRecord], keep: int | None = None
+) -> list[int]:
+    """
+    Insert C{records} in order; with C{keep}, then delete all but the
+    newest C{keep} rows.
+
+    @return: the new rows' IDs.
+    """
+    ids = [insertRecord(cursor, record) for record in records]
+    if keep is not None and ids:
+        cursor.execute("DELETE FROM activity WHERE id <= ?", (ids[-1] - max(keep, 1),))
+    return ids
 
 
 def _record(row: Sequence[Any]) -> ActivityRecord:
@@ -324,10 +350,20 @@ class ActivityStore:
     @ivar keep: rows kept in memory (L{None}: all, for a file).
     """
 
-    def __init__(self, path: str | None, keep: int = 1000, reactor: Any = None) -> None:
+    def __init__(
+        self,
+        path: str | None,
+        keep: int = 1000,
+        reactor: Any = None,
+        flushDelay: float = FLUSH_DELAY,
+        flushRows: int = FLUSH_ROWS,
+    ) -> None:
         """
         @param path: the file (C{store.path}); L{None} or L{MEMORY} for an
             in-memory database pruned to C{keep} rows.
+        @param reactor: runs the database thread and times the batches.
+        @param flushDelay: seconds a new row may wait to be written.
+        @param flushRows: how many queued rows are written without waiting.
         """
         if reactor is None:
             from twisted.internet import reactor as globalReactor
@@ -336,8 +372,12 @@ class ActivityStore:
         self.path = path or MEMORY
         self.keep: int | None = keep if self.path == MEMORY else None
         self._reactor = reactor
+        self._flushDelay = flushDelay
+        self._flushRows = max(1, flushRows)
         self._pool: adbapi.ConnectionPool | None = None
         self._closed = False
+        self._queued: list[tuple[ActivityRecord, Deferred[int]]] = []
+        self._timer: IDelayedCall | None = None
 
     def _run(self, function: Any, *args: Any) -> Deferred[Any]:
         if self._closed:
@@ -355,14 +395,61 @@ class ActivityStore:
             )
         return self._pool.runInteraction(function, *args)
 
+    def _read(self, function: Any, *args: Any) -> Deferred[Any]:
+        """
+        Run C{function} after the queued rows are written (the database
+        thread runs jobs in order).
+        """
+        self.flush()
+        return self._run(function, *args)
+
     def insert(self, record: ActivityRecord) -> Deferred[int]:
-        return self._run(insertRecord, record, self.keep)
+        """
+        Queue C{record}; it is written with the rows queued with it.
+
+        @return: fires with its ID once it is written.
+        """
+        if self._closed:
+            return fail(StoreClosed())
+        d: Deferred[int] = Deferred()
+        self._queued.append((record, d))
+        if len(self._queued) >= self._flushRows:
+            self.flush()
+        elif self._timer is None:
+            self._timer = self._reactor.callLater(self._flushDelay, self.flush)
+        return d
+
+    def flush(self) -> Deferred[None]:
+        """
+        Write the queued rows now, in one database job.
+
+        @return: fires when they are written (or failed: their own
+            Deferreds get the failure).
+        """
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        batch, self._queued = self._queued, []
+        if not batch:
+            return succeed(None)
+
+        def written(ids: list[int]) -> None:
+            for (_, d), id in zip(batch, ids):
+                d.callback(id)
+
+        def failed(failure: Failure) -> None:
+            for _, d in batch:
+                d.errback(failure)
+
+        return self._run(insertRecords, [record for record, _ in batch], self.keep).addCallbacks(
+            written, failed
+        )
 
     def query(self, query: ActivityQuery) -> Deferred[tuple[list[ActivityRecord], int]]:
-        return self._run(queryActivity, query)
+        return self._read(queryActivity, query)
 
     def stats(self, model: str | None = None) -> Deferred[dict[str, Any]]:
-        return self._run(activityStats, model)
+        return self._read(activityStats, model)
 
     def recordLoad(self, ts: float, model: str, durationMs: int, ok: bool) -> Deferred[None]:
         return self._run(insertLoad, ts, model, durationMs, ok)
@@ -372,10 +459,11 @@ class ActivityStore:
 
     def close(self) -> None:
         """
-        Finish the queued writes and close the database (blocks until the
-        database thread is done).
+        Write the queued rows, finish the queued jobs and close the
+        database (blocks until the database thread is done).
         """
         if not self._closed:
+            self.flush()
             self._closed = True
             if self._pool is not None:
                 self._pool.close()
@@ -393,6 +481,8 @@ def connect(path: str = MEMORY) -> sqlite3.Connection:
 __all__ = [
     "ActivityQuery",
     "ActivityStore",
+    "FLUSH_DELAY",
+    "FLUSH_ROWS",
     "MEMORY",
     "SORT_COLUMNS",
     "StoreClosed",
@@ -400,6 +490,7 @@ __all__ = [
     "connect",
     "insertLoad",
     "insertRecord",
+    "insertRecords",
     "queryActivity",
     "recentLoads",
     "setUp",

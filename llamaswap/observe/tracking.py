@@ -129,7 +129,8 @@ class RequestTrack:
         self.metadata: dict[str, str] = {}
         self.clientIP = clientAddress(request)
         self.reqHeaders = redactHeaders(request.requestHeaders.getAllRawHeaders())
-        self.respHeaders: dict[str, str] | None = None
+        self._respRaw: list[tuple[bytes, list[bytes]]] | None = None
+        self._respHeaders: dict[str, str] | None = None
         self.respBytes = 0
         self.onCancel: Callable[[], None] | None = None
         self.reader: ResponseReader | None = None
@@ -227,7 +228,9 @@ class RequestTrack:
     def responseStarted(self, status: int, headers: Any) -> None:
         if self.reader is not None:
             self.reader.responseStarted(status, headers)
-        self.respHeaders = redactHeaders(headers.getAllRawHeaders())
+        # Redacted only if shown (an in-flight event or snapshot).
+        self._respRaw = list(headers.getAllRawHeaders())
+        self._respHeaders = None
         self._tracker._upsert(self)
         self._lastEmit = self._clock.seconds()
 
@@ -312,6 +315,15 @@ class RequestTrack:
             if timer is not None and timer.active():
                 timer.cancel()
         self._timer = self._abandon = None
+
+    @property
+    def respHeaders(self) -> dict[str, str] | None:
+        """
+        The upstream's response headers, redacted; L{None} before them.
+        """
+        if self._respHeaders is None and self._respRaw is not None:
+            self._respHeaders = redactHeaders(self._respRaw)
+        return self._respHeaders
 
     @property
     def phase(self) -> str:
@@ -497,9 +509,12 @@ class Tracker:
         captures: CaptureCache | None = None,
         modelState: Callable[[str], str | None] = lambda model: None,
         knownModel: Callable[[str], bool] = lambda model: True,
+        listening: Callable[[], object] = lambda: True,
     ) -> None:
         """
         @param publish: C{publish(kind, data)} for C{inflight} events.
+        @param listening: whether anyone receives what C{publish} sends
+            (in-flight events are not built for nobody).
         @param modelState: a model's lifecycle state name, L{None} if not a
             local model.
         @param knownModel: whether a name is a configured model (others
@@ -514,6 +529,7 @@ class Tracker:
             activity.captures if activity is not None else None
         )
         self.modelState = modelState
+        self._listening = listening
         self.inflight: OrderedDict[str, RequestTrack] = OrderedDict()
         self._byRequest: dict[int, RequestTrack] = {}
         self._ids = itertools.count(1)
@@ -589,7 +605,7 @@ class Tracker:
     # -- from tracks ----------------------------------------------------------
 
     def _upsert(self, track: RequestTrack) -> None:
-        if track.id in self.inflight:
+        if track.id in self.inflight and self._listening():
             self._publish("inflight", {"operation": "upsert", "request": track.toJSON()})
 
     def _granted(self, track: RequestTrack) -> None:
@@ -603,7 +619,7 @@ class Tracker:
             track._counted = None
         if self._byRequest.get(id(track.request)) is track:
             del self._byRequest[id(track.request)]
-        if self.inflight.pop(track.id, None) is not None:
+        if self.inflight.pop(track.id, None) is not None and self._listening():
             self._publish("inflight", {"operation": "remove", "id": track.id})
 
     def _finished(

@@ -11,9 +11,14 @@ C{/infill}'s array, after answers that may be megabytes long.
 
 Nothing here keeps a response: L{JSONScan} walks one JSON document
 incrementally, remembering only the nesting of the first levels, and copies
-out just the small objects at the paths it was asked for.  L{SSEUsage}
-splits an event stream into lines without holding more than a few bytes of
-any line and scans each C{data:} payload with its own L{JSONScan}.
+out just the small objects at the paths it was asked for.  That walk is
+Python code, so a small document (the usual answer: at most
+L{WHOLE_LIMIT} bytes) is instead parsed once with L{json.loads} when it is
+complete (L{wholeCaptures}, the same result); only a bigger one is
+scanned.  L{SSEUsage} splits an event stream into lines without holding
+more than a few bytes of any line; a C{data:} payload is parsed only when
+it names one of the keys looked for (one search over each piece of the
+stream), which most events (token deltas) do not.
 L{UsageTotals} merges what was found with llama-swap's rules and turns it
 into L{TokenMetrics}.
 
@@ -47,6 +52,8 @@ INFILL_PATHS: Mapping[tuple[str, ...], str] = {
 
 #: The largest object copied out of a document; bigger ones are ignored.
 MAX_CAPTURE = 64 * 1024
+#: Documents up to this size are kept until complete and parsed whole.
+WHOLE_LIMIT = 64 * 1024
 #: The longest object key remembered (longer keys never match a path).
 MAX_KEY = 256
 #: The longest scalar token checked (numbers, literals).
@@ -61,6 +68,7 @@ _SCALAR = re.compile(
     rb"(?:-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null)?\Z"
 )
 _EOL = re.compile(rb"[\r\n]")
+_EOL_BYTES = b"\r\n"
 _WS = b" \t\r\n"
 
 _OPEN_OBJECT = ord("{")
@@ -211,7 +219,7 @@ class JSONScan:
         self._inString = False
         if key is not None:
             frame = self._frames[-1]
-            frame[1] = key.decode("utf-8", "replace") if len(key) <= MAX_KEY else None
+            frame[1] = _keyText(key) if len(key) <= MAX_KEY else None
             frame[2] = _AT_COLON
             self._key = None
         return j + 1
@@ -356,18 +364,116 @@ class JSONScan:
             self.captures[path] = value
 
 
+def _keyText(raw: bytes | bytearray) -> str:
+    """
+    An object key as text, its escapes (C{\\u0061}...) resolved as
+    L{json.loads} does, so that both ways of reading a document match the
+    same keys.
+    """
+    if _BACKSLASH not in raw:
+        return raw.decode("utf-8", "replace")
+    try:
+        text = json.loads(b'"' + bytes(raw) + b'"')
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+    return text if isinstance(text, str) else raw.decode("utf-8", "replace")
+
+
+class _DuplicateKey(ValueError):
+    """
+    An object repeats a key (L{wholeCaptures} leaves such documents to
+    L{JSONScan}, whose rule for them is its own).
+    """
+
+
+def _uniqueObject(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise _DuplicateKey()
+    return result
+
+
+def _noConstant(name: str) -> Any:
+    # NaN and Infinity are not JSON; the scanner decides about them.
+    raise ValueError(name)
+
+
+def wholeCaptures(
+    document: bytes, paths: Mapping[tuple[str, ...], str] = USAGE_PATHS
+) -> tuple[bool, dict[tuple[str, ...], Any] | None]:
+    """
+    What L{JSONScan} over C{paths} would find in the complete C{document}
+    (its C{end()}), computed with one L{json.loads}: far cheaper than the
+    scan for a small document.  Meant for documents of at most
+    L{MAX_CAPTURE} bytes (the scan ignores bigger objects); the one other
+    difference is that a number longer than the scan's L{MAX_TOKEN}
+    (valid JSON, never seen in practice) does not make it invalid.
+
+    Documents that L{json.loads} rejects (not UTF-8, NaN, control
+    characters in strings, deeper than its recursion limit...) or that
+    repeat a key in some object are not decided here: the scan's rules
+    apply to them.
+
+    @return: C{(True, captures)} when decided (C{captures} L{None} for a
+        valid document that is no object or array), C{(False, None)} when
+        the document must be scanned.
+    """
+    try:
+        value = json.loads(
+            document.decode("utf-8"),
+            object_pairs_hook=_uniqueObject,
+            parse_constant=_noConstant,
+        )
+    except (ValueError, RecursionError):
+        return False, None
+    if not isinstance(value, (dict, list)):
+        return True, None
+    found: dict[tuple[str, ...], Any] = {}
+    for path in paths:
+        node: Any = value
+        for key in path:
+            if key == ITEM:
+                node = node[-1] if isinstance(node, list) and node else None
+            else:
+                node = node.get(key) if isinstance(node, dict) else None
+            if node is None:
+                break
+        if isinstance(node, dict):
+            found[path] = node
+    return True, found
+
+
+def documentCaptures(
+    document: bytes, paths: Mapping[tuple[str, ...], str] = USAGE_PATHS
+) -> dict[tuple[str, ...], Any] | None:
+    """
+    The captures of one complete document (as C{JSONScan.end()} gives
+    them): parsed whole when it is small and plain, scanned otherwise.
+    """
+    if len(document) <= WHOLE_LIMIT:
+        decided, found = wholeCaptures(document, paths)
+        if decided:
+            return found
+    scan = JSONScan(paths)
+    scan.feed(document)
+    return scan.end()
+
+
 class SSEUsage:
     """
     Reads an event stream: every line that is C{data:} followed by a JSON
-    document is scanned for usage, and each complete valid document is
-    handed to a L{UsageTotals} (C{[DONE]}, empty payloads, comments and
-    invalid JSON are skipped, as llama-swap does).
+    document naming one of the keys looked for is read for usage, and each
+    complete valid document is handed to a L{UsageTotals} (C{[DONE]},
+    empty payloads, comments and invalid JSON are skipped, as llama-swap
+    does).
 
-    Memory is a few bytes of the current line's start plus one
-    L{JSONScan}, however long the lines.
+    Pieces made of whole lines are searched once for the keys; most (token
+    deltas) name none and need no more work.  A line split across pieces
+    is scanned with a L{JSONScan} as it comes, so memory is a few bytes of
+    the current line's start plus one scan, however long the lines.
     """
 
-    __slots__ = ("_totals", "_paths", "_keys", "_state", "_prefix", "_scan")
+    __slots__ = ("_totals", "_paths", "_wanted", "_state", "_prefix", "_scan")
 
     _DECIDING, _DATA, _SKIP = range(3)
 
@@ -376,9 +482,9 @@ class SSEUsage:
     ) -> None:
         self._totals = totals
         self._paths = paths
-        self._keys = tuple(
-            b'"' + key.encode("utf-8") + b'"'
-            for key in sorted({p[-1] for p in paths})
+        keys = sorted({p[-1] for p in paths})
+        self._wanted = re.compile(
+            b"|".join(re.escape(b'"' + key.encode("utf-8") + b'"') for key in keys)
         )
         self._state = self._DECIDING
         self._prefix = b""
@@ -388,36 +494,51 @@ class SSEUsage:
         """
         The next piece of the stream.
         """
-        i = 0
         n = len(data)
-        while i < n:
-            match = _EOL.search(data, i)
-            end = n if match is None else match.start()
-            if match is not None and self._state == self._DECIDING and not self._prefix:
-                # A whole line: most events (token deltas) name none of
-                # the keys looked for and need no scan at all.
-                self._line(data[i:end])
-                i = end + 1
-                continue
-            if end > i:
-                self._segment(data[i:end] if (i or end < n) else data)
+        if not n:
+            return
+        i = 0
+        if self._state != self._DECIDING or self._prefix:
+            # First the rest of the line an earlier piece began.
+            match = _EOL.search(data)
             if match is None:
+                self._segment(data)
                 return
+            end = match.start()
+            if end:
+                self._segment(data[:end])
             self._endLine()
+            i = end + 1
+        # Whole lines up to the last line end: nothing to do unless one
+        # of them names a key.
+        if data[-1] in _EOL_BYTES:
+            last = n - 1
+        else:
+            last = max(data.rfind(b"\n", i), data.rfind(b"\r", i))
+        if last >= i:
+            if self._wanted.search(data, i, last) is not None:
+                self._lines(data, i, last)
+            i = last + 1
+        if i < n:
+            self._segment(data[i:] if i else data)
+
+    def _lines(self, data: bytes, i: int, last: int) -> None:
+        """
+        The whole lines of C{data} from C{i} to the line end at C{last}.
+        """
+        wanted = self._wanted
+        while i < last:
+            match = _EOL.search(data, i, last + 1)
+            end = last if match is None else match.start()
+            if end > i and wanted.search(data, i, end) is not None:
+                self._line(data[i:end])
             i = end + 1
 
     def _line(self, line: bytes) -> None:
         line = line.strip(_WS)
         if not line.startswith(b"data:"):
             return
-        for key in self._keys:
-            if key in line:
-                break
-        else:
-            return
-        scan = JSONScan(self._paths)
-        scan.feed(line[5:])
-        found = scan.end()
+        found = documentCaptures(line[5:], self._paths)
         if found is not None:
             self._totals.addEvent(found)
 
@@ -466,19 +587,49 @@ class SSEUsage:
 class JSONUsage:
     """
     Reads a non-streamed JSON answer (an object, or C{/infill}'s array).
+
+    The first L{WHOLE_LIMIT} bytes are kept: an answer that ends within
+    them is parsed once (L{documentCaptures}); a longer one is handed to a
+    L{JSONScan}, those bytes first, and nothing more is kept.
     """
 
-    __slots__ = ("_totals", "_scan")
+    __slots__ = ("_totals", "_paths", "_pieces", "_size", "_scan")
 
     def __init__(self, totals: UsageTotals, infill: bool = False) -> None:
         self._totals = totals
-        self._scan = JSONScan(INFILL_PATHS if infill else USAGE_PATHS)
+        self._paths = INFILL_PATHS if infill else USAGE_PATHS
+        self._pieces: list[bytes] | None = []
+        self._size = 0
+        self._scan: JSONScan | None = None
 
     def feed(self, data: bytes) -> None:
-        self._scan.feed(data)
+        pieces = self._pieces
+        if pieces is None:
+            assert self._scan is not None
+            self._scan.feed(data)
+            return
+        size = self._size + len(data)
+        if size <= WHOLE_LIMIT:
+            pieces.append(bytes(data))
+            self._size = size
+            return
+        self._pieces = None
+        scan = self._scan = JSONScan(self._paths)
+        for piece in pieces:
+            scan.feed(piece)
+        scan.feed(data)
 
     def close(self) -> None:
-        found = self._scan.end()
+        pieces = self._pieces
+        if pieces is not None:
+            self._pieces = None
+            document = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            found = documentCaptures(document, self._paths)
+        elif self._scan is not None:
+            found = self._scan.end()
+            self._scan = None
+        else:
+            return
         if found is not None:
             self._totals.addEvent(found)
 
@@ -649,4 +800,7 @@ __all__ = [
     "TokenMetrics",
     "USAGE_PATHS",
     "UsageTotals",
+    "WHOLE_LIMIT",
+    "documentCaptures",
+    "wholeCaptures",
 ]

@@ -31,8 +31,10 @@ Every exchange ends with exactly one L{ForwardResult} (the Deferred never
 fails except by cancellation), which is where a caller releases its lease.
 
 Connections come from an explicit pool (L{UpstreamPool}, usually through
-L{UpstreamAgent}); L{UpstreamPool.closeCachedConnectionsTo} drops the idle
-connections to a model that is being stopped.
+L{UpstreamAgent}) that keeps as many idle connections per server as
+requests may run at once (L{idleConnectionLimit}), each for 90 seconds;
+L{UpstreamPool.closeCachedConnectionsTo} drops the idle connections to a
+model whose process stopped.
 """
 
 from __future__ import annotations
@@ -281,6 +283,24 @@ def _poolKey(upstreamURL: bytes | str) -> tuple[bytes, bytes, int]:
     return (uri.scheme, uri.host, uri.port)
 
 
+#: Idle connections kept per upstream server, at least and at most (see
+#: L{idleConnectionLimit}).
+MIN_IDLE_PER_SERVER = 64
+MAX_IDLE_PER_SERVER = 256
+
+
+def idleConnectionLimit(concurrencyLimits: Iterable[int] = ()) -> int:
+    """
+    How many idle connections per server a pool should keep: as many as
+    the most requests one model admits at once (within
+    L{MIN_IDLE_PER_SERVER} and L{MAX_IDLE_PER_SERVER}).  With fewer, a
+    burst of concurrent requests closes the surplus connections after
+    use and the next burst opens (and, for a name like C{localhost},
+    resolves) them again.
+    """
+    return max(MIN_IDLE_PER_SERVER, min(MAX_IDLE_PER_SERVER, max(concurrencyLimits, default=0)))
+
+
 class UpstreamPool(HTTPConnectionPool):
     """
     The connection pool for upstream servers: persistent connections, up to
@@ -290,7 +310,7 @@ class UpstreamPool(HTTPConnectionPool):
     closed under them (L{_ReplayingProtocol}).
     """
 
-    maxPersistentPerHost = 8
+    maxPersistentPerHost = MIN_IDLE_PER_SERVER
     cachedConnectionTimeout = 90
 
     def getConnection(self, key, endpoint):  # type: ignore[no-untyped-def]
@@ -1029,6 +1049,9 @@ __all__ = [
     "TRUNCATED",
     "UpstreamAgent",
     "UpstreamPool",
+    "MAX_IDLE_PER_SERVER",
+    "MIN_IDLE_PER_SERVER",
     "closeCachedConnections",
+    "idleConnectionLimit",
     "joinURL",
 ]

@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
+from llamaswap.observe import usage
 from llamaswap.observe.activity import (
     ActivityRecord,
     ResponseReader,
@@ -42,11 +43,14 @@ from llamaswap.observe.usage import (
     INFILL_PATHS,
     ITEM,
     USAGE_PATHS,
+    WHOLE_LIMIT,
     JSONScan,
     JSONUsage,
     SSEUsage,
     TokenMetrics,
     UsageTotals,
+    documentCaptures,
+    wholeCaptures,
 )
 
 
@@ -228,6 +232,97 @@ class JSONScanTests(SynchronousTestCase):
         self.assertEqual(scan(text, step=7), {("usage",): {"prompt_tokens": 3}})
 
 
+    def test_escapedKeys(self) -> None:
+        """
+        Keys are compared after their escapes are resolved, as
+        L{json.loads} reads them.
+        """
+        text = '{"us\\u0061ge":{"prompt_tokens":4},"t\\u0069mings":{"prompt_n":2}}'
+        expected = {("usage",): {"prompt_tokens": 4}, ("timings",): {"prompt_n": 2}}
+        for step in (0, 1, 5):
+            self.assertEqual(scan(text, step=step), expected)
+        self.assertEqual(scan('{"usage\\"":{"a":1}}'), {})
+
+
+class WholeDocumentTests(SynchronousTestCase):
+    """
+    L{wholeCaptures} (one L{json.loads}) finds what L{JSONScan} finds, and
+    leaves to the scan the documents on which their rules could differ.
+    """
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        document=st.one_of(_documents, st.lists(_documents, max_size=3), _scalars),
+        indent=st.sampled_from([None, 2]),
+        ascii=st.booleans(),
+        infill=st.booleans(),
+    )
+    def test_matchesScan(
+        self, document: Any, indent: int | None, ascii: bool, infill: bool
+    ) -> None:
+        """
+        Any valid document, object, array or scalar: decided, with the
+        scan's result.
+        """
+        paths = INFILL_PATHS if infill else USAGE_PATHS
+        data = json.dumps(document, indent=indent, ensure_ascii=ascii).encode("utf-8")
+        self.assertEqual(wholeCaptures(data, paths), (True, scan(data, paths)))
+        self.assertEqual(documentCaptures(data, paths), scan(data, paths))
+
+    def test_leftToTheScan(self) -> None:
+        """
+        Documents json.loads rejects or reads differently from the scan are
+        not decided; L{documentCaptures} gives the scan's answer for them.
+        """
+        for bad in [
+            '{"usage":{"prompt_tokens":1},"usage":null}',
+            '{"usage":{"prompt_tokens":1},"us\\u0061ge":{"prompt_tokens":2}}',
+            '{"usage":{"prompt_tokens":1},"choices":[{"a":1,"a":2}]}',
+            '{"response":{"usage":{"input_tokens":NaN}}}',
+            '{"usage":{"prompt_tokens":1},"choices":[{"a":tru}]}',
+            '{"usage":{"prompt_tokens":1},"choices":[{"a":"\x01"}]}',
+            '\ufeff{"usage":{"prompt_tokens":1}}',
+            '{"a":' + "[" * 100_000 + "]" * 100_000 + ',"usage":{"prompt_tokens":3}}',
+            "",
+            '{"usage":{"prompt_tokens":1}',
+        ]:
+            data = bad.encode("utf-8")
+            self.assertEqual(wholeCaptures(data), (False, None), bad[:60])
+            self.assertEqual(documentCaptures(data), scan(data), bad[:60])
+        self.assertEqual(wholeCaptures(b'{"usage":{"a":1},"x":"\xff"}'), (False, None))
+        self.assertEqual(
+            documentCaptures(b'{"usage":{"prompt_tokens":1},"usage":null}'),
+            {("usage",): {"prompt_tokens": 1}},
+        )
+
+    def test_jsonUsageSmallIsParsedWhole(self) -> None:
+        """
+        An answer within L{WHOLE_LIMIT} is never scanned, in however many
+        pieces it comes; a longer one is scanned, from its first byte.
+        """
+        scans: list[JSONScan] = []
+
+        class Counting(JSONScan):
+            def __init__(self, *a: Any, **kw: Any) -> None:
+                super().__init__(*a, **kw)
+                scans.append(self)
+
+        self.patch(usage, "JSONScan", Counting)
+        head = b'{"usage":{"prompt_tokens":5,"completion_tokens":6},"content":"'
+        tail = b'"}'
+        for size, scanned in [(WHOLE_LIMIT, 0), (WHOLE_LIMIT + 1, 1)]:
+            del scans[:]
+            body = head + b"x" * (size - len(head) - len(tail)) + tail
+            self.assertEqual(len(body), size)
+            totals = UsageTotals()
+            parser = JSONUsage(totals)
+            for i in range(0, len(body), 1000):
+                parser.feed(body[i : i + 1000])
+            parser.close()
+            self.assertEqual((totals.inputTokens, totals.outputTokens), (5, 6))
+            self.assertEqual(len(scans), scanned)
+
+
 # ------------------------------------------------------------ metrics rules
 
 
@@ -307,6 +402,55 @@ class UsageRuleTests(SynchronousTestCase):
                 metrics = streamMetrics(stream, step=step)
                 assert metrics is not None
                 self.assertEqual((metrics.inputTokens, metrics.outputTokens), (15, 33))
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        events=st.lists(
+            st.one_of(
+                st.just({"choices": [{"delta": {"content": "tok"}}]}),
+                st.builds(
+                    lambda i, o: {"choices": [], "usage": {"prompt_tokens": i,
+                                                           "completion_tokens": o}},
+                    st.integers(1, 99), st.integers(1, 99),
+                ),
+                st.builds(lambda n: {"timings": {"prompt_n": n, "predicted_n": n}},
+                          st.integers(1, 99)),
+                st.just("[DONE]"),
+                st.just("{not json, \"usage\""),
+            ),
+            max_size=8,
+        ),
+        crlf=st.booleans(),
+        step=st.integers(0, 50),
+    )
+    def test_streamInAnyPieces(self, events: list[Any], crlf: bool, step: int) -> None:
+        """
+        However the stream is cut, it reads as its events read one by one.
+        """
+        expected = UsageTotals()
+        for event in events:
+            payload = sse(event)[len(b"data: "):].strip()
+            found = scan(payload)
+            if found is not None:
+                expected.addEvent(found)
+        data = sse(*events)
+        if crlf:
+            data = data.replace(b"\n", b"\r\n")
+        self.assertEqual(streamMetrics(data, step=step), expected.build(1000))
+
+    def test_streamDeltasNotParsed(self) -> None:
+        """
+        Lines naming none of the keys looked for are never parsed.
+        """
+        parsed: list[bytes] = []
+        self.patch(usage, "documentCaptures", lambda data, paths: parsed.append(data))
+        self.patch(usage, "JSONScan", lambda paths: self.fail("scanned"))
+        parser = SSEUsage(UsageTotals())
+        for i in range(100):
+            parser.feed(sse({"choices": [{"delta": {"content": f"t{i}"}}]}))
+        parser.feed(b'data: {"choices":[],"usage":{"prompt_tokens":1}}\n\n')
+        parser.close()
+        self.assertEqual(parsed, [b' {"choices":[],"usage":{"prompt_tokens":1}}'])
 
     def test_streamOnlyDone(self) -> None:
         """

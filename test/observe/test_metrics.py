@@ -66,6 +66,32 @@ class MetricsTests(SynchronousTestCase):
         self.assertIsNone(
             value(metrics, "llamaswap_generation_tokens_per_second_count", model="m1"))
 
+    def test_childrenLookedUpOnce(self) -> None:
+        """
+        Each label combination's child is looked up in its family once;
+        later requests reuse it and still count.
+        """
+        metrics = Metrics(["m1"], processMetrics=False)
+        looked: list[tuple[str, ...]] = []
+        original = metrics.requests.labels
+
+        def labels(*values: str) -> Any:
+            looked.append(values)
+            return original(*values)
+
+        self.patch(metrics.requests, "labels", labels)
+        for status in (200, 200, 404, 200):
+            metrics.requestFinished("m1", "/v1/chat/completions", status, 0.1)
+        self.assertEqual(looked, [("m1", "/v1/chat/completions", "200"),
+                                  ("m1", "/v1/chat/completions", "404")])
+        self.assertEqual(
+            value(metrics, "llamaswap_requests_total", model="m1",
+                  path="/v1/chat/completions", status="200"), 3.0)
+        metrics.requestStarted("m1")
+        metrics.requestStarted("m1")
+        metrics.requestEnded("m1")
+        self.assertEqual(value(metrics, "llamaswap_requests_in_flight", model="m1"), 1.0)
+
     def test_models(self) -> None:
         """
         State changes move the state enum; loads count, their durations

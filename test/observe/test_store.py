@@ -7,10 +7,14 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from llamaswap.observe.activity import ActivityRecord
 from llamaswap.observe.store import (
+    FLUSH_DELAY,
+    FLUSH_ROWS,
     LOAD_HISTORY,
     ActivityQuery,
     ActivityStore,
@@ -19,6 +23,7 @@ from llamaswap.observe.store import (
     connect,
     insertLoad,
     insertRecord,
+    insertRecords,
     queryActivity,
     recentLoads,
 )
@@ -223,9 +228,10 @@ class ActivityStoreTests(TestCase):
         """
         store = ActivityStore(None, keep=2)
         self.addCleanup(store.close)
-        ids = [await store.insert(row(ts=1000 + i)) for i in range(3)]
-        self.assertEqual(ids, [1, 2, 3])
+        inserted = [store.insert(row(ts=1000 + i)) for i in range(3)]
+        # The query writes the queued rows first.
         rows, total = await store.query(ActivityQuery())
+        self.assertEqual(await gatherResults(inserted), [1, 2, 3])
         self.assertEqual(([r.id for r in rows], total), ([3, 2], 2))
         stats = await store.stats()
         self.assertEqual(stats["total_output_tokens"], 4)
@@ -241,10 +247,108 @@ class ActivityStoreTests(TestCase):
         """
         path = self.mktemp()
         store = ActivityStore(path, keep=1)
-        for i in range(3):
-            await store.insert(row(ts=1000 + i))
-        store.close()
+        await store.insert(row(ts=1000))
+        for i in range(1, 3):
+            store.insert(row(ts=1000 + i))
+        store.close()  # writes the queued rows
         again = ActivityStore(path, keep=1)
         self.addCleanup(again.close)
         rows, total = await again.query(ActivityQuery())
         self.assertEqual(([r.id for r in rows], total), ([3, 2, 1], 3))
+
+
+class BatchingTests(SynchronousTestCase):
+    """
+    L{ActivityStore} writes queued rows in one database job, after
+    L{FLUSH_DELAY} on its clock, at L{FLUSH_ROWS} rows, before reads and
+    when closed.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = ActivityStore(None, keep=1000, reactor=self.clock)
+        self.db = connect()
+        self.addCleanup(self.db.close)
+        self.jobs: list[str] = []
+
+        def run(function: Any, *args: Any) -> Deferred[Any]:
+            # The database thread's job, run at once on a plain connection.
+            self.jobs.append(function.__name__)
+            result = function(self.db.cursor(), *args)
+            self.db.commit()
+            return succeed(result)
+
+        self.patch(self.store, "_run", run)
+
+    def test_afterDelay(self) -> None:
+        """
+        Rows inserted within the delay are written together when it ends;
+        their Deferreds fire with their IDs then.
+        """
+        first = self.store.insert(row(ts=1))
+        self.clock.advance(FLUSH_DELAY / 2)
+        second = self.store.insert(row(ts=2))
+        self.assertNoResult(first)
+        self.assertEqual(self.jobs, [])
+        self.clock.advance(FLUSH_DELAY / 2)
+        self.assertEqual(self.jobs, ["insertRecords"])
+        self.assertEqual((self.successResultOf(first), self.successResultOf(second)), (1, 2))
+        third = self.store.insert(row(ts=3))
+        self.clock.advance(FLUSH_DELAY)
+        self.assertEqual(self.successResultOf(third), 3)
+        self.assertEqual(self.jobs, ["insertRecords", "insertRecords"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_fullBatch(self) -> None:
+        """
+        L{FLUSH_ROWS} queued rows are written at once.
+        """
+        inserted = [self.store.insert(row(ts=i)) for i in range(FLUSH_ROWS)]
+        self.assertEqual(self.jobs, ["insertRecords"])
+        self.assertEqual([self.successResultOf(d) for d in inserted],
+                         list(range(1, FLUSH_ROWS + 1)))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_readsSeeQueuedRows(self) -> None:
+        """
+        A query or stats request writes the queued rows first.
+        """
+        inserted = self.store.insert(row(ts=1))
+        rows, total = self.successResultOf(self.store.query(ActivityQuery()))
+        self.assertEqual(([r.id for r in rows], total), ([1], 1))
+        self.assertEqual(self.successResultOf(inserted), 1)
+        self.store.insert(row(ts=2))
+        self.assertEqual(self.successResultOf(self.store.stats())["total_requests"], 2)
+        self.assertEqual(self.jobs, ["insertRecords", "queryActivity", "insertRecords",
+                                     "activityStats"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_closeWritesQueued(self) -> None:
+        """
+        Closing writes the queued rows; later inserts fail.
+        """
+        inserted = self.store.insert(row(ts=1))
+        self.store.close()
+        self.assertEqual(self.successResultOf(inserted), 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.failureResultOf(self.store.insert(row()), StoreClosed)
+
+    def test_failedBatch(self) -> None:
+        """
+        A batch that cannot be written fails every row's Deferred.
+        """
+        self.patch(self.store, "_run", lambda *a: fail(sqlite3.OperationalError("disk I/O")))
+        inserted = [self.store.insert(row(ts=i)) for i in range(2)]
+        self.clock.advance(FLUSH_DELAY)
+        for d in inserted:
+            self.failureResultOf(d, sqlite3.OperationalError)
+
+    def test_insertRecordsPrunes(self) -> None:
+        """
+        L{insertRecords} inserts in order and prunes to C{keep} once.
+        """
+        cursor = self.db.cursor()
+        self.assertEqual(insertRecords(cursor, [row(ts=i) for i in range(5)], 2), [1, 2, 3, 4, 5])
+        rows, total = queryActivity(cursor, ActivityQuery())
+        self.assertEqual(([r.id for r in rows], total), ([5, 4], 2))
+        self.assertEqual(insertRecords(cursor, [], 2), [])

@@ -19,7 +19,12 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from llamaswap.observe.activity import ActivityLog, ActivityRecord
 from llamaswap.observe.captures import REDACTED, CaptureCache
 from llamaswap.observe.metrics import Metrics
-from llamaswap.observe.tracking import ABANDON_AFTER, CLIENT_CLOSED, Tracker
+from llamaswap.observe.tracking import (
+    ABANDON_AFTER,
+    CLIENT_CLOSED,
+    RequestTrack,
+    Tracker,
+)
 from llamaswap.web.errors import ModelNotFound
 from llamaswap.web.forward import Forwarder
 
@@ -213,6 +218,33 @@ class TrackerTests(SynchronousTestCase):
         self.assertIn('llamaswap_output_tokens_total{model="m1"} 7.0', text)
         self.assertIn('llamaswap_requests_in_flight{model="m1"} 0.0', text)
         self.assertIn('llamaswap_time_to_first_byte_seconds_sum{model="m1"} 2.5', text)
+
+    def test_nobodyListening(self) -> None:
+        """
+        With no one listening, no in-flight event is built or published;
+        the row, the capture (with redacted headers) and the snapshot are
+        unchanged.
+        """
+        listeners = [0]
+        self.tracker._listening = lambda: listeners[0]
+        self.patch(RequestTrack, "toJSON", lambda track: self.fail("built an event"))
+        self.send()
+        self.resource.grants[0].callback(Lease("m1"))
+        exchange = self.agent.exchanges[0]
+        exchange.respond(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Set-Cookie: s=1\r\nContent-Length: 2\r\n\r\n"
+        )
+        [track] = self.tracker.inflight.values()
+        self.assertEqual(track.respHeaders["Set-Cookie"], REDACTED)  # type: ignore[index]
+        exchange.respond(b"{}")
+        self.clock.advance(1)
+        self.assertEqual(self.events, [])
+        [row] = self.store.rows
+        self.assertEqual(row.status, 200)
+        capture = self.captures.get(row.id)  # type: ignore[arg-type]
+        assert capture is not None
+        self.assertEqual(capture.reqHeaders["Authorization"], REDACTED)  # type: ignore[index]
 
     def test_byteUpdatesThrottled(self) -> None:
         """

@@ -24,12 +24,15 @@ from llamaswap.web.forward import (
     CLIENT_GONE,
     COMPLETE,
     FAILED,
+    MAX_IDLE_PER_SERVER,
+    MIN_IDLE_PER_SERVER,
     TRUNCATED,
     BodyProducer,
     Forwarder,
     UpstreamAgent,
     UpstreamPool,
     closeCachedConnections,
+    idleConnectionLimit,
     joinURL,
 )
 
@@ -858,8 +861,8 @@ class PoolTests(SynchronousTestCase):
         """
         A body from any other producer (not replayable) is not retried.
         """
-        from twisted.web.client import FileBodyProducer, ResponseNeverReceived
         from twisted.internet.task import Cooperator
+        from twisted.web.client import FileBodyProducer, ResponseNeverReceived
 
         self.roundTrip(b"http://127.0.0.1:5800/a", 0)
         coop = Cooperator(scheduler=lambda f: self.clock.callLater(0, f), started=True)
@@ -888,6 +891,42 @@ class PoolTests(SynchronousTestCase):
         self.assertEqual(len(self.endpoints.connections), 3)
         self.agent.request(b"GET", b"http://127.0.0.1:5801/a")
         self.assertEqual(len(self.endpoints.connections), 3)
+
+    def test_idleConnectionsKeptAndExpire(self) -> None:
+        """
+        Up to L{MIN_IDLE_PER_SERVER} connections that served concurrent
+        requests stay open for reuse; each closes after
+        C{cachedConnectionTimeout} idle seconds.
+        """
+        count = MIN_IDLE_PER_SERVER
+        pending = [self.agent.request(b"GET", b"http://127.0.0.1:5800/a") for _ in range(count)]
+        self.assertEqual(len(self.endpoints.connections), count)
+        for (protocol, transport), d in zip(self.endpoints.connections, pending):
+            protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            self.successResultOf(d)
+        self.clock.advance(0)
+        self.assertFalse(any(t.closed for p, t in self.endpoints.connections))
+        # A second burst reuses them all.
+        again = [self.agent.request(b"GET", b"http://127.0.0.1:5800/a") for _ in range(count)]
+        self.assertEqual(len(self.endpoints.connections), count)
+        for (protocol, transport), d in zip(self.endpoints.connections, again):
+            protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            self.successResultOf(d)
+        self.clock.advance(UpstreamPool.cachedConnectionTimeout - 1)
+        self.assertFalse(any(t.closed for p, t in self.endpoints.connections))
+        self.clock.advance(1)
+        self.assertTrue(all(t.closed for p, t in self.endpoints.connections))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_idleConnectionLimit(self) -> None:
+        """
+        The idle limit follows the largest concurrency limit, within
+        bounds.
+        """
+        self.assertEqual(idleConnectionLimit([]), MIN_IDLE_PER_SERVER)
+        self.assertEqual(idleConnectionLimit([10, 4]), MIN_IDLE_PER_SERVER)
+        self.assertEqual(idleConnectionLimit([10, 100]), 100)
+        self.assertEqual(idleConnectionLimit([10_000]), MAX_IDLE_PER_SERVER)
 
     def test_closeUnknownServer(self) -> None:
         """
@@ -960,13 +999,16 @@ class EndpointTests(SynchronousTestCase):
     """
 
     def test_kinds(self) -> None:
-        from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+        from twisted.internet.endpoints import (
+            HostnameEndpoint,
+            TCP4ClientEndpoint,
+            TCP6ClientEndpoint,
+        )
+        from twisted.internet.testing import MemoryReactorClock
         from twisted.web.client import URI
         from twisted.web.error import SchemeNotSupported
 
         from llamaswap.web.forward import _Endpoints
-
-        from twisted.internet.testing import MemoryReactorClock
 
         endpoints = _Endpoints(MemoryReactorClock(), 5)
         v4 = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.1:5800/x"))

@@ -319,6 +319,25 @@ class AccessLogTests(SynchronousTestCase):
         others = [e for e in self.events if e is not event and '"GET /logs' in formatEvent(e)]
         self.assertEqual(others, [])
 
+    def test_lineRenderedOnce(self) -> None:
+        """
+        The event's C{line} is rendered from its fields once, by whichever
+        observer formats it first, and reused.
+        """
+        from twisted.logger import formatEvent
+
+        from llamaswap.observe.access import LINE_FORMAT, AccessLine
+
+        Client(self.site).send(b"GET", b"/logs")
+        (event,) = self.accessLines()
+        self.assertEqual(event["log_format"], LINE_FORMAT)
+        self.assertIsInstance(event["line"], AccessLine)
+        first = formatEvent(event)
+        event["status"] = 599
+        event["line"]._fields["status"] = 599
+        self.assertEqual(formatEvent(event), first)
+        self.assertIn('"GET /logs HTTP/1.1" 200 ', first)
+
     def test_forwardedFor(self) -> None:
         """
         The first C{X-Forwarded-For} entry wins, then C{X-Real-IP}.
