@@ -383,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
         "demo upstream listening on http://%s:%d\n" % (host, port.getHost().port)
     )
     sys.stdout.flush()
+    # Line by line, like a real server's log: a supervisor reading the pipe
+    # sees "loaded, ready" when it happens, not when a buffer fills.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     # Log events so far were buffered; starting logging only now keeps the
     # listening line first on stdout.
     observer = FilteringLogObserver(
