@@ -26,9 +26,9 @@ from twisted.internet.interfaces import IDelayedCall, IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import (
     FilteringLogObserver,
+    Logger,
     LogLevel,
     LogLevelFilterPredicate,
-    Logger,
     globalLogBeginner,
     textFileLogObserver,
 )

@@ -23,6 +23,7 @@ from attrs import define, field
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from ..web.routes import METERED_PATHS
 from .captures import Capture, CaptureCache
 from .usage import JSONUsage, SSEUsage, TokenMetrics, UsageTotals
 
@@ -37,42 +38,6 @@ ERROR_BODY_LIMIT = 64 * 1024
 ERROR_MESSAGE_LIMIT = 500
 #: Decompressed output is produced in pieces of at most this size.
 INFLATE_PIECE = 256 * 1024
-
-#: POST paths whose requests are metered (llama-swap's model routes, after
-#: C{/v}, C{/audioapi} and C{/upstream/<model>} prefixes are removed).
-METERED_PATHS = frozenset(
-    {
-        "/v1/chat/completions",
-        "/v1/responses",
-        "/v1/completions",
-        "/v1/messages",
-        "/v1/messages/count_tokens",
-        "/v1/embeddings",
-        "/reranking",
-        "/rerank",
-        "/v1/rerank",
-        "/v1/reranking",
-        "/infill",
-        "/completion",
-        "/v1/audio/speech",
-        "/v1/audio/voices",
-        "/v1/audio/transcriptions",
-        "/v1/images/generations",
-        "/v1/images/edits",
-        "/sdapi/v1/txt2img",
-        "/sdapi/v1/img2img",
-        "/v1/tasks/run",
-        "/chat/completions",
-        "/responses",
-        "/completions",
-        "/messages",
-        "/messages/count_tokens",
-        "/embeddings",
-        "/rerank",
-        "/reranking",
-    }
-)
-
 
 def isMetered(method: bytes | str, path: str) -> bool:
     """

@@ -46,8 +46,8 @@ Without parent-death signals (not Linux) it falls back to I{exec} mode: it
 C{setsid()}s, reports its own PID and C{exec}s the command in place.
 """
 
-import os
 import _signal as signal  # the C module: no enum import at start-up
+import os
 import sys
 import time
 

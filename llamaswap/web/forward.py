@@ -47,8 +47,8 @@ from urllib.parse import urlsplit
 
 from attrs import frozen
 from twisted.internet import defer
-from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
@@ -66,6 +66,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import (
+    URI,
     Agent,
     BrowserLikePolicyForHTTPS,
     HTTPConnectionPool,
@@ -74,7 +75,6 @@ from twisted.web.client import (
     RequestTransmissionFailed,
     ResponseDone,
     ResponseNeverReceived,
-    URI,
     _RetryingHTTP11ClientProtocol,
     _WrapperException,
 )

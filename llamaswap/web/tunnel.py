@@ -37,7 +37,8 @@ its lease.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Protocol as TypingProtocol
+from typing import Any, Callable, Mapping
+from typing import Protocol as TypingProtocol
 from urllib.parse import urlsplit
 
 from attrs import frozen
