@@ -33,7 +33,7 @@ from twisted.web.iweb import IAgent, IResponse
 FIRST_DELAY = 0.02
 FACTOR = 1.5
 MAX_DELAY = 0.25
-NUDGE_GAP = 0.05
+NUDGE_GAP = 0.01
 PROBE_TIMEOUT = 5.0
 
 

@@ -55,7 +55,7 @@ from twisted.internet.endpoints import (
     TCP6ClientEndpoint,
     wrapClientTLS,
 )
-from twisted.internet.error import ConnectionLost
+from twisted.internet.error import ConnectionLost, ConnectionRefusedError
 from twisted.internet.interfaces import (
     IDelayedCall,
     IPushProducer,
@@ -359,6 +359,29 @@ def closeCachedConnections(
     return defer.gatherResults(results).addCallback(lambda ignored: None)
 
 
+@implementer(IStreamClientEndpoint)
+class LoopbackEndpoint:
+    """
+    C{localhost}: 127.0.0.1 first and, only if that is refused, ::1 at once.
+
+    Upstreams usually bind 127.0.0.1 (llama-server's default); resolving
+    C{localhost} in the thread pool and racing its addresses with
+    L{HostnameEndpoint} costs tens of milliseconds per new connection, which
+    readiness probes of a starting model pay on every attempt.
+    """
+
+    def __init__(self, reactor: Any, port: int, timeout: float | None) -> None:
+        self._v4 = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=timeout)  # type: ignore[arg-type]
+        self._v6 = TCP6ClientEndpoint(reactor, "::1", port, timeout=timeout)  # type: ignore[arg-type]
+
+    def connect(self, protocolFactory: Any) -> Deferred[Any]:
+        def tryV6(failure: Failure) -> Deferred[Any]:
+            failure.trap(ConnectionRefusedError)
+            return self._v6.connect(protocolFactory)
+
+        return self._v4.connect(protocolFactory).addErrback(tryV6)
+
+
 #: Seconds HostnameEndpoint waits before trying a name's next address.
 ATTEMPT_DELAY = 0.02
 
@@ -397,7 +420,9 @@ class _Endpoints:
         host = uri.host.decode("ascii", "replace")
         endpoint: IStreamClientEndpoint
         # connectTCP takes timeout=None as "no timeout" (the stubs say float).
-        if isIPAddress(host):
+        if host == "localhost":
+            endpoint = LoopbackEndpoint(self._reactor, uri.port, self._timeout)
+        elif isIPAddress(host):
             endpoint = TCP4ClientEndpoint(
                 self._reactor, host, uri.port, timeout=self._timeout  # type: ignore[arg-type]
             )

@@ -15,6 +15,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from llamaswap.upstream.health import (
+    NUDGE_GAP,
     HTTPHealthProber,
     ProbeLoop,
     backoffDelays,
@@ -187,26 +188,27 @@ class ProbeLoopTests(SynchronousTestCase):
 
     def test_nudgeSoonAfterRecentProbe(self) -> None:
         """
-        A nudge within 50 ms of the last probe's start probes 50 ms after
-        it, not at once (chatty output probes at most 20 times a second).
+        A nudge within L{NUDGE_GAP} of the last probe's start probes
+        L{NUDGE_GAP} after it, not at once (chatty output probes at most
+        1/L{NUDGE_GAP} times a second).
         """
         clock = Clock()
         probes = Probes(clock, [False] * 20)
         loop = ProbeLoop(clock, probes)
         clock.pump([0.25] * 8)
         last = probes.starts[-1]
-        clock.advance(0.01)
+        clock.advance(NUDGE_GAP / 4)
         loop.nudge()
         loop.nudge()
         self.assertEqual(probes.starts[-1], last)
-        clock.advance(0.04)
-        self.assertEqual(probes.starts[-1], last + 0.05)
+        clock.advance(NUDGE_GAP * 3 / 4)
+        self.assertAlmostEqual(probes.starts[-1], last + NUDGE_GAP)
         self.assertEqual(len(clock.getDelayedCalls()), 1)
 
     def test_nudgeDuringProbe(self) -> None:
         """
         A nudge while a probe is in flight is acted on when it fails: the
-        next probe follows 50 ms after the last one started.
+        next probe follows at once (L{NUDGE_GAP} has passed).
         """
         clock = Clock()
         probes = Probes(clock, [False] * 8 + [None, False])
