@@ -1008,7 +1008,7 @@ class EndpointTests(SynchronousTestCase):
         from twisted.web.client import URI
         from twisted.web.error import SchemeNotSupported
 
-        from llamaswap.web.forward import _Endpoints
+        from llamaswap.web.forward import LoopbackEndpoint, _Endpoints
 
         endpoints = _Endpoints(MemoryReactorClock(), 5)
         v4 = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.1:5800/x"))
@@ -1019,7 +1019,10 @@ class EndpointTests(SynchronousTestCase):
             endpoints.endpointForURI(URI.fromBytes(b"http://[::1]:5800/")), TCP6ClientEndpoint
         )
         self.assertIsInstance(
-            endpoints.endpointForURI(URI.fromBytes(b"http://localhost:5800/")), HostnameEndpoint
+            endpoints.endpointForURI(URI.fromBytes(b"http://localhost:5800/")), LoopbackEndpoint
+        )
+        self.assertIsInstance(
+            endpoints.endpointForURI(URI.fromBytes(b"http://gpu-box:5800/")), HostnameEndpoint
         )
         tls = endpoints.endpointForURI(URI.fromBytes(b"https://peer.example/"))
         self.assertNotIsInstance(tls, HostnameEndpoint)
