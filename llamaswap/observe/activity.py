@@ -23,7 +23,7 @@ from attrs import define, field
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from ..web.routes import METERED_PATHS
+from ..routes import METERED_PATHS
 from .captures import Capture, CaptureCache
 from .usage import JSONUsage, SSEUsage, TokenMetrics, UsageTotals
 

@@ -36,7 +36,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
-from ..web.errors import HTTPError
+from ..httperrors import HTTPError
 from .access import clientAddress
 from .activity import (
     METERED_PATHS,

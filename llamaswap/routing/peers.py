@@ -30,7 +30,8 @@ from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from ..config.model import Config, PeerConfig
-from ..web.errors import InternalError, ModelNotFound, negotiate
+from ..httperrors import InternalError, ModelNotFound
+from ..web.errors import negotiate
 from ..web.forward import Forwarder
 
 NO_PEER = "no peer found for requested model"

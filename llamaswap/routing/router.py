@@ -47,12 +47,7 @@ from ..upstream.errors import (
     UpstreamShutdown,
 )
 from ..upstream.lifecycle import State
-from ..web.errors import (
-    HTTPError,
-    ModelNotFound,
-    TooManyRequests,
-    UpstreamUnavailable,
-)
+from ..httperrors import HTTPError, ModelNotFound, TooManyRequests, UpstreamUnavailable
 from .groups import Evictor
 from .scheduler import (
     NO_LOCAL_SERVER,

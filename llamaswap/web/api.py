@@ -29,7 +29,8 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from ..drain import markLongLived
 from ..observe.store import SORT_COLUMNS, ActivityQuery
-from .errors import BadRequest, HTTPError, InternalError, NotFound
+from ..httperrors import BadRequest, HTTPError, InternalError, NotFound
+from .errors import renderHTTPError, writeHTTPError
 from .mux import Mux
 
 if TYPE_CHECKING:
@@ -170,7 +171,7 @@ class ObserveAPI:
         def failed(reason: Failure) -> None:
             log.failure(failure, reason)
             if not _gone(request):
-                InternalError(failure).writeTo(request)
+                writeHTTPError(request, InternalError(failure))
 
         d.addCallbacks(done, failed)
         return NOT_DONE_YET
@@ -184,7 +185,7 @@ class ObserveAPI:
         try:
             query = activityQuery(request.args or {})
         except HTTPError as e:
-            return e.render(request)
+            return renderHTTPError(request, e)
         activity = self.app.activity  # type: ignore[attr-defined]
 
         def build(result: tuple[list[Any], int]) -> dict[str, Any]:
@@ -208,10 +209,10 @@ class ObserveAPI:
         try:
             id = int(rest.decode("ascii"))
         except (UnicodeDecodeError, ValueError):
-            return BadRequest("invalid capture ID").render(request)
+            return renderHTTPError(request, BadRequest("invalid capture ID"))
         capture = self.app.activity.captures.get(id)  # type: ignore[attr-defined]
         if capture is None:
-            return NotFound("capture not found").render(request)
+            return renderHTTPError(request, NotFound("capture not found"))
         return jsonBody(request, capture.toJSON())
 
     def inflight(self, request: Request, rest: bytes) -> bytes:
@@ -221,7 +222,7 @@ class ObserveAPI:
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"404 page not found\n"
         if not self.app.tracker.cancel(id.decode("utf-8", "replace")):  # type: ignore[attr-defined]
-            return NotFound("inflight request not found").render(request)
+            return renderHTTPError(request, NotFound("inflight request not found"))
         return jsonBody(request, {"msg": "ok"})
 
     def metrics(self, request: Request, rest: bytes) -> bytes:

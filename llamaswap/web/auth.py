@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from twisted.web.server import Request
 
-from .errors import Unauthorized
+from ..httperrors import Unauthorized
+from .errors import renderHTTPError
 from .mux import firstHeader
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ class APIKeyAuthenticator:
             return None
         if self.isValid(extractAPIKey(request)):
             return None
-        return Unauthorized().render(request)
+        return renderHTTPError(request, Unauthorized())
 
 
 def authenticatorFor(app: LlamaSwap) -> APIKeyAuthenticator:

@@ -29,7 +29,7 @@ from urllib.parse import unquote_plus
 from attrs import frozen
 from twisted.web.server import Request
 
-from .errors import PayloadTooLarge
+from ..httperrors import PayloadTooLarge
 from .multipart import MultipartError, MultipartForm, boundaryOf, parseForm
 
 #: The model was the C{model} query parameter.

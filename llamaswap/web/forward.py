@@ -84,7 +84,8 @@ from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResp
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from .errors import BadGateway, HTTPError, UpstreamTimeout
+from ..httperrors import BadGateway, HTTPError, UpstreamTimeout
+from .errors import writeHTTPError
 from .headers import (
     HeaderValue,
     appendForwardedFor,
@@ -742,7 +743,7 @@ class _Relay(Protocol):
             url=self._url.decode("ascii", "replace"),
             reason=_describe(failure),
         )
-        if error.writeTo(self._request):
+        if writeHTTPError(self._request, error):
             self._status = error.status
         self._end(FAILED, Failure(error) if self._timedOut else failure)
 

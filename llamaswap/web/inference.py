@@ -49,7 +49,8 @@ from ..observe.tracking import beginTrack
 from ..routing.peers import PeerModel, PeerShuttingDown, peerRouterOf
 from ..upstream.lifecycle import State
 from .auth import upstreamAuthHeaders
-from .errors import BadRequest, HTTPError, InternalError, ModelNotFound, writeFailure
+from ..httperrors import BadRequest, HTTPError, InternalError, ModelNotFound
+from .errors import writeFailure, writeHTTPError
 from .extract import FORM, MULTIPART, QUERY, Extracted, extract
 from .forward import BodyArg, BodyProducer, ForwardResult, Tap
 from .headers import HeaderValue
@@ -57,7 +58,7 @@ from .loading import acquireWithLoadingState, wantsLoadingState
 from .multipart import MultipartError
 from .mux import Mux
 from .rewrite import applyFilters, replaceEncodedValue, replaceQueryValue
-from .routes import BODY_ROUTES, QUERY_ROUTES, VERSIONLESS_ROUTES, upstreamPath
+from ..routes import BODY_ROUTES, QUERY_ROUTES, VERSIONLESS_ROUTES, upstreamPath
 from .selectors import Choice, Selectors
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ class ModelRoute:
                 else:
                     self.peers.checkOpen()
             except HTTPError as e:
-                e.writeTo(request)
+                writeHTTPError(request, e)
                 track.finished(None, e)
                 return
             except CancelledError as e:
@@ -192,9 +193,9 @@ class ModelRoute:
                         if upstream.peer is not None
                         else InternalError("unspecific error: aborted")
                     )
-                    error.writeTo(request)
+                    writeHTTPError(request, error)
             except HTTPError as e:
-                e.writeTo(request)
+                writeHTTPError(request, e)
             finally:
                 if lease is not None:
                     lease.release()

@@ -34,7 +34,8 @@ from zope.interface import implementer
 from ..drain import markLongLived
 from ..observe.access import AccessLog
 from ..observe.logs import Monitor, Subscription
-from .errors import BadRequest
+from ..httperrors import BadRequest
+from .errors import renderHTTPError
 from .mux import Mux
 
 if TYPE_CHECKING:
@@ -217,7 +218,7 @@ def install(mux: Mux, app: LlamaSwap) -> None:
             name = unquote(rest.decode("utf-8", "replace"))
             monitor = resolveMonitor(app, name)
             if monitor is None:
-                return BadRequest(INVALID_LOGGER).render(request)
+                return renderHTTPError(request, BadRequest(INVALID_LOGGER))
             if sse:
                 _streamHeaders(request, b"text/event-stream; charset=utf-8")
             else:

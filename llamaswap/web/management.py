@@ -29,7 +29,8 @@ from twisted.web.server import NOT_DONE_YET, Request
 from .. import __version__
 from ..config.model import Capabilities, Config, ModelConfig
 from ..upstream.lifecycle import State
-from .errors import SOURCE, BadRequest, HTTPError, NotFound, writeFailure
+from ..httperrors import BadRequest, HTTPError, NotFound, SOURCE
+from .errors import renderHTTPError, writeFailure
 from .mux import Mux, decodePath, firstHeader, redirect
 
 if TYPE_CHECKING:
@@ -430,8 +431,8 @@ class ManagementRoutes:
         modelID = config.realModelName(name) if name else None
         if modelID is None or modelID not in self.app.supervisors:
             if modelID is None and config.resolvePeerModel(name) is None:
-                return NotFound(MODEL_NOT_FOUND).render(request)
-            return NotFound(NO_LOCAL_SERVER).render(request)
+                return renderHTTPError(request, NotFound(MODEL_NOT_FOUND))
+            return renderHTTPError(request, NotFound(NO_LOCAL_SERVER))
         return self._unload(request, [modelID], lambda: _textBody(request, b"OK"))
 
     def _unload(
@@ -466,7 +467,7 @@ class ManagementRoutes:
         try:
             name = parseProfileRequest(_readBody(request), self.app.config)
         except HTTPError as e:
-            return e.render(request)
+            return renderHTTPError(request, e)
         setActiveProfile(self.app, name)
         return jsonBody(request, {"active": name})
 

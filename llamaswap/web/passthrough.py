@@ -51,7 +51,8 @@ from ..observe.tracking import NullTrack, beginTrack
 from ..routing.peers import PeerModel, PeerRouter
 from ..upstream.lifecycle import State
 from .auth import upstreamAuthHeaders
-from .errors import Conflict, HTTPError, NotFound, writeFailure
+from ..httperrors import Conflict, HTTPError, NotFound
+from .errors import renderHTTPError, writeFailure, writeHTTPError
 from .mux import ANY_METHOD, Mux, rawQuery, redirect, requestPath
 from .tunnel import Tunneler, isWebsocketUpgrade
 
@@ -268,7 +269,7 @@ class Passthrough:
             rest = applyPin(rest, profile.pins)
         match = findModelInPath(rest, self._isName)
         if match is None:
-            return NotFound(MODEL_NOT_FOUND).render(request)
+            return renderHTTPError(request, NotFound(MODEL_NOT_FOUND))
         query = rawQuery(request)
         if match.remaining == "/" and not _decode(requestPath(request)).endswith("/"):
             location = b"/upstream/" + escapePath(match.name) + b"/"
@@ -278,14 +279,15 @@ class Passthrough:
         if local is not None:
             modelID = local[0]
             if app.config.upstream.isIgnored(match.remaining) and not self._ready(modelID):
-                return Conflict(
-                    f"model {modelID} is not loaded; path matches upstream.ignorePaths"
-                ).render(request)
+                return renderHTTPError(
+                    request,
+                    Conflict(f"model {modelID} is not loaded; path matches upstream.ignorePaths"),
+                )
             return self._run(request, self._serveLocal(request, modelID, target))
         peer = self.peers.resolve(match.name)
         if peer is not None:
             return self._run(request, self._servePeer(request, peer, target))
-        return NotFound(f"no router for model {match.name}").render(request)
+        return renderHTTPError(request, NotFound(f"no router for model {match.name}"))
 
     def _isName(self, name: str) -> bool:
         return (
@@ -309,11 +311,11 @@ class Passthrough:
         """
         modelID = COMFYUI_MODEL_ID
         if self.app.router.resolve(modelID) is None:
-            return NotFound(f"local model {modelID} not found").render(request)
+            return renderHTTPError(request, NotFound(f"local model {modelID} not found"))
         if rest and not self._ready(modelID):
-            return Conflict(
-                f"model {modelID} is not loaded; only /comfyui/ can start it"
-            ).render(request)
+            return renderHTTPError(
+                request, Conflict(f"model {modelID} is not loaded; only /comfyui/ can start it")
+            )
         target = withQuery(b"/" + rest, rawQuery(request))
         return self._run(request, self._serveLocal(request, modelID, target))
 
@@ -347,10 +349,13 @@ class Passthrough:
         timeouts = model.timeouts
         if websocket and model.compat.ignoreWebsockets:
             if supervisor.state is not State.READY:
-                Conflict(
-                    f"model {modelID} is not loaded; ignored websocket requests "
-                    f"cannot start it"
-                ).writeTo(request)
+                writeHTTPError(
+                    request,
+                    Conflict(
+                        f"model {modelID} is not loaded; ignored websocket requests "
+                        f"cannot start it"
+                    ),
+                )
                 return
             await self.tunneler.tunnel(
                 request,
@@ -368,7 +373,7 @@ class Passthrough:
             track.granted(lease)
         except HTTPError as e:
             track.finished(None, e)
-            e.writeTo(request)
+            writeHTTPError(request, e)
             return
         except CancelledError as e:
             track.finished(None, e)
@@ -419,7 +424,7 @@ class Passthrough:
         try:
             self.peers.checkOpen()
         except HTTPError as e:
-            e.writeTo(request)
+            writeHTTPError(request, e)
             return
         extra = peerHeaders(request, config)
         timeouts = config.timeouts
@@ -450,7 +455,7 @@ class Passthrough:
         try:
             await self.peers.track(relay)
         except HTTPError as e:
-            e.writeTo(request)
+            writeHTTPError(request, e)
 
 
 def install(mux: Mux, app: LlamaSwap) -> Passthrough:

@@ -30,7 +30,7 @@ from attrs import define, frozen
 
 from ..config.model import Config, SelectorConfig
 from ..upstream.lifecycle import State
-from .errors import UpstreamUnavailable
+from ..httperrors import UpstreamUnavailable
 
 #: A local model ID to its current state (L{None} for an unknown model).
 StateOf = Callable[[str], "State | None"]

@@ -62,7 +62,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from .errors import BadGateway, HTTPError, UpstreamTimeout
+from ..httperrors import BadGateway, HTTPError, UpstreamTimeout
+from .errors import writeHTTPError
 from .forward import CLIENT_GONE, COMPLETE, FAILED, TRUNCATED, _Endpoints, joinURL
 from .headers import (
     HeaderValue,
@@ -480,7 +481,7 @@ class _Exchange:
             uri=self._request.uri.decode("ascii", "replace"),
             reason=error.message,
         )
-        if error.writeTo(self._request):
+        if writeHTTPError(self._request, error):
             self._status = error.status
         if self._upstream is not None:
             self._upstream.abortConnection()

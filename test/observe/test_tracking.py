@@ -25,7 +25,8 @@ from llamaswap.observe.tracking import (
     RequestTrack,
     Tracker,
 )
-from llamaswap.web.errors import ModelNotFound
+from llamaswap.httperrors import ModelNotFound
+from llamaswap.web.errors import writeHTTPError
 from llamaswap.web.forward import Forwarder
 
 from ..web.helpers import Client, ProtocolAgent
@@ -296,7 +297,7 @@ class TrackerTests(SynchronousTestCase):
         self.send()
         track = self.resource.tracks[0]
         self.resource.skipFinish = True
-        ModelNotFound("no router for requested model").writeTo(track.request)
+        writeHTTPError(track.request, ModelNotFound("no router for requested model"))
         track.finished(None, ModelNotFound("no router for requested model"))
         [row] = self.store.rows
         self.assertEqual((row.model, row.status), ("alias", 404))
@@ -314,7 +315,7 @@ class TrackerTests(SynchronousTestCase):
         track = self.resource.tracks[0]
         self.resource.skipFinish = True
         track.model = "random-name-123"
-        ModelNotFound("no router for requested model").writeTo(track.request)
+        writeHTTPError(track.request, ModelNotFound("no router for requested model"))
         track.finished(None, ModelNotFound("no router for requested model"))
         text = self.metrics.render()[0].decode()
         self.assertIn(

@@ -25,7 +25,7 @@ from llamaswap.app import LlamaSwap
 from llamaswap.config.load import loadConfigText
 from llamaswap.listen import parseListen
 from llamaswap.web.api import activityQuery, parseRFC3339
-from llamaswap.web.errors import BadRequest
+from llamaswap.httperrors import BadRequest
 from llamaswap.web.site import buildSite
 
 from ..harness import Running, demoMacros, startLlamaSwap

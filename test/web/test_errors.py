@@ -12,8 +12,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from llamaswap.web import errors
-from llamaswap.web.errors import (
+from llamaswap import httperrors
+from llamaswap.httperrors import (
     BadGateway,
     BadRequest,
     HTTPError,
@@ -27,9 +27,8 @@ from llamaswap.web.errors import (
     envelope,
     errorFromFailure,
     errorKind,
-    negotiate,
-    writeError,
 )
+from llamaswap.web.errors import negotiate, renderHTTPError, writeError, writeHTTPError
 
 from .helpers import Client
 
@@ -86,7 +85,7 @@ class EnvelopeTests(SynchronousTestCase):
         """
         Messages are UTF-8 JSON, not ASCII escapes.
         """
-        body = errors.envelopeBytes(400, "modèle “x” inconnu")
+        body = httperrors.envelopeBytes(400, "modèle “x” inconnu")
         self.assertIn("modèle".encode("utf-8"), body)
         self.assertEqual(json.loads(body)["error"]["message"], "modèle “x” inconnu")
 
@@ -130,8 +129,8 @@ class Failing(Resource):
 
     def render(self, request: Request) -> object:
         if self.sync:
-            return self.error.render(request)
-        self.error.writeTo(request)
+            return renderHTTPError(request, self.error)
+        writeHTTPError(request, self.error)
         return NOT_DONE_YET
 
 

@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyChannel
 
-from llamaswap.web.errors import PayloadTooLarge
+from llamaswap.httperrors import PayloadTooLarge
 from llamaswap.web.extract import FORM, JSON, MULTIPART, QUERY, extract, queryValue
 from llamaswap.web.rewrite import replaceEncodedValue, replaceQueryValue
 

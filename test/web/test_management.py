@@ -28,7 +28,7 @@ from llamaswap.web.management import (
     modelRecords,
     parseProfileRequest,
 )
-from llamaswap.web.errors import BadRequest, NotFound
+from llamaswap.httperrors import BadRequest, NotFound
 from llamaswap.web.mux import Mux
 
 from ..harness import demoMacros, startLlamaSwap
