@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from ..compat import isDisconnected
 from ..config.model import Capabilities, Config
 
 log = Logger()
@@ -300,7 +301,7 @@ class EventStream:
             request.unregisterProducer()
         except Exception:
             pass
-        if not getattr(request, "_disconnected", False) and not request.finished:
+        if not isDisconnected(request) and not request.finished:
             request.finish()
 
     def _lost(self, _: object) -> None:

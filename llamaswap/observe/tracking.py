@@ -36,6 +36,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
+from ..compat import isDisconnected
 from ..httperrors import HTTPError
 from .access import clientAddress
 from .activity import (
@@ -265,7 +266,7 @@ class RequestTrack:
         answered = reader is not None and reader.status is not None
         if reason is None:
             outcome = _COMPLETE
-        elif getattr(request, "_disconnected", False):
+        elif isDisconnected(request):
             outcome = _CLIENT_GONE
         elif answered:
             outcome = _TRUNCATED

@@ -40,6 +40,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..config.model import Config
+from ..httperrors import HTTPError, ModelNotFound, TooManyRequests, UpstreamUnavailable
 from ..upstream.errors import (
     HealthCheckTimedOut,
     StartAbortedError,
@@ -47,7 +48,6 @@ from ..upstream.errors import (
     UpstreamShutdown,
 )
 from ..upstream.lifecycle import State
-from ..httperrors import HTTPError, ModelNotFound, TooManyRequests, UpstreamUnavailable
 from .groups import Evictor
 from .scheduler import (
     NO_LOCAL_SERVER,

@@ -27,9 +27,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
+from ..compat import isDisconnected
 from ..drain import markLongLived
-from ..observe.store import SORT_COLUMNS, ActivityQuery
 from ..httperrors import BadRequest, HTTPError, InternalError, NotFound
+from ..observe.store import SORT_COLUMNS, ActivityQuery
 from .errors import renderHTTPError, writeHTTPError
 from .mux import Mux
 
@@ -233,7 +234,7 @@ class ObserveAPI:
 
 
 def _gone(request: Request) -> bool:
-    return bool(getattr(request, "_disconnected", False) or request.finished)
+    return bool(isDisconnected(request) or request.finished)
 
 
 def install(mux: Mux, app: LlamaSwap) -> None:

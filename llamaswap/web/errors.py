@@ -22,6 +22,7 @@ from twisted.web.server import Request
 from ..compat import isDisconnected
 from ..httperrors import SOURCE, HeaderMap, HTTPError, envelopeBytes, errorFromFailure
 
+
 def negotiate(
     accept: bytes | str | None, status: int, message: str, code: str | None = None
 ) -> tuple[bytes, bytes]:

@@ -84,6 +84,7 @@ from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResp
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from ..compat import isDisconnected
 from ..httperrors import BadGateway, HTTPError, UpstreamTimeout
 from .errors import writeHTTPError
 from .headers import (
@@ -699,7 +700,7 @@ class _Relay(Protocol):
 
     def start(self) -> Deferred[ForwardResult]:
         request = self._request
-        if getattr(request, "_disconnected", False) or request.finished:
+        if isDisconnected(request) or request.finished:
             self._end(CLIENT_GONE, Failure(ConnectionLost("client already gone")))
             return self.done
         request.notifyFinish().addErrback(self._lostClient)
@@ -890,7 +891,7 @@ class _Relay(Protocol):
         if self._upstream is not None:
             self._upstream.stopProducing()
         request = self._request
-        if request.startedWriting and not getattr(request, "_disconnected", False):
+        if request.startedWriting and not isDisconnected(request):
             try:
                 request.unregisterProducer()
             except Exception:

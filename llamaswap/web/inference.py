@@ -45,11 +45,12 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
 from ..config.model import Filters, Timeouts
+from ..httperrors import BadRequest, HTTPError, InternalError, ModelNotFound
 from ..observe.tracking import beginTrack
+from ..routes import BODY_ROUTES, QUERY_ROUTES, VERSIONLESS_ROUTES, upstreamPath
 from ..routing.peers import PeerModel, PeerShuttingDown, peerRouterOf
 from ..upstream.lifecycle import State
 from .auth import upstreamAuthHeaders
-from ..httperrors import BadRequest, HTTPError, InternalError, ModelNotFound
 from .errors import writeFailure, writeHTTPError
 from .extract import FORM, MULTIPART, QUERY, Extracted, extract
 from .forward import BodyArg, BodyProducer, ForwardResult, Tap
@@ -58,7 +59,6 @@ from .loading import acquireWithLoadingState, wantsLoadingState
 from .multipart import MultipartError
 from .mux import Mux
 from .rewrite import applyFilters, replaceEncodedValue, replaceQueryValue
-from ..routes import BODY_ROUTES, QUERY_ROUTES, VERSIONLESS_ROUTES, upstreamPath
 from .selectors import Choice, Selectors
 
 if TYPE_CHECKING:

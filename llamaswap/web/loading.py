@@ -45,6 +45,8 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from ..compat import isDisconnected
+
 __all__ = [
     "CHARS_PER_SECOND",
     "CHUNK_CHARS",
@@ -283,7 +285,7 @@ class LoadingStream:
 
     def _start(self) -> None:
         request = self._request
-        if getattr(request, "_disconnected", False) or request.finished:
+        if isDisconnected(request) or request.finished:
             self._done = True
             return
         request.setResponseCode(200)
@@ -333,7 +335,7 @@ class LoadingStream:
         self._typing = self._clock.callLater(max(0.0, self._nextTypeAt - now), self._type)
 
     def _write(self, text: str) -> None:
-        if text and not getattr(self._request, "_disconnected", False):
+        if text and not isDisconnected(self._request):
             self._request.write(loadingEvent(text, self._modelID, self._created))
 
     def _end(self) -> None:

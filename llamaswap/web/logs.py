@@ -31,10 +31,11 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
+from ..compat import isDisconnected
 from ..drain import markLongLived
+from ..httperrors import BadRequest
 from ..observe.access import AccessLog
 from ..observe.logs import Monitor, Subscription
-from ..httperrors import BadRequest
 from .errors import renderHTTPError
 from .mux import Mux
 
@@ -171,7 +172,7 @@ class LogStream:
         """
         self._stop()
         request = self.request
-        if request.finished or getattr(request, "_disconnected", False):
+        if request.finished or isDisconnected(request):
             return
         request.unregisterProducer()
         request.finish()

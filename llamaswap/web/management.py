@@ -27,9 +27,10 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
 from .. import __version__
+from ..compat import isDisconnected
 from ..config.model import Capabilities, Config, ModelConfig
+from ..httperrors import SOURCE, BadRequest, HTTPError, NotFound
 from ..upstream.lifecycle import State
-from ..httperrors import BadRequest, HTTPError, NotFound, SOURCE
 from .errors import renderHTTPError, writeFailure
 from .mux import Mux, decodePath, firstHeader, redirect
 
@@ -357,7 +358,7 @@ def _finishWith(request: Request, body: bytes) -> None:
     """
     Write C{body} and finish, unless the client has gone.
     """
-    if getattr(request, "_disconnected", False) or request.finished:
+    if isDisconnected(request) or request.finished:
         return
     request.setHeader(b"content-length", b"%d" % (len(body),))
     request.write(body)

@@ -45,13 +45,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
+from ..compat import isDisconnected
 from ..config.build import COMFYUI_MODEL_ID
 from ..config.model import PeerConfig
+from ..httperrors import Conflict, HTTPError, NotFound
 from ..observe.tracking import NullTrack, beginTrack
 from ..routing.peers import PeerModel, PeerRouter
 from ..upstream.lifecycle import State
 from .auth import upstreamAuthHeaders
-from ..httperrors import Conflict, HTTPError, NotFound
 from .errors import renderHTTPError, writeFailure, writeHTTPError
 from .mux import ANY_METHOD, Mux, rawQuery, redirect, requestPath
 from .tunnel import Tunneler, isWebsocketUpgrade
@@ -333,7 +334,7 @@ class Passthrough:
         if failure.check(CancelledError):
             return
         log.failure("passthrough request failed", failure)
-        if not request.startedWriting and not getattr(request, "_disconnected", False):
+        if not request.startedWriting and not isDisconnected(request):
             writeFailure(request, failure)
 
     async def _serveLocal(self, request: Request, modelID: str, target: bytes) -> None:

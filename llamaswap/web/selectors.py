@@ -29,8 +29,8 @@ from typing import Callable
 from attrs import define, frozen
 
 from ..config.model import Config, SelectorConfig
-from ..upstream.lifecycle import State
 from ..httperrors import UpstreamUnavailable
+from ..upstream.lifecycle import State
 
 #: A local model ID to its current state (L{None} for an unknown model).
 StateOf = Callable[[str], "State | None"]

@@ -62,6 +62,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from ..compat import isDisconnected
 from ..httperrors import BadGateway, HTTPError, UpstreamTimeout
 from .errors import writeHTTPError
 from .forward import CLIENT_GONE, COMPLETE, FAILED, TRUNCATED, _Endpoints, joinURL
@@ -294,7 +295,7 @@ def takeOver(
     """
     channel = request.channel
     transport = getattr(channel, "transport", None)
-    if transport is None or getattr(request, "_disconnected", False):
+    if transport is None or isDisconnected(request):
         raise TakeOverError("the client connection is gone")
     buffered = getattr(channel, "_dataBuffer", None)
     if buffered is None:
@@ -425,7 +426,7 @@ class _Exchange:
 
     def start(self, endpoint: IStreamClientEndpoint) -> Deferred[TunnelResult]:
         request = self._request
-        if getattr(request, "_disconnected", False) or request.finished:
+        if isDisconnected(request) or request.finished:
             self._end(CLIENT_GONE, Failure(ConnectionLost("client already gone")))
             return self.done
         request.notifyFinish().addErrback(self._lostClientEarly)
@@ -746,7 +747,7 @@ class _Exchange:
         if self._upstream is not None and not self._upstreamClosed:
             self._upstream.abortConnection()
         request = self._request
-        if request.startedWriting and not getattr(request, "_disconnected", False):
+        if request.startedWriting and not isDisconnected(request):
             request.unregisterProducer()
             request.loseConnection()
 
