@@ -149,7 +149,8 @@ def serveProxy(upstreamURL: str) -> None:
     from twisted.web.resource import Resource
     from twisted.web.server import NOT_DONE_YET, Site
 
-    from llamaswap.web.forward import Forwarder, UpstreamAgent
+    from llamaswap.web.client import UpstreamAgent
+    from llamaswap.web.forward import Forwarder
 
     forwarder = Forwarder(UpstreamAgent(reactor), reactor)
 

@@ -19,15 +19,15 @@ from .config.cmdline import splitCommand
 from .config.model import Config, ModelConfig
 from .listen import ListenAddress
 from .observe.monitors import LogMonitors
-from .observe.quiet import quietPool
 from .observe.service import ObservabilityService
-from .routing.peers import PeerRouter
 from .routing.router import Router
 from .upstream.leftovers import LeftoverRegistry, LeftoversInUse, reapLeftovers
 from .upstream.lifecycle import State
 from .upstream.spec import UpstreamSpec
 from .upstream.supervisor import Supervisor
-from .web.forward import Forwarder, UpstreamAgent, idleConnectionLimit
+from .web.client import UpstreamAgent, idleConnectionLimit
+from .web.forward import Forwarder
+from .web.peers import PeerRouter
 
 #: Largest request body read to find the model (JSON, urlencoded forms).
 DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024
@@ -116,13 +116,12 @@ class LlamaSwap(MultiService):
         self.registry: LeftoverRegistry | None = None
         self.logs = LogMonitors.fromConfig(config)
         self.upstreamAgent = UpstreamAgent(reactor)
-        quietPool(self.upstreamAgent.pool)
         self.upstreamAgent.pool.maxPersistentPerHost = idleConnectionLimit(
             model.effectiveConcurrencyLimit for model in config.models.values()
         )
         self.forwarder = Forwarder(self.upstreamAgent, reactor)
         self.peerRouter = PeerRouter(config, self.upstreamAgent, reactor)
-        self._probePool = quietPool(HTTPConnectionPool(reactor, persistent=False))
+        self._probePool = HTTPConnectionPool(reactor, persistent=False)
         probeAgent = UpstreamAgent(reactor, self._probePool, connectTimeout=5.0)
         self.supervisors: dict[str, Supervisor] = {
             modelID: Supervisor(

@@ -4,11 +4,23 @@ The one place llamaswap touches Twisted's private internals.
 
 Each helper says why the public API does not suffice; L{test.test_compat}
 fails loudly when a Twisted release changes what a helper relies on.
+Nothing else in the package names a private Twisted module, class or
+attribute.
 """
 
 from __future__ import annotations
 
+from typing import Any, Callable, Hashable
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.logger import LogPublisher
+from twisted.web.client import HTTPConnectionPool, _RetryingHTTP11ClientProtocol
+from twisted.web.http import _ChunkedTransferDecoder, _IdentityTransferDecoder
+from twisted.web.http_headers import Headers
 from twisted.web.server import Request
+
+# -- the client side of a twisted.web request -------------------------------
 
 
 def isDisconnected(request: Request) -> bool:
@@ -18,3 +30,179 @@ def isDisconnected(request: Request) -> bool:
     Deferred was already consumed) needs the flag behind it.
     """
     return bool(getattr(request, "_disconnected", False))
+
+
+def isClientBufferFull(request: Request) -> bool:
+    """
+    Whether C{request}'s channel is waiting for its client's socket buffer
+    to drain.  C{HTTPChannel.registerProducer} does not pause a producer
+    registered while it waits, so a streaming producer has to know and
+    start paused itself.
+    """
+    return bool(getattr(request.channel, "_waitingForTransport", False))
+
+
+def takeReadBuffer(channel: object) -> bytes | None:
+    """
+    Take the bytes C{channel} (an C{HTTPChannel}) has read past the current
+    request, leaving it none; L{None} for a channel without that buffer
+    (HTTP/2).  Taking a connection over (a websocket) must carry on with
+    what the client already sent; twisted.web has no public hand-over.
+    """
+    buffered = getattr(channel, "_dataBuffer", None)
+    if buffered is None:
+        return None
+    channel._dataBuffer = []  # type: ignore[attr-defined]
+    return b"".join(buffered)
+
+
+def chunkedDecoder(
+    dataCallback: Callable[[bytes], None], finishCallback: Callable[[bytes], None]
+) -> Any:
+    """
+    twisted.web's decoder of a C{Transfer-Encoding: chunked} body: feed it
+    with C{dataReceived(bytes)}; it calls C{dataCallback(chunk)} with the
+    payload and C{finishCallback(rest)} after the last chunk (C{rest}: the
+    bytes after the body).  Twisted has no public one.
+    """
+    return _ChunkedTransferDecoder(dataCallback, finishCallback)
+
+
+def identityDecoder(
+    length: int,
+    dataCallback: Callable[[bytes], None],
+    finishCallback: Callable[[bytes], None],
+) -> Any:
+    """
+    twisted.web's decoder of a body of C{length} bytes, with the interface
+    of L{chunkedDecoder}.
+    """
+    return _IdentityTransferDecoder(length, dataCallback, finishCallback)
+
+
+# -- the outbound client -------------------------------------------------------
+
+
+def connectionHeaders(response: object) -> Headers | None:
+    """
+    The connection-control headers (C{Connection}, C{Content-Length},
+    C{Transfer-Encoding}, ...) of C{response}, an C{IResponse} from
+    twisted.web's agent, while it is the connection's current response;
+    L{None} when they cannot be reached.
+
+    Twisted's client parser moves them out of C{response.headers} into its
+    C{connHeaders}, which C{IResponse} does not expose.  The parser sits on
+    the C{HTTP11ClientProtocol}, behind the response's transport and the
+    endpoint's (and, for https, TLS's) wrapping protocols.
+    """
+    proxy = getattr(response, "_transport", None)  # TransportProxyProducer
+    transport = getattr(proxy, "_producer", None)  # TCP transport or TLS wrapper
+    candidates = [getattr(transport, "protocol", None), transport]
+    for _ in range(4):
+        found = None
+        for candidate in candidates:
+            parser = getattr(candidate, "_parser", None)
+            headers = getattr(parser, "connHeaders", None)
+            if isinstance(headers, Headers):
+                return headers
+            found = (
+                found
+                or getattr(candidate, "_wrappedProtocol", None)
+                or getattr(candidate, "wrappedProtocol", None)
+            )
+        if found is None:
+            break
+        candidates = [found]
+    return None
+
+
+def popIdleConnection(pool: HTTPConnectionPool, key: Hashable) -> Any:
+    """
+    Take the oldest idle connection to C{key} out of C{pool} (its idle
+    timeout cancelled), or L{None}.  C{HTTPConnectionPool} can only close
+    all of its idle connections or hand one out through C{getConnection},
+    which opens a new one when none is idle.
+    """
+    connections = pool._connections.get(key)  # type: ignore[attr-defined]
+    if not connections:
+        return None
+    connection = connections.pop(0)
+    if not connections:
+        del pool._connections[key]  # type: ignore[attr-defined]
+    delayed = pool._timeouts.pop(connection, None)  # type: ignore[attr-defined]
+    if delayed is not None and delayed.active():
+        delayed.cancel()
+    return connection
+
+
+def newPoolConnection(
+    pool: HTTPConnectionPool, key: Hashable, endpoint: IStreamClientEndpoint
+) -> Deferred[Any]:
+    """
+    A new connection from C{pool} over C{endpoint}, returned to the pool
+    under C{key} when its request is done: what C{getConnection} does when
+    nothing is idle, for a pool that chooses among its idle connections
+    itself.
+    """
+    result: Deferred[Any] = pool._newConnection(key, endpoint)  # type: ignore[attr-defined]
+    return result
+
+
+#: Decides whether a failed request on a reused connection is sent again:
+#: C{(method, exception, bodyProducer) -> bool}, or L{None} for Twisted's
+#: own rule (idempotent bodiless requests only).
+RetryPolicy = Callable[[bytes, Exception, object], "bool | None"]
+
+
+class _PolicyRetryingProtocol(_RetryingHTTP11ClientProtocol):  # type: ignore[misc]
+    def __init__(self, connection: Any, newConnection: Any, policy: RetryPolicy) -> None:
+        super().__init__(connection, newConnection)
+        self._policy = policy
+
+    def _shouldRetry(self, method: bytes, exception: Exception, bodyProducer: object) -> bool:
+        decided = self._policy(method, exception, bodyProducer)
+        if decided is None:
+            return bool(super()._shouldRetry(method, exception, bodyProducer))
+        return decided
+
+
+def retryingConnection(
+    connection: Any, newConnection: Callable[[], Deferred[Any]], policy: RetryPolicy
+) -> Any:
+    """
+    C{connection} (a reused C{HTTP11ClientProtocol}) wrapped like
+    C{HTTPConnectionPool.getConnection} wraps it: a request that fails
+    because the server had closed the connection is sent once more on
+    C{newConnection()} when C{policy} says so.  Twisted's wrapper is
+    private and its retry rule can only be changed by overriding it.
+    """
+    return _PolicyRetryingProtocol(connection, newConnection, policy)
+
+
+# -- logging -------------------------------------------------------------------
+
+
+def logObservers(publisher: LogPublisher) -> list[Any] | None:
+    """
+    C{publisher}'s observer list itself (changes to it take effect), or
+    L{None} if it has none.  C{LogPublisher} can add and remove observers
+    but not list or wrap them in place, which putting a filter in front of
+    every observer someone else registered needs.
+    """
+    observers = getattr(publisher, "_observers", None)
+    return observers if isinstance(observers, list) else None
+
+
+__all__ = [
+    "RetryPolicy",
+    "chunkedDecoder",
+    "connectionHeaders",
+    "identityDecoder",
+    "isClientBufferFull",
+    "isDisconnected",
+    "logObservers",
+    "newPoolConnection",
+    "popIdleConnection",
+    "retryingConnection",
+    "takeReadBuffer",
+]

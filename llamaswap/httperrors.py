@@ -221,6 +221,43 @@ class UpstreamTimeout(HTTPError):
     status = 504
 
 
+def describeFailure(failure: Failure, *, typeNames: bool = True) -> str:
+    """
+    A short reason for a connection-level failure, listing the reasons
+    inside Twisted's wrapper exceptions (C{ResponseNeverReceived} and
+    friends carry them in C{reasons}):
+    C{ResponseNeverReceived: ConnectionLost: Connection lost.}, or, without
+    C{typeNames}, C{Connection lost.} (an exception without a message is
+    named by its class either way).
+    """
+    exc = failure.value
+    name = type(exc).__name__
+    reasons = getattr(exc, "reasons", None)
+    if isinstance(reasons, (list, tuple)) and reasons:
+        inner = "; ".join(describeFailure(r, typeNames=typeNames) for r in reasons)
+        return f"{name}: {inner}" if typeNames else inner
+    text = str(exc).strip()
+    if not text:
+        return name
+    return f"{name}: {text}" if typeNames else text
+
+
+def connectionError(
+    failure: Failure,
+    prefix: str = "upstream connection error",
+    *,
+    typeNames: bool = True,
+) -> BadGateway:
+    """
+    The 502 for an upstream that could not be reached or broke before
+    answering: C{<prefix>: <reason>} (L{describeFailure}).  The one wording
+    of such failures for the relay, the tunnel, the peer proxy
+    (C{peer proxy error}, without type names, like llama-swap) and the
+    activity log.
+    """
+    return BadGateway(f"{prefix}: {describeFailure(failure, typeNames=typeNames)}")
+
+
 def errorFromFailure(failure: Failure | BaseException) -> HTTPError:
     """
     The L{HTTPError} to answer with for C{failure}: itself if it is one,

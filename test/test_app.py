@@ -10,7 +10,7 @@ import os
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-from llamaswap.web.forward import _poolKey
+from llamaswap.web.client import poolKey
 
 from .harness import demoMacros, startLlamaSwap
 
@@ -73,11 +73,11 @@ models:
         status, body = await running.chat("a")
         self.assertEqual(status, 200, body)
         proxy = running.app.supervisors["a"].spec.proxy
-        self.assertTrue(agent.pool._connections.get(_poolKey(proxy)))
+        self.assertTrue(agent.pool._connections.get(poolKey(proxy)))
         self.assertEqual(closed, [])
         await running.app.router.unload(["a"])
         self.assertEqual(closed, [proxy])
-        self.assertFalse(agent.pool._connections.get(_poolKey(proxy)))
+        self.assertFalse(agent.pool._connections.get(poolKey(proxy)))
 
     async def test_unknownModel(self) -> None:
         """

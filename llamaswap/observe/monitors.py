@@ -40,6 +40,7 @@ from twisted.logger import (
 )
 from zope.interface import implementer
 
+from ..compat import logObservers
 from .logformat import formatEventLine, parseLevel
 from .logs import RING_BYTES, Monitor, closeAll
 
@@ -152,12 +153,11 @@ class StdoutGate:
     def install(self, publisher: LogPublisher, exclude: Iterable[object] = ()) -> None:
         """
         Put every observer of C{publisher} (except C{exclude}) behind this
-        gate.  C{LogPublisher} has no public way to list its observers, so
-        this reads its C{_observers}; if that ever disappears, nothing is
-        gated.
+        gate.  C{LogPublisher} has no public way to list its observers
+        (L{logObservers}); if that ever disappears, nothing is gated.
         """
-        observers = getattr(publisher, "_observers", None)
-        if not isinstance(observers, list):
+        observers = logObservers(publisher)
+        if observers is None:
             return
         skip = list(exclude)
         for index, observer in enumerate(observers):
@@ -171,9 +171,9 @@ class StdoutGate:
         """
         Put back the observers L{install} gated (those still registered).
         """
-        observers = getattr(publisher, "_observers", None)
+        observers = logObservers(publisher)
         for gated in self._gated:
-            if isinstance(observers, list):
+            if observers is not None:
                 for index, observer in enumerate(observers):
                     if observer is gated:
                         observers[index] = gated.original

@@ -37,7 +37,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from ..compat import isDisconnected
-from ..httperrors import HTTPError
+from ..httperrors import HTTPError, connectionError
 from .access import clientAddress
 from .activity import (
     METERED_PATHS,
@@ -409,7 +409,7 @@ class RequestTrack:
             if isinstance(reason, HTTPError):
                 message = reason.message
             elif status in (502, 504):
-                message = f"upstream connection error: {result.reason.getErrorMessage()}"
+                message = connectionError(result.reason).message
             else:
                 message = statusText(status)
         elif status == CLIENT_CLOSED:

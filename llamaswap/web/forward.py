@@ -30,62 +30,35 @@ L{twisted.web.iweb.IAgent} and streams the answer back as it arrives:
 Every exchange ends with exactly one L{ForwardResult} (the Deferred never
 fails except by cancellation), which is where a caller releases its lease.
 
-Connections come from an explicit pool (L{UpstreamPool}, usually through
-L{UpstreamAgent}) that keeps as many idle connections per server as
-requests may run at once (L{idleConnectionLimit}), each for 90 seconds;
-L{UpstreamPool.closeCachedConnectionsTo} drops the idle connections to a
-model whose process stopped.
+The agent is usually an L{llamaswap.web.client.UpstreamAgent}; request
+bodies are L{llamaswap.web.bodies.BodyProducer}s (L{BodyProducer} and
+L{BodyArg} are also importable from here).
 """
 
 from __future__ import annotations
 
 import functools
-import os
-from typing import IO, Any, Iterable, Mapping, Sequence, Union, cast
+from typing import Iterable, Mapping, Sequence, cast
 from typing import Protocol as TypingProtocol
 from urllib.parse import urlsplit
 
 from attrs import frozen
 from twisted.internet import defer
-from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-    wrapClientTLS,
-)
-from twisted.internet.error import ConnectionLost, ConnectionRefusedError
-from twisted.internet.interfaces import (
-    IDelayedCall,
-    IPushProducer,
-    IReactorTime,
-    IStreamClientEndpoint,
-)
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import (
-    URI,
-    Agent,
-    BrowserLikePolicyForHTTPS,
-    HTTPConnectionPool,
-    PotentialDataLoss,
-    RequestNotSent,
-    RequestTransmissionFailed,
-    ResponseDone,
-    ResponseNeverReceived,
-    _RetryingHTTP11ClientProtocol,
-    _WrapperException,
-)
-from twisted.web.error import SchemeNotSupported
+from twisted.web.client import PotentialDataLoss, ResponseDone
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResponse
+from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from ..compat import isDisconnected
-from ..httperrors import BadGateway, HTTPError, UpstreamTimeout
+from ..compat import connectionHeaders, isClientBufferFull, isDisconnected
+from ..httperrors import HTTPError, UpstreamTimeout, connectionError, describeFailure
+from .bodies import CHUNK_SIZE, BodyArg, BodyProducer
 from .errors import writeHTTPError
 from .headers import (
     HeaderValue,
@@ -99,9 +72,6 @@ from .headers import (
 
 _log = Logger()
 
-#: Size of the pieces a request body is written upstream in.
-CHUNK_SIZE = 64 * 1024
-
 # Outcomes of an exchange (L{ForwardResult.outcome}).
 #: The upstream response was relayed in full and the request finished.
 COMPLETE = "complete"
@@ -112,405 +82,6 @@ TRUNCATED = "truncated"
 CLIENT_GONE = "client-gone"
 #: No usable response arrived; an error response was written to the client.
 FAILED = "failed"
-
-
-# ---------------------------------------------------------------------------
-# Request bodies
-
-
-class _ProducerRun:
-    """
-    One pass of a L{BodyProducer} over its source (a retry starts another).
-    """
-
-    def __init__(self, producer: BodyProducer, consumer: object) -> None:
-        self._producer = producer
-        self._consumer = consumer
-        self._offset = 0
-        self._paused = False
-        self._stopped = False
-        self._pumping = False
-        self.done: Deferred[None] = Deferred(lambda d: self.stop())
-
-    def pump(self) -> None:
-        if self._pumping:
-            return
-        self._pumping = True
-        try:
-            length = self._producer.length
-            while not (self._paused or self._stopped) and self._offset < length:
-                want = min(self._producer.chunkSize, length - self._offset)
-                try:
-                    chunk = self._producer._read(self._offset, want)
-                except Exception:
-                    self._stopped = True
-                    self.done.errback()
-                    return
-                if not chunk:
-                    self._stopped = True
-                    self.done.errback(
-                        ValueError(
-                            f"request body ended at {self._offset} of {length} bytes"
-                        )
-                    )
-                    return
-                self._offset += len(chunk)
-                self._consumer.write(chunk)  # type: ignore[attr-defined]
-            if self._offset >= length and not self._stopped:
-                self._stopped = True
-                self.done.callback(None)
-        finally:
-            self._pumping = False
-
-    def pause(self) -> None:
-        self._paused = True
-
-    def resume(self) -> None:
-        self._paused = False
-        self.pump()
-
-    def stop(self) -> None:
-        self._stopped = True
-
-
-@implementer(IBodyProducer)
-class BodyProducer:
-    """
-    An L{IBodyProducer} over a request body that is already complete: bytes,
-    or a seekable binary file such as twisted.web's C{request.content}.
-
-    It writes C{chunkSize} pieces synchronously for as long as the consumer
-    does not pause it, and continues on C{resumeProducing}, so at most about
-    one socket buffer of the body is in flight in memory.  The file is read
-    at explicit offsets (its position is not relied on between chunks).
-
-    It may be started again after a failed attempt (a retry on a fresh
-    connection); each start sends the whole body again.
-
-    @ivar length: the body's length in bytes.
-    """
-
-    def __init__(
-        self,
-        source: bytes | IO[bytes],
-        length: int | None = None,
-        chunkSize: int = CHUNK_SIZE,
-    ) -> None:
-        self._bytes: bytes | None = None
-        self._file: IO[bytes] | None = None
-        self._fd: int | None = None
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            self._bytes = bytes(source)
-            self.length = len(self._bytes) if length is None else length
-        else:
-            self._file = source
-            if length is None:
-                length = source.seek(0, os.SEEK_END)
-                source.seek(0)
-            self.length = length
-            try:
-                source.flush()
-                self._fd = source.fileno()
-            except (AttributeError, OSError, ValueError):
-                self._fd = None
-        self.chunkSize = chunkSize
-        self._run: _ProducerRun | None = None
-
-    def _read(self, offset: int, size: int) -> bytes:
-        if self._bytes is not None:
-            if offset == 0 and size == len(self._bytes):
-                return self._bytes
-            return self._bytes[offset : offset + size]
-        assert self._file is not None
-        if self._file.closed:
-            raise ValueError("request body file is closed")
-        if self._fd is not None:
-            return os.pread(self._fd, size, offset)
-        self._file.seek(offset)
-        return self._file.read(size)
-
-    def startProducing(self, consumer: object) -> Deferred[None]:
-        if self._run is not None:
-            self._run.stop()
-        run = self._run = _ProducerRun(self, consumer)
-        run.pump()
-        return run.done
-
-    def pauseProducing(self) -> None:
-        if self._run is not None:
-            self._run.pause()
-
-    def resumeProducing(self) -> None:
-        if self._run is not None:
-            self._run.resume()
-
-    def stopProducing(self) -> None:
-        if self._run is not None:
-            self._run.stop()
-
-
-# ---------------------------------------------------------------------------
-# Connections
-
-
-class _ReplayingProtocol(_RetryingHTTP11ClientProtocol):  # type: ignore[misc]
-    """
-    A reused pooled connection.  Besides Twisted's retry of idempotent
-    bodiless requests, a request whose body is a L{BodyProducer} (and can
-    therefore be sent again) is retried once on a fresh connection when the
-    reused one turns out to have been closed by the server before it
-    answered, the race every keep-alive client has with servers that close
-    idle connections (llama-server does after a few seconds).  Go's
-    C{http.Transport} retries in the same situation.
-    """
-
-    def _shouldRetry(self, method: bytes, exception: Exception, bodyProducer: object) -> bool:
-        if isinstance(bodyProducer, BodyProducer):
-            if not isinstance(
-                exception,
-                (RequestNotSent, RequestTransmissionFailed, ResponseNeverReceived),
-            ):
-                return False
-            if isinstance(exception, _WrapperException):
-                if any(f.check(CancelledError) for f in exception.reasons):
-                    return False
-            return True
-        return bool(super()._shouldRetry(method, exception, bodyProducer))
-
-
-def _poolKey(upstreamURL: bytes | str) -> tuple[bytes, bytes, int]:
-    if isinstance(upstreamURL, str):
-        upstreamURL = upstreamURL.encode("ascii")
-    uri = URI.fromBytes(upstreamURL)
-    return (uri.scheme, uri.host, uri.port)
-
-
-#: Idle connections kept per upstream server, at least and at most (see
-#: L{idleConnectionLimit}).
-MIN_IDLE_PER_SERVER = 64
-MAX_IDLE_PER_SERVER = 256
-
-
-def idleConnectionLimit(concurrencyLimits: Iterable[int] = ()) -> int:
-    """
-    How many idle connections per server a pool should keep: as many as
-    the most requests one model admits at once (within
-    L{MIN_IDLE_PER_SERVER} and L{MAX_IDLE_PER_SERVER}).  With fewer, a
-    burst of concurrent requests closes the surplus connections after
-    use and the next burst opens (and, for a name like C{localhost},
-    resolves) them again.
-    """
-    return max(MIN_IDLE_PER_SERVER, min(MAX_IDLE_PER_SERVER, max(concurrencyLimits, default=0)))
-
-
-class UpstreamPool(HTTPConnectionPool):
-    """
-    The connection pool for upstream servers: persistent connections, up to
-    L{maxPersistentPerHost} idle ones per server kept for
-    L{cachedConnectionTimeout} seconds (Go's C{IdleConnTimeout} is 90), and
-    replayable request bodies retried once when a reused connection was
-    closed under them (L{_ReplayingProtocol}).
-    """
-
-    maxPersistentPerHost = MIN_IDLE_PER_SERVER
-    cachedConnectionTimeout = 90
-
-    def getConnection(self, key, endpoint):  # type: ignore[no-untyped-def]
-        connections = self._connections.get(key)
-        while connections:
-            connection = connections.pop(0)
-            self._timeouts.pop(connection).cancel()
-            if connection.state == "QUIESCENT":
-                if self.retryAutomatically:
-                    connection = _ReplayingProtocol(
-                        connection, lambda: self._newConnection(key, endpoint)
-                    )
-                return succeed(connection)
-        return self._newConnection(key, endpoint)
-
-    def closeCachedConnectionsTo(self, upstreamURL: bytes | str) -> Deferred[None]:
-        """
-        Close the idle connections to the server at C{upstreamURL} (its
-        scheme, host and port; the path is ignored), e.g. when that model's
-        process is stopped, so that no later request picks a connection to
-        a dead or different process.  Connections in use are not touched:
-        they end with their exchange.
-
-        @return: a Deferred that fires when they are closed.
-        """
-        return closeCachedConnections(self, upstreamURL)
-
-
-def closeCachedConnections(
-    pool: HTTPConnectionPool, upstreamURL: bytes | str
-) -> Deferred[None]:
-    """
-    Close C{pool}'s idle connections to the server at C{upstreamURL}; see
-    L{UpstreamPool.closeCachedConnectionsTo}.  Works on any
-    L{HTTPConnectionPool} (it uses the pool's private bookkeeping, which has
-    been stable since Twisted 12.1).
-    """
-    key = _poolKey(upstreamURL)
-    protocols = pool._connections.pop(key, [])
-    results = []
-    for protocol in protocols:
-        delayed = pool._timeouts.pop(protocol, None)
-        if delayed is not None and delayed.active():
-            delayed.cancel()
-        results.append(protocol.abort())
-    return defer.gatherResults(results).addCallback(lambda ignored: None)
-
-
-@implementer(IStreamClientEndpoint)
-class LoopbackEndpoint:
-    """
-    C{localhost}: 127.0.0.1 first and, only if that is refused, ::1 at once.
-
-    Upstreams usually bind 127.0.0.1 (llama-server's default); resolving
-    C{localhost} in the thread pool and racing its addresses with
-    L{HostnameEndpoint} costs tens of milliseconds per new connection, which
-    readiness probes of a starting model pay on every attempt.
-    """
-
-    def __init__(self, reactor: Any, port: int, timeout: float | None) -> None:
-        self._v4 = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=timeout)  # type: ignore[arg-type]
-        self._v6 = TCP6ClientEndpoint(reactor, "::1", port, timeout=timeout)  # type: ignore[arg-type]
-
-    def connect(self, protocolFactory: Any) -> Deferred[Any]:
-        def tryV6(failure: Failure) -> Deferred[Any]:
-            failure.trap(ConnectionRefusedError)
-            return self._v6.connect(protocolFactory)
-
-        return self._v4.connect(protocolFactory).addErrback(tryV6)
-
-
-#: Seconds HostnameEndpoint waits before trying a name's next address.
-ATTEMPT_DELAY = 0.02
-
-
-@implementer(IAgentEndpointFactory)
-class _Endpoints:
-    """
-    Endpoints for upstream URLs, built once per server and reused: Agent's
-    standard factory builds a L{HostnameEndpoint} (IDNA-encoding the host)
-    on every request, and resolves even IP literals through the reactor's
-    thread pool.  Here an IP literal gets a plain TCP endpoint; names get a
-    L{HostnameEndpoint} (happy eyeballs for C{localhost}); C{https} is
-    wrapped in TLS with Twisted's browser-like policy.
-    """
-
-    _maxCached = 256
-
-    def __init__(self, reactor: Any, connectTimeout: float | None) -> None:
-        self._reactor = reactor
-        self._timeout = connectTimeout
-        self._cache: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = {}
-        self._tls: BrowserLikePolicyForHTTPS | None = None
-
-    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
-        key = (uri.scheme, uri.host, uri.port)
-        endpoint = self._cache.get(key)
-        if endpoint is None:
-            if len(self._cache) >= self._maxCached:
-                self._cache.clear()
-            endpoint = self._cache[key] = self._build(uri)
-        return endpoint
-
-    def _build(self, uri: URI) -> IStreamClientEndpoint:
-        if uri.scheme not in (b"http", b"https"):
-            raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
-        host = uri.host.decode("ascii", "replace")
-        endpoint: IStreamClientEndpoint
-        # connectTCP takes timeout=None as "no timeout" (the stubs say float).
-        if host == "localhost":
-            endpoint = LoopbackEndpoint(self._reactor, uri.port, self._timeout)
-        elif isIPAddress(host):
-            endpoint = TCP4ClientEndpoint(
-                self._reactor, host, uri.port, timeout=self._timeout  # type: ignore[arg-type]
-            )
-        elif isIPv6Address(host):
-            endpoint = TCP6ClientEndpoint(
-                self._reactor, host, uri.port, timeout=self._timeout  # type: ignore[arg-type]
-            )
-        else:
-            # A short attempt delay: when the first address refuses (a
-            # server starting up, or one bound to 127.0.0.1 only while
-            # localhost resolves to ::1 first) the next is tried at once
-            # instead of after HostnameEndpoint's default 0.3 s.
-            endpoint = HostnameEndpoint(
-                self._reactor,
-                uri.host,
-                uri.port,
-                timeout=30 if self._timeout is None else self._timeout,
-                attemptDelay=ATTEMPT_DELAY,
-            )
-        if uri.scheme == b"https":
-            if self._tls is None:
-                self._tls = BrowserLikePolicyForHTTPS()
-            endpoint = wrapClientTLS(
-                self._tls.creatorForNetloc(uri.host, uri.port), endpoint
-            )
-        return endpoint
-
-
-@implementer(IAgent)
-class UpstreamAgent:
-    """
-    An L{IAgent} for upstream servers whose connect timeout can be chosen
-    per request (L{withConnectTimeout}); all of its agents share one
-    L{UpstreamPool}.
-
-    @ivar pool: the shared pool.
-    """
-
-    def __init__(
-        self,
-        reactor: object,
-        pool: HTTPConnectionPool | None = None,
-        *,
-        connectTimeout: float | None = 30.0,
-    ) -> None:
-        self._reactor = reactor
-        self.pool = pool if pool is not None else UpstreamPool(reactor)
-        self._default = connectTimeout or None
-        self._agents: dict[float | None, IAgent] = {}
-
-    def withConnectTimeout(self, timeout: float | None) -> IAgent:
-        """
-        An agent on the shared pool that gives up connecting after
-        C{timeout} seconds (L{None} or 0: never).
-        """
-        timeout = timeout or None
-        agent = self._agents.get(timeout)
-        if agent is None:
-            agent = self._agents[timeout] = Agent.usingEndpointFactory(
-                self._reactor, _Endpoints(self._reactor, timeout), pool=self.pool
-            )
-        return agent
-
-    def request(
-        self,
-        method: bytes,
-        uri: bytes,
-        headers: Headers | None = None,
-        bodyProducer: IBodyProducer | None = None,
-    ) -> Deferred[IResponse]:
-        return self.withConnectTimeout(self._default).request(
-            method, uri, headers, bodyProducer
-        )
-
-    def closeCachedConnectionsTo(self, upstreamURL: bytes | str) -> Deferred[None]:
-        """
-        Close the pool's idle connections to C{upstreamURL}'s server.
-        """
-        return closeCachedConnections(self.pool, upstreamURL)
-
-    def closeCachedConnections(self) -> Deferred[None]:
-        """
-        Close every idle connection (service shutdown, test cleanup).
-        """
-        result: Deferred[None] = self.pool.closeCachedConnections()
-        return result
 
 
 # ---------------------------------------------------------------------------
@@ -599,53 +170,15 @@ def joinURL(upstreamURL: bytes | str, path: bytes | str) -> bytes:
     return url
 
 
-def _describe(failure: Failure) -> str:
-    """
-    A short human-readable reason for a connection-level failure, looking
-    inside Twisted's wrapper exceptions
-    (C{ResponseNeverReceived: ConnectionLost: ...}).
-    """
-    exc = failure.value
-    name = type(exc).__name__
-    if isinstance(exc, _WrapperException) and exc.reasons:
-        return f"{name}: " + "; ".join(_describe(r) for r in exc.reasons)
-    text = str(exc).strip()
-    return f"{name}: {text}" if text else name
-
-
 def _nominatedHeaders(response: IResponse) -> frozenset[bytes]:
     """
     The header names the upstream's C{Connection} header lists, which are
-    hop-by-hop too.
-
-    Twisted's client parser moves C{Connection} (and C{Content-Length},
-    C{Transfer-Encoding} and the like) out of C{response.headers} into the
-    parser's C{connHeaders}, which L{IResponse} does not expose; reach it
-    through the connection's protocol while the response is current, and
-    give up quietly (nothing nominated) if Twisted's internals change.
+    hop-by-hop too (nothing, if Twisted keeps them out of reach).
     """
-    proxy = getattr(response, "_transport", None)  # TransportProxyProducer
-    transport = getattr(proxy, "_producer", None)  # TCP transport or TLS wrapper
-    # The HTTP11ClientProtocol sits behind the endpoint's _WrappingProtocol
-    # (and TLSMemoryBIOProtocol for https); unwrap a few levels.
-    candidates = [getattr(transport, "protocol", None), transport]
-    for _ in range(4):
-        found = None
-        for candidate in candidates:
-            parser = getattr(candidate, "_parser", None)
-            connHeaders = getattr(parser, "connHeaders", None)
-            if isinstance(connHeaders, Headers):
-                return connectionTokens(connHeaders)
-            found = found or getattr(candidate, "_wrappedProtocol", None) or getattr(
-                candidate, "wrappedProtocol", None
-            )
-        if found is None:
-            break
-        candidates = [found]
-    return frozenset()
+    headers = connectionHeaders(response)
+    return connectionTokens(headers) if headers is not None else frozenset()
 
 
-BodyArg = Union[IBodyProducer, bytes, None]
 
 
 @implementer(IPushProducer)
@@ -737,12 +270,12 @@ class _Relay(Protocol):
                 f"{self._headerTimeout:g}s"
             )
         else:
-            error = BadGateway(f"upstream connection error: {_describe(failure)}")
+            error = connectionError(failure)
         _log.info(
             "upstream request {method} {url} failed: {reason}",
             method=self._method.decode("ascii", "replace"),
             url=self._url.decode("ascii", "replace"),
-            reason=_describe(failure),
+            reason=describeFailure(failure),
         )
         if writeHTTPError(self._request, error):
             self._status = error.status
@@ -773,7 +306,7 @@ class _Relay(Protocol):
             self._callTap(tap, "responseStarted", response.code, response.headers)
 
         request.registerProducer(self, True)
-        if getattr(request.channel, "_waitingForTransport", False):
+        if isClientBufferFull(request):
             # HTTPChannel does not pause a producer registered while the
             # client's buffer is already full; do it ourselves.
             self._paused = True
@@ -844,7 +377,7 @@ class _Relay(Protocol):
                 "upstream {url} broke off its response after {n} bytes: {reason}",
                 url=self._url.decode("ascii", "replace"),
                 n=self._bodyBytes,
-                reason=_describe(reason),
+                reason=describeFailure(reason),
             )
             request.loseConnection()
             self._end(TRUNCATED, reason)
@@ -1065,6 +598,7 @@ class Forwarder:
 
 
 __all__ = [
+    "BodyArg",
     "BodyProducer",
     "CHUNK_SIZE",
     "CLIENT_GONE",
@@ -1074,11 +608,5 @@ __all__ = [
     "Forwarder",
     "Tap",
     "TRUNCATED",
-    "UpstreamAgent",
-    "UpstreamPool",
-    "MAX_IDLE_PER_SERVER",
-    "MIN_IDLE_PER_SERVER",
-    "closeCachedConnections",
-    "idleConnectionLimit",
     "joinURL",
 ]

@@ -48,7 +48,6 @@ from ..config.model import Filters, Timeouts
 from ..httperrors import BadRequest, HTTPError, InternalError, ModelNotFound
 from ..observe.tracking import beginTrack
 from ..routes import BODY_ROUTES, QUERY_ROUTES, VERSIONLESS_ROUTES, upstreamPath
-from ..routing.peers import PeerModel, PeerShuttingDown, peerRouterOf
 from ..upstream.lifecycle import State
 from .auth import upstreamAuthHeaders
 from .errors import writeFailure, writeHTTPError
@@ -58,6 +57,7 @@ from .headers import HeaderValue
 from .loading import acquireWithLoadingState, wantsLoadingState
 from .multipart import MultipartError
 from .mux import Mux
+from .peers import PeerModel, PeerShuttingDown, peerRouterOf
 from .rewrite import applyFilters, replaceEncodedValue, replaceQueryValue
 from .selectors import Choice, Selectors
 

@@ -187,7 +187,7 @@ Segment = Union[tuple[int, int], bytes]
 class SplicedBody:
     """
     A read-only, seekable file made of ranges of another file and bytes in
-    between, for L{llamaswap.web.forward.BodyProducer}: nothing is copied
+    between, for L{llamaswap.web.bodies.BodyProducer}: nothing is copied
     until a piece is read.
 
     @ivar length: the total length.

@@ -50,11 +50,11 @@ from ..config.build import COMFYUI_MODEL_ID
 from ..config.model import PeerConfig
 from ..httperrors import Conflict, HTTPError, NotFound
 from ..observe.tracking import NullTrack, beginTrack
-from ..routing.peers import PeerModel, PeerRouter
 from ..upstream.lifecycle import State
 from .auth import upstreamAuthHeaders
 from .errors import renderHTTPError, writeFailure, writeHTTPError
 from .mux import ANY_METHOD, Mux, rawQuery, redirect, requestPath
+from .peers import PeerModel, PeerRouter
 from .tunnel import Tunneler, isWebsocketUpgrade
 
 if TYPE_CHECKING:

@@ -57,15 +57,15 @@ from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from twisted.web.client import URI
-from twisted.web.http import _ChunkedTransferDecoder, _IdentityTransferDecoder
 from twisted.web.http_headers import Headers
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from ..compat import isDisconnected
-from ..httperrors import BadGateway, HTTPError, UpstreamTimeout
+from ..compat import chunkedDecoder, identityDecoder, isDisconnected, takeReadBuffer
+from ..httperrors import HTTPError, UpstreamTimeout, connectionError, describeFailure
+from .client import UpstreamEndpoints
 from .errors import writeHTTPError
-from .forward import CLIENT_GONE, COMPLETE, FAILED, TRUNCATED, _Endpoints, joinURL
+from .forward import CLIENT_GONE, COMPLETE, FAILED, TRUNCATED, joinURL
 from .headers import (
     HeaderValue,
     appendForwardedFor,
@@ -297,11 +297,9 @@ def takeOver(
     transport = getattr(channel, "transport", None)
     if transport is None or isDisconnected(request):
         raise TakeOverError("the client connection is gone")
-    buffered = getattr(channel, "_dataBuffer", None)
-    if buffered is None:
+    data = takeReadBuffer(channel)
+    if data is None:
         raise TakeOverError(f"cannot take over a {type(channel).__name__}")
-    data = b"".join(buffered)
-    channel._dataBuffer = []
     detached = _DetachedChannel(channel, transport, close)
     channel.setTimeout(None)
     try:
@@ -476,7 +474,7 @@ class _Exchange:
                 f"{self._headerTimeout:g}s"
             )
         else:
-            error = BadGateway(f"{self._failureMessage}: {_describe(failure)}")
+            error = connectionError(failure, self._failureMessage)
         _log.info(
             "upgrade request {uri} failed: {reason}",
             uri=self._request.uri.decode("ascii", "replace"),
@@ -623,10 +621,10 @@ class _Exchange:
         decoder: _Decoder | None = None
         if chunked:
             headers.removeHeader(b"content-length")
-            decoder = _ChunkedTransferDecoder(self._relayData, self._relayDone)
+            decoder = chunkedDecoder(self._relayData, self._relayDone)
         elif length is not None:
             headers.setRawHeaders(b"content-length", [b"%d" % (length,)])
-            decoder = _IdentityTransferDecoder(length, self._relayData, self._relayDone)
+            decoder = identityDecoder(length, self._relayData, self._relayDone)
         else:
             headers.removeHeader(b"content-length")
         self._decoder = decoder
@@ -673,7 +671,7 @@ class _Exchange:
         _log.info(
             "upstream broke off its answer to upgrade request {uri}: {reason}",
             uri=self._request.uri.decode("ascii", "replace"),
-            reason=_describe(reason),
+            reason=describeFailure(reason),
         )
         request = self._request
         request.unregisterProducer()
@@ -773,16 +771,6 @@ class _Exchange:
             self._timer = None
 
 
-def _describe(failure: Failure) -> str:
-    exc = failure.value
-    reasons = getattr(exc, "reasons", None)
-    if reasons:
-        return "; ".join(_describe(r) for r in reasons)
-    text = str(exc).strip()
-    name = type(exc).__name__
-    return f"{name}: {text}" if text else name
-
-
 # ---------------------------------------------------------------------------
 # Public entry point
 
@@ -811,12 +799,12 @@ class Tunneler:
         self._reactor = reactor
         self._clock: IReactorTime = clock if clock is not None else reactor
         self._endpointFor = endpointFor or self._defaultEndpoint
-        self._factories: dict[float | None, _Endpoints] = {}
+        self._factories: dict[float | None, UpstreamEndpoints] = {}
 
     def _defaultEndpoint(self, url: bytes, timeout: float | None) -> IStreamClientEndpoint:
         factory = self._factories.get(timeout)
         if factory is None:
-            factory = self._factories[timeout] = _Endpoints(self._reactor, timeout)
+            factory = self._factories[timeout] = UpstreamEndpoints(self._reactor, timeout)
         return factory.endpointForURI(URI.fromBytes(url))
 
     def tunnel(

@@ -28,7 +28,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
-from llamaswap.web.forward import CLIENT_GONE, COMPLETE, TRUNCATED, Forwarder, UpstreamAgent
+from llamaswap.web.client import UpstreamAgent
+from llamaswap.web.forward import CLIENT_GONE, COMPLETE, TRUNCATED, Forwarder
 
 from .helpers import ForwardingResource, ParsedResponse, sseEvent
 

@@ -1,5 +1,5 @@
 """
-Tests for L{llamaswap.web.forward.LoopbackEndpoint}.
+Tests for L{llamaswap.web.client.LoopbackEndpoint}.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
-from llamaswap.web.forward import LoopbackEndpoint
+from llamaswap.web.client import LoopbackEndpoint
 
 from ..util import freePort
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from llamaswap.web import multipart
-from llamaswap.web.forward import BodyProducer
+from llamaswap.web.bodies import BodyProducer
 from llamaswap.web.multipart import (
     MultipartError,
     SplicedBody,

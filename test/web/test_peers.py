@@ -1,5 +1,5 @@
 """
-Tests for L{llamaswap.routing.peers}.
+Tests for L{llamaswap.web.peers}.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from zope.interface.verify import verifyObject
 
 from llamaswap.config.load import loadConfigText
 from llamaswap.config.model import Config
-from llamaswap.routing.peers import (
+from llamaswap.httperrors import describeFailure
+from llamaswap.web.peers import (
     PeerErrorAgent,
     PeerRouter,
     PeerShutdownError,
     PeerShuttingDown,
-    describeFailure,
     peerRoutes,
 )
 
@@ -217,10 +217,11 @@ class PeerErrorAgentTests(SynchronousTestCase):
 
     def test_describe(self) -> None:
         """
-        Wrapped reasons are listed; an empty message gives the class name.
+        Peer errors list the wrapped reasons without type names (like
+        llama-swap's Go errors); an empty message gives the class name.
         """
         failure = Failure(ResponseNeverReceived([Failure(ValueError("a")), Failure(KeyError())]))
-        self.assertEqual(describeFailure(failure), "a; KeyError")
+        self.assertEqual(describeFailure(failure, typeNames=False), "a; KeyError")
 
 
 class ShutdownTests(SynchronousTestCase):

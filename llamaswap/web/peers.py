@@ -1,4 +1,4 @@
-# -*- test-case-name: test.routing.test_peers -*-
+# -*- test-case-name: test.web.test_peers -*-
 """
 The peer router: models served by other servers (C{peers.<id>}), reached
 by name and relayed to (core behaviour §3.10, HTTP behaviour §5.2).
@@ -30,9 +30,9 @@ from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from ..config.model import Config, PeerConfig
-from ..httperrors import InternalError, ModelNotFound
-from ..web.errors import negotiate
-from ..web.forward import Forwarder
+from ..httperrors import InternalError, ModelNotFound, connectionError
+from .errors import negotiate
+from .forward import Forwarder
 
 NO_PEER = "no peer found for requested model"
 SHUTTING_DOWN = "unspecific error: peer proxy is shutting down"
@@ -98,19 +98,6 @@ def peerRoutes(config: Config) -> dict[str, PeerModel]:
         if len(offered) == 1 and name not in routes:
             routes[name] = offered[0]
     return routes
-
-
-def describeFailure(failure: Failure) -> str:
-    """
-    A short reason for a connection failure, looking inside Twisted's
-    wrapper exceptions (C{ResponseNeverReceived} and friends).
-    """
-    exc = failure.value
-    reasons = getattr(exc, "reasons", None)
-    if reasons:
-        return "; ".join(describeFailure(r) for r in reasons)
-    text = str(exc).strip()
-    return text or type(exc).__name__
 
 
 class _NoTransport:
@@ -203,7 +190,7 @@ class PeerErrorAgent:
                 outer.errback(failure)
                 return
             accept = (headers or Headers()).getRawHeaders(b"accept", [b""])[0]
-            message = f"peer proxy error: {describeFailure(failure)}"
+            message = connectionError(failure, "peer proxy error", typeNames=False).message
             contentType, body = negotiate(accept, 502, message)
             outer.callback(
                 SyntheticResponse(
@@ -335,7 +322,6 @@ __all__ = [
     "PeerShutdownError",
     "PeerShuttingDown",
     "SyntheticResponse",
-    "describeFailure",
     "peerRouterOf",
     "peerRoutes",
 ]

@@ -1,0 +1,261 @@
+"""
+Tests for L{llamaswap.web.client}: the pool, its replays and per-server
+close, the agent and its endpoints.
+"""
+
+from __future__ import annotations
+
+import io
+
+from twisted.internet.defer import succeed
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+)
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Factory
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import URI, Agent
+from twisted.web.error import SchemeNotSupported
+from twisted.web.http_headers import Headers
+
+from llamaswap.web.bodies import BodyProducer
+from llamaswap.web.client import (
+    MAX_IDLE_PER_SERVER,
+    MIN_IDLE_PER_SERVER,
+    LoopbackEndpoint,
+    QuietEndpoint,
+    UpstreamAgent,
+    UpstreamEndpoints,
+    UpstreamPool,
+    closeCachedConnections,
+    idleConnectionLimit,
+)
+
+from .helpers import UpstreamTransport
+
+
+class FakeEndpoint:
+    """
+    An endpoint whose connections are L{UpstreamTransport}s.
+    """
+
+    def __init__(self, clock: Clock, connections: list) -> None:  # type: ignore[type-arg]
+        self.clock = clock
+        self.connections = connections
+
+    def connect(self, factory):  # type: ignore[no-untyped-def]
+        protocol = factory.buildProtocol(None)
+        transport = UpstreamTransport(self.clock)
+        transport.protocol = protocol
+        protocol.makeConnection(transport)
+        self.connections.append((protocol, transport))
+        return succeed(protocol)
+
+
+class FakeEndpointFactory:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.connections: list = []  # type: ignore[type-arg]
+
+    def endpointForURI(self, uri):  # type: ignore[no-untyped-def]
+        return FakeEndpoint(self.clock, self.connections)
+
+
+class PoolTests(SynchronousTestCase):
+    """
+    L{UpstreamPool}: reuse, replay on stale connections, per-server close.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.pool = UpstreamPool(self.clock)
+        self.endpoints = FakeEndpointFactory(self.clock)
+        self.agent = Agent.usingEndpointFactory(self.clock, self.endpoints, self.pool)
+
+    def roundTrip(self, url: bytes, index: int, body: bytes = b"") -> None:
+        d = self.agent.request(
+            b"POST", url, Headers(), BodyProducer(body) if body else None
+        )
+        protocol, transport = self.endpoints.connections[index]
+        protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        response = self.successResultOf(d)
+        self.assertEqual(response.code, 200)
+
+    def test_replayOnStaleConnection(self) -> None:
+        """
+        When a reused connection turns out to have been closed by the
+        server before it answered, a replayable POST is sent again, whole,
+        on a fresh connection.
+        """
+        self.roundTrip(b"http://127.0.0.1:5800/a", 0, b"first")
+        self.assertEqual(len(self.endpoints.connections), 1)
+        body = b"x" * 200_000
+        d = self.agent.request(b"POST", b"http://127.0.0.1:5800/b", Headers(), BodyProducer(body))
+        self.assertEqual(len(self.endpoints.connections), 1)  # reused
+        protocol, transport = self.endpoints.connections[0]
+        protocol.connectionLost(Failure(ConnectionDone("idle close")))
+        self.assertEqual(len(self.endpoints.connections), 2)
+        protocol2, transport2 = self.endpoints.connections[1]
+        self.assertEqual(transport2.value().split(b"\r\n\r\n", 1)[1], body)
+        protocol2.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(self.successResultOf(d).code, 200)
+
+    def test_noReplayOfForeignProducers(self) -> None:
+        """
+        A body from any other producer (not replayable) is not retried.
+        """
+        from twisted.internet.task import Cooperator
+        from twisted.web.client import FileBodyProducer, ResponseNeverReceived
+
+        self.roundTrip(b"http://127.0.0.1:5800/a", 0)
+        coop = Cooperator(scheduler=lambda f: self.clock.callLater(0, f), started=True)
+        producer = FileBodyProducer(io.BytesIO(b"abc"), cooperator=coop)
+        d = self.agent.request(b"POST", b"http://127.0.0.1:5800/b", Headers(), producer)
+        self.clock.advance(0)
+        self.clock.advance(0)
+        protocol, transport = self.endpoints.connections[0]
+        protocol.connectionLost(Failure(ConnectionDone("idle close")))
+        self.failureResultOf(d, ResponseNeverReceived)
+        self.assertEqual(len(self.endpoints.connections), 1)
+
+    def test_closeCachedConnectionsTo(self) -> None:
+        """
+        Closing the cached connections to one server leaves the others.
+        """
+        self.roundTrip(b"http://127.0.0.1:5800/a", 0)
+        self.roundTrip(b"http://127.0.0.1:5801/a", 1)
+        d = self.pool.closeCachedConnectionsTo("http://127.0.0.1:5800/ignored/path")
+        self.clock.advance(0)
+        self.successResultOf(d)
+        self.assertTrue(self.endpoints.connections[0][1].closed)
+        self.assertFalse(self.endpoints.connections[1][1].closed)
+        # The next request to 5800 opens a new connection; 5801 reuses.
+        self.agent.request(b"GET", b"http://127.0.0.1:5800/a")
+        self.assertEqual(len(self.endpoints.connections), 3)
+        self.agent.request(b"GET", b"http://127.0.0.1:5801/a")
+        self.assertEqual(len(self.endpoints.connections), 3)
+
+    def test_idleConnectionsKeptAndExpire(self) -> None:
+        """
+        Up to L{MIN_IDLE_PER_SERVER} connections that served concurrent
+        requests stay open for reuse; each closes after
+        C{cachedConnectionTimeout} idle seconds.
+        """
+        count = MIN_IDLE_PER_SERVER
+        pending = [self.agent.request(b"GET", b"http://127.0.0.1:5800/a") for _ in range(count)]
+        self.assertEqual(len(self.endpoints.connections), count)
+        for (protocol, transport), d in zip(self.endpoints.connections, pending):
+            protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            self.successResultOf(d)
+        self.clock.advance(0)
+        self.assertFalse(any(t.closed for p, t in self.endpoints.connections))
+        # A second burst reuses them all.
+        again = [self.agent.request(b"GET", b"http://127.0.0.1:5800/a") for _ in range(count)]
+        self.assertEqual(len(self.endpoints.connections), count)
+        for (protocol, transport), d in zip(self.endpoints.connections, again):
+            protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            self.successResultOf(d)
+        self.clock.advance(UpstreamPool.cachedConnectionTimeout - 1)
+        self.assertFalse(any(t.closed for p, t in self.endpoints.connections))
+        self.clock.advance(1)
+        self.assertTrue(all(t.closed for p, t in self.endpoints.connections))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_idleConnectionLimit(self) -> None:
+        """
+        The idle limit follows the largest concurrency limit, within
+        bounds.
+        """
+        self.assertEqual(idleConnectionLimit([]), MIN_IDLE_PER_SERVER)
+        self.assertEqual(idleConnectionLimit([10, 4]), MIN_IDLE_PER_SERVER)
+        self.assertEqual(idleConnectionLimit([10, 100]), 100)
+        self.assertEqual(idleConnectionLimit([10_000]), MAX_IDLE_PER_SERVER)
+
+    def test_closeUnknownServer(self) -> None:
+        """
+        Closing connections to a server the pool never saw is a no-op.
+        """
+        self.successResultOf(closeCachedConnections(self.pool, b"http://10.0.0.1:1"))
+
+    def test_upstreamAgentTimeouts(self) -> None:
+        """
+        L{UpstreamAgent} hands out one agent per connect timeout, all on its
+        pool.
+        """
+        agent = UpstreamAgent(self.clock, self.pool, connectTimeout=30)
+        self.assertIs(agent.withConnectTimeout(5), agent.withConnectTimeout(5))
+        self.assertIsNot(agent.withConnectTimeout(5), agent.withConnectTimeout(6))
+        self.assertIs(agent.withConnectTimeout(0), agent.withConnectTimeout(None))
+        self.assertIs(agent.withConnectTimeout(5)._pool, self.pool)
+        self.successResultOf(agent.closeCachedConnections())
+
+
+class EndpointTests(SynchronousTestCase):
+    """
+    L{UpstreamAgent}'s endpoints: built once per server, without name
+    resolution for IP literals.
+    """
+
+    def test_kinds(self) -> None:
+
+        endpoints = UpstreamEndpoints(MemoryReactorClock(), 5)
+
+        def kind(url: bytes) -> object:
+            endpoint = endpoints.endpointForURI(URI.fromBytes(url))
+            self.assertIsInstance(endpoint, QuietEndpoint)
+            return endpoint.endpoint
+
+        v4 = kind(b"http://127.0.0.1:5800/x")
+        self.assertIsInstance(v4, TCP4ClientEndpoint)
+        self.assertEqual(v4._timeout, 5)
+        self.assertIs(v4, kind(b"http://127.0.0.1:5800/y"))
+        self.assertIsInstance(kind(b"http://[::1]:5800/"), TCP6ClientEndpoint)
+        self.assertIsInstance(kind(b"http://localhost:5800/"), LoopbackEndpoint)
+        self.assertIsInstance(kind(b"http://gpu-box:5800/"), HostnameEndpoint)
+        self.assertNotIsInstance(kind(b"https://peer.example/"), HostnameEndpoint)
+        self.assertRaises(
+            SchemeNotSupported, endpoints.endpointForURI, URI.fromBytes(b"ftp://h:1/")
+        )
+
+    def test_quiet(self) -> None:
+        """
+        Connection factories passed through a L{QuietEndpoint} do not log
+        their start and stop ("Starting factory ...").
+        """
+
+        reactor = MemoryReactorClock()
+        endpoint = UpstreamEndpoints(reactor, 5).endpointForURI(
+            URI.fromBytes(b"http://127.0.0.1:5800/")
+        )
+        factory = Factory()
+        self.assertTrue(factory.noisy)
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        endpoint.connect(factory)
+        self.assertFalse(factory.noisy)
+        wrapping = reactor.tcpClients[0][2]
+        wrapping.doStart()
+        wrapping.doStop()
+        self.assertEqual([e for e in events if "factory" in e.get("log_format", "")], [])
+
+    def test_connectsThroughPool(self) -> None:
+        """
+        A request through L{UpstreamAgent} connects to the IP and port of
+        the URL with the chosen timeout.
+        """
+
+        reactor = MemoryReactorClock()
+        agent = UpstreamAgent(reactor, connectTimeout=7)
+        agent.request(b"GET", b"http://127.0.0.1:5800/health")
+        agent.withConnectTimeout(2).request(b"GET", b"http://127.0.0.1:5801/health")
+        self.assertEqual(
+            [(host, port, timeout) for host, port, _, timeout, _ in reactor.tcpClients],
+            [("127.0.0.1", 5800, 7), ("127.0.0.1", 5801, 2)],
+        )
