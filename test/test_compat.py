@@ -1,13 +1,48 @@
 """
 Tests for L{llamaswap.compat}: each fails loudly if Twisted changes the
-private behaviour a helper relies on.
+private behaviour a helper relies on.  They use Twisted's real classes
+(channels, client protocols, pools, decoders, publishers) on in-memory
+transports.
 """
 
-from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.test.requesthelper import DummyChannel
-from twisted.web.server import Request
+from __future__ import annotations
 
-from llamaswap.compat import isDisconnected
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Factory
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import LogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web._newclient import HTTP11ClientProtocol
+from twisted.web._newclient import Request as ClientRequest
+from twisted.web.client import HTTPConnectionPool, ResponseNeverReceived
+from twisted.web.http import HTTPChannel
+from twisted.web.http import Request as HTTPRequest
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IBodyProducer
+from twisted.web.server import Request
+from twisted.web.test.requesthelper import DummyChannel
+from zope.interface import implementer
+
+from llamaswap.compat import (
+    chunkedDecoder,
+    connectionHeaders,
+    identityDecoder,
+    isClientBufferFull,
+    isDisconnected,
+    logObservers,
+    newPoolConnection,
+    popIdleConnection,
+    retryingConnection,
+    takeReadBuffer,
+)
+
+OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 
 
 class IsDisconnectedTests(SynchronousTestCase):
@@ -21,3 +56,258 @@ class IsDisconnectedTests(SynchronousTestCase):
         request.connectionLost(Exception("gone"))
         self.assertTrue(isDisconnected(request))
         self.assertIn("_disconnected", vars(request))
+
+
+class _Held(HTTPRequest):
+    """
+    A request that is never answered: its channel keeps handling it.
+    """
+
+    def process(self) -> None:
+        pass
+
+
+def heldChannel() -> HTTPChannel:
+    channel = HTTPChannel()
+    channel.requestFactory = _Held  # type: ignore[assignment]
+    channel.makeConnection(StringTransport())
+    return channel
+
+
+class ChannelTests(SynchronousTestCase):
+    """
+    L{isClientBufferFull} and L{takeReadBuffer} on a real C{HTTPChannel}.
+    """
+
+    def test_clientBufferFull(self) -> None:
+        """
+        The channel is waiting for its transport between the transport's
+        C{pauseProducing} and C{resumeProducing}.
+        """
+        channel = heldChannel()
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        request = channel.requests[0]
+        self.assertFalse(isClientBufferFull(request))
+        channel.pauseProducing()
+        self.assertTrue(isClientBufferFull(request))
+        channel.resumeProducing()
+        self.assertFalse(isClientBufferFull(request))
+
+    def test_takeReadBuffer(self) -> None:
+        """
+        The bytes a client sent after the request being handled are taken
+        once; a channel without the buffer gives L{None}.
+        """
+        channel = heldChannel()
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nnext")
+        channel.dataReceived(b" bytes")
+        self.assertEqual(takeReadBuffer(channel), b"next bytes")
+        self.assertEqual(takeReadBuffer(channel), b"")
+        self.assertIsNone(takeReadBuffer(object()))
+
+
+class DecoderTests(SynchronousTestCase):
+    """
+    twisted.web's body decoders, as L{chunkedDecoder} and
+    L{identityDecoder} build them.
+    """
+
+    def test_chunked(self) -> None:
+        data: list[bytes] = []
+        rest: list[bytes] = []
+        decoder = chunkedDecoder(data.append, rest.append)
+        decoder.dataReceived(b"3\r\nabc\r\n2\r")
+        decoder.dataReceived(b"\nde\r\n0\r\n\r\nafter")
+        self.assertEqual(b"".join(data), b"abcde")
+        self.assertEqual(rest, [b"after"])
+
+    def test_identity(self) -> None:
+        data: list[bytes] = []
+        rest: list[bytes] = []
+        decoder = identityDecoder(5, data.append, rest.append)
+        decoder.dataReceived(b"ab")
+        decoder.dataReceived(b"cdefg")
+        self.assertEqual(b"".join(data), b"abcde")
+        self.assertEqual(rest, [b"fg"])
+
+
+class ConnectionHeadersTests(SynchronousTestCase):
+    def test_throughEndpoint(self) -> None:
+        """
+        The response's connection headers are found on the client protocol
+        behind the endpoint's wrapping protocol, as on a real connection.
+        """
+        reactor = MemoryReactorClock()
+        connected = TCP4ClientEndpoint(reactor, "127.0.0.1", 5800).connect(
+            Factory.forProtocol(HTTP11ClientProtocol)
+        )
+        wrapping = reactor.tcpClients[0][2].buildProtocol(None)
+        transport = StringTransport()
+        transport.protocol = wrapping  # as a TCP connection has it
+        wrapping.makeConnection(transport)
+        protocol = self.successResultOf(connected)
+        self.assertIsInstance(protocol, HTTP11ClientProtocol)
+        d = protocol.request(ClientRequest(b"GET", b"/", Headers({b"host": [b"h"]}), None))
+        protocol.dataReceived(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\n"
+            b"X-Hop: 1\r\nContent-Length: 2\r\n\r\n"
+        )
+        response = self.successResultOf(d)
+        headers = connectionHeaders(response)
+        self.assertIsInstance(headers, Headers)
+        assert headers is not None
+        self.assertEqual(headers.getRawHeaders(b"connection"), [b"keep-alive, X-Hop"])
+        self.assertFalse(response.headers.hasHeader(b"connection"))
+        self.assertIsNone(connectionHeaders(object()))
+
+
+class _MemoryEndpoint:
+    """
+    Connects each factory to a new L{StringTransport} at once.
+    """
+
+    def __init__(self) -> None:
+        self.protocols: list[Any] = []
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        protocol = factory.buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        self.protocols.append(protocol)
+        return succeed(protocol)
+
+
+@implementer(IBodyProducer)
+class _Body:
+    """
+    A three-byte body that can be sent any number of times.
+    """
+
+    length = 3
+
+    def startProducing(self, consumer: Any) -> Deferred[None]:
+        consumer.write(b"abc")
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+def get() -> ClientRequest:
+    return ClientRequest(b"GET", b"/", Headers({b"host": [b"h"]}), None, persistent=True)
+
+
+class PoolTests(SynchronousTestCase):
+    """
+    L{newPoolConnection} and L{popIdleConnection} on a real
+    L{HTTPConnectionPool}.
+    """
+
+    def test_newAndIdle(self) -> None:
+        """
+        A new connection returns to the pool when its request is done and
+        is idle under its key, with an idle timeout; popping it cancels the
+        timeout and leaves nothing idle.
+        """
+        clock = Clock()
+        pool = HTTPConnectionPool(clock)
+        endpoint = _MemoryEndpoint()
+        key = (b"http", b"127.0.0.1", 5800)
+        protocol = self.successResultOf(newPoolConnection(pool, key, endpoint))
+        self.assertIsNone(popIdleConnection(pool, key))
+        d = protocol.request(get())
+        protocol.dataReceived(OK_EMPTY)
+        self.successResultOf(d)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        self.assertIs(popIdleConnection(pool, key), protocol)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertIsNone(popIdleConnection(pool, key))
+        self.assertIsNone(popIdleConnection(pool, (b"http", b"10.0.0.1", 1)))
+
+
+class RetryingConnectionTests(SynchronousTestCase):
+    """
+    L{retryingConnection}: Twisted's retrying wrapper with a policy.
+    """
+
+    def setUp(self) -> None:
+        self.endpoint = _MemoryEndpoint()
+        self.pool = HTTPConnectionPool(Clock())
+        self.calls: list[tuple[bytes, type, object]] = []
+
+    def stale(self, policy: Any) -> tuple[Any, Any]:
+        first = self.successResultOf(newPoolConnection(self.pool, "k", self.endpoint))
+        wrapped = retryingConnection(
+            first, lambda: newPoolConnection(self.pool, "k", self.endpoint), policy
+        )
+        return first, wrapped
+
+    def record(self, answer: bool | None) -> Any:
+        def policy(method: bytes, exception: Exception, producer: object) -> bool | None:
+            self.calls.append((method, type(exception), producer))
+            return answer
+
+        return policy
+
+    def test_retriedWhenPolicySaysSo(self) -> None:
+        """
+        A POST with a body whose connection closes before the answer is
+        sent again on a new connection when the policy says so.
+        """
+        first, wrapped = self.stale(self.record(True))
+        producer = _Body()
+        d = wrapped.request(ClientRequest(b"POST", b"/", Headers({b"host": [b"h"]}), producer))
+        first.connectionLost(Failure(ConnectionDone("idle close")))
+        self.assertEqual(self.calls, [(b"POST", ResponseNeverReceived, producer)])
+        self.assertEqual(len(self.endpoint.protocols), 2)
+        self.assertTrue(self.endpoint.protocols[1].transport.value().endswith(b"\r\n\r\nabc"))
+        self.endpoint.protocols[1].dataReceived(OK_EMPTY)
+        self.assertEqual(self.successResultOf(d).code, 200)
+
+    def test_twistedRule(self) -> None:
+        """
+        L{None} from the policy leaves the decision to Twisted: a bodiless
+        GET is retried.
+        """
+        first, wrapped = self.stale(self.record(None))
+        d = wrapped.request(get())
+        first.connectionLost(Failure(ConnectionDone("idle close")))
+        self.assertEqual(len(self.calls), 1)
+        self.assertEqual(len(self.endpoint.protocols), 2)
+        self.endpoint.protocols[1].dataReceived(OK_EMPTY)
+        self.assertEqual(self.successResultOf(d).code, 200)
+
+    def test_notRetried(self) -> None:
+        """
+        C{False} from the policy fails the request, even a GET Twisted
+        would retry.
+        """
+        first, wrapped = self.stale(self.record(False))
+        d = wrapped.request(get())
+        first.connectionLost(Failure(ConnectionDone("idle close")))
+        self.failureResultOf(d, ResponseNeverReceived)
+        self.assertEqual(len(self.endpoint.protocols), 1)
+
+
+class LogObserversTests(SynchronousTestCase):
+    def test_liveList(self) -> None:
+        """
+        The list is the publisher's own: replacing an entry changes who
+        receives events.
+        """
+        publisher = LogPublisher()
+        first: list[dict] = []
+        second: list[dict] = []
+        publisher.addObserver(first.append)
+        observers = logObservers(publisher)
+        self.assertEqual(observers, [first.append])
+        assert observers is not None
+        observers[0] = second.append
+        publisher({"log_format": "x"})
+        self.assertEqual((len(first), len(second)), (0, 1))
+        self.assertIsNone(logObservers(object()))  # type: ignore[arg-type]

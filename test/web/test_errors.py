@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 
+from twisted.internet.error import ConnectionLost, ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import ResponseNeverReceived
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
@@ -261,3 +263,51 @@ class WriteTests(SynchronousTestCase):
         self.assertEqual(other.status, 500)
         self.assertIn("unspecific error", other.message)
         self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
+
+
+class DescribeFailureTests(SynchronousTestCase):
+    """
+    L{httperrors.describeFailure} and L{httperrors.connectionError}: the
+    one wording of upstream connection failures.
+    """
+
+    def test_plain(self) -> None:
+        failure = Failure(ConnectionRefusedError("111: refused"))
+        self.assertEqual(
+            httperrors.describeFailure(failure),
+            "ConnectionRefusedError: Connection was refused by other side: 111: refused.",
+        )
+        self.assertEqual(
+            httperrors.describeFailure(failure, typeNames=False),
+            "Connection was refused by other side: 111: refused.",
+        )
+
+    def test_wrapped(self) -> None:
+        """
+        Twisted's wrapper exceptions list their reasons; an exception
+        without a message is named by its class.
+        """
+        failure = Failure(
+            ResponseNeverReceived([Failure(ConnectionLost("gone")), Failure(KeyError())])
+        )
+        self.assertEqual(
+            httperrors.describeFailure(failure),
+            "ResponseNeverReceived: ConnectionLost: Connection to the other side was "
+            "lost in a non-clean fashion: gone.; KeyError",
+        )
+        self.assertEqual(
+            httperrors.describeFailure(failure, typeNames=False),
+            "Connection to the other side was lost in a non-clean fashion: gone.; KeyError",
+        )
+
+    def test_connectionError(self) -> None:
+        """
+        A 502 with the prefix and the reason.
+        """
+        error = httperrors.connectionError(Failure(ValueError("bad")))
+        self.assertIsInstance(error, BadGateway)
+        self.assertEqual(error.message, "upstream connection error: ValueError: bad")
+        peer = httperrors.connectionError(
+            Failure(ValueError("bad")), "peer proxy error", typeNames=False
+        )
+        self.assertEqual(peer.message, "peer proxy error: bad")
