@@ -45,7 +45,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from ..compat import isDisconnected
+from ..compat import isClientBufferFull, isDisconnected
 
 __all__ = [
     "CHARS_PER_SECOND",
@@ -298,7 +298,7 @@ class LoadingStream:
             headers.setRawHeaders(b"connection", [b"keep-alive"])
         request.notifyFinish().addErrback(self._lost)
         request.registerProducer(self, True)
-        if getattr(request.channel, "_waitingForTransport", False):
+        if isClientBufferFull(request):
             self._paused = True
         request.write(b"")
         self._ticking = self._clock.callLater(TICK, self._tick)
