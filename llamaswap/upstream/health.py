@@ -30,6 +30,8 @@ from twisted.web.client import readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
+from ..httperrors import describeFailure
+
 FIRST_DELAY = 0.02
 FACTOR = 1.5
 MAX_DELAY = 0.25
@@ -198,7 +200,7 @@ class ProbeLoop:
             self.ready.callback(None)
             return None
         if isinstance(result, Failure) and not result.check(CancelledError):
-            self.log.debug("health probe failed: {error}", error=result.getErrorMessage())
+            self.log.debug("health probe failed: {error}", error=describeFailure(result))
         if self._nudged:
             self._nudged = False
             self._probeSoon()
