@@ -72,6 +72,10 @@ def replayPolicy(method: bytes, exception: Exception, bodyProducer: object) -> b
 
 
 def poolKey(upstreamURL: bytes | str) -> tuple[bytes, bytes, int]:
+    """
+    The key a pool files connections to C{upstreamURL}'s server under:
+    C{(scheme, host, port)}, as C{Agent} makes it.
+    """
     if isinstance(upstreamURL, str):
         upstreamURL = upstreamURL.encode("ascii")
     uri = URI.fromBytes(upstreamURL)

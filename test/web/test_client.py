@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 
-from twisted.internet.defer import succeed
+from twisted.internet.defer import CancelledError, succeed
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
@@ -20,7 +20,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.client import URI, Agent
+from twisted.web.client import URI, Agent, RequestNotSent, ResponseNeverReceived
 from twisted.web.error import SchemeNotSupported
 from twisted.web.http_headers import Headers
 
@@ -35,6 +35,7 @@ from llamaswap.web.client import (
     UpstreamPool,
     closeCachedConnections,
     idleConnectionLimit,
+    replayPolicy,
 )
 
 from .helpers import UpstreamTransport
@@ -194,6 +195,24 @@ class PoolTests(SynchronousTestCase):
         self.assertIs(agent.withConnectTimeout(0), agent.withConnectTimeout(None))
         self.assertIs(agent.withConnectTimeout(5)._pool, self.pool)
         self.successResultOf(agent.closeCachedConnections())
+
+
+class ReplayPolicyTests(SynchronousTestCase):
+    """
+    L{replayPolicy}: which failed requests on a reused connection are sent
+    again.
+    """
+
+    def test_cases(self) -> None:
+        body = BodyProducer(b"{}")
+        lost = ResponseNeverReceived([Failure(ConnectionDone())])
+        cancelled = ResponseNeverReceived([Failure(CancelledError())])
+        self.assertIsNone(replayPolicy(b"GET", lost, None))
+        self.assertIsNone(replayPolicy(b"POST", lost, object()))
+        self.assertTrue(replayPolicy(b"POST", lost, body))
+        self.assertTrue(replayPolicy(b"POST", RequestNotSent(), body))
+        self.assertFalse(replayPolicy(b"POST", cancelled, body))
+        self.assertFalse(replayPolicy(b"POST", ValueError(), body))
 
 
 class EndpointTests(SynchronousTestCase):
