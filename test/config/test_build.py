@@ -18,18 +18,12 @@ from typing import Any, Mapping
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from llamaswap.config.build import (
-    KNOWN_KEYS,
-    buildConfig,
-    describeValue,
-    formatGoDuration,
-    goQuote,
-    goURLError,
-    parseGoDuration,
-    suggestKey,
-)
+from llamaswap.config.build import buildConfig
 from llamaswap.config.errors import Problem, Problems
 from llamaswap.config.expanded import ExpandedTree, MacroList
+from llamaswap.config.goformats import formatGoDuration, goURLError, parseGoDuration
+from llamaswap.config.goquote import goQuote
+from llamaswap.config.keys import KNOWN_KEYS
 from llamaswap.config.model import (
     DEFAULT_GROUP_ID,
     Capabilities,
@@ -41,6 +35,7 @@ from llamaswap.config.model import (
     RoutingConfig,
     Timeouts,
 )
+from llamaswap.config.sections import describeValue, suggestKey
 from llamaswap.config.yaml12 import loadYAML
 
 
