@@ -1,4 +1,4 @@
-# -*- test-case-name: test.config.test_build -*-
+# -*- test-case-name: test.config.test_decode_peers,test.config.test_decode_selectors,test.config.test_decode_profiles -*-
 """
 Validation across sections, once everything is decoded: peer model names
 against local names, selector targets against models, peers and routing,

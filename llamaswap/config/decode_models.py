@@ -1,4 +1,4 @@
-# -*- test-case-name: test.config.test_build -*-
+# -*- test-case-name: test.config.test_decode_models -*-
 """
 The C{models} section: each model with its defaults, aliases (including
 C{filters.setParamsByID} keys), capabilities, filters and timeouts.

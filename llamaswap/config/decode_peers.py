@@ -1,4 +1,4 @@
-# -*- test-case-name: test.config.test_build -*-
+# -*- test-case-name: test.config.test_decode_peers -*-
 """
 The C{peers} section: other llama-swap servers whose models are offered
 here.

@@ -1,4 +1,4 @@
-# -*- test-case-name: test.config.test_build -*-
+# -*- test-case-name: test.config.test_decode_profiles -*-
 """
 The C{profiles} section, in both forms: pins (a mapping with description
 and pins) and llama-swap v1's legacy list of models that run together.

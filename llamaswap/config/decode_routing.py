@@ -1,4 +1,4 @@
-# -*- test-case-name: test.config.test_build -*-
+# -*- test-case-name: test.config.test_decode_routing -*-
 """
 Routing: the router (groups or the matrix, under C{routing.router} or the
 legacy top-level C{groups}/C{matrix} keys) and the FIFO scheduler.

@@ -1,4 +1,4 @@
-# -*- test-case-name: test.config.test_build -*-
+# -*- test-case-name: test.config.test_decode_selectors -*-
 """
 The C{selectors} section: names that pick one of several models; their
 targets are checked by L{llamaswap.config.crosscheck}.

@@ -1,4 +1,4 @@
-# -*- test-case-name: test.config.test_build -*-
+# -*- test-case-name: test.config.test_decode_settings -*-
 """
 The top-level settings: logging, ports, timers, store, UI, performance,
 upstream paths, API keys, and the startup hooks.
