@@ -60,6 +60,8 @@ def _build(expanded: ExpandedTree, problems: Problems) -> Config:
         unloadTimeout=settings.unloadTimeout,
         sendLoadingState=settings.sendLoadingState,
     )
+    # Later sections resolve model names against what is decoded so far:
+    # IDs and aliases, then (from routing on) legacy profile names too.
     names = Config(models=FrozenDict(models), aliases=FrozenDict(aliases))
     profilesSection = top.section("profiles", None)
     legacyProfiles = decodeLegacyProfiles(profilesSection, names, problems)
