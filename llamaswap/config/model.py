@@ -11,7 +11,7 @@ router, the processes and the HTTP layer.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping, NoReturn, TypeVar
+from typing import Any, Mapping, NoReturn, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 from attrs import field, frozen
@@ -22,6 +22,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 DEFAULT_GROUP_ID = "(default)"
+COMFYUI_MODEL_ID = "comfyui_auto"
 DEFAULT_CONCURRENCY_LIMIT = 10
 DEFAULT_UNLOAD_TIMEOUT = 10
 DEFAULT_MAX_WAIT_FOR_SWAP = 30
@@ -92,13 +93,6 @@ def thaw(value: Any) -> Any:
     if isinstance(value, tuple):
         return [thaw(v) for v in value]
     return value
-
-
-def frozenMap(items: Iterable[tuple[K, V]]) -> FrozenDict[K, V]:
-    """
-    A L{FrozenDict} of C{items}, in order.
-    """
-    return FrozenDict(items)
 
 
 @frozen

@@ -46,8 +46,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
 from ..compat import isDisconnected
-from ..config.build import COMFYUI_MODEL_ID
-from ..config.model import PeerConfig
+from ..config.model import COMFYUI_MODEL_ID, PeerConfig
 from ..httperrors import Conflict, HTTPError, NotFound
 from ..observe.tracking import NullTrack, beginTrack
 from ..upstream.lifecycle import State

@@ -15,7 +15,7 @@ import yaml
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 import llamaswap
-from llamaswap.config.build import KNOWN_KEYS
+from llamaswap.config.keys import KNOWN_KEYS
 
 SCHEMA_PATH = os.path.join(os.path.dirname(llamaswap.__file__), "config.schema.json")
 

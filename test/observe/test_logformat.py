@@ -12,7 +12,7 @@ from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from llamaswap.config.build import LOG_TIME_FORMATS
+from llamaswap.config.decode_settings import LOG_TIME_FORMATS
 from llamaswap.observe.logformat import (
     TIME_FORMATS,
     formatEventLine,
@@ -201,6 +201,6 @@ class DurationTests(SynchronousTestCase):
         """
         The text parses back to the same number of nanoseconds.
         """
-        from llamaswap.config.build import parseGoDuration
+        from llamaswap.config.goformats import parseGoDuration
 
         self.assertEqual(parseGoDuration(goDuration(nanos / 1e9)), round(nanos / 1e9 * 1e9))
