@@ -18,7 +18,10 @@ from . import __version__
 from .config.cmdline import splitCommand
 from .config.model import Config, ModelConfig
 from .listen import ListenAddress
+from .observe.commands import runnerFor
+from .observe.hardware import HardwareDetector
 from .observe.monitors import LogMonitors
+from .observe.performance import PerformanceMonitor
 from .observe.quiet import quietPool
 from .observe.service import ObservabilityService
 from .routing.peers import PeerRouter
@@ -141,6 +144,11 @@ class LlamaSwap(MultiService):
         self.router = Router(config, self.supervisors, reactor)
         # Sets app.events, .metrics, .activity, .tracker and .observability.
         ObservabilityService(self).setServiceParent(self)
+        runner = runnerFor(reactor, reactor)
+        self.performance = PerformanceMonitor(reactor, runner, config.performance)
+        self.performance.setServiceParent(self)
+        self.hardware = HardwareDetector(reactor, runner)
+        self.hardware.setServiceParent(self)
 
     def _upstreamStateChanged(self, modelID: str, old: State, new: State) -> None:
         """
