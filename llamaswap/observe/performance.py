@@ -201,7 +201,8 @@ class PerformanceMonitor(Service):
             if path is None:
                 continue
             d = self.runner([path, *source.args], min(GPU_QUERY_TIMEOUT, self.every))
-            queries.append(d.addCallbacks(self._parsed, self._failed, (source, stamp), None, (source,)))
+            d.addCallback(self._parsed, source, stamp)
+            queries.append(d.addErrback(self._failed, source))
         if not queries:
             names = " or ".join(s.binary for s in self.sources)
             self._reportOnce("nogpu", "no {names} on PATH: no GPU statistics", names=names)
