@@ -20,7 +20,13 @@ import platform
 from typing import Any, Callable, Mapping, NamedTuple
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    FirstError,
+    gatherResults,
+    succeed,
+)
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -223,6 +229,12 @@ def parseRocmHardware(text: str) -> list[dict[str, Any]]:
     return devices
 
 
+class _Stopped(Exception):
+    """
+    Detection was cancelled because the service stopped.
+    """
+
+
 # -- detection -------------------------------------------------------------------
 
 
@@ -321,10 +333,14 @@ class HardwareDetector(Service):
             d.addCallback(lambda out, parse=parse: parse(out.decode("utf-8", "replace")))
             d.addErrback(self._toolFailed, binary)
             queries.append(d)
-        d = gatherResults(queries)
+        d = gatherResults(queries, consumeErrors=True)
+        d.addErrback(lambda f: f.value.subFailure if f.check(FirstError) else f)
         return d.addCallback(lambda lists: ([a for found in lists for a in found], methods))
 
     def _toolFailed(self, reason: Failure, binary: str) -> list[dict[str, Any]]:
+        reason.trap(Exception)
+        if reason.check(CancelledError):
+            raise _Stopped()
         log.warn("hardware detection: {binary} failed: {error}", binary=binary,
                  error=reason.getErrorMessage())
         return []
@@ -374,6 +390,9 @@ class HardwareDetector(Service):
         self.snapshot, self._capturedAt, self.error = snapshot, started, None
 
     def _failed(self, reason: Failure) -> None:
+        if reason.check(_Stopped, CancelledError):
+            self.error = "stopped"
+            return
         self.error = reason.getErrorMessage()
         if self.snapshot is None:
             log.failure("hardware detection failed", reason)
