@@ -20,6 +20,7 @@ from .config.model import Config, ModelConfig
 from .listen import ListenAddress
 from .observe.commands import runnerFor
 from .observe.hardware import HardwareDetector
+from .observe.hostmetrics import registerHostMetrics
 from .observe.monitors import LogMonitors
 from .observe.performance import PerformanceMonitor
 from .observe.quiet import quietPool
@@ -147,6 +148,7 @@ class LlamaSwap(MultiService):
         runner = runnerFor(reactor, reactor)
         self.performance = PerformanceMonitor(reactor, runner, config.performance)
         self.performance.setServiceParent(self)
+        registerHostMetrics(self.metrics.registry, self.performance.latest)
         self.hardware = HardwareDetector(reactor, runner)
         self.hardware.setServiceParent(self)
 

@@ -84,6 +84,11 @@ class SystemEndpointTests(TestCase):
         self.assertEqual(len(sample["cpu_util_per_core"]), os.cpu_count())
         self.assertGreater(sample["mem_total_mb"], 0)
 
+        response = await running.get("/metrics")
+        metrics = (await response.content()).decode()
+        self.assertIn('llamaswap_gpu_power_draw_watts{id="0",name="Fake GPU 9000",', metrics)
+        self.assertIn('llamaswap_cpu_util_percent{core="0"}', metrics)
+
         response = await running.get("/favicon.ico")
         self.assertEqual(response.code, 200)
         self.assertIn(b"<svg", await response.content())
