@@ -64,6 +64,10 @@ FileReader = Callable[[str], str]
 
 
 class Uname(NamedTuple):
+    """
+    The parts of C{os.uname()} the snapshot uses.
+    """
+
     sysname: str
     release: str
     version: str
@@ -71,6 +75,9 @@ class Uname(NamedTuple):
 
 
 def readFile(path: str) -> str:
+    """
+    The text of the file at C{path}.
+    """
     with open(path, encoding="utf-8", errors="replace") as f:
         return f.read()
 
@@ -338,7 +345,6 @@ class HardwareDetector(Service):
         return d.addCallback(lambda lists: ([a for found in lists for a in found], methods))
 
     def _toolFailed(self, reason: Failure, binary: str) -> list[dict[str, Any]]:
-        reason.trap(Exception)
         if reason.check(CancelledError):
             raise _Stopped()
         log.warn("hardware detection: {binary} failed: {error}", binary=binary,
