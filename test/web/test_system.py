@@ -69,7 +69,7 @@ class SystemRouteTests(SynchronousTestCase):
         mux = Mux(authenticator=refuseWithoutKey)
         system.install(mux, self.monitor, self.hardware)
         favicon.install(mux)
-        self.site = Site(mux)
+        self.site = Site(mux, reactor=self.clock)
         for service in (self.monitor, self.hardware):
             service.startService()
             self.addCleanup(service.stopService)
