@@ -18,7 +18,11 @@ from . import __version__
 from .config.cmdline import splitCommand
 from .config.model import Config, ModelConfig
 from .listen import ListenAddress
+from .observe.commands import runnerFor
+from .observe.hardware import HardwareDetector
+from .observe.hostmetrics import registerHostMetrics
 from .observe.monitors import LogMonitors
+from .observe.performance import PerformanceMonitor
 from .observe.service import ObservabilityService
 from .routing.router import Router
 from .upstream.leftovers import LeftoverRegistry, LeftoversInUse, reapLeftovers
@@ -140,6 +144,12 @@ class LlamaSwap(MultiService):
         self.router = Router(config, self.supervisors, reactor)
         # Sets app.events, .metrics, .activity, .tracker and .observability.
         ObservabilityService(self).setServiceParent(self)
+        runner = runnerFor(reactor, reactor)
+        self.performance = PerformanceMonitor(reactor, runner, config.performance)
+        self.performance.setServiceParent(self)
+        registerHostMetrics(self.metrics.registry, self.performance.latest)
+        self.hardware = HardwareDetector(reactor, runner)
+        self.hardware.setServiceParent(self)
 
     def _upstreamStateChanged(self, modelID: str, old: State, new: State) -> None:
         """

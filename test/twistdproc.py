@@ -150,11 +150,15 @@ class Twistd:
         os.kill(self.pid, sig)
 
 
-async def startTwistd(test: TestCase, configText: str, *extra: str) -> Twistd:
+async def startTwistd(
+    test: TestCase, configText: str, *extra: str, environ: dict[str, str] | None = None
+) -> Twistd:
     """
     Start C{twistd -n llamaswap} with C{configText} on a free port, wait
     until it answers C{/health}, and register clean-up: it is killed if
     still running, and so is every process it left.
+
+    @param environ: variables to set in its environment (e.g. C{PATH}).
     """
     base = os.path.abspath(test.mktemp())
     os.makedirs(base)
@@ -173,7 +177,7 @@ async def startTwistd(test: TestCase, configText: str, *extra: str) -> Twistd:
         f"127.0.0.1:{port}",
         *extra,
     ]
-    env = childEnv(XDG_RUNTIME_DIR=base)
+    env = childEnv(XDG_RUNTIME_DIR=base, **(environ or {}))
     env.pop("RUNTIME_DIRECTORY", None)
     transport = reactor.spawnProcess(protocol, args[0], args, env=env, path=base)
     pool = HTTPConnectionPool(reactor, persistent=False)

@@ -113,10 +113,17 @@ class EventBus:
         return len(self._sinks)
 
 
+def capabilityFlags(capabilities: Capabilities) -> dict[str, bool]:
+    """
+    The C{capabilities} object of a model's C{/v1/models} record and
+    C{modelStatus} entry: each capability it has, mapped to C{true}.
+    """
+    return {name: True for name in capabilityNames(capabilities)}
+
+
 def capabilityNames(capabilities: Capabilities) -> list[str]:
     """
-    The capability tags the UI shows for a model (the same rules as the
-    C{/v1/models} listing's C{capabilities}).
+    The capability tags of a model, in llama-swap's order.
     """
     inputs, outputs = set(capabilities.inputs), set(capabilities.outputs)
     flags = (
@@ -152,9 +159,9 @@ def modelStatus(config: Config, states: Mapping[str, str]) -> list[dict[str, Any
         }
         if model.aliases:
             entry["aliases"] = list(model.aliases)
-        names = capabilityNames(model.capabilities)
-        if names:
-            entry["capabilities"] = names
+        flags = capabilityFlags(model.capabilities)
+        if flags:
+            entry["capabilities"] = flags
         if model.capabilities.context > 0:
             entry["context_length"] = model.capabilities.context
         entries.append(entry)
@@ -332,6 +339,7 @@ __all__ = [
     "EventStream",
     "HEARTBEAT",
     "QUEUE_LIMIT",
+    "capabilityFlags",
     "capabilityNames",
     "modelStatus",
 ]

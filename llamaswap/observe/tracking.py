@@ -347,6 +347,7 @@ class RequestTrack:
             "model": self.model,
             "method": self.method,
             "path": self.path,
+            "req_path": self.path,
             "timestamp": _rfc3339(self.startedAt),
             "remote_ip": self.clientIP,
             "req_headers": self.reqHeaders,

@@ -209,7 +209,7 @@ def install(mux: Mux, app: LlamaSwap) -> None:
     def history(request: Request, rest: bytes) -> bytes:
         accept = request.getHeader(b"accept") or b""
         if b"text/html" in accept:
-            request.redirect(b"/ui/")
+            request.redirect(b"/ui/#/logs")
             return b""
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return app.logs.combined.history()

@@ -30,6 +30,7 @@ from .. import __version__
 from ..compat import isDisconnected
 from ..config.model import Capabilities, Config, ModelConfig
 from ..httperrors import SOURCE, BadRequest, HTTPError, NotFound
+from ..observe.events import capabilityFlags
 from ..upstream.lifecycle import State
 from .errors import renderHTTPError, writeFailure
 from .mux import Mux, decodePath, firstHeader, redirect
@@ -70,16 +71,7 @@ def capabilityFields(caps: Capabilities) -> dict[str, Any]:
         if ins and outs:
             architecture["modality"] = "+".join(ins) + "->" + "+".join(outs)
         fields["architecture"] = architecture
-    flags = {
-        "vision": "image" in ins,
-        "audio_transcriptions": "audio" in ins and "text" in outs,
-        "audio_speech": "text" in ins and "audio" in outs,
-        "image_generation": "text" in ins and "image" in outs,
-        "image_to_image": "image" in ins and "image" in outs,
-        "function_calling": caps.tools,
-        "reranker": caps.reranker,
-    }
-    present = {name: True for name, on in flags.items() if on}
+    present = capabilityFlags(caps)
     if present:
         fields["capabilities"] = present
     if caps.tools:

@@ -257,7 +257,7 @@ class Passthrough:
         """
         C{GET /upstream}: the UI's model page.
         """
-        return redirect(request, b"/ui/models", 302)
+        return redirect(request, b"/ui/#/models", 302)
 
     def upstream(self, request: Request, rest: bytes) -> bytes | int:
         """

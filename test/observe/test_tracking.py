@@ -182,6 +182,8 @@ class TrackerTests(SynchronousTestCase):
         self.assertEqual(first["req_headers"]["Authorization"], REDACTED)
         self.assertEqual(first["method"], "POST")
         self.assertEqual(first["path"], "/v1/chat/completions")
+        # llama-swap's UI shows the path from req_path
+        self.assertEqual(first["req_path"], "/v1/chat/completions")
         headersEvent = self.inflight()[3]["request"]
         self.assertEqual(headersEvent["resp_headers"]["Content-Type"], "text/event-stream")
         self.assertEqual(headersEvent["resp_headers"]["Set-Cookie"], REDACTED)
@@ -361,6 +363,7 @@ class TrackerTests(SynchronousTestCase):
         )
         self.assertEqual(self.store.rows, [])
         self.assertEqual(self.inflight()[0]["request"]["path"], "/props")
+        self.assertEqual(self.inflight()[0]["request"]["req_path"], "/props")
         self.assertIn('path="/props",status="200"', self.metrics.render()[0].decode())
 
     def test_abandoned(self) -> None:

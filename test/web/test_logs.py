@@ -108,7 +108,7 @@ class EndpointTests(SynchronousTestCase):
         """
         response = self.get(b"/logs", [(b"Accept", b"text/html,application/xhtml+xml")]).response()
         self.assertEqual(response.status, 302)
-        self.assertEqual(response.header(b"location"), b"/ui/")
+        self.assertEqual(response.header(b"location"), b"/ui/#/logs")
 
     def test_stream(self) -> None:
         """

@@ -234,7 +234,7 @@ class PassthroughTests(TestCase):
         answer = await fetch(app, b"GET", b"/upstream/author%2Fmodel")
         self.assertEqual((answer.code, answer.header(b"location")), (301, b"/upstream/author/model/"))
         answer = await fetch(app, b"GET", b"/upstream")
-        self.assertEqual((answer.code, answer.header(b"location")), (302, b"/ui/models"))
+        self.assertEqual((answer.code, answer.header(b"location")), (302, b"/ui/#/models"))
         for target in [b"/upstream/nope/v1", b"/upstream/"]:
             answer = await fetch(app, b"GET", target)
             self.assertEqual(answer.code, 404, target)
