@@ -23,9 +23,11 @@ thread; C{apply} may return a L{Deferred}, and the next reload waits for it.
 from __future__ import annotations
 
 import hashlib
+import sys
 from typing import Any, Callable, Iterable, Mapping
 
 from attrs import field, frozen
+from twisted.application.service import IService
 from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -34,6 +36,8 @@ from .config.diff import ConfigDiff, diffConfigs, pinnedPorts
 from .config.errors import ConfigError
 from .config.load import LoadedConfig, loadConfig
 from .config.model import Config
+from .reloadsignal import ReloadSignalService
+from .watch import ConfigWatcher
 
 Loader = Callable[[Mapping[str, int]], LoadedConfig]
 Apply = Callable[[Config, ConfigDiff], Any]
@@ -236,3 +240,29 @@ def logOnly(config: Config, diff: ConfigDiff) -> None:
     Reloader.log.warn(
         "the new configuration is valid but not applied yet: restart llamaswap to use it"
     )
+
+
+def reloadTriggers(
+    reloader: Reloader,
+    reactor: Any,
+    configPath: str | None,
+    configDir: str | None,
+    watch: bool,
+) -> list[IService]:
+    """
+    The services that call C{reloader}: SIGHUP always, and with
+    C{--watch-config} a L{ConfigWatcher} on the configuration files
+    (inotify on Linux, polling elsewhere).
+    """
+    services: list[IService] = [ReloadSignalService(reactor, lambda: reloader.reload("sighup"))]
+    if watch:
+        services.append(
+            ConfigWatcher(
+                [configPath] if configPath else [],
+                lambda paths: reloader.reload("watch"),
+                reactor,
+                configDirs=[configDir] if configDir else [],
+                inotifyReactor=reactor if sys.platform.startswith("linux") else None,
+            )
+        )
+    return services

@@ -121,6 +121,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor
     from .app import LlamaSwap
     from .drain import RequestTracker
+    from .reload import Reloader, fileLoader, logOnly, reloadTriggers
     from .shutdown import DrainService, GracefulExit, OrderedShutdown
     from .web.site import buildSite
 
@@ -140,4 +141,16 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     listener = strports.service(options["listenAddress"].endpoint, site)
     listener.setServiceParent(root)
     GracefulExit(reactor).setServiceParent(root)
+    # Added last, stopped first: no reload once a shutdown has begun.
+    # TODO(#10 wiring): the app's apply step replaces logOnly.
+    reloader = Reloader(
+        fileLoader(options["config"], options["config-dir"]),
+        lambda: app.config,
+        logOnly,
+        startOnlyFiles={k: options[k] for k in ("tls-cert-file", "tls-key-file")},
+    )
+    for trigger in reloadTriggers(
+        reloader, reactor, options["config"], options["config-dir"], options["watch-config"]
+    ):
+        trigger.setServiceParent(root)
     return root
