@@ -132,7 +132,7 @@ SCHEDULER_KEYS = frozenset({"use", "settings"})
 SCHEDULER_SETTINGS_KEYS = frozenset({"fifo"})
 FIFO_KEYS = frozenset({"priority", "maxWaitForSwap"})
 HOOKS_KEYS = frozenset({"on_startup"})
-ON_STARTUP_KEYS = frozenset({"preload"})
+ON_STARTUP_KEYS = frozenset({"preload", "profile"})
 STORE_KEYS = frozenset({"path"})
 UI_KEYS = frozenset({"activity"})
 UI_ACTIVITY_KEYS = frozenset({"session_id"})
@@ -1446,7 +1446,8 @@ class _Builder:
                 )
                 continue
             preload.append(real)
-        return HooksConfig(preload=tuple(preload))
+        profile = onStartup.string("profile", "").strip()
+        return HooksConfig(preload=tuple(preload), profile=profile)
 
     # -- peers ------------------------------------------------------------
 
@@ -1692,6 +1693,14 @@ class _Builder:
         return out
 
     def validateProfiles(self, config: Config) -> None:
+        startup = config.hooks.profile
+        if startup and startup not in config.profiles:
+            known = ", ".join(sorted(config.profiles)) or "none defined"
+            self.error(
+                f"hooks.on_startup.profile references unknown profile {goQuote(startup)}"
+                f" (known: {known})",
+                ("hooks", "on_startup", "profile"),
+            )
         for name, profile in config.profiles.items():
             path = ("profiles", name)
             if not name.strip():
