@@ -61,6 +61,12 @@ class Options(usage.Options):
 
     optFlags = [
         ["watch-config", "w", "Reload the configuration when its files change."],
+        [
+            "validate",
+            None,
+            "Check the configuration, print the result (like check-config) and "
+            "exit: 0 if it loads, 1 if not.",
+        ],
     ]
 
     def opt_version(self) -> None:
@@ -82,6 +88,13 @@ class Options(usage.Options):
         for key in ("config", "config-dir", "tls-cert-file", "tls-key-file"):
             if self[key]:
                 self[key] = os.path.abspath(self[key])
+        if self["validate"]:
+            from .cli import checkConfig
+
+            args = [self["config"]] if self["config"] else []
+            if self["config-dir"]:
+                args += ["--config-dir", self["config-dir"]]
+            raise SystemExit(checkConfig(args, sys.stdout, sys.stderr))
         cert, key = self["tls-cert-file"], self["tls-key-file"]
         if bool(cert) != bool(key):
             raise usage.UsageError(
