@@ -222,6 +222,19 @@ class SettingDiffTests(SynchronousTestCase):
                 self.assertEqual(diff.restarted, (), lines)
                 self.assertTrue(diff.changed)
 
+    def test_compiledPartsCompareByValue(self) -> None:
+        """
+        Compiled parts (a matrix program, C{ignorePaths} patterns) loaded
+        twice from the same text are equal: no spurious "routing changed".
+        """
+        text = BASE + (
+            "matrix:\n  vars: {x: a, y: b}\n  sets:\n    s1: 'x & y'\n"
+            "upstream:\n  ignorePaths: ['^/x']\n"
+        )
+        self.assertFalse(diffConfigs(load(text), load(text)).changed)
+        other = text.replace("'x & y'", "'x | y'")
+        self.assertEqual(diffConfigs(load(text), load(other)).settings, ("routing",))
+
     def test_startPortAlone(self) -> None:
         """
         With the running ports pinned, moving C{startPort} moves no running
