@@ -36,6 +36,7 @@ from .config.diff import ConfigDiff, diffConfigs, pinnedPorts
 from .config.errors import ConfigError
 from .config.load import LoadedConfig, loadConfig
 from .config.model import Config
+from .httperrors import envelope
 from .reloadsignal import ReloadSignalService
 from .watch import ConfigWatcher
 
@@ -114,6 +115,24 @@ class ReloadResult:
             f"configuration reload ({self.trigger}) failed, the running configuration "
             f"is unchanged: {len(self.errors)} error(s)"
         )
+
+
+#: The status of a reload the configuration's errors refused.
+UNPROCESSABLE = 422
+
+
+def httpAnswer(result: ReloadResult) -> tuple[int, dict[str, Any]]:
+    """
+    The answer of C{POST /api/config/reload}: 200 with the summary, or 422
+    with an error envelope (C{code} C{invalid_config}) whose message lists
+    every error, plus the same summary under C{reload}.
+    """
+    if result.ok:
+        return 200, result.summary()
+    message = "configuration not reloaded: " + "; ".join(result.errors)
+    body = envelope(UNPROCESSABLE, message, "invalid_config")
+    body["reload"] = result.summary()
+    return UNPROCESSABLE, body
 
 
 def _noop(result: ReloadResult) -> None:

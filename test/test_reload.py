@@ -4,6 +4,7 @@ Tests for L{llamaswap.reload}: the reload driver, with a fake apply.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Mapping
 
@@ -14,7 +15,7 @@ from llamaswap.config.diff import ConfigDiff
 from llamaswap.config.load import LoadedConfig, loadConfigText
 from llamaswap.config.model import Config
 from llamaswap.holder import Holder
-from llamaswap.reload import Reloader, ReloadResult, fileLoader
+from llamaswap.reload import Reloader, ReloadResult, fileLoader, httpAnswer
 
 GOOD = """startPort: 7100
 models:
@@ -239,6 +240,36 @@ class ReloaderTests(SynchronousTestCase):
         self.assertTrue(result.ok)
         self.assertEqual(len(result.warnings), 1)
         self.assertIn("ttl", result.warnings[0])
+
+
+class HTTPAnswerTests(SynchronousTestCase):
+    """
+    L{httpAnswer}: what C{POST /api/config/reload} sends.
+    """
+
+    def test_ok(self) -> None:
+        h = Harness()
+        result = self.successResultOf(h.reloader.reload("api"))
+        status, body = httpAnswer(result)
+        self.assertEqual(status, 200)
+        self.assertEqual(body, result.summary())
+        self.assertEqual(json.loads(json.dumps(body))["kept"], ["a", "b"])
+
+    def test_errors(self) -> None:
+        h = Harness()
+        h.files.text = "globalTTL: -1\n"
+        result = self.successResultOf(h.reloader.reload("api"))
+        status, body = httpAnswer(result)
+        self.assertEqual(status, 422)
+        self.assertEqual(body["src"], "llamaswap")
+        self.assertEqual(body["error"]["code"], "invalid_config")
+        self.assertEqual(body["error"]["type"], "invalid_request_error")
+        self.assertEqual(
+            body["error"]["message"],
+            "configuration not reloaded: config.yaml:1: globalTTL must be >= 0",
+        )
+        self.assertEqual(body["reload"]["errors"], ["config.yaml:1: globalTTL must be >= 0"])
+        self.assertEqual(body["reload"]["ok"], False)
 
 
 class FileLoaderTests(SynchronousTestCase):
