@@ -187,15 +187,34 @@ class Reloader:
             if path
         }
         self._lock = DeferredLock()
+        self._next: list[Deferred[ReloadResult]] | None = None
         self.lastResult: ReloadResult | None = None
 
     def reload(self, trigger: str = "api") -> Deferred[ReloadResult]:
         """
-        Reload now, or after the reload in progress.
+        Reload now, or after the reload in progress.  Triggers arriving
+        while one reload runs share the single reload that follows it (it
+        reads the files after all of them), so a burst never queues more
+        than one.
 
         @return: fires with the L{ReloadResult}; never fails.
         """
-        return self._lock.run(self._reloadOnce, trigger)
+        waiter: Deferred[ReloadResult] = Deferred()
+        if self._next is not None:
+            self._next.append(waiter)
+            return waiter
+        waiters = self._next = [waiter]
+
+        def run() -> Deferred[ReloadResult]:
+            self._next = None
+            return self._reloadOnce(trigger)
+
+        def deliver(result: ReloadResult) -> None:
+            for each in waiters:
+                each.callback(result)
+
+        self._lock.run(run).addCallback(deliver)
+        return waiter
 
     def _reloadOnce(self, trigger: str) -> Deferred[ReloadResult]:
         old = self._current()

@@ -178,7 +178,8 @@ class ReloaderTests(SynchronousTestCase):
     def test_oneAtATime(self) -> None:
         """
         While an apply is in progress, the next reload waits for it, then
-        diffs against the configuration it made current.
+        diffs against the configuration it made current.  Triggers during
+        the wait share that one next reload.
         """
         h = Harness()
         pending: Deferred[None] = Deferred()
@@ -187,16 +188,23 @@ class ReloaderTests(SynchronousTestCase):
         first = h.reloader.reload("one")
         h.applyResult = None
         h.files.text += "  d:\n    cmd: srv --port ${PORT} -m d\n"
-        second = h.reloader.reload("two")
+        later = [h.reloader.reload(name) for name in ("two", "three", "four")]
         self.assertNoResult(first)
-        self.assertNoResult(second)
+        for d in later:
+            self.assertNoResult(d)
         self.assertEqual(len(h.applied), 1)
         pending.callback(None)
         self.assertTrue(self.successResultOf(first).ok)
-        result = self.successResultOf(second)
+        results = [self.successResultOf(d) for d in later]
+        self.assertEqual(len(h.applied), 2)
+        self.assertIs(results[0], results[2])
+        result = results[0]
+        self.assertEqual(result.trigger, "two")
         assert result.diff is not None
         self.assertEqual(result.diff.added, ("d",))
         self.assertEqual(h.files.reserved[-1], {"a": 7100, "b": 7101, "c": 7102})
+        self.assertTrue(self.successResultOf(h.reloader.reload("five")).ok)
+        self.assertEqual(len(h.applied), 3)
 
     def test_callbackErrorsContained(self) -> None:
         """
