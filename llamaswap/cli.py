@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 VALUE_OPTIONS = frozenset(
     {"config", "config-dir", "listen", "tls-cert-file", "tls-key-file", "shutdown-timeout"}
 )
-BOOLEAN_FLAGS = frozenset({"watch-config", "version", "validate"})
+BOOLEAN_FLAGS = frozenset({"watch-config", "version", "validate", "help"})
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
@@ -72,6 +72,8 @@ def goFlags(args: Sequence[str]) -> list[str]:
             out.append(arg)
             out.extend(rest)
             break
+        if arg == "-h":
+            arg = "--help"
         name, equals, value = arg.lstrip("-").partition("=")
         dashes = len(arg) - len(arg.lstrip("-"))
         if dashes not in (1, 2) or (name not in VALUE_OPTIONS and name not in BOOLEAN_FLAGS):

@@ -302,6 +302,8 @@ class GoFlagsTests(SynchronousTestCase):
             (["-watch-config=false"], []),
             (["-version"], ["--version"]),
             (["-validate"], ["--validate"]),
+            (["-help"], ["--help"]),
+            (["-h"], ["--help"]),
             (["-c", "c.yaml", "-w"], ["-c", "c.yaml", "-w"]),
             (["-config", "-odd-name.yaml"], ["--config", "-odd-name.yaml"]),
             (["--", "-config"], ["--", "-config"]),
