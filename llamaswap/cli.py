@@ -6,6 +6,12 @@ C{llamaswap [options]} runs the service in the foreground, exactly as
 C{twistd --nodaemon --pidfile= llamaswap [options]} does.
 C{llamaswap check-config FILE...} validates configuration files and prints
 a one-screen summary, without starting anything.
+
+llama-swap's command line works too: Go's flag package spells long options
+with one dash or two, with the value after C{=} or as the next argument
+(C{-config FILE}, C{--config=FILE}), and boolean flags as C{-flag} or
+C{-flag=false}.  L{goFlags} rewrites those into the C{--long} options
+Twisted parses; C{-validate} checks the configuration like C{check-config}.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import argparse
 import sys
 from typing import Sequence, TextIO
 
+from . import __version__
 from .config.errors import ConfigError
 from .config.load import LoadedConfig, loadConfig
 
@@ -25,10 +32,63 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["check-config"]:
         raise SystemExit(checkConfig(args[1:], sys.stdout, sys.stderr))
+    try:
+        args = goFlags(args)
+    except ValueError as e:
+        print(f"llamaswap: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    if "--version" in args:
+        print(f"llamaswap version: {__version__}")
+        raise SystemExit(0)
     from twisted.scripts.twistd import run
 
     sys.argv = ["twistd", "--nodaemon", "--pidfile=", "llamaswap", *args]
     run()
+
+
+#: Long options that take a value, and boolean flags, as llama-swap and
+#: llamaswap spell them.
+VALUE_OPTIONS = frozenset(
+    {"config", "config-dir", "listen", "tls-cert-file", "tls-key-file", "shutdown-timeout"}
+)
+BOOLEAN_FLAGS = frozenset({"watch-config", "version", "validate", "help"})
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def goFlags(args: Sequence[str]) -> list[str]:
+    """
+    Rewrite Go-style long options (C{-config FILE}, C{-config=FILE},
+    C{-watch-config=true}) into C{--long} options; everything else (short
+    options such as C{-c FILE}, arguments after C{--}) is left alone.
+
+    @raise ValueError: for a boolean flag with a value Go would refuse.
+    """
+    out: list[str] = []
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            out.append(arg)
+            out.extend(rest)
+            break
+        if arg == "-h":
+            arg = "--help"
+        name, equals, value = arg.lstrip("-").partition("=")
+        dashes = len(arg) - len(arg.lstrip("-"))
+        if dashes not in (1, 2) or (name not in VALUE_OPTIONS and name not in BOOLEAN_FLAGS):
+            out.append(arg)
+            continue
+        if name in BOOLEAN_FLAGS:
+            if not equals or value in _TRUE:
+                out.append("--" + name)
+            elif value not in _FALSE:
+                raise ValueError(f"invalid boolean value {value!r} for -{name}")
+            continue
+        out.append(f"--{name}={value}" if equals else "--" + name)
+        if not equals and rest:
+            out.append(rest.pop(0))  # the value, whatever it looks like
+    return out
 
 
 def checkConfig(args: Sequence[str], out: TextIO, err: TextIO) -> int:

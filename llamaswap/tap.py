@@ -61,6 +61,12 @@ class Options(usage.Options):
 
     optFlags = [
         ["watch-config", "w", "Reload the configuration when its files change."],
+        [
+            "validate",
+            None,
+            "Check the configuration, print the result (like check-config) and "
+            "exit: 0 if it loads, 1 if not.",
+        ],
     ]
 
     def opt_version(self) -> None:
@@ -82,6 +88,13 @@ class Options(usage.Options):
         for key in ("config", "config-dir", "tls-cert-file", "tls-key-file"):
             if self[key]:
                 self[key] = os.path.abspath(self[key])
+        if self["validate"]:
+            from .cli import checkConfig
+
+            args = [self["config"]] if self["config"] else []
+            if self["config-dir"]:
+                args += ["--config-dir", self["config-dir"]]
+            raise SystemExit(checkConfig(args, sys.stdout, sys.stderr))
         cert, key = self["tls-cert-file"], self["tls-key-file"]
         if bool(cert) != bool(key):
             raise usage.UsageError(
@@ -121,6 +134,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor
     from .app import LlamaSwap
     from .drain import RequestTracker
+    from .reload import Reloader, fileLoader, logOnly, reloadTriggers
     from .shutdown import DrainService, GracefulExit, OrderedShutdown
     from .web.site import buildSite
 
@@ -140,4 +154,16 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     listener = strports.service(options["listenAddress"].endpoint, site)
     listener.setServiceParent(root)
     GracefulExit(reactor).setServiceParent(root)
+    # Added last, stopped first: no reload once a shutdown has begun.
+    # TODO(#10 wiring): the app's apply step replaces logOnly.
+    reloader = Reloader(
+        fileLoader(options["config"], options["config-dir"]),
+        lambda: app.config,
+        logOnly,
+        startOnlyFiles={k: options[k] for k in ("tls-cert-file", "tls-key-file")},
+    )
+    for trigger in reloadTriggers(
+        reloader, reactor, options["config"], options["config-dir"], options["watch-config"]
+    ):
+        trigger.setServiceParent(root)
     return root

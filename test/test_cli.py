@@ -1,5 +1,6 @@
 """
-Tests for L{llamaswap.cli}: C{llamaswap check-config}.
+Tests for L{llamaswap.cli}: C{llamaswap check-config} and llama-swap's
+command line.
 """
 
 from __future__ import annotations
@@ -8,12 +9,21 @@ import io
 import os
 import subprocess
 import sys
+from typing import Any
 
-from twisted.trial.unittest import SynchronousTestCase
+import treq
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessDone
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import HTTPConnectionPool
 
-from llamaswap.cli import checkConfig
+from llamaswap import __version__
+from llamaswap.cli import checkConfig, goFlags
 
-from .util import REPO, childEnv
+from .util import REPO, childEnv, freePort, poll
 
 # (name, YAML, substrings the error output must contain). Each is a mistake
 # a user can make; each message must say what and where.
@@ -266,3 +276,156 @@ class ConsoleScriptTests(SynchronousTestCase):
         result = subprocess.run(command + [os.path.join(REPO, "config.example.yaml")],
                                 env=childEnv(), capture_output=True, text=True, timeout=60)
         self.assertEqual(result.returncode, 0, result.stderr)
+
+
+class GoFlagsTests(SynchronousTestCase):
+    """
+    L{goFlags}: llama-swap's Go-style command line.
+    """
+
+    def test_forms(self) -> None:
+        """
+        One dash or two, value after C{=} or as the next argument.
+        """
+        cases = [
+            (["-config", "c.yaml"], ["--config", "c.yaml"]),
+            (["--config", "c.yaml"], ["--config", "c.yaml"]),
+            (["-config=c.yaml"], ["--config=c.yaml"]),
+            (["--config=c.yaml"], ["--config=c.yaml"]),
+            (["-listen", ":8080"], ["--listen", ":8080"]),
+            (["-config-dir", "conf.d"], ["--config-dir", "conf.d"]),
+            (["-tls-cert-file", "c.pem", "-tls-key-file=k.pem"],
+             ["--tls-cert-file", "c.pem", "--tls-key-file=k.pem"]),
+            (["-watch-config"], ["--watch-config"]),
+            (["-watch-config=true"], ["--watch-config"]),
+            (["-watch-config=1"], ["--watch-config"]),
+            (["-watch-config=false"], []),
+            (["-version"], ["--version"]),
+            (["-validate"], ["--validate"]),
+            (["-help"], ["--help"]),
+            (["-h"], ["--help"]),
+            (["-c", "c.yaml", "-w"], ["-c", "c.yaml", "-w"]),
+            (["-config", "-odd-name.yaml"], ["--config", "-odd-name.yaml"]),
+            (["--", "-config"], ["--", "-config"]),
+            (["-unknown"], ["-unknown"]),
+        ]
+        for given, expected in cases:
+            self.assertEqual(goFlags(given), expected, given)
+
+    def test_badBoolean(self) -> None:
+        """
+        A boolean value Go would refuse is an error.
+        """
+        self.assertRaises(ValueError, goFlags, ["-watch-config=maybe"])
+
+    def test_parsedByOptions(self) -> None:
+        """
+        The rewritten arguments are what the twistd plugin's options
+        accept.
+        """
+        from llamaswap.tap import Options
+
+        options = Options()
+        options.parseOptions(
+            goFlags(["-config=c.yaml", "-listen", "127.0.0.1:9", "-watch-config"])
+        )
+        self.assertEqual(options["config"], os.path.abspath("c.yaml"))
+        self.assertTrue(options["watch-config"])
+        self.assertEqual(options["listenAddress"].port, 9)
+
+
+class GoCommandLineTests(TestCase):
+    """
+    C{llamaswap} run with llama-swap's flags, as real processes.
+    """
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.base = os.path.abspath(self.mktemp())
+        os.makedirs(self.base)
+
+    def llamaswap(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "llamaswap", *args],
+            env=childEnv(), capture_output=True, text=True, timeout=60, cwd=self.base,
+        )
+
+    def write(self, name: str, text: str) -> str:
+        path = os.path.join(self.base, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_validate(self) -> None:
+        """
+        C{-validate -config bad.yaml} prints the errors and exits 1;
+        C{--validate --config=good.yaml} prints the summary and exits 0.
+        """
+        self.write("bad.yaml", "globalTTL: -1\nmodels:\n  m:\n    cmd: s ${PORT}\n    ttl: -2\n")
+        result = self.llamaswap("-validate", "-config", "bad.yaml")
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn("bad.yaml:1: globalTTL must be >= 0", result.stderr)
+        self.assertIn("invalid TTL value -2", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+        self.write("good.yaml", "models:\n  m:\n    cmd: s ${PORT}\n")
+        result = self.llamaswap("--validate", "--config=good.yaml")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("good.yaml: OK", result.stdout)
+        self.assertIn("m: port 5800", result.stdout)
+
+    def test_version(self) -> None:
+        """
+        C{-version} prints the version and exits 0.
+        """
+        result = self.llamaswap("-version")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout, f"llamaswap version: {__version__}\n")
+
+    async def test_serves(self) -> None:
+        """
+        C{llamaswap -config c.yaml -listen 127.0.0.1:PORT -watch-config}
+        serves, and exits 0 on SIGTERM.
+        """
+        self.write("c.yaml", "models:\n  m:\n    cmd: s ${PORT}\n")
+        port = freePort()
+        ended: Deferred[Any] = Deferred()
+
+        class Ended(ProcessProtocol):
+            output = b""
+
+            def childDataReceived(self, fd: int, data: bytes) -> None:
+                self.output += data
+
+            def processEnded(self, reason: Failure) -> None:
+                ended.callback(reason.value)
+
+        protocol = Ended()
+        args = [sys.executable, "-m", "llamaswap", "-config", "c.yaml",
+                "-listen", f"127.0.0.1:{port}", "-watch-config"]
+        env = childEnv(XDG_RUNTIME_DIR=self.base)
+        transport = reactor.spawnProcess(protocol, args[0], args, env=env, path=self.base)
+
+        def kill() -> Deferred[Any] | None:
+            if ended.called:
+                return None
+            transport.signalProcess("KILL")
+            return ended
+
+        self.addCleanup(kill)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+
+        async def healthy() -> bool:
+            if ended.called:
+                raise AssertionError(protocol.output.decode())
+            try:
+                response = await treq.get(f"http://127.0.0.1:{port}/health", pool=pool)
+                await response.content()
+            except Exception:
+                return False
+            return response.code == 200
+
+        await poll(healthy, 30, "llamaswap to answer /health")
+        transport.signalProcess("TERM")
+        reason = await ended
+        self.assertIsInstance(reason, ProcessDone, protocol.output.decode())

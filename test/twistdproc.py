@@ -109,6 +109,8 @@ class Twistd:
         self.pool = pool
         self.ended = protocol.ended
         self.seen: set[int] = set()
+        #: The configuration file it was started with.
+        self.configPath = ""
 
     @property
     def output(self) -> str:
@@ -182,6 +184,7 @@ async def startTwistd(
     transport = reactor.spawnProcess(protocol, args[0], args, env=env, path=base)
     pool = HTTPConnectionPool(reactor, persistent=False)
     running = Twistd(protocol, transport.pid, f"http://127.0.0.1:{port}", pool)
+    running.configPath = configPath
 
     async def cleanUp() -> None:
         running.remember()

@@ -196,6 +196,14 @@ def _spilloverCoexistence(
 
 
 def _profiles(config: Config, problems: Problems) -> None:
+    startup = config.hooks.profile
+    if startup and startup not in config.profiles:
+        known = ", ".join(sorted(config.profiles)) or "none defined"
+        problems.error(
+            f"hooks.on_startup.profile references unknown profile {goQuote(startup)}"
+            f" (known: {known})",
+            ("hooks", "on_startup", "profile"),
+        )
     for name, profile in config.profiles.items():
         path = ("profiles", name)
         if not name.strip():

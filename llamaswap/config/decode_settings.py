@@ -241,7 +241,8 @@ def decodeHooks(hooks: Section, names: Config, problems: Problems) -> HooksConfi
             )
             continue
         preload.append(real)
-    return HooksConfig(preload=tuple(preload))
+    profile = onStartup.string("profile", "").strip()
+    return HooksConfig(preload=tuple(preload), profile=profile)
 
 
 def checkStorePath(path: str) -> str | None:

@@ -31,23 +31,28 @@ def loadConfig(
     configPath: str | None = None,
     configDir: str | None = None,
     environ: Mapping[str, str] | None = None,
+    reservedPorts: Mapping[str, int] | None = None,
 ) -> LoadedConfig:
     """
     Load, merge, expand and validate the configuration sources.
 
+    @param reservedPorts: model ID to the C{${PORT}} it keeps (see
+        L{llamaswap.config.macros.expand}); a reload passes the ports of
+        the running configuration so that they never move.
     @raise ConfigError: carrying every error (and warning) found.
     """
     problems = Problems()
     tree, sourceMap = readSources(
         configPath, configDir, os.environ if environ is None else environ, problems
     )
-    return _finish(tree, sourceMap, problems)
+    return _finish(tree, sourceMap, problems, reservedPorts)
 
 
 def loadConfigText(
     text: str,
     filename: str = "<string>",
     environ: Mapping[str, str] | None = None,
+    reservedPorts: Mapping[str, int] | None = None,
 ) -> LoadedConfig:
     """
     Load a configuration held in a string (tests, C{check-config -}).
@@ -58,13 +63,15 @@ def loadConfigText(
     tree, sourceMap = readText(
         text, filename, os.environ if environ is None else environ, problems
     )
-    return _finish(tree, sourceMap, problems)
+    return _finish(tree, sourceMap, problems, reservedPorts)
 
 
-def _finish(tree: dict, sourceMap, problems: Problems) -> LoadedConfig:
+def _finish(
+    tree: dict, sourceMap, problems: Problems, reservedPorts: Mapping[str, int] | None
+) -> LoadedConfig:
     problems.sourceMap = sourceMap
     problems.raiseIfErrors()
-    expanded = expand(tree, sourceMap, problems)
+    expanded = expand(tree, sourceMap, problems, reservedPorts)
     config = buildConfig(expanded, problems)
     problems.raiseIfErrors()
     if config is None:

@@ -216,8 +216,15 @@ class _Expansion:
     locations, which move when C{setParamsByID} keys are rewritten.
     """
 
-    def __init__(self, sourceMap: SourceMap, problems: Problems) -> None:
+    def __init__(
+        self,
+        sourceMap: SourceMap,
+        problems: Problems,
+        reservedPorts: Mapping[str, int] | None = None,
+    ) -> None:
         self.problems = problems
+        self.reservedPorts: Mapping[str, int] = reservedPorts or {}
+        self.taken: set[int] = set(self.reservedPorts.values())
         self.locations: dict[KeyPath, Location] = dict(sourceMap.locations)
         self.default = sourceMap.default
         self.rejected: dict[str | None, set[str]] = {None: set()}
@@ -384,11 +391,16 @@ class _Expansion:
                 ("models", modelID, "proxy"),
             )
         elif cmdHasPort:
-            port = (("PORT", nextPort),)
+            allocated = self.reservedPorts.get(modelID)
+            if allocated is None:
+                while nextPort in self.taken:
+                    nextPort += 1
+                allocated = nextPort
+                nextPort += 1
+            port = (("PORT", allocated),)
             model = substituteAll(model, port)
             model = self.rekeySetParamsByID(modelID, model, port)
-            self.ports[modelID] = nextPort
-            nextPort += 1
+            self.ports[modelID] = allocated
         params = _setParamsByID(model)
         if params is not None:
             for key in params:
@@ -572,7 +584,12 @@ def _kindName(value: Any) -> str:
     return "a string"
 
 
-def expand(tree: Mapping[str, Any], sourceMap: SourceMap, problems: Problems) -> ExpandedTree:
+def expand(
+    tree: Mapping[str, Any],
+    sourceMap: SourceMap,
+    problems: Problems,
+    reservedPorts: Mapping[str, int] | None = None,
+) -> ExpandedTree:
     """
     Run llama-swap's macro steps over a merged configuration tree.
 
@@ -585,5 +602,11 @@ def expand(tree: Mapping[str, Any], sourceMap: SourceMap, problems: Problems) ->
 
     @param tree: the merged tree from L{llamaswap.config.sources}; it is
         not modified.
+    @param reservedPorts: model ID to a C{${PORT}} it must keep (a reload
+        pins the ports of running models).  A listed model that still uses
+        C{${PORT}} gets its port; the others are allocated in the usual
+        order from C{startPort}, skipping every reserved port (also those
+        of models no longer configured, whose process may still be
+        draining).
     """
-    return _Expansion(sourceMap, problems).run(tree)
+    return _Expansion(sourceMap, problems, reservedPorts).run(tree)

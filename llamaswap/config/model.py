@@ -440,9 +440,12 @@ class HooksConfig:
 
     @ivar preload: model IDs to start at startup (aliases resolved, unknown
         names dropped).
+    @ivar profile: the profile (C{profiles.<name>}) to activate at startup
+        and after each reload, or C{""} for none.
     """
 
     preload: tuple[str, ...] = ()
+    profile: str = ""
 
 
 @frozen
