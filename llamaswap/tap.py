@@ -122,7 +122,6 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     from .app import LlamaSwap
     from .drain import RequestTracker
     from .shutdown import DrainService, GracefulExit, OrderedShutdown
-    from .web.site import buildSite
 
     loaded = loadOrExit(options)
     # Stopped last added first: signals, listener, drain, then upstreams.
@@ -136,7 +135,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     app.setServiceParent(root)
     tracker = RequestTracker(reactor)
     DrainService(tracker, options["shutdown-timeout"]).setServiceParent(root)
-    site = tracker.watch(buildSite(app))
+    site = tracker.watch(app.site())
     listener = strports.service(options["listenAddress"].endpoint, site)
     listener.setServiceParent(root)
     GracefulExit(reactor).setServiceParent(root)

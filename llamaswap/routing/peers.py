@@ -315,17 +315,6 @@ class PeerRouter:
         return waiting.addCallback(finished)
 
 
-def peerRouterOf(app: Any) -> PeerRouter:
-    """
-    The app's peer router (C{app.peerRouter}), or a new one on the app's
-    upstream agent when the app has none.
-    """
-    router = getattr(app, "peerRouter", None)
-    if isinstance(router, PeerRouter):
-        return router
-    return PeerRouter(app.config, app.upstreamAgent, app.reactor)
-
-
 __all__ = [
     "NO_PEER",
     "NoPeer",
@@ -336,6 +325,5 @@ __all__ = [
     "PeerShuttingDown",
     "SyntheticResponse",
     "describeFailure",
-    "peerRouterOf",
     "peerRoutes",
 ]

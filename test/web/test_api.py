@@ -23,10 +23,9 @@ from twisted.web.client import HTTPConnectionPool, ResponseFailed
 
 from llamaswap.app import LlamaSwap
 from llamaswap.config.load import loadConfigText
+from llamaswap.httperrors import BadRequest
 from llamaswap.listen import parseListen
 from llamaswap.web.api import activityQuery, parseRFC3339
-from llamaswap.httperrors import BadRequest
-from llamaswap.web.site import buildSite
 
 from ..harness import Running, demoMacros, startLlamaSwap
 from ..util import childEnv, poll
@@ -196,7 +195,7 @@ async def startStoppable(test: TestCase, configText: str) -> Running:
     app = LlamaSwap(loaded.config, reactor, listen=parseListen("127.0.0.1:0"),
                     runtimeDir=runtime, environ=env)
     app.startService()
-    port = reactor.listenTCP(0, buildSite(app), interface="127.0.0.1")
+    port = reactor.listenTCP(0, app.site(), interface="127.0.0.1")
     pool = HTTPConnectionPool(reactor, persistent=False)
 
     async def stop() -> None:

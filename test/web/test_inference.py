@@ -23,12 +23,15 @@ from twisted.web.test.requesthelper import DummyChannel
 
 from llamaswap.config.load import loadConfigText
 from llamaswap.demo.server import DemoOptions, DemoUpstream, makeSite
+from llamaswap.holder import Holder
+from llamaswap.observe.tracking import Tracker
+from llamaswap.routing.peers import PeerRouter
+from llamaswap.upstream.lifecycle import State
 from llamaswap.web.inference import (
     BODY_ROUTES,
     QUERY_ROUTES,
     VERSIONLESS_ROUTES,
     ModelRoute,
-    Upstream,
     upstreamPath,
 )
 
@@ -268,17 +271,6 @@ models:
         self.assertEqual(header(entry, "host"), [running.url.removeprefix("http://")])
         self.assertEqual(header(entry, "authorization"), ["Bearer client"])
         self.assertEqual(header(entry, "x-forwarded-for"), ["10.0.0.1, 127.0.0.1"])
-
-    async def test_tooLarge(self) -> None:
-        """
-        A body over the app's limit is a 413 before any model starts.
-        """
-        running = await startLlamaSwap(self, config("models:\n  a:\n    cmd: ${demo}\n"))
-        running.app.maxBodyBytes = 100
-        response = await running.post("/v1/embeddings", json={"model": "a", "input": "x" * 200})
-        self.assertEqual(response.code, 413)
-        self.assertEqual((await response.json())["error"]["type"], "invalid_request_error")
-        self.assertEqual(running.app.router.running(), [])
 
 
 class ResolutionTests(TestCase):
@@ -521,12 +513,14 @@ peers:
 
 
 class FakeLease:
-    def __init__(self, proxy: str) -> None:
-        self.supervisor = type("S", (), {"spec": type("Spec", (), {"proxy": proxy})()})()
+    def __init__(self, model: str, url: str) -> None:
+        self.model = model
+        self.url = url
         self.released = 0
 
-    def release(self) -> None:
+    def release(self) -> bool:
         self.released += 1
+        return self.released == 1
 
 
 class FakeRouter:
@@ -538,8 +532,12 @@ class FakeRouter:
         real = self.config.realModelName(name)
         return (real, None) if real is not None else None
 
+    def stateOf(self, model: str) -> State | None:
+        return State.READY if model in self.config.models else None
+
     def acquire(self, name: str) -> Deferred[Any]:
-        lease = FakeLease(self.config.models[self.config.realModelName(name)].proxy)
+        model = self.config.models[self.config.realModelName(name)]
+        lease = FakeLease(model.id, model.proxy)
         self.leases.append(lease)
         return succeed(lease)
 
@@ -556,15 +554,30 @@ class FakeForwarder:
         return d
 
 
-class FakeApp:
+class Parts:
+    """
+    The collaborators of a L{ModelRoute}: a router granting at once and a
+    recording forwarder.
+    """
+
     def __init__(self, text: str) -> None:
-        self.config = loadConfigText(text, "t.yaml", environ={}).config
-        self.supervisors: dict[str, Any] = {}
-        self.router = FakeRouter(self.config)
+        self.config = Holder(loadConfigText(text, "t.yaml", environ={}).config)
+        self.router = FakeRouter(self.config.value)
         self.forwarder = FakeForwarder()
-        self.upstreamAgent = None
-        self.reactor = Clock()
-        self.maxBodyBytes = 1 << 20
+        self.clock = Clock()
+        self.tracker = Tracker(self.clock)
+
+    def handler(self) -> ModelRoute:
+        return ModelRoute(
+            config=self.config,
+            activeProfile=Holder(None),
+            router=self.router,
+            forwarder=self.forwarder,  # type: ignore[arg-type]
+            peers=PeerRouter(self.config.value, None, self.clock),  # type: ignore[arg-type]
+            tracker=self.tracker,
+            clock=self.clock,
+            maxBodyBytes=1 << 20,
+        )
 
 
 def postJSON(handler: ModelRoute, body: dict[str, Any], uri: bytes = b"/v1/chat/completions") -> Request:
@@ -602,8 +615,8 @@ class HandlerTests(SynchronousTestCase):
         response-header timeouts; the lease is released when the relay
         ends.
         """
-        app = FakeApp(APP)
-        handler = ModelRoute(app)  # type: ignore[arg-type]
+        app = Parts(APP)
+        handler = app.handler()
         postJSON(handler, {"model": "a"})
         (args, kwargs), = app.forwarder.calls
         self.assertEqual(args[1:], ("http://127.0.0.1:9", b"/v1/chat/completions", None))
@@ -619,8 +632,8 @@ class HandlerTests(SynchronousTestCase):
         A peer gets its default 60 s response-header timeout, its key, its
         own host, and no C{X-Forwarded-*}; its relay is counted in flight.
         """
-        app = FakeApp(APP)
-        handler = ModelRoute(app)  # type: ignore[arg-type]
+        app = Parts(APP)
+        handler = app.handler()
         handler.peers.forwarder = FakeForwarder()  # type: ignore[assignment]
         postJSON(handler, {"model": "p/m"})
         (args, kwargs), = handler.peers.forwarder.calls  # type: ignore[attr-defined]
@@ -641,8 +654,8 @@ class HandlerTests(SynchronousTestCase):
         answered is a 500 saying the peer proxy is shutting down; later
         peer requests get the same at once.
         """
-        app = FakeApp(APP)
-        handler = ModelRoute(app)  # type: ignore[arg-type]
+        app = Parts(APP)
+        handler = app.handler()
         handler.peers.forwarder = FakeForwarder()  # type: ignore[assignment]
         request = postJSON(handler, {"model": "p/m"})
         transport = request.channel.transport
@@ -657,8 +670,8 @@ class HandlerTests(SynchronousTestCase):
         """
         A spillover reservation lasts until the relay ends.
         """
-        app = FakeApp(APP)
-        handler = ModelRoute(app)  # type: ignore[arg-type]
+        app = Parts(APP)
+        handler = app.handler()
         postJSON(handler, {"model": "s"})
         self.assertEqual(handler.selectors.reservations("s"), {"a": 1})
         app.forwarder.results[0].callback(None)
@@ -666,24 +679,16 @@ class HandlerTests(SynchronousTestCase):
 
     def test_tracker(self) -> None:
         """
-        An C{app.tracker} supplies the relay's taps from the decided
-        L{Upstream}.
+        The request's track, passed along the request path, is the relay's
+        tap; it records the model the lease names and the selector.
         """
-        app = FakeApp(APP)
-        seen: list[Upstream] = []
-        tap = object()
-
-        class Tracker:
-            def tapsFor(self, request: Request, upstream: Upstream) -> list[object]:
-                seen.append(upstream)
-                return [tap]
-
-        app.tracker = Tracker()  # type: ignore[attr-defined]
-        postJSON(ModelRoute(app), {"model": "s"}, b"/v/chat/completions")  # type: ignore[arg-type]
+        app = Parts(APP)
+        postJSON(app.handler(), {"model": "s"}, b"/v/chat/completions")
         (args, kwargs), = app.forwarder.calls
-        self.assertEqual(kwargs["taps"], [tap])
-        self.assertEqual((seen[0].requested, seen[0].selector, seen[0].path),
-                         ("a", "s", b"/chat/completions"))
+        self.assertEqual(args[2], b"/chat/completions")
+        [track] = app.tracker.inflight.values()
+        self.assertEqual(kwargs["taps"], [track])
+        self.assertEqual((track.model, track.metadata["selector"]), ("a", "s"))
 
 
 class UpstreamPathTests(SynchronousTestCase):

@@ -287,7 +287,7 @@ class PassthroughTests(TestCase):
             self, config("profiles:\n  p:\n    pins:\n      public: m1\n")
         )
         self.assertEqual((await fetch(app, b"GET", b"/upstream/public/x")).code, 404)
-        app.app.activeProfile = "p"
+        app.app.activeProfile.set("p")
         echo = (await fetch(app, b"GET", b"/upstream/public/custom%2Fx")).json()
         self.assertEqual((echo["model"], echo["path"]), ("m1", "/custom%2Fx"))
 
