@@ -127,10 +127,14 @@ def buildResource(parts: WebParts) -> Mux:
     return mux
 
 
-def buildSite(parts: WebParts) -> Site:
+def buildSite(parts: WebParts, **siteArgs: Any) -> Site:
     """
     The site serving C{parts}.  Form bodies are not parsed by twisted.web:
     they are relayed untouched (and a multipart upload would otherwise be
     read into memory once more).
+
+    @param siteArgs: more arguments for L{Site} (tests pass a C{reactor}).
     """
-    return logs.AccessLogSite(buildResource(parts), parts.clock, parsePOSTFormSubmission=False)
+    return logs.AccessLogSite(
+        buildResource(parts), parts.clock, parsePOSTFormSubmission=False, **siteArgs
+    )

@@ -1,14 +1,17 @@
 """
 The whole resource tree of llamaswap, served in memory: handler tests send
 requests with L{treq.testing.StubTreq} (no socket, no process, no real
-time) to the very resource the app serves, built by
-L{llamaswap.web.site.buildResource} from in-memory collaborators:
+time) to the very site the app serves, built by
+L{llamaswap.web.site.buildSite} from in-memory collaborators:
 
  - a real L{Router} over L{FakeUpstream} supervisors that start, become
    ready and stop when the test says so;
  - a real L{Forwarder} (and L{PeerRouter}) over a L{ProtocolAgent}, whose
    upstream exchanges the test answers with raw HTTP bytes;
  - a real L{Tracker} and the real observability service on a L{Clock}.
+
+The client is L{StubTreq}, talking to the same L{Site} the app serves
+(L{buildSite}) over in-memory connections.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from llamaswap.routing.router import Router
 from llamaswap.upstream.lifecycle import State
 from llamaswap.upstream.registry import Upstreams
 from llamaswap.web.forward import Forwarder
-from llamaswap.web.site import WebParts, buildResource
+from llamaswap.web.site import WebParts, buildSite
 from llamaswap.web.tunnel import Tunneler
 
 from ..routing.test_router import FakeSupervisor
@@ -124,8 +127,13 @@ class InMemoryLlamaSwap:
         )
         fields.update(parts)
         self.parts = WebParts(**fields)
-        self.resource = buildResource(self.parts)
+        self.site = buildSite(self.parts, reactor=self.clock)
+        self.resource = self.site.resource
         self.client = StubTreq(self.resource)
+        # StubTreq serves the resource from a plain Site of its own; serve
+        # it from llamaswap's (form bodies unparsed, the access log) instead.
+        # treq offers no public way to pass a Site.
+        self.client._agent._serverFactory = self.site
 
     # -- requests ---------------------------------------------------------------
 
@@ -161,6 +169,27 @@ class InMemoryLlamaSwap:
     def flush(self) -> None:
         self.client.flush()
 
+    def roundTrip(
+        self, method: str, path: str, reply: bytes = b'{"ok":true}', **kw: Any
+    ) -> tuple[Answer, UpstreamExchange | None]:
+        """
+        Send a request, let every model it starts become ready, answer
+        what reaches an upstream with C{reply}.
+
+        @return: the client's answer and the upstream exchange (L{None}
+            when nothing was relayed).
+        """
+        before = len(self.upstream.exchanges), len(self.peerAgent.exchanges)
+        pending = self.request(method, path, **kw)
+        self.flush()
+        self.settle()
+        exchange = None
+        if len(self.upstream.exchanges) > before[0]:
+            exchange = self.respond(reply)
+        elif len(self.peerAgent.exchanges) > before[1]:
+            exchange = self.respond(reply, peer=True)
+        return self.answer(pending), exchange
+
     # -- upstreams ----------------------------------------------------------------
 
     def ready(self, *models: str) -> None:
@@ -174,6 +203,20 @@ class InMemoryLlamaSwap:
                     supervisor.setState(State.STARTING)
                 supervisor.becomeReady()
         self.flush()
+
+    def settle(self) -> None:
+        """
+        Let every stop and start in progress complete (stops first, as a
+        swap needs).
+        """
+        for state, complete in [
+            (State.STOPPING, FakeUpstream.becomeStopped),
+            (State.STARTING, FakeUpstream.becomeReady),
+        ]:
+            for supervisor in list(self.supervisors.values()):
+                if supervisor.state is state:
+                    complete(supervisor)
+                    self.flush()
 
     def exchange(self, index: int = -1, peer: bool = False) -> UpstreamExchange:
         """

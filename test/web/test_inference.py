@@ -37,6 +37,8 @@ from llamaswap.web.inference import (
 
 from ..harness import Running, demoMacros, startLlamaSwap
 from ..util import freePort, poll
+from .helpers import UpstreamExchange
+from .inmemory import InMemoryLlamaSwap
 from .test_multipart import BOUNDARY, encodeForm
 
 MULTIPART_ROUTES = ("/v1/audio/transcriptions", "/v1/images/edits")
@@ -134,162 +136,216 @@ class DemoPeer:
         return self.upstream.requests[-1]
 
 
-class RoutesTests(TestCase):
+def sentJSON(exchange: UpstreamExchange | None) -> Any:
+    assert exchange is not None
+    return json.loads(exchange.sentBody())
+
+
+def sentHeader(exchange: UpstreamExchange | None, name: str) -> list[str]:
+    assert exchange is not None
+    return [v.decode() for v in exchange.sentHeaders().getRawHeaders(name.encode(), [])]
+
+
+def pathOf(exchange: UpstreamExchange | None) -> str:
+    """
+    The path and query an upstream was asked for.
+    """
+    assert exchange is not None
+    uri = exchange.uri.decode()
+    return uri[uri.index("/", len("http://")) :]
+
+
+LOCAL = """
+models:
+  a:
+    cmd: x
+    proxy: http://127.0.0.1:9001
+"""
+
+
+class RoutesTests(SynchronousTestCase):
     """
     Every model-routed route reaches the model's upstream at the right path
-    with the client's bytes.
+    with the client's bytes (in memory: no process, no socket).
     """
 
-    timeout = 60
-
-    async def test_jsonRoutes(self) -> None:
+    def test_jsonRoutes(self) -> None:
         """
         Each JSON route relays the body untouched (same bytes) to the same
         path, or with C{/v} or C{/audioapi} removed, and the client gets
         the upstream's answer.
         """
-        running = await startLlamaSwap(self, config("models:\n  a:\n    cmd: ${demo}\n"))
+        app = InMemoryLlamaSwap(self, LOCAL)
         raw = json.dumps(JSON_BODY, indent=1).encode()
         for path in BODY_ROUTES + VERSIONLESS_ROUTES:
             if path in MULTIPART_ROUTES:
                 continue
-            response = await running.post(
-                path + "?x=1", data=raw, headers={"Content-Type": "application/json"}
+            answer, exchange = app.roundTrip(
+                "POST", path + "?x=1", data=raw, headers={"Content-Type": "application/json"},
+                reply=b'{"from":"a"}',
             )
-            text = await response.text()
-            self.assertEqual(response.code, 200, (path, text))
-            self.assertEqual(response.headers.getRawHeaders("x-demo-model"), ["demo"], path)
-            entry = await lastReceived(running, "a")
+            self.assertEqual((answer.code, answer.json()), (200, {"from": "a"}), path)
             expected = path[2:] if path.startswith("/v/") else path
             expected = expected.removeprefix("/audioapi")
-            self.assertEqual(entry["path"], expected + "?x=1")
-            self.assertEqual(entry["body_sha256"], sha(raw), path)
+            self.assertEqual(pathOf(exchange), expected + "?x=1")
+            assert exchange is not None
+            self.assertEqual(exchange.sentBody(), raw, path)
 
-    async def test_queryRoutes(self) -> None:
+    def test_queryRoutes(self) -> None:
         """
         The GET routes take the model from the query and relay path and
         query as they are.
         """
-        running = await startLlamaSwap(self, config("models:\n  a:\n    cmd: ${demo}\n"))
+        app = InMemoryLlamaSwap(self, LOCAL)
         for path in QUERY_ROUTES:
-            response = await running.get(path + "?b=2&model=a&c=%2F")
-            body = await response.json()
-            self.assertEqual(response.code, 200, body)
-            self.assertEqual(body["path"], path)
-            self.assertEqual(body["query"], "b=2&model=a&c=%2F")
-            self.assertEqual(body["method"], "GET")
-        response = await running.get("/props")
-        self.assertEqual(response.code, 404)
-        self.assertIn("no model id could be identified", await response.text())
+            answer, exchange = app.roundTrip("GET", path + "?b=2&model=a&c=%2F")
+            self.assertEqual(answer.code, 200, path)
+            self.assertEqual(pathOf(exchange), path + "?b=2&model=a&c=%2F")
+            assert exchange is not None
+            self.assertEqual(exchange.method, b"GET")
+        answer, exchange = app.roundTrip("GET", "/props")
+        self.assertEqual((answer.code, exchange), (404, None))
+        self.assertIn("no model id could be identified", answer.body.decode())
 
-    async def test_multipartRoutes(self) -> None:
+    def test_multipartRoutes(self) -> None:
         """
         Multipart uploads are routed by their C{model} field wherever it is
         in the form and arrive byte-identical, content type and all; with
         C{useModelName} only the model field's content differs.
         """
-        running = await startLlamaSwap(self, config("""
-models:
-  a:
-    cmd: ${demo}
+        app = InMemoryLlamaSwap(self, LOCAL + """
   b:
-    cmd: ${demo}
+    cmd: x
+    proxy: http://127.0.0.1:9002
     useModelName: served-b
-"""))
+""")
         audio = bytes(range(256)) * 2000
         for path in MULTIPART_ROUTES:
             body = encodeForm([("file", "x.wav", audio), ("model", None, b"a"),
                                ("language", None, b"en")])
-            response = await running.post(
-                path, data=body, headers={"Content-Type": MULTIPART_TYPE}
+            answer, exchange = app.roundTrip(
+                "POST", path, data=body, headers={"Content-Type": MULTIPART_TYPE}
             )
-            echo = await response.json()
-            self.assertEqual(response.code, 200, path)
-            self.assertEqual(echo["path"], path)
-            self.assertEqual(echo["body_sha256"], sha(body))
-            self.assertEqual(header(echo, "content-type"), [MULTIPART_TYPE])
+            assert exchange is not None
+            self.assertEqual(answer.code, 200, path)
+            self.assertEqual(pathOf(exchange), path)
+            self.assertEqual(sha(exchange.sentBody()), sha(body))
+            self.assertEqual(sentHeader(exchange, "content-type"), [MULTIPART_TYPE])
 
             body = encodeForm([("file", "x.wav", audio), ("model", None, b"b")])
-            response = await running.post(
-                path, data=body, headers={"Content-Type": MULTIPART_TYPE}
+            answer, exchange = app.roundTrip(
+                "POST", path, data=body, headers={"Content-Type": MULTIPART_TYPE}
             )
-            echo = await response.json()
-            self.assertEqual(response.code, 200, path)
+            assert exchange is not None
+            self.assertEqual(answer.code, 200, path)
             expected = encodeForm([("file", "x.wav", audio), ("model", None, b"served-b")])
-            self.assertEqual(echo["body_sha256"], sha(expected))
-            self.assertEqual(echo["body_length"], len(expected))
-            self.assertEqual(echo["model"], "demo")
-            self.assertEqual((await lastReceived(running, "b"))["path"], path)
+            self.assertTrue(exchange.uri.startswith(b"http://127.0.0.1:9002/"))
+            self.assertEqual(sha(exchange.sentBody()), sha(expected))
+            self.assertEqual(sentHeader(exchange, "content-length"), [str(len(expected))])
 
-    async def test_multipartQueryModel(self) -> None:
+    def test_multipartQueryModel(self) -> None:
         """
         A form without a C{model} field is routed by the query; a malformed
         form names no model.
         """
-        running = await startLlamaSwap(self, config("models:\n  a:\n    cmd: ${demo}\n"))
+        app = InMemoryLlamaSwap(self, LOCAL)
         body = encodeForm([("file", "x.png", b"PNG")])
-        response = await running.post(
-            "/v1/images/edits?model=a", data=body, headers={"Content-Type": MULTIPART_TYPE}
+        answer, exchange = app.roundTrip(
+            "POST", "/v1/images/edits?model=a", data=body, headers={"Content-Type": MULTIPART_TYPE}
         )
-        echo = await response.json()
-        self.assertEqual(response.code, 200)
-        self.assertEqual((echo["query"], echo["body_sha256"]), ("model=a", sha(body)))
-        response = await running.post(
-            "/v1/images/edits?model=a", data=b"junk", headers={"Content-Type": MULTIPART_TYPE}
+        assert exchange is not None
+        self.assertEqual(answer.code, 200)
+        self.assertEqual((pathOf(exchange), exchange.sentBody()), ("/v1/images/edits?model=a", body))
+        answer, exchange = app.roundTrip(
+            "POST", "/v1/images/edits?model=a", data=b"junk", headers={"Content-Type": MULTIPART_TYPE}
         )
-        self.assertEqual(response.code, 404)
-        self.assertIn("no model id could be identified", await response.text())
+        self.assertEqual((answer.code, exchange), (404, None), answer.body)
+        self.assertIn("no model id could be identified", answer.body.decode())
 
-    async def test_urlencoded(self) -> None:
+    def test_urlencoded(self) -> None:
         """
         An urlencoded body is routed by its C{model} field and relayed as
         it is; a JSON body without a JSON content type names no model.
         """
-        running = await startLlamaSwap(self, config("models:\n  a:\n    cmd: ${demo}\n"))
-        response = await running.post("/v1/audio/speech", data={"model": "a", "input": "hi"})
-        echo = await response.json()
-        self.assertEqual(response.code, 200)
-        self.assertEqual(echo["body"], "model=a&input=hi")
-        response = await running.post("/v1/chat/completions", data=json.dumps(JSON_BODY).encode())
-        self.assertEqual(response.code, 404)
-        self.assertEqual((await response.json())["error"]["message"],
-                         "no model id could be identified")
+        app = InMemoryLlamaSwap(self, LOCAL)
+        answer, exchange = app.roundTrip("POST", "/v1/audio/speech", data={"model": "a", "input": "hi"})
+        assert exchange is not None
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(exchange.sentBody(), b"model=a&input=hi")
+        answer, exchange = app.roundTrip(
+            "POST", "/v1/chat/completions", data=json.dumps(JSON_BODY).encode()
+        )
+        self.assertEqual((answer.code, exchange), (404, None))
+        self.assertEqual(answer.json()["error"]["message"], "no model id could be identified")
 
-    async def test_headers(self) -> None:
+    def test_headers(self) -> None:
         """
         A local upstream gets the client's C{Host} and C{Authorization} and
         the client's address appended to C{X-Forwarded-For}.
         """
-        running = await startLlamaSwap(self, config("models:\n  a:\n    cmd: ${demo}\n"))
-        response = await running.post(
+        app = InMemoryLlamaSwap(self, LOCAL)
+        answer, exchange = app.roundTrip(
+            "POST",
             "/v1/chat/completions",
             json=JSON_BODY,
             headers={"Authorization": "Bearer client", "X-Forwarded-For": "10.0.0.1"},
         )
-        self.assertEqual(response.code, 200)
-        entry = await lastReceived(running, "a")
-        self.assertEqual(header(entry, "host"), [running.url.removeprefix("http://")])
-        self.assertEqual(header(entry, "authorization"), ["Bearer client"])
-        self.assertEqual(header(entry, "x-forwarded-for"), ["10.0.0.1, 127.0.0.1"])
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(sentHeader(exchange, "host"), ["llamaswap.test"])
+        self.assertEqual(sentHeader(exchange, "authorization"), ["Bearer client"])
+        self.assertEqual(sentHeader(exchange, "x-forwarded-for"), ["10.0.0.1, 127.0.0.1"])
+
+    def test_tooLarge(self) -> None:
+        """
+        A body over the limit is a 413 before any model starts.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL, maxBodyBytes=100)
+        answer, exchange = app.roundTrip(
+            "POST", "/v1/embeddings", json={"model": "a", "input": "x" * 200}
+        )
+        self.assertEqual((answer.code, exchange), (413, None))
+        self.assertEqual(answer.json()["error"]["type"], "invalid_request_error")
+        self.assertEqual(app.router.running(), [])
+
+    def test_clientLeavesWhileStarting(self) -> None:
+        """
+        A client that leaves while its model starts withdraws its request:
+        nothing is relayed and the request leaves the in-flight list.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL)
+        pending = app.chat("a")
+        app.flush()
+        self.assertEqual(len(app.tracker.inflight), 1)
+        pending.cancel()
+        self.failureResultOf(pending)
+        app.flush()
+        app.ready("a")
+        self.assertEqual(app.upstream.exchanges, [])
+        self.assertEqual(len(app.tracker.inflight), 0)
+        self.assertEqual(app.supervisors["a"].finished, app.supervisors["a"].started)
 
 
-class ResolutionTests(TestCase):
+class ResolutionTests(SynchronousTestCase):
     """
     Names are resolved and rewritten as llama-swap does before relaying.
     """
 
-    timeout = 60
+    def chat(self, app: InMemoryLlamaSwap, model: str, **extra: Any) -> tuple[Any, Any]:
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
+        answer, exchange = app.roundTrip("POST", "/v1/chat/completions", json=body)
+        return answer, exchange
 
-    async def test_aliasesAndFilters(self) -> None:
+    def test_aliasesAndFilters(self) -> None:
         """
         Aliases and C{setParamsByID} keys reach their model; the upstream
         sees C{useModelName}, the stripped and set parameters, and the
         parameters of the requested name.
         """
-        running = await startLlamaSwap(self, config("""
+        app = InMemoryLlamaSwap(self, """
 models:
   a:
-    cmd: ${demo}
+    cmd: x
+    proxy: http://127.0.0.1:9001
     aliases: [first]
     useModelName: served-a
     filters:
@@ -297,108 +353,106 @@ models:
       setParams: {max_tokens: 3, nested.k: true}
       setParamsByID:
         "a:hot": {temperature: 1.5}
-"""))
+""")
         for name, extra in [("first", {}), ("a:hot", {"temperature": 1.5})]:
-            status, body = await running.chat(name, temperature=0.1, top_p=0.5)
-            self.assertEqual(status, 200, body)
-            self.assertEqual(body["demo"]["requested_model"], "served-a")
-            sent = (await lastReceived(running, "a"))["json"]
+            answer, exchange = self.chat(app, name, temperature=0.1, top_p=0.5)
+            self.assertEqual(answer.code, 200)
             self.assertEqual(
-                sent,
+                sentJSON(exchange),
                 {"model": "served-a", "messages": [{"role": "user", "content": "hi"}],
                  "max_tokens": 3, "nested": {"k": True}, **extra},
             )
 
-    async def test_legacyProfile(self) -> None:
+    def test_legacyProfile(self) -> None:
         """
         A v1 C{profile/model} name (or C{profile:model}) reaches the member,
         which is sent its bare name.
         """
-        running = await startLlamaSwap(self, config("""
-models:
-  a:
-    cmd: ${demo}
+        app = InMemoryLlamaSwap(self, LOCAL + """
     aliases: [alpha]
 profiles:
   duo: [a]
-"""))
+""")
         for name, bare in [("duo/a", "a"), ("duo:alpha", "alpha")]:
-            status, body = await running.chat(name)
-            self.assertEqual(status, 200, body)
-            self.assertEqual(body["demo"]["requested_model"], bare)
+            answer, exchange = self.chat(app, name)
+            self.assertEqual(answer.code, 200)
+            self.assertEqual(sentJSON(exchange)["model"], bare)
 
-    async def test_profilePins(self) -> None:
+    def test_profilePins(self) -> None:
         """
         With a runtime profile active its pins rewrite the model wherever
         the client put it (JSON, query, form); an empty pin disables the
         name; a pin may name a selector; without an active profile the
         names are unknown.
         """
-        running = await startLlamaSwap(self, config("""
-models:
-  a:
-    cmd: ${demo}
+        app = InMemoryLlamaSwap(self, LOCAL + """
 profiles:
   public:
     pins: {pub: a, off: "", sel: choose}
 selectors:
   choose: {strategy: pin, targets: [a]}
-"""))
-        status, body = await running.chat("pub")
-        self.assertEqual((status, body["error"]["message"]), (404, "no router for requested model"))
-        response = await running.request("PUT", "/api/profiles/active", json={"name": "public"})
-        self.assertEqual(response.code, 200, await response.text())
+""")
+        answer, _ = self.chat(app, "pub")
+        self.assertEqual((answer.code, answer.json()["error"]["message"]),
+                         (404, "no router for requested model"))
+        answer = app.send("PUT", "/api/profiles/active", json={"name": "public"})
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(app.activeProfile.value, "public")
         for name in ["pub", "sel"]:
-            status, body = await running.chat(name)
-            self.assertEqual(status, 200, body)
-            self.assertEqual(body["demo"]["requested_model"], "a")
-        response = await running.get("/props?x=1&model=pub")
-        echo = await response.json()
-        self.assertEqual(echo["query"], "x=1&model=a")
-        response = await running.post("/v1/audio/speech", data={"model": "pub", "input": "hi"})
-        self.assertEqual((await response.json())["body"], "model=a&input=hi")
-        response = await running.post(
+            answer, exchange = self.chat(app, name)
+            self.assertEqual(answer.code, 200)
+            self.assertEqual(sentJSON(exchange)["model"], "a")
+        _, exchange = app.roundTrip("GET", "/props?x=1&model=pub")
+        self.assertEqual(pathOf(exchange), "/props?x=1&model=a")
+        _, exchange = app.roundTrip("POST", "/v1/audio/speech", data={"model": "pub", "input": "hi"})
+        assert exchange is not None
+        self.assertEqual(exchange.sentBody(), b"model=a&input=hi")
+        _, exchange = app.roundTrip(
+            "POST",
             "/v1/audio/transcriptions",
             data=encodeForm([("model", None, b"pub"), ("file", "f.wav", b"x")]),
             headers={"Content-Type": MULTIPART_TYPE},
         )
+        assert exchange is not None
         self.assertEqual(
-            (await response.json())["body_sha256"],
-            sha(encodeForm([("model", None, b"a"), ("file", "f.wav", b"x")])),
+            exchange.sentBody(), encodeForm([("model", None, b"a"), ("file", "f.wav", b"x")])
         )
-        status, body = await running.chat("off")
-        self.assertEqual((status, body["error"]["message"]), (404, "no model id could be identified"))
+        answer, _ = self.chat(app, "off")
+        self.assertEqual((answer.code, answer.json()["error"]["message"]),
+                         (404, "no model id could be identified"))
 
-    async def test_selectors(self) -> None:
+    def test_selectors(self) -> None:
         """
         A selector's choice is what the upstream is asked for: C{pin} its
         first target, C{warm} the running one.
         """
-        running = await startLlamaSwap(self, config("""
-models:
-  a:
-    cmd: ${demo} --model a
+        app = InMemoryLlamaSwap(self, LOCAL + """
   b:
-    cmd: ${demo} --model b
+    cmd: x
+    proxy: http://127.0.0.1:9002
     aliases: [bee]
 selectors:
   first: {strategy: pin, targets: [bee, a]}
   warm: {strategy: warm, targets: [a, b]}
-"""))
-        status, body = await running.chat("first")
-        self.assertEqual(status, 200, body)
-        self.assertEqual((body["demo"]["served_model"], body["demo"]["requested_model"]), ("b", "bee"))
-        status, body = await running.chat("warm")
-        self.assertEqual((body["demo"]["served_model"], body["demo"]["requested_model"]), ("b", "b"))
+""")
+        answer, exchange = self.chat(app, "first")
+        assert exchange is not None
+        self.assertEqual(answer.code, 200)
+        self.assertTrue(exchange.uri.startswith(b"http://127.0.0.1:9002/"))
+        self.assertEqual(sentJSON(exchange)["model"], "bee")
+        answer, exchange = self.chat(app, "warm")
+        assert exchange is not None
+        self.assertTrue(exchange.uri.startswith(b"http://127.0.0.1:9002/"))
+        self.assertEqual(sentJSON(exchange)["model"], "b")
 
-    async def test_unknown(self) -> None:
+    def test_unknown(self) -> None:
         """
         A name neither local nor a peer's is a 404 envelope.
         """
-        running = await startLlamaSwap(self, config("models:\n  a:\n    cmd: ${demo}\n"))
-        status, body = await running.chat("nope")
-        self.assertEqual(status, 404)
-        self.assertEqual(body["error"],
+        app = InMemoryLlamaSwap(self, LOCAL)
+        answer, exchange = self.chat(app, "nope")
+        self.assertEqual((answer.code, exchange), (404, None))
+        self.assertEqual(answer.json()["error"],
                          {"message": "no router for requested model", "type": "invalid_request_error",
                           "param": None, "code": "not_found"})
 
