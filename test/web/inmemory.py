@@ -76,7 +76,7 @@ class Answer:
 
     def header(self, name: str) -> str | None:
         values = self.headers.getRawHeaders(name)
-        return values[0].decode("latin-1") if values else None
+        return values[0] if values else None
 
 
 class InMemoryLlamaSwap:

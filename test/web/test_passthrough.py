@@ -28,6 +28,8 @@ from llamaswap.web.passthrough import (
 
 from ..harness import Running, demoMacros, startLlamaSwap
 from ..util import freePort
+from .helpers import UpstreamExchange
+from .inmemory import InMemoryLlamaSwap
 from .test_tunnel import (
     CLOSE,
     TEXT,
@@ -191,105 +193,158 @@ def config(extra: str = "") -> str:
     return demoMacros() + ports() + MODELS + extra
 
 
+LOCAL_MODELS = """
+models:
+  m1:
+    cmd: x
+    proxy: http://127.0.0.1:9001
+    aliases: [first]
+  author:
+    cmd: x
+    proxy: http://127.0.0.1:9002
+  author/model:
+    cmd: x
+    proxy: http://127.0.0.1:9003
+"""
+
+PORTS = {"m1": 9001, "author": 9002, "author/model": 9003}
+
+
+def reached(exchange: UpstreamExchange | None) -> tuple[str, str]:
+    """
+    Which model's server an exchange went to, and the path and query it
+    asked for (as sent, still escaped).
+    """
+    assert exchange is not None
+    uri = exchange.uri.decode()
+    port = int(uri.split(":")[2].split("/")[0])
+    model = {p: m for m, p in PORTS.items()}[port]
+    return model, uri[uri.index("/", len("http://")) :]
+
+
+class InMemoryPassthroughTests(SynchronousTestCase):
+    """
+    C{/upstream} over the app's site in memory.
+    """
+
+    def test_resolution(self) -> None:
+        """
+        The longest name wins, escaped slashes in names count, aliases
+        work, and the rest reaches the upstream escaped as sent, with the
+        query.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_MODELS)
+        answer, exchange = app.roundTrip("GET", "/upstream/author/model/v1/x%2Fy?q=%2F&r=a+b")
+        self.assertEqual(answer.code, 200, answer.body)
+        self.assertEqual(reached(exchange), ("author/model", "/v1/x%2Fy?q=%2F&r=a+b"))
+        answer, exchange = app.roundTrip("POST", "/upstream/author%2Fmodel/api/x%2Fy", data=b"{}")
+        assert exchange is not None
+        self.assertEqual((reached(exchange), exchange.method), (("author/model", "/api/x%2Fy"), b"POST"))
+        _, exchange = app.roundTrip("GET", "/upstream/author/v1/chat")
+        self.assertEqual(reached(exchange), ("author", "/v1/chat"))
+        _, exchange = app.roundTrip("GET", "/upstream/first/a%20b/%252F/%E2%9C%93%2F")
+        self.assertEqual(reached(exchange), ("m1", "/a%20b/%252F/%E2%9C%93%2F"))
+        _, exchange = app.roundTrip("GET", "/upstream/m1/")
+        self.assertEqual(reached(exchange), ("m1", "/"))
+
+    def test_redirectsAndUnknown(self) -> None:
+        """
+        A model path without its slash is redirected (301 for GET and
+        HEAD, 308 otherwise, query kept), C{GET /upstream} goes to the UI,
+        unknown names are 404; none of it starts a model.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_MODELS)
+        for method, code in [("GET", 301), ("HEAD", 301), ("POST", 308), ("DELETE", 308)]:
+            answer = app.send(method, "/upstream/m1?x=1", allow_redirects=False)
+            self.assertEqual(answer.code, code, method)
+            self.assertEqual(answer.header("location"), "/upstream/m1/?x=1")
+        answer = app.send("GET", "/upstream/author%2Fmodel", allow_redirects=False)
+        self.assertEqual((answer.code, answer.header("location")), (301, "/upstream/author/model/"))
+        answer = app.send("GET", "/upstream", allow_redirects=False)
+        self.assertEqual((answer.code, answer.header("location")), (302, "/ui/models"))
+        for target in ["/upstream/nope/v1", "/upstream/"]:
+            answer = app.send("GET", target)
+            self.assertEqual(answer.code, 404, target)
+            self.assertEqual(answer.json()["error"]["message"], "model not found")
+        answer = app.send("GET", "/comfyui/")
+        self.assertEqual(answer.code, 404)
+        self.assertEqual(answer.json()["error"]["message"], "local model comfyui_auto not found")
+        self.assertEqual(app.router.running(), [])
+        self.assertEqual(app.upstream.exchanges, [])
+
+    def test_ignorePaths(self) -> None:
+        """
+        An ignored path (static assets by default) does not start a model:
+        409 while it is not ready.  Any other path starts it, and then the
+        ignored path is relayed too.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_MODELS)
+        answer, exchange = app.roundTrip("GET", "/upstream/m1/assets/app.js")
+        self.assertEqual((answer.code, exchange), (409, None))
+        self.assertEqual(
+            answer.json()["error"]["message"],
+            "model m1 is not loaded; path matches upstream.ignorePaths",
+        )
+        self.assertEqual(app.router.running(), [])
+        answer, exchange = app.roundTrip("GET", "/upstream/m1/?_=123")
+        self.assertEqual(answer.code, 200)
+        self.assertEqual([m for m, _ in app.router.running()], ["m1"])
+        _, exchange = app.roundTrip("GET", "/upstream/m1/assets/app.js")
+        self.assertEqual(reached(exchange), ("m1", "/assets/app.js"))
+
+    def test_auth(self) -> None:
+        """
+        With API keys the passthrough needs one (and the upstream sees the
+        client's credentials); C{GET /upstream} does not.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_MODELS + "apiKeys: [sekrit]\n")
+        self.assertEqual(app.send("GET", "/upstream", allow_redirects=False).code, 302)
+        self.assertEqual(app.send("GET", "/upstream/m1/x").code, 401)
+        self.assertEqual(app.send("GET", "/comfyui/").code, 401)
+        answer, exchange = app.roundTrip(
+            "GET", "/upstream/m1/x", headers={"authorization": "Bearer sekrit"}
+        )
+        assert exchange is not None
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(
+            exchange.sentHeaders().getRawHeaders(b"authorization"), [b"Bearer sekrit"]
+        )
+
+    def test_profilePin(self) -> None:
+        """
+        The active profile's pins rewrite the model part of the path.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_MODELS + "profiles:\n  p:\n    pins:\n      public: m1\n")
+        self.assertEqual(app.send("GET", "/upstream/public/x").code, 404)
+        app.activeProfile.set("p")
+        _, exchange = app.roundTrip("GET", "/upstream/public/custom%2Fx")
+        self.assertEqual(reached(exchange), ("m1", "/custom%2Fx"))
+
+    def test_tracked(self) -> None:
+        """
+        A passthrough request is tracked while in flight, recorded under
+        its model with the path after it, and its lease is released when
+        the relay ends.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_MODELS)
+        pending = app.request("GET", "/upstream/m1/v1/x?y=1")
+        app.flush()
+        app.settle()
+        [track] = app.tracker.inflight.values()
+        self.assertEqual((track.model, track.path), ("m1", "/v1/x"))
+        self.assertEqual(app.supervisors["m1"].started, 1)
+        app.respond()
+        self.assertEqual(app.answer(pending).code, 200)
+        self.assertEqual(app.tracker.inflight, {})
+        self.assertEqual(app.supervisors["m1"].finished, 1)
+
+
 class PassthroughTests(TestCase):
     """
     C{/upstream} over real HTTP with demo upstreams.
     """
 
     timeout = 60
-
-    async def test_resolution(self) -> None:
-        """
-        The longest name wins, escaped slashes in names count, aliases
-        work, and the rest reaches the upstream escaped as sent, with the
-        query.
-        """
-        app = await startLlamaSwap(self, config())
-        answer = await fetch(app, b"GET", b"/upstream/author/model/v1/x%2Fy?q=%2F&r=a+b")
-        self.assertEqual(answer.code, 200, answer.body)
-        echo = answer.json()
-        self.assertEqual(
-            (echo["model"], echo["path"], echo["query"]), ("author-model", "/v1/x%2Fy", "q=%2F&r=a+b")
-        )
-        echo = (await fetch(app, b"POST", b"/upstream/author%2Fmodel/api/x%2Fy", body=b"{}")).json()
-        self.assertEqual((echo["model"], echo["path"], echo["method"]), ("author-model", "/api/x%2Fy", "POST"))
-        echo = (await fetch(app, b"GET", b"/upstream/author/v1/chat")).json()
-        self.assertEqual((echo["model"], echo["path"]), ("author", "/v1/chat"))
-        echo = (await fetch(app, b"GET", b"/upstream/first/a%20b/%252F/%E2%9C%93%2F")).json()
-        self.assertEqual((echo["model"], echo["path"]), ("m1", "/a%20b/%252F/%E2%9C%93%2F"))
-        echo = (await fetch(app, b"GET", b"/upstream/m1/")).json()
-        self.assertEqual(echo["path"], "/")
-
-    async def test_redirectsAndUnknown(self) -> None:
-        """
-        A model path without its slash is redirected (301 for GET and
-        HEAD, 308 otherwise, query kept), C{GET /upstream} goes to the UI,
-        unknown names are 404; none of it starts a model.
-        """
-        app = await startLlamaSwap(self, config())
-        for method, code in [(b"GET", 301), (b"HEAD", 301), (b"POST", 308), (b"DELETE", 308)]:
-            answer = await fetch(app, method, b"/upstream/m1?x=1")
-            self.assertEqual(answer.code, code, method)
-            self.assertEqual(answer.header(b"location"), b"/upstream/m1/?x=1")
-        answer = await fetch(app, b"GET", b"/upstream/author%2Fmodel")
-        self.assertEqual((answer.code, answer.header(b"location")), (301, b"/upstream/author/model/"))
-        answer = await fetch(app, b"GET", b"/upstream")
-        self.assertEqual((answer.code, answer.header(b"location")), (302, b"/ui/models"))
-        for target in [b"/upstream/nope/v1", b"/upstream/"]:
-            answer = await fetch(app, b"GET", target)
-            self.assertEqual(answer.code, 404, target)
-            self.assertEqual(answer.json()["error"]["message"], "model not found")
-        answer = await fetch(app, b"GET", b"/comfyui/")
-        self.assertEqual(answer.code, 404)
-        self.assertEqual(answer.json()["error"]["message"], "local model comfyui_auto not found")
-        self.assertEqual(running(app), [])
-
-    async def test_ignorePaths(self) -> None:
-        """
-        An ignored path (static assets by default) does not start a model:
-        409 while it is not ready.  Any other path starts it, and then the
-        ignored path is relayed too.
-        """
-        app = await startLlamaSwap(self, config())
-        answer = await fetch(app, b"GET", b"/upstream/m1/assets/app.js")
-        self.assertEqual(answer.code, 409)
-        self.assertEqual(
-            answer.json()["error"]["message"],
-            "model m1 is not loaded; path matches upstream.ignorePaths",
-        )
-        self.assertEqual(running(app), [])
-        answer = await fetch(app, b"GET", b"/upstream/m1/?_=123")
-        self.assertEqual(answer.code, 200)
-        self.assertEqual(running(app), ["m1"])
-        echo = (await fetch(app, b"GET", b"/upstream/m1/assets/app.js")).json()
-        self.assertEqual(echo["path"], "/assets/app.js")
-
-    async def test_auth(self) -> None:
-        """
-        With API keys the passthrough needs one (and the upstream sees the
-        client's credentials); C{GET /upstream} does not.
-        """
-        app = await startLlamaSwap(self, config("apiKeys: [sekrit]\n"))
-        self.assertEqual((await fetch(app, b"GET", b"/upstream")).code, 302)
-        self.assertEqual((await fetch(app, b"GET", b"/upstream/m1/x")).code, 401)
-        self.assertEqual((await fetch(app, b"GET", b"/comfyui/")).code, 401)
-        answer = await fetch(
-            app, b"GET", b"/upstream/m1/x", {b"authorization": [b"Bearer sekrit"]}
-        )
-        self.assertEqual(answer.code, 200)
-        self.assertIn(["Authorization", "Bearer sekrit"], answer.json()["headers"])
-
-    async def test_profilePin(self) -> None:
-        """
-        The active profile's pins rewrite the model part of the path.
-        """
-        app = await startLlamaSwap(
-            self, config("profiles:\n  p:\n    pins:\n      public: m1\n")
-        )
-        self.assertEqual((await fetch(app, b"GET", b"/upstream/public/x")).code, 404)
-        app.app.activeProfile.set("p")
-        echo = (await fetch(app, b"GET", b"/upstream/public/custom%2Fx")).json()
-        self.assertEqual((echo["model"], echo["path"]), ("m1", "/custom%2Fx"))
 
     async def test_peer(self) -> None:
         """
