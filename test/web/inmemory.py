@@ -204,6 +204,16 @@ class InMemoryLlamaSwap:
                 supervisor.becomeReady()
         self.flush()
 
+    def advance(self, seconds: float, step: float = 0.05) -> None:
+        """
+        Let C{seconds} pass on the clock in small steps, delivering what
+        is written as it goes.
+        """
+        steps = round(seconds / step)
+        for _ in range(steps):
+            self.clock.advance(step)
+            self.flush()
+
     def settle(self) -> None:
         """
         Let every stop and start in progress complete (stops first, as a
