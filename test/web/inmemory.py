@@ -8,7 +8,8 @@ L{llamaswap.web.site.buildSite} from in-memory collaborators:
    ready and stop when the test says so;
  - a real L{Forwarder} (and L{PeerRouter}) over a L{ProtocolAgent}, whose
    upstream exchanges the test answers with raw HTTP bytes;
- - a real L{Tracker} and the real observability service on a L{Clock}.
+ - a real L{Tracker} and the real observability service (started; its
+   store is never opened) on a L{MemoryReactorClock}.
 
 The client is L{StubTreq}, talking to the same L{Site} the app serves
 (L{buildSite}) over in-memory connections.
@@ -17,12 +18,12 @@ The client is L{StubTreq}, talking to the same L{Site} the app serves
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 from attrs import frozen
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from llamaswap.config.load import loadConfigText
@@ -59,6 +60,14 @@ class FakeUpstream(FakeSupervisor):
     def __init__(self, modelID: str, proxy: str, state: State = State.STOPPED) -> None:
         super().__init__(modelID, state)
         self.spec = _Spec(proxy)
+        self.outputObservers: list[Callable[[str, str, str], None]] = []
+
+    def addOutputObserver(self, observer: Callable[[str, str, str], None]) -> Callable[[], None]:
+        """
+        Register C{observer(modelID, stream, line)} for the output.
+        """
+        self.outputObservers.append(observer)
+        return lambda: self.outputObservers.remove(observer)
 
 
 @frozen
@@ -89,7 +98,7 @@ class InMemoryLlamaSwap:
 
     def __init__(self, test: SynchronousTestCase, configText: str, **parts: Any) -> None:
         self.test = test
-        self.clock = Clock()
+        self.clock = MemoryReactorClock()
         self.clock.advance(1_700_000_000)
         self.config: Holder[Config] = Holder(
             loadConfigText(configText, "test.yaml", environ={}).config
@@ -113,6 +122,8 @@ class InMemoryLlamaSwap:
             logs=self.logs,
             processMetrics=False,
         )
+        self.observability.startService()
+        test.addCleanup(self.observability.stopService)
         fields: dict[str, Any] = dict(
             config=self.config,
             activeProfile=self.activeProfile,

@@ -29,6 +29,7 @@ from llamaswap.web.api import activityQuery, parseRFC3339
 
 from ..harness import Running, demoMacros, startLlamaSwap
 from ..util import childEnv, poll
+from .inmemory import InMemoryLlamaSwap
 
 CHAT = "/v1/chat/completions"
 
@@ -230,6 +231,104 @@ def sseUsage(body: bytes) -> dict[str, Any]:
     return found
 
 
+class InMemoryAPITests(SynchronousTestCase):
+    """
+    The observability routes over the app's site in memory.
+    """
+
+    def events(self, app: InMemoryLlamaSwap) -> EventReader:
+        pending = app.request("GET", "/api/events", unbuffered=True)
+        app.flush()
+        response = self.successResultOf(pending)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"text/event-stream"])
+        reader = EventReader()
+        response.deliverBody(reader)
+        app.flush()
+        self.addCleanup(lambda: None if reader.ended.called else reader.close())
+        return reader
+
+    def test_initialBurst(self) -> None:
+        """
+        A client of C{/api/events} first gets the model status, the UI
+        configuration, the active profile and the in-flight snapshot.
+        """
+        app = InMemoryLlamaSwap(self, """
+models:
+  a:
+    cmd: x
+    proxy: http://127.0.0.1:9001
+ui:
+  activity:
+    session_id: [X-Session-ID]
+""")
+        reader = self.events(app)
+        kinds = [kind for kind, _ in reader.events if kind != "logData"]
+        self.assertEqual(kinds, ["modelStatus", "uiConfig", "profileChanged", "inflight"])
+        self.assertEqual(reader.of("modelStatus")[0][0]["state"], "stopped")
+        self.assertEqual(reader.of("uiConfig")[0], {"activity": {"session_id": ["X-Session-ID"]}})
+        self.assertEqual(reader.of("profileChanged"), [{"active": None}])
+        self.assertEqual(reader.of("inflight")[0], {"operation": "snapshot"})
+
+    def test_profileChanged(self) -> None:
+        """
+        Switching the runtime profile sends C{profileChanged}, then a fresh
+        C{modelStatus}.
+        """
+        app = InMemoryLlamaSwap(self, """
+models:
+  a:
+    cmd: x
+    proxy: http://127.0.0.1:9001
+profiles:
+  coding:
+    pins:
+      public: a
+""")
+        reader = self.events(app)
+        self.assertEqual(reader.of("profileChanged"), [{"active": None}])
+        answer = app.send("PUT", "/api/profiles/active", json={"name": "coding"})
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(reader.of("profileChanged"), [{"active": None}, {"active": "coding"}])
+        self.assertEqual(reader.events[-1][0], "modelStatus")
+
+    def test_cancelInflight(self) -> None:
+        """
+        C{POST /api/inflight/<id>/cancel} stops a streaming request: the
+        client's stream breaks, the upstream connection is closed and the
+        request leaves the in-flight list; unknown IDs are 404.
+        """
+        app = InMemoryLlamaSwap(self, """
+models:
+  a:
+    cmd: x
+    proxy: http://127.0.0.1:9001
+""")
+        pending = app.chat("a", stream=True, unbuffered=True)
+        app.flush()
+        app.ready("a")
+        exchange = app.exchange()
+        exchange.respond(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n6\r\ndata: \r\n"
+        )
+        app.flush()
+        response = self.successResultOf(pending)
+        self.assertEqual(response.code, 200)
+        body = app.client.collect(response, lambda data: None)
+        [id] = list(app.tracker.inflight)
+        missing = app.send("POST", "/api/inflight/999/cancel")
+        self.assertEqual(missing.code, 404)
+        self.assertEqual(missing.json()["error"]["message"], "inflight request not found")
+        cancelled = app.send("POST", f"/api/inflight/{id}/cancel")
+        self.assertEqual(cancelled.json(), {"msg": "ok"})
+        app.clock.advance(1)
+        app.flush()
+        self.failureResultOf(body, ResponseFailed)
+        self.assertTrue(exchange.transport.closed)
+        self.assertEqual(app.tracker.inflight, {})
+
+
 class APITests(TestCase):
     """
     The observability routes of a whole llamaswap.
@@ -295,31 +394,6 @@ ui:
         expected = second.of("loadProgress")[0]["expected_ms"]
         self.assertEqual(expected, progress[-1]["elapsed_ms"])
         await chat
-
-    async def test_profileChanged(self) -> None:
-        """
-        Switching the runtime profile sends C{profileChanged}, then a fresh
-        C{modelStatus}.
-        """
-        running = await startLlamaSwap(self, demoMacros() + """
-models:
-  a:
-    cmd: ${demo}
-profiles:
-  coding:
-    pins:
-      public: a
-""")
-        reader = await openEvents(self, running)
-        await reader.waitFor(lambda events: any(k == "inflight" for k, _ in events))
-        self.assertEqual(reader.of("profileChanged"), [{"active": None}])
-        response = await running.request(
-            "PUT", "/api/profiles/active", json={"name": "coding"}
-        )
-        self.assertEqual(response.code, 200, await response.text())
-        await reader.waitFor(lambda events: len(reader.of("profileChanged")) == 2)
-        self.assertEqual(reader.of("profileChanged")[1], {"active": "coding"})
-        await reader.waitFor(lambda events: events[-1][0] == "modelStatus")
 
     async def test_activityCapturesStats(self) -> None:
         """
