@@ -17,6 +17,7 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.server import NOT_DONE_YET, Request
 from twisted.web.test.requesthelper import DummyChannel
@@ -457,82 +458,119 @@ selectors:
                           "param": None, "code": "not_found"})
 
 
-class PeerTests(TestCase):
+class PeerTests(SynchronousTestCase):
     """
     Peer models are relayed to their peer with its key, its own model name
-    and its filters.
+    and its filters (in memory).
     """
 
-    timeout = 60
-
-    async def test_peer(self) -> None:
+    def test_peer(self) -> None:
         """
         A fully-qualified or unique bare name reaches the peer: the path is
         appended to the peer's proxy path, C{Host} is the peer's, the API
         key replaces the client's in both headers, no C{X-Forwarded-*} is
         sent, the model is the peer's own name and the peer's filters apply.
         """
-        peer = DemoPeer(self)
-        running = await startLlamaSwap(self, config(f"""
-models:
-  a:
-    cmd: ${{demo}}
+        app = InMemoryLlamaSwap(self, LOCAL + """
 peers:
   remote:
-    proxy: {peer.url}/api
+    proxy: http://peer.test:8080/api
     apiKey: sekrit
     models: [org/rm, other]
     filters:
       stripParams: top_p
-      setParams: {{temperature: 0.25}}
-"""))
+      setParams: {temperature: 0.25}
+""")
         for name in ["remote/org/rm", "org/rm"]:
-            response = await running.post(
+            answer, exchange = app.roundTrip(
+                "POST",
                 "/v/chat/completions?q=1",
                 json={**JSON_BODY, "model": name, "top_p": 0.3},
                 headers={"Authorization": "Bearer client", "X-API-Key": "client",
                          "X-Forwarded-For": "10.1.1.1", "X-Forwarded-Host": "x"},
             )
-            echo = await response.json()
-            self.assertEqual(response.code, 200, echo)
-            self.assertEqual(echo["path"], "/api/chat/completions")
-            self.assertEqual(echo["query"], "q=1")
-            last = peer.last
-            self.assertEqual(last["json"], {**JSON_BODY, "model": "org/rm", "temperature": 0.25})
-            self.assertEqual(header(last, "authorization"), ["Bearer sekrit"])
-            self.assertEqual(header(last, "x-api-key"), ["sekrit"])
-            self.assertEqual(header(last, "host"), [peer.url.removeprefix("http://")])
-            self.assertEqual([k for k, _ in last["headers"] if k.lower().startswith("x-forwarded")], [])
-        self.assertEqual(running.app.router.running(), [])
+            assert exchange is not None
+            self.assertEqual(answer.code, 200)
+            self.assertEqual(exchange.uri, b"http://peer.test:8080/api/chat/completions?q=1")
+            self.assertEqual(sentJSON(exchange), {**JSON_BODY, "model": "org/rm", "temperature": 0.25})
+            self.assertEqual(sentHeader(exchange, "authorization"), ["Bearer sekrit"])
+            self.assertEqual(sentHeader(exchange, "x-api-key"), ["sekrit"])
+            self.assertEqual(sentHeader(exchange, "host"), ["peer.test:8080"])
+            forwarded = [
+                k for k, _ in exchange.sentHeaders().getAllRawHeaders()
+                if k.lower().startswith(b"x-forwarded")
+            ]
+            self.assertEqual(forwarded, [])
+        self.assertEqual(app.router.running(), [])
+        self.assertEqual(app.upstream.exchanges, [])
 
-        response = await running.get("/props?model=remote/other")
-        self.assertEqual((await response.json())["query"], "model=other")
-        status, body = await running.chat("remote/nope")
-        self.assertEqual((status, body["error"]["message"]), (404, "no router for requested model"))
+        _, exchange = app.roundTrip("GET", "/props?model=remote/other")
+        self.assertEqual(pathOf(exchange), "/api/props?model=other")
+        answer, exchange = app.roundTrip("POST", "/v1/chat/completions", json={"model": "remote/nope"})
+        self.assertEqual((answer.code, answer.json()["error"]["message"], exchange),
+                         (404, "no router for requested model", None))
 
-    async def test_noKey(self) -> None:
+    def test_noKey(self) -> None:
         """
         Without an C{apiKey} the client's credentials go to the peer, and a
         bare name sent as the peer knows it is relayed untouched.
         """
-        peer = DemoPeer(self)
-        running = await startLlamaSwap(self, config(f"""
-models: {{}}
+        app = InMemoryLlamaSwap(self, """
+models: {}
 peers:
-  remote: {{proxy: "{peer.url}", models: [rm]}}
-"""))
+  remote: {proxy: "http://peer.test", models: [rm]}
+""")
         raw = json.dumps({**JSON_BODY, "model": "rm"}, indent=2).encode()
-        response = await running.post(
-            "/v1/embeddings", data=raw,
+        answer, exchange = app.roundTrip(
+            "POST", "/v1/embeddings", data=raw,
             headers={"Content-Type": "application/json", "Authorization": "Bearer client"},
         )
-        self.assertEqual(response.code, 200, await response.text())
-        self.assertEqual(peer.last["body_sha256"], sha(raw))
-        self.assertEqual(header(peer.last, "authorization"), ["Bearer client"])
+        assert exchange is not None
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(exchange.sentBody(), raw)
+        self.assertEqual(sentHeader(exchange, "authorization"), ["Bearer client"])
 
-    async def test_localWins(self) -> None:
+    def test_localWins(self) -> None:
         """
         A bare name that is also a local model goes to the local model.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL + """
+peers:
+  remote: {proxy: "http://peer.test", models: [a]}
+""")
+        _, exchange = app.roundTrip("POST", "/v1/chat/completions", json={"model": "a"})
+        self.assertEqual((app.upstream.exchanges, app.peerAgent.exchanges), ([exchange], []))
+        _, exchange = app.roundTrip("POST", "/v1/chat/completions", json={"model": "remote/a"})
+        self.assertEqual(app.peerAgent.exchanges, [exchange])
+
+    def test_peerDown(self) -> None:
+        """
+        A peer that cannot be reached is a 502 envelope saying so.
+        """
+        app = InMemoryLlamaSwap(self, """
+models: {}
+peers:
+  remote: {proxy: "http://peer.test", models: [rm]}
+""")
+        app.peerAgent.failWith = lambda: Failure(ConnectionRefusedError("refused"))
+        answer, _ = app.roundTrip("POST", "/v1/chat/completions", json={"model": "rm"})
+        self.assertEqual(answer.code, 502)
+        self.assertTrue(answer.json()["error"]["message"].startswith("peer proxy error: "))
+        self.assertEqual(answer.json()["error"]["code"], "bad_gateway")
+
+
+class EndToEndTests(TestCase):
+    """
+    A whole llamaswap over real HTTP with a real demo upstream process and
+    a real peer.
+    """
+
+    timeout = 60
+
+    async def test_localAndPeer(self) -> None:
+        """
+        A local model is started and answers; a peer model reaches the
+        peer with its key.
         """
         peer = DemoPeer(self)
         running = await startLlamaSwap(self, config(f"""
@@ -540,26 +578,14 @@ models:
   a:
     cmd: ${{demo}} --model local-a
 peers:
-  remote: {{proxy: "{peer.url}", models: [a]}}
+  remote: {{proxy: "{peer.url}", apiKey: sekrit, models: [a, rm]}}
 """))
         status, body = await running.chat("a")
-        self.assertEqual(body["demo"]["served_model"], "local-a")
-        status, body = await running.chat("remote/a")
-        self.assertEqual(body["demo"]["served_model"], "peer-model")
-
-    async def test_peerDown(self) -> None:
-        """
-        A peer that cannot be reached is a 502 envelope saying so.
-        """
-        running = await startLlamaSwap(self, config(f"""
-models: {{}}
-peers:
-  remote: {{proxy: "http://127.0.0.1:{freePort()}", models: [rm]}}
-"""))
+        self.assertEqual((status, body["demo"]["served_model"]), (200, "local-a"))
+        self.assertEqual((await lastReceived(running, "a"))["json"]["model"], "a")
         status, body = await running.chat("rm")
-        self.assertEqual(status, 502)
-        self.assertTrue(body["error"]["message"].startswith("peer proxy error: "), body)
-        self.assertEqual(body["error"]["code"], "bad_gateway")
+        self.assertEqual((status, body["demo"]["served_model"]), (200, "peer-model"))
+        self.assertEqual(header(peer.last, "authorization"), ["Bearer sekrit"])
 
 
 # ---------------------------------------------------------------------------
