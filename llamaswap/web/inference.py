@@ -52,6 +52,7 @@ from ..httperrors import BadRequest, HTTPError, InternalError, ModelNotFound
 from ..observe.tracking import RequestTrack, Tracker
 from ..routes import BODY_ROUTES, QUERY_ROUTES, VERSIONLESS_ROUTES, upstreamPath
 from ..routing.peers import PeerModel, PeerRouter, PeerShuttingDown
+from ..routing.router import Router
 from ..upstream.lifecycle import State
 from .auth import upstreamAuthHeaders
 from .errors import writeFailure, writeHTTPError
@@ -137,7 +138,7 @@ class ModelRoute:
         *,
         config: Holder[Config],
         activeProfile: Holder[str | None],
-        router: Any,
+        router: Router,
         forwarder: Forwarder,
         peers: PeerRouter,
         tracker: Tracker,
@@ -345,7 +346,7 @@ class ModelRoute:
                     name, onQueuePosition=onQueuePosition
                 ),
             )
-        return self.router.acquire(name)  # type: ignore[no-any-return]
+        return self.router.acquire(name)
 
     async def _relay(self, request: Request, upstream: Upstream, track: RequestTrack) -> None:
         """

@@ -37,6 +37,7 @@ from ..httperrors import BadRequest
 from ..observe.access import AccessLog
 from ..observe.logs import Monitor, Subscription
 from ..observe.monitors import LogMonitors
+from ..routing.router import Router
 from .errors import renderHTTPError
 from .mux import Mux
 
@@ -62,7 +63,7 @@ def sseFrame(data: bytes) -> bytes:
     return b"".join(b"data: " + line + b"\n" for line in lines.split(b"\n")) + b"\n"
 
 
-def resolveMonitor(logs: LogMonitors, router: Any, name: str) -> Monitor | None:
+def resolveMonitor(logs: LogMonitors, router: Router, name: str) -> Monitor | None:
     """
     The monitor C{/logs/stream/<name>} asks for: the combined log for
     C{""}, C{proxy}, C{upstream}, else the local model C{name} names,
@@ -202,7 +203,7 @@ def _wantsHistory(request: Request) -> bool:
     return not queryHas(request, b"no-history")
 
 
-def install(mux: Mux, logs: LogMonitors, router: Any, clock: IReactorTime) -> None:
+def install(mux: Mux, logs: LogMonitors, router: Router, clock: IReactorTime) -> None:
     """
     Add the log routes to C{mux}: C{logs}' monitors, local model names
     resolved by C{router}, heartbeats on C{clock}.

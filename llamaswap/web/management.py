@@ -33,6 +33,7 @@ from ..compat import isDisconnected
 from ..config.model import Capabilities, Config, ModelConfig
 from ..holder import Holder
 from ..httperrors import SOURCE, BadRequest, HTTPError, NotFound
+from ..routing.router import Router
 from ..upstream.lifecycle import State
 from .errors import renderHTTPError, writeFailure
 from .mux import Mux, decodePath, firstHeader, redirect
@@ -380,7 +381,7 @@ class ManagementRoutes:
         *,
         config: Holder[Config],
         activeProfile: Holder[str | None],
-        router: Any,
+        router: Router,
         clock: IReactorTime,
     ) -> None:
         """

@@ -52,6 +52,7 @@ from ..holder import Holder
 from ..httperrors import Conflict, HTTPError, NotFound
 from ..observe.tracking import Tracker
 from ..routing.peers import PeerModel, PeerRouter
+from ..routing.router import Router
 from ..upstream.lifecycle import State
 from .auth import upstreamAuthHeaders
 from .errors import renderHTTPError, writeFailure, writeHTTPError
@@ -237,7 +238,7 @@ class Passthrough:
         *,
         config: Holder[Config],
         activeProfile: Holder[str | None],
-        router: Any,
+        router: Router,
         forwarder: Forwarder,
         peers: PeerRouter,
         tunneler: Tunneler,
@@ -332,7 +333,7 @@ class Passthrough:
     # -- serving --------------------------------------------------------------
 
     def _ready(self, modelID: str) -> bool:
-        return self.router.stateOf(modelID) is State.READY  # type: ignore[no-any-return]
+        return self.router.stateOf(modelID) is State.READY
 
     def _run(self, request: Request, coroutine: Any) -> int:
         d = Deferred.fromCoroutine(coroutine)

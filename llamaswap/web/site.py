@@ -20,6 +20,7 @@ from ..holder import Holder
 from ..observe.monitors import LogMonitors
 from ..observe.tracking import Tracker
 from ..routing.peers import PeerRouter
+from ..routing.router import Router
 from . import api, inference, logs, management, passthrough
 from .auth import authenticatorFor
 from .forward import Forwarder
@@ -52,7 +53,7 @@ class WebParts:
 
     config: Holder[Config]
     activeProfile: Holder[str | None]
-    router: Any
+    router: Router
     forwarder: Forwarder
     peers: PeerRouter
     tunneler: Tunneler
