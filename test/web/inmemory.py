@@ -8,8 +8,9 @@ L{llamaswap.web.site.buildSite} from in-memory collaborators:
    ready and stop when the test says so;
  - a real L{Forwarder} (and L{PeerRouter}) over a L{ProtocolAgent}, whose
    upstream exchanges the test answers with raw HTTP bytes;
- - a real L{Tracker} and the real observability service (started; its
-   store is never opened) on a L{MemoryReactorClock}.
+ - the real observability service and its tracker and metrics, started
+   on a L{MemoryReactorClock} (its activity store queues rows but never
+   starts its database thread: the fake reactor never runs).
 
 The client is L{StubTreq}, talking to the same L{Site} the app serves
 (L{buildSite}) over in-memory connections.
@@ -112,7 +113,6 @@ class InMemoryLlamaSwap:
         self.upstream = ProtocolAgent(self.clock)
         self.peerAgent = ProtocolAgent(self.clock)
         self.peers = PeerRouter(config, self.peerAgent, self.clock)
-        self.tracker = Tracker(self.clock)
         self.logs = LogMonitors(list(config.models))
         self.observability = ObservabilityService(
             self.config,
@@ -122,6 +122,7 @@ class InMemoryLlamaSwap:
             logs=self.logs,
             processMetrics=False,
         )
+        self.tracker: Tracker = self.observability.tracker
         self.observability.startService()
         test.addCleanup(self.observability.stopService)
         fields: dict[str, Any] = dict(

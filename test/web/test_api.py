@@ -329,6 +329,97 @@ models:
         self.assertEqual(app.tracker.inflight, {})
 
 
+    def test_eventsDuringLoad(self) -> None:
+        """
+        A client of C{/api/events} sees the model go starting -> ready with
+        load progress in between and the request in flight; a second
+        client learns how long a load of the model takes.
+        """
+        app = InMemoryLlamaSwap(self, ONE_MODEL)
+        reader = self.events(app)
+        pending = app.chat("a")
+        app.advance(2.5)
+        app.ready("a")
+        app.respond(CHAT_REPLY)
+        self.assertEqual(app.answer(pending).code, 200)
+
+        states = [s[0]["state"] for s in reader.of("modelStatus")]
+        self.assertEqual(states[:3], ["stopped", "starting", "ready"])
+        progress = reader.of("loadProgress")
+        self.assertEqual(progress[0]["phase"], "starting")
+        self.assertEqual(progress[-1]["phase"], "ready")
+        self.assertGreaterEqual(len(progress), 3, progress)
+        self.assertLessEqual(abs(progress[-1]["elapsed_ms"] - 2500), 1)
+        self.assertEqual(progress[-1]["progress"], 1.0)
+        operations = [e["operation"] for e in reader.of("inflight")[1:]]
+        self.assertEqual(operations[-1], "remove")
+        self.assertIn("upsert", operations)
+        phases = [e["request"]["phase"] for e in reader.of("inflight") if "request" in e]
+        self.assertIn("loading", phases)
+
+        unloading = app.request("POST", "/api/models/unload")
+        app.settle()
+        self.assertEqual(app.answer(unloading).code, 200)
+        second = self.events(app)
+        pending = app.chat("a")
+        app.advance(0.5)
+        expected = second.of("loadProgress")[0]["expected_ms"]
+        self.assertEqual(expected, progress[-1]["elapsed_ms"])
+        app.ready("a")
+        app.respond(CHAT_REPLY)
+        self.assertEqual(app.answer(pending).code, 200)
+
+    def test_metrics(self) -> None:
+        """
+        C{/metrics} parses as Prometheus text and its counters move with
+        requests; the load and the model state are there.
+        """
+        app = InMemoryLlamaSwap(self, ONE_MODEL)
+
+        def scrape() -> dict[Any, float]:
+            answer = app.send("GET", "/metrics")
+            self.assertEqual(answer.code, 200)
+            self.assertTrue(answer.header("content-type").startswith("text/plain"))
+            return samples(answer.body.decode())
+
+        labels = (("model", "a"), ("path", CHAT), ("status", "200"))
+        before = scrape()
+        self.assertIsNone(before.get(("llamaswap_requests_total", labels)))
+        state = ("llamaswap_model_state", "stopped"), ("model", "a")
+        self.assertEqual(before[("llamaswap_model_state", state)], 1.0)
+        for count in (1, 2):
+            answer, _ = app.roundTrip(
+                "POST", CHAT, json={"model": "a", "messages": []}, reply=CHAT_REPLY
+            )
+            self.assertEqual(answer.code, 200)
+            after = scrape()
+            self.assertEqual(after[("llamaswap_requests_total", labels)], float(count))
+        self.assertEqual(after[("llamaswap_output_tokens_total", (("model", "a"),))], 10.0)
+        self.assertEqual(
+            after[("llamaswap_time_to_first_byte_seconds_count", (("model", "a"),))], 2.0)
+        self.assertEqual(after[("llamaswap_model_loads_total", (("model", "a"),))], 1.0)
+        self.assertEqual(
+            after[("llamaswap_model_load_duration_seconds_count", (("model", "a"),))], 1.0)
+        state = ("llamaswap_model_state", "ready"), ("model", "a")
+        self.assertEqual(after[("llamaswap_model_state", state)], 1.0)
+
+
+ONE_MODEL = """
+models:
+  a:
+    cmd: x
+    proxy: http://127.0.0.1:9001
+"""
+
+#: A chat completion as an upstream answers it, with usage.
+CHAT_REPLY = json.dumps({
+    "object": "chat.completion",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
+}).encode()
+
+
 class APITests(TestCase):
     """
     The observability routes of a whole llamaswap.
@@ -526,54 +617,6 @@ models:
         [row] = await waitForRows(running, 1)
         self.assertEqual(row["error_msg"], "client disconnected during the response")
         self.assertEqual(tracker.inflight, {})
-
-    async def test_metrics(self) -> None:
-        """
-        C{/metrics} parses as Prometheus text and its counters move with
-        requests; the load and the model state are there.
-        """
-        running = await startLlamaSwap(self, demoMacros() + """
-models:
-  a:
-    cmd: ${demo} --tokens 5
-""")
-
-        async def scrape() -> dict[Any, float]:
-            response = await running.get("/metrics")
-            self.assertEqual(response.code, 200)
-            self.assertTrue(
-                response.headers.getRawHeaders(b"content-type")[0].startswith(b"text/plain")
-            )
-            return samples(await response.text())
-
-        labels = (("model", "a"), ("path", CHAT), ("status", "200"))
-        before = await scrape()
-        self.assertIsNone(before.get(("llamaswap_requests_total", labels)))
-        self.assertEqual(
-            before[
-                ("llamaswap_model_state", (("llamaswap_model_state", "stopped"), ("model", "a")))
-            ],
-            1.0,
-        )
-        self.assertIn(("process_cpu_seconds_total", ()), before)
-        await running.chat("a")
-        await waitForRows(running, 1)
-        middle = await scrape()
-        await running.chat("a")
-        await waitForRows(running, 2)
-        after = await scrape()
-        self.assertEqual(middle[("llamaswap_requests_total", labels)], 1.0)
-        self.assertEqual(after[("llamaswap_requests_total", labels)], 2.0)
-        self.assertEqual(after[("llamaswap_output_tokens_total", (("model", "a"),))], 10.0)
-        self.assertEqual(
-            after[("llamaswap_time_to_first_byte_seconds_count", (("model", "a"),))], 2.0)
-        self.assertEqual(after[("llamaswap_model_loads_total", (("model", "a"),))], 1.0)
-        self.assertEqual(
-            after[("llamaswap_model_load_duration_seconds_count", (("model", "a"),))], 1.0)
-        self.assertEqual(
-            after[("llamaswap_model_state", (("llamaswap_model_state", "ready"), ("model", "a")))],
-            1.0,
-        )
 
     async def test_storeSurvivesRestart(self) -> None:
         """
