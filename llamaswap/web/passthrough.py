@@ -354,8 +354,11 @@ class Passthrough:
         """
         model = self.config.value.models[modelID]
         websocket = isWebsocketUpgrade(request.requestHeaders)
-        extra = upstreamAuthHeaders(request, model) or None
-        timeouts = model.timeouts
+        options: dict[str, Any] = dict(
+            connectTimeout=model.timeouts.connect,
+            responseHeaderTimeout=model.timeouts.responseHeader,
+            extraHeaders=upstreamAuthHeaders(request, model) or None,
+        )
         if websocket and model.compat.ignoreWebsockets:
             if not self._ready(modelID):
                 writeHTTPError(
@@ -366,35 +369,15 @@ class Passthrough:
                     ),
                 )
                 return
-            await self.tunneler.tunnel(
-                request,
-                model.proxy,
-                target,
-                connectTimeout=timeouts.connect,
-                responseHeaderTimeout=timeouts.responseHeader,
-                extraHeaders=extra,
-            )
+            await self.tunneler.tunnel(request, model.proxy, target, **options)
             return
         track = None if websocket else self.tracker.begin(request, modelID, target)
 
         def relay(lease: Any) -> Deferred[Any]:
             if track is None:
-                return self.tunneler.tunnel(
-                    request,
-                    lease.url,
-                    target,
-                    connectTimeout=timeouts.connect,
-                    responseHeaderTimeout=timeouts.responseHeader,
-                    extraHeaders=extra,
-                )
+                return self.tunneler.tunnel(request, lease.url, target, **options)
             return self.forwarder.forward(
-                request,
-                lease.url,
-                target,
-                connectTimeout=timeouts.connect,
-                responseHeaderTimeout=timeouts.responseHeader,
-                extraHeaders=extra,
-                taps=track.forwarding(),
+                request, lease.url, target, taps=track.forwarding(), **options
             )
 
         await serveLeased(request, track, lambda: self.router.acquire(modelID), relay)

@@ -298,12 +298,7 @@ profiles:
         client's stream breaks, the upstream connection is closed and the
         request leaves the in-flight list; unknown IDs are 404.
         """
-        app = InMemoryLlamaSwap(self, """
-models:
-  a:
-    cmd: x
-    proxy: http://127.0.0.1:9001
-""")
+        app = InMemoryLlamaSwap(self, ONE_MODEL)
         pending = app.chat("a", stream=True, unbuffered=True)
         app.flush()
         app.ready("a")

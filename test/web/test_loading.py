@@ -627,23 +627,10 @@ class StreamedChat:
 
     def split(self) -> tuple[str, list[dict[str, Any]], list[bytes]]:
         """
-        The loading text (reasoning content of the leading loading
-        events), the upstream's events, and whatever is not JSON
-        (C{[DONE]}).
+        The loading text, the upstream's events and the rest (see
+        L{split}).
         """
-        loading, real, other = [], [], []
-        for payload in self.payloads:
-            try:
-                event = json.loads(payload)
-            except ValueError:
-                other.append(payload)
-                continue
-            if event.get("id") == "chatcmpl-llamaswap-loading":
-                assert not real, "loading event after the upstream's"
-                loading.append(event["choices"][0]["delta"]["reasoning_content"])
-            else:
-                real.append(event)
-        return "".join(loading), real, other
+        return split(b"".join(data for _, data in self.chunks))
 
 
 LOCAL_SLOW = """
