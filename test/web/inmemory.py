@@ -7,7 +7,8 @@ L{llamaswap.web.site.buildSite} from in-memory collaborators:
  - a real L{Router} over L{FakeUpstream} supervisors that start, become
    ready and stop when the test says so;
  - a real L{Forwarder} (and L{PeerRouter}) over a L{ProtocolAgent}, whose
-   upstream exchanges the test answers with raw HTTP bytes;
+   upstream exchanges the test answers with raw HTTP bytes, and a real
+   L{Tunneler} whose upstream connections are in-memory transports;
  - the real observability service and its tracker and metrics, started
    on a L{MemoryReactorClock} (its activity store queues rows but never
    starts its database thread: the fake reactor never runs).
@@ -43,6 +44,7 @@ from llamaswap.web.tunnel import Tunneler
 
 from ..routing.test_router import FakeSupervisor
 from .helpers import ProtocolAgent, UpstreamExchange
+from .test_tunnel import MemoryEndpoint
 
 BASE = "http://llamaswap.test"
 
@@ -111,6 +113,8 @@ class InMemoryLlamaSwap:
         )
         self.router = Router(config, self.supervisors, self.clock)
         self.upstream = ProtocolAgent(self.clock)
+        self.tunnels = MemoryEndpoint()
+        self.tunnelURLs: list[bytes] = []
         self.peerAgent = ProtocolAgent(self.clock)
         self.peers = PeerRouter(config, self.peerAgent, self.clock)
         self.logs = LogMonitors(list(config.models))
@@ -131,7 +135,7 @@ class InMemoryLlamaSwap:
             router=self.router,
             forwarder=Forwarder(self.upstream, self.clock),
             peers=self.peers,
-            tunneler=Tunneler(None, clock=self.clock),
+            tunneler=Tunneler(None, self.clock, endpointFor=self._tunnelEndpoint),
             tracker=self.tracker,
             observability=self.observability,
             logs=self.logs,
@@ -146,6 +150,10 @@ class InMemoryLlamaSwap:
         # it from llamaswap's (form bodies unparsed, the access log) instead.
         # treq offers no public way to pass a Site.
         self.client._agent._serverFactory = self.site
+
+    def _tunnelEndpoint(self, url: bytes, timeout: float | None) -> MemoryEndpoint:
+        self.tunnelURLs.append(url)
+        return self.tunnels
 
     # -- requests ---------------------------------------------------------------
 

@@ -15,6 +15,8 @@ from io import BytesIO
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
@@ -28,7 +30,7 @@ from llamaswap.web.passthrough import (
 
 from ..harness import Running, demoMacros, startLlamaSwap
 from ..util import freePort
-from .helpers import UpstreamExchange
+from .helpers import Client, UpstreamExchange
 from .inmemory import InMemoryLlamaSwap
 from .test_tunnel import (
     CLOSE,
@@ -408,9 +410,130 @@ models:
 {compat}"""
 
 
+UPGRADE_HEADERS = [
+    (b"Connection", b"Upgrade"),
+    (b"Upgrade", b"websocket"),
+    (b"Sec-WebSocket-Key", b"abc"),
+    (b"Sec-WebSocket-Version", b"13"),
+]
+SWITCH = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Accept: xyz\r\n\r\n"
+)
+WS_MODEL = """
+models:
+  ws:
+    cmd: x
+    proxy: http://127.0.0.1:9009
+"""
+
+
+class InMemoryWebsocketTests(SynchronousTestCase):
+    """
+    Websockets through C{/upstream} and C{/comfyui}, in memory.
+    """
+
+    def upgrade(self, app: InMemoryLlamaSwap, path: bytes) -> Client:
+        client = Client(app.site)
+        client.send(b"GET", path, b"", UPGRADE_HEADERS)
+        app.settle()
+        return client
+
+    def test_leaseForTheDuration(self) -> None:
+        """
+        A websocket starts its model and holds a lease until it closes (on
+        both sides); the upstream gets the path as escaped and the
+        client's C{Host}; it is not tracked as a model request.
+        """
+        app = InMemoryLlamaSwap(self, WS_MODEL)
+        client = self.upgrade(app, b"/upstream/ws/ws?clientId=a%2Fb")
+        self.assertEqual(app.tunnelURLs, [b"http://127.0.0.1:9009/ws?clientId=a%2Fb"])
+        upstream, transport = app.tunnels.connections[-1]
+        head = transport.value()
+        self.assertTrue(head.startswith(b"GET /ws?clientId=a%2Fb HTTP/1.1\r\n"), head)
+        self.assertIn(b"\r\nHost: proxy.example:8080\r\n", head)
+        self.assertEqual([m for m, _ in app.router.running()], ["ws"])
+        self.assertEqual(app.router.scheduler.inFlight("ws"), 1)
+        upstream.dataReceived(SWITCH)
+        self.assertTrue(client.transport.value().startswith(b"HTTP/1.1 101 "))
+        self.assertEqual(app.tracker.inflight, {})
+        upstream.connectionLost(Failure(ConnectionDone()))
+        self.assertTrue(client.transport.disconnecting)
+        self.assertEqual(app.router.scheduler.inFlight("ws"), 1)
+        # The tunnel took the connection over from twisted.web.
+        client.transport.protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(app.router.scheduler.inFlight("ws"), 0)
+
+    def test_refusedUpgrade(self) -> None:
+        """
+        An upgrade the upstream refuses reaches the client as the
+        upstream's answer, and the lease is released.
+        """
+        app = InMemoryLlamaSwap(self, WS_MODEL)
+        client = self.upgrade(app, b"/upstream/ws/reject")
+        upstream, _ = app.tunnels.connections[-1]
+        upstream.dataReceived(
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 18\r\n\r\nno websockets here"
+        )
+        response = client.response()
+        self.assertEqual((response.status, response.body), (403, b"no websockets here"))
+        self.assertEqual([m for m, _ in app.router.running()], ["ws"])
+        self.assertEqual(app.router.scheduler.inFlight("ws"), 0)
+
+    def test_ignoreWebsockets(self) -> None:
+        """
+        With C{compat.ignoreWebsockets} a websocket cannot start the model
+        (409) and, once the model runs, holds no lease.
+        """
+        app = InMemoryLlamaSwap(self, WS_MODEL + "    compat:\n      ignoreWebsockets: true\n")
+        refused = self.upgrade(app, b"/upstream/ws/ws").response()
+        self.assertEqual(refused.status, 409)
+        self.assertEqual(
+            json.loads(refused.body)["error"]["message"],
+            "model ws is not loaded; ignored websocket requests cannot start it",
+        )
+        self.assertEqual((app.router.running(), app.tunnels.connections), ([], []))
+        self.assertEqual(app.roundTrip("GET", "/upstream/ws/")[0].code, 200)
+        client = self.upgrade(app, b"/upstream/ws/ws")
+        upstream, _ = app.tunnels.connections[-1]
+        upstream.dataReceived(SWITCH)
+        self.assertTrue(client.transport.value().startswith(b"HTTP/1.1 101 "))
+        self.assertEqual(app.router.scheduler.inFlight("ws"), 0)
+
+    def test_comfyui(self) -> None:
+        """
+        C{/comfyui} redirects to C{/comfyui/}; only the root starts
+        C{comfyui_auto}; other paths (the websocket too) get 409 until it
+        runs, then are relayed with their escaping, websockets without a
+        lease.
+        """
+        app = InMemoryLlamaSwap(self, WS_MODEL.replace("ws:", "comfyui_auto:"))
+        for method, code in [("GET", 301), ("HEAD", 301), ("POST", 308)]:
+            answer = app.send(method, "/comfyui?token=value", allow_redirects=False)
+            self.assertEqual((answer.code, answer.header("location")), (code, "/comfyui/?token=value"))
+        answer = app.send("POST", "/comfyui/api/prompt", data=b"{}")
+        self.assertEqual(answer.code, 409)
+        self.assertIn("only /comfyui/ can start it", answer.json()["error"]["message"])
+        self.assertEqual(self.upgrade(app, b"/comfyui/ws?clientId=1").response().status, 409)
+        self.assertEqual((app.router.running(), app.upstream.exchanges), ([], []))
+        answer, exchange = app.roundTrip("GET", "/comfyui/")
+        self.assertEqual(answer.code, 200)
+        _, exchange = app.roundTrip("POST", "/comfyui/api/x%2Fy?q=1", data=b"{}")
+        assert exchange is not None
+        self.assertEqual(exchange.uri, b"http://127.0.0.1:9009/api/x%2Fy?q=1")
+        client = self.upgrade(app, b"/comfyui/ws?clientId=1")
+        upstream, transport = app.tunnels.connections[-1]
+        self.assertTrue(transport.value().startswith(b"GET /ws?clientId=1 HTTP/1.1\r\n"))
+        upstream.dataReceived(SWITCH)
+        self.assertTrue(client.transport.value().startswith(b"HTTP/1.1 101 "))
+        self.assertEqual(app.router.scheduler.inFlight("comfyui_auto"), 0)
+
+
 class WebsocketTests(TestCase):
     """
-    Websockets through C{/upstream} and C{/comfyui}.
+    A websocket through C{/upstream} end to end: real sockets, real
+    frames, a real upstream process (the rest is in
+    L{InMemoryWebsocketTests}).
     """
 
     timeout = 60
@@ -458,71 +581,3 @@ class WebsocketTests(TestCase):
         client.transport.loseConnection()
         await echo.connections[-1].closed
         self.assertEqual(self.inFlight(app, "ws"), 0)
-
-    async def test_refusedUpgrade(self) -> None:
-        """
-        An upgrade the upstream refuses reaches the client as the
-        upstream's answer, and the lease is released.
-        """
-        echo, echoPort = listenEcho(self)
-        app = await startLlamaSwap(self, wsModel(echoPort))
-        answer = await fetch(app, b"GET", b"/upstream/ws/reject", UPGRADE)
-        self.assertEqual((answer.code, answer.body), (403, b"no websockets here"))
-        self.assertEqual(running(app), ["ws"])
-        self.assertEqual(self.inFlight(app, "ws"), 0)
-
-    async def test_ignoreWebsockets(self) -> None:
-        """
-        With C{compat.ignoreWebsockets} a websocket cannot start the model
-        (409) and, once the model runs, holds no lease.
-        """
-        echo, echoPort = listenEcho(self)
-        app = await startLlamaSwap(
-            self, wsModel(echoPort, compat="    compat:\n      ignoreWebsockets: true\n")
-        )
-        port = app.port.getHost().port
-        answer = await fetch(app, b"GET", b"/upstream/ws/ws", UPGRADE)
-        self.assertEqual(answer.code, 409)
-        self.assertEqual(
-            answer.json()["error"]["message"],
-            "model ws is not loaded; ignored websocket requests cannot start it",
-        )
-        self.assertEqual(running(app), [])
-        self.assertEqual((await fetch(app, b"GET", b"/upstream/ws/")).code, 200)
-        client, head = await connectWebsocket(self, port, b"/upstream/ws/ws")
-        self.assertEqual(headStatus(head), 101)
-        self.assertEqual(self.inFlight(app, "ws"), 0)
-        client.send(TEXT, b"still here")
-        self.assertEqual(await client.nextFrame(), (TEXT, b"still here"))
-
-    async def test_comfyui(self) -> None:
-        """
-        C{/comfyui} redirects to C{/comfyui/}; only the root starts
-        C{comfyui_auto}; other paths (the websocket too) get 409 until it
-        runs, then are relayed with their escaping, websockets without a
-        lease.
-        """
-        echo, echoPort = listenEcho(self)
-        app = await startLlamaSwap(self, wsModel(echoPort, name="comfyui_auto"))
-        port = app.port.getHost().port
-        for method, code in [(b"GET", 301), (b"HEAD", 301), (b"POST", 308)]:
-            answer = await fetch(app, method, b"/comfyui?token=value")
-            self.assertEqual((answer.code, answer.header(b"location")), (code, b"/comfyui/?token=value"))
-        answer = await fetch(app, b"POST", b"/comfyui/api/prompt", body=b"{}")
-        self.assertEqual(answer.code, 409)
-        self.assertIn("only /comfyui/ can start it", answer.json()["error"]["message"])
-        answer = await fetch(app, b"GET", b"/comfyui/ws?clientId=1", UPGRADE)
-        self.assertEqual(answer.code, 409)
-        self.assertEqual(running(app), [])
-        self.assertEqual([t for _, t, _ in echo.requests if t != b"/health"], [])
-
-        answer = await fetch(app, b"GET", b"/comfyui/?token=value")
-        self.assertEqual(answer.code, 200)
-        self.assertEqual(answer.json()["target"], "/?token=value")
-        answer = await fetch(app, b"GET", b"/comfyui/api/userdata/a%2Fb%252F.json?x=1")
-        self.assertEqual(answer.json()["target"], "/api/userdata/a%2Fb%252F.json?x=1")
-        client, head = await connectWebsocket(self, port, b"/comfyui/ws?clientId=1")
-        self.assertEqual(headStatus(head), 101)
-        self.assertEqual(self.inFlight(app, "comfyui_auto"), 0)
-        client.send(TEXT, b"{}")
-        self.assertEqual(await client.nextFrame(), (TEXT, b"{}"))
