@@ -16,6 +16,7 @@ from llamaswap.app import LlamaSwap
 from llamaswap.config.load import loadConfigText
 from llamaswap.config.model import Config
 from llamaswap.web.forward import _poolKey
+from llamaswap.web.site import buildSite
 
 from .harness import demoMacros, startLlamaSwap
 from .web.helpers import Client, ParsedResponse
@@ -137,8 +138,10 @@ class WiringTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.app = LlamaSwap(load(WIRED), MemoryReactorClock(), runtimeDir=self.mktemp())
-        self.site = self.app.site()
+        self.reactor = MemoryReactorClock()
+        self.app = LlamaSwap(load(WIRED), self.reactor, runtimeDir=self.mktemp())
+        # The channels' timeouts go on the fake reactor, not the real one.
+        self.site = buildSite(self.app.webParts(), reactor=self.reactor)
 
     def get(self, path: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> ParsedResponse:
         client = Client(self.site)
