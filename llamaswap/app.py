@@ -23,6 +23,7 @@ from .listen import ListenAddress
 from .observe.monitors import LogMonitors
 from .observe.quiet import quietPool
 from .observe.service import ObservabilityService
+from .observe.tracking import Tracker
 from .routing.peers import PeerRouter
 from .routing.router import Router
 from .upstream.leftovers import LeftoverRegistry, LeftoversInUse, reapLeftovers
@@ -150,7 +151,7 @@ class LlamaSwap(MultiService):
         return self.configHolder.value
 
     @property
-    def tracker(self) -> Any:
+    def tracker(self) -> Tracker:
         """
         The request tracker.
         """
@@ -158,7 +159,8 @@ class LlamaSwap(MultiService):
 
     def supervisorFor(self, model: ModelConfig, config: Config) -> Supervisor:
         """
-        A new supervisor running C{model}, its output and state observed.
+        A new supervisor running C{model}, its output and state observed
+        (a reload adds those of new models to L{supervisors}).
         """
         supervisor = Supervisor(
             specFor(model, config),
