@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Callable
+from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.web.client import HTTPConnectionPool
+from twisted.web.server import Site
 
 from . import __version__
 from .config.cmdline import splitCommand
 from .config.model import Config, ModelConfig
+from .holder import Holder
 from .listen import ListenAddress
 from .observe.commands import runnerFor
 from .observe.hardware import HardwareDetector
@@ -24,17 +26,18 @@ from .observe.hostmetrics import registerHostMetrics
 from .observe.monitors import LogMonitors
 from .observe.performance import PerformanceMonitor
 from .observe.service import ObservabilityService
+from .observe.tracking import Tracker
 from .routing.router import Router
 from .upstream.leftovers import LeftoverRegistry, LeftoversInUse, reapLeftovers
 from .upstream.lifecycle import State
+from .upstream.registry import Upstreams
 from .upstream.spec import UpstreamSpec
 from .upstream.supervisor import Supervisor
 from .web.client import UpstreamAgent, idleConnectionLimit
 from .web.forward import Forwarder
 from .web.peers import PeerRouter
-
-#: Largest request body read to find the model (JSON, urlencoded forms).
-DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024
+from .web.site import DEFAULT_MAX_BODY_BYTES, WebParts, buildSite
+from .web.tunnel import Tunneler
 
 
 def specFor(model: ModelConfig, config: Config) -> UpstreamSpec:
@@ -80,17 +83,20 @@ def stateFileFor(runtimeDir: str, listen: ListenAddress | None) -> str:
 
 class LlamaSwap(MultiService):
     """
-    The service owning everything one configuration runs.
+    The service owning everything one configuration runs; the only place
+    that knows every collaborator and hands each part the few it uses.
 
-    @ivar config: the loaded configuration.
-    @ivar supervisors: model ID to its L{Supervisor}.
-    @ivar router: decides which upstreams run and grants requests.
-    @ivar forwarder: relays requests to upstreams.
-    @ivar maxBodyBytes: the largest body read to find a request's model.
+    @ivar configHolder: the current configuration; a reload sets a new one
+        (L{Holder.set}) and every part reading it sees the change at once.
     @ivar activeProfile: the runtime profile whose pins apply (set with
         C{PUT /api/profiles/active}), L{None} for none; not persisted.
-    @ivar profileObservers: called with the new active profile whenever it
-        changes.
+    @ivar supervisors: model ID to its L{Supervisor} (an L{Upstreams}
+        registry that the router and observability read through).
+    @ivar router: decides which upstreams run and grants requests.
+    @ivar forwarder: relays requests to upstreams.
+    @ivar peerRouter: resolves and relays to peer models.
+    @ivar observability: events, metrics, activity and the request tracker.
+    @ivar maxBodyBytes: the largest body read to find a request's model.
     """
 
     log = Logger()
@@ -109,13 +115,12 @@ class LlamaSwap(MultiService):
         @param environ: the base environment of upstreams (default ours).
         """
         super().__init__()
-        self.config = config
+        self.configHolder: Holder[Config] = Holder(config)
+        self.activeProfile: Holder[str | None] = Holder(None)
         self.reactor = reactor
         self.configPaths = configPaths
         self.listen = listen
         self.maxBodyBytes = DEFAULT_MAX_BODY_BYTES
-        self.activeProfile: str | None = None
-        self.profileObservers: list[Callable[[str | None], None]] = []
         self.stateFile = stateFileFor(runtimeDir or defaultRuntimeDir(), listen)
         self.registry: LeftoverRegistry | None = None
         self.logs = LogMonitors.fromConfig(config)
@@ -126,30 +131,83 @@ class LlamaSwap(MultiService):
         self.forwarder = Forwarder(self.upstreamAgent, reactor)
         self.peerRouter = PeerRouter(config, self.upstreamAgent, reactor)
         self._probePool = HTTPConnectionPool(reactor, persistent=False)
-        probeAgent = UpstreamAgent(reactor, self._probePool, connectTimeout=5.0)
-        self.supervisors: dict[str, Supervisor] = {
-            modelID: Supervisor(
-                specFor(model, config),
-                processReactor=reactor,
-                clock=reactor,
-                agent=probeAgent,
-                recorder=self,
-                environ=environ,
-            )
-            for modelID, model in config.models.items()
-        }
-        for supervisor in self.supervisors.values():
-            supervisor.addOutputObserver(self.logs.upstreamLine)
-            supervisor.addStateObserver(self._upstreamStateChanged)
+        self._probeAgent = UpstreamAgent(reactor, self._probePool, connectTimeout=5.0)
+        self._environ = environ
+        self.supervisors: Upstreams[Supervisor] = Upstreams()
+        for model in config.models.values():
+            self.supervisors.add(model.id, self.supervisorFor(model, config))
         self.router = Router(config, self.supervisors, reactor)
-        # Sets app.events, .metrics, .activity, .tracker and .observability.
-        ObservabilityService(self).setServiceParent(self)
+        self.observability = ObservabilityService(
+            self.configHolder,
+            self.supervisors,
+            reactor,
+            activeProfile=self.activeProfile,
+            logs=self.logs,
+        )
+        self.observability.setServiceParent(self)
         runner = runnerFor(reactor, reactor)
         self.performance = PerformanceMonitor(reactor, runner, config.performance)
         self.performance.setServiceParent(self)
-        registerHostMetrics(self.metrics.registry, self.performance.latest)
+        registerHostMetrics(self.observability.metrics.registry, self.performance.latest)
         self.hardware = HardwareDetector(reactor, runner)
         self.hardware.setServiceParent(self)
+
+    @property
+    def config(self) -> Config:
+        """
+        The current configuration.
+        """
+        return self.configHolder.value
+
+    @property
+    def tracker(self) -> Tracker:
+        """
+        The request tracker.
+        """
+        return self.observability.tracker
+
+    def supervisorFor(self, model: ModelConfig, config: Config) -> Supervisor:
+        """
+        A new supervisor running C{model}, its output and state observed
+        (a reload adds those of new models to L{supervisors}).
+        """
+        supervisor = Supervisor(
+            specFor(model, config),
+            processReactor=self.reactor,
+            clock=self.reactor,
+            agent=self._probeAgent,
+            recorder=self,
+            environ=self._environ,
+        )
+        supervisor.addOutputObserver(self.logs.upstreamLine)
+        supervisor.addStateObserver(self._upstreamStateChanged)
+        return supervisor
+
+    def webParts(self) -> WebParts:
+        """
+        The collaborators of the HTTP handlers.
+        """
+        return WebParts(
+            config=self.configHolder,
+            activeProfile=self.activeProfile,
+            router=self.router,
+            forwarder=self.forwarder,
+            peers=self.peerRouter,
+            tunneler=Tunneler(self.reactor),
+            tracker=self.observability.tracker,
+            observability=self.observability,
+            logs=self.logs,
+            clock=self.reactor,
+            performance=self.performance,
+            hardware=self.hardware,
+            maxBodyBytes=self.maxBodyBytes,
+        )
+
+    def site(self) -> Site:
+        """
+        The HTTP site serving this llamaswap.
+        """
+        return buildSite(self.webParts())
 
     def _upstreamStateChanged(self, modelID: str, old: State, new: State) -> None:
         """

@@ -136,7 +136,6 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     from .drain import RequestTracker
     from .reload import Reloader, fileLoader, logOnly, reloadTriggers
     from .shutdown import DrainService, GracefulExit, OrderedShutdown
-    from .web.site import buildSite
 
     loaded = loadOrExit(options)
     # Stopped last added first: signals, listener, drain, then upstreams.
@@ -150,7 +149,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     app.setServiceParent(root)
     tracker = RequestTracker(reactor)
     DrainService(tracker, options["shutdown-timeout"]).setServiceParent(root)
-    site = tracker.watch(buildSite(app))
+    site = tracker.watch(app.site())
     listener = strports.service(options["listenAddress"].endpoint, site)
     listener.setServiceParent(root)
     GracefulExit(reactor).setServiceParent(root)

@@ -24,7 +24,6 @@ from twisted.web.client import HTTPConnectionPool
 from llamaswap.app import LlamaSwap
 from llamaswap.config.load import loadConfigText
 from llamaswap.listen import parseListen
-from llamaswap.web.site import buildSite
 
 from .util import REPO
 
@@ -117,7 +116,7 @@ async def startLlamaSwap(
         loaded.config, reactor, listen=listen, runtimeDir=runtime, environ=env
     )
     app.startService()
-    port = reactor.listenTCP(0, buildSite(app), interface="127.0.0.1")
+    port = reactor.listenTCP(0, app.site(), interface="127.0.0.1")
     pool = HTTPConnectionPool(reactor, persistent=False)
 
     async def stop() -> None:

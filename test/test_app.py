@@ -5,14 +5,25 @@ example configuration shows.
 
 from __future__ import annotations
 
+import json
 import os
 
 from twisted.internet.defer import Deferred
-from twisted.trial.unittest import TestCase
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from llamaswap.app import LlamaSwap
+from llamaswap.config.load import loadConfigText
+from llamaswap.config.model import Config
 from llamaswap.web.client import poolKey
+from llamaswap.web.site import buildSite
 
 from .harness import demoMacros, startLlamaSwap
+from .web.helpers import Client, ParsedResponse
+
+
+def load(text: str) -> Config:
+    return loadConfigText(text, environ={}).config
 
 
 class SwapTests(TestCase):
@@ -107,3 +118,71 @@ models:
         message = body["error"]["message"]
         self.assertIn("exit status 3", message)
         self.assertIn("demo: error: failed to load model", message)
+
+
+WIRED = """
+models:
+  a:
+    cmd: x
+    proxy: http://127.0.0.1:9001
+profiles:
+  p:
+    pins: {public: a}
+"""
+
+
+class WiringTests(SynchronousTestCase):
+    """
+    The app builds its parts around one configuration holder and one
+    active-profile holder: setting either reaches every part at once.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.app = LlamaSwap(load(WIRED), self.reactor, runtimeDir=self.mktemp())
+        # The channels' timeouts go on the fake reactor, not the real one.
+        self.site = buildSite(self.app.webParts(), reactor=self.reactor)
+
+    def get(self, path: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> ParsedResponse:
+        client = Client(self.site)
+        client.send(b"GET", path, b"", headers)
+        return client.response()
+
+    def test_partsShareTheHolders(self) -> None:
+        """
+        The web parts and the observability service read the app's own
+        holders and supervisor registry; the service sets nothing on the
+        app.
+        """
+        parts = self.app.webParts()
+        self.assertIs(parts.config, self.app.configHolder)
+        self.assertIs(parts.activeProfile, self.app.activeProfile)
+        self.assertIs(self.app.observability.configHolder, self.app.configHolder)
+        self.assertIs(self.app.observability.supervisors, self.app.supervisors)
+        self.assertIs(parts.tracker, self.app.observability.tracker)
+        self.assertNotIn("events", vars(self.app))
+
+    def test_newConfigurationEverywhere(self) -> None:
+        """
+        After C{configHolder.set}, the authenticator and the handlers of
+        the already built site use the new configuration.
+        """
+        self.assertEqual(self.get(b"/v1/models").status, 200)
+        self.app.configHolder.set(load(WIRED + "apiKeys: [sekrit]\n"))
+        self.assertIs(self.app.config, self.app.configHolder.value)
+        self.assertEqual(self.get(b"/v1/models").status, 401)
+        answer = self.get(b"/api/profiles", [(b"authorization", b"Bearer sekrit")])
+        self.assertEqual(json.loads(answer.body)["profiles"][0]["id"], "p")
+
+    def test_activeProfileEverywhere(self) -> None:
+        """
+        Setting the active profile is seen by the management routes and
+        announced on the event bus.
+        """
+        published: list[tuple[str, object]] = []
+        self.app.observability.startService()
+        self.addCleanup(self.app.observability.stopService)
+        self.app.observability.events.subscribe(lambda e: published.append((e.kind, e.data)))
+        self.app.activeProfile.set("p")
+        self.assertEqual(json.loads(self.get(b"/api/profiles").body)["active"], "p")
+        self.assertIn(("profileChanged", {"active": "p"}), published)

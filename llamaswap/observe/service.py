@@ -4,26 +4,33 @@ The observability parts of one llamaswap, built and wired together: the
 event bus, Prometheus metrics, the activity store and capture cache, the
 request tracker and the model load watcher.
 
-L{ObservabilityService} is a child service of L{llamaswap.app.LlamaSwap};
-creating it sets C{app.events}, C{app.metrics}, C{app.activity},
-C{app.tracker} and C{app.observability}.  Starting it opens nothing
-blocking (the store opens on its database thread); stopping it ends the
+L{ObservabilityService} is a child service of L{llamaswap.app.LlamaSwap},
+which hands its parts (C{events}, C{metrics}, C{activity}, C{tracker}) to
+whoever uses them.  It reads the configuration, the supervisors and the
+active profile through the app's holders, never a copy.  Starting it opens
+nothing blocking (the store opens on its database thread); stopping it ends the
 C{/api/events} streams and closes the store after its queued writes.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.server import Request
 
+from ..config.model import Config
+from ..holder import Holder
+from ..upstream.supervisor import Supervisor
 from .activity import ActivityLog, ActivityRecord
 from .captures import CaptureCache
 from .events import Event, EventBus, EventStream, modelStatus
 from .loads import LoadHistory, LoadWatcher
+from .logs import Monitor
 from .metrics import Metrics
+from .monitors import LogMonitors
 from .store import ActivityStore
 from .tracking import Tracker
 
@@ -32,17 +39,37 @@ log = Logger()
 
 class ObservabilityService(Service):
     """
-    Owns and wires the observability objects of C{app}.
+    Owns and wires the observability objects of one llamaswap.
     """
 
-    def __init__(self, app: Any, *, processMetrics: bool = True) -> None:
-        config = app.config
-        self.app = app
-        self.clock = app.reactor
+    def __init__(
+        self,
+        config: Holder[Config],
+        supervisors: Mapping[str, Supervisor],
+        clock: IReactorTime,
+        *,
+        activeProfile: Holder[str | None],
+        logs: LogMonitors | None = None,
+        processMetrics: bool = True,
+    ) -> None:
+        """
+        @param config: the current configuration.
+        @param supervisors: model ID to its supervisor (the app's
+            L{llamaswap.upstream.registry.Upstreams}).
+        @param activeProfile: the runtime profile, announced when it changes.
+        @param logs: the L{llamaswap.observe.monitors.LogMonitors} whose
+            C{proxy} and C{upstream} logs the event stream carries.
+        """
+        self.configHolder = config
+        self.supervisors = supervisors
+        self.activeProfile = activeProfile
+        self.logs = logs
+        self.clock = clock
+        config = self.configHolder.value
         self.events = EventBus()
         self.metrics = Metrics(config.models, processMetrics=processMetrics)
         storePath = config.store.path if config.store is not None else None
-        self.store = ActivityStore(storePath, keep=config.metricsMaxInMemory, reactor=app.reactor)
+        self.store = ActivityStore(storePath, keep=config.metricsMaxInMemory, reactor=clock)
         self.captures = CaptureCache.fromMegabytes(config.captureBuffer)
         self.activity = ActivityLog(self.store, self.captures, self._announce)
         self.tracker = Tracker(
@@ -56,7 +83,7 @@ class ObservabilityService(Service):
             listening=lambda: self.events.subscribers,
         )
         self.loads = LoadWatcher(
-            app.supervisors,
+            supervisors,
             self.clock,
             self.events.publish,
             statusPayload=self.modelStatus,
@@ -66,11 +93,6 @@ class ObservabilityService(Service):
         )
         self.streams: set[EventStream] = set()
         self._unsubscribe: list[Callable[[], None]] = []
-        app.events = self.events
-        app.metrics = self.metrics
-        app.activity = self.activity
-        app.tracker = self.tracker
-        app.observability = self
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -82,10 +104,7 @@ class ObservabilityService(Service):
             lambda f: log.failure("reading past load times failed", f),
         )
         self._followLogs()
-        observers = getattr(self.app, "profileObservers", None)
-        if isinstance(observers, list):
-            observers.append(self._profileChanged)
-            self._unsubscribe.append(lambda: observers.remove(self._profileChanged))
+        self._unsubscribe.append(self.activeProfile.addObserver(self._profileChanged))
 
     def stopService(self) -> None:
         super().stopService()
@@ -107,10 +126,10 @@ class ObservabilityService(Service):
         """
         The state name of a local model (named by ID or alias).
         """
-        supervisors = self.app.supervisors
+        supervisors = self.supervisors
         supervisor = supervisors.get(model)
         if supervisor is None:
-            real = self.app.config.realModelName(model)
+            real = self.configHolder.value.realModelName(model)
             supervisor = supervisors.get(real) if real else None
         return supervisor.state.value if supervisor is not None else None
 
@@ -118,17 +137,18 @@ class ObservabilityService(Service):
         """
         Whether C{name} is a local model, alias or peer model.
         """
-        config = self.app.config
+        config = self.configHolder.value
         return config.realModelName(name) is not None or (
             config.resolvePeerModel(name) is not None
         )
 
     def modelStatus(self) -> list[dict[str, Any]]:
-        states = {m: s.state.value for m, s in self.app.supervisors.items()}
-        return modelStatus(self.app.config, states)
+        states = {m: s.state.value for m, s in self.supervisors.items()}
+        return modelStatus(self.configHolder.value, states)
 
     def uiConfig(self) -> dict[str, Any]:
-        return {"activity": {"session_id": list(self.app.config.ui.sessionIDHeaders)}}
+        config = self.configHolder.value
+        return {"activity": {"session_id": list(config.ui.sessionIDHeaders)}}
 
     # -- the event stream -------------------------------------------------------
 
@@ -148,15 +168,15 @@ class ObservabilityService(Service):
 
     def _initial(self) -> list[Event]:
         events = []
-        logs = getattr(self.app, "logs", None)
-        for source in ("proxy", "upstream"):
-            monitor = getattr(logs, source, None)
-            history = monitor.history() if monitor is not None else b""
+        for monitor in self._monitors():
+            history = monitor.history()
             if history:
-                events.append(Event("logData", {"source": source, "data": _text(history)}))
+                events.append(
+                    Event("logData", {"source": monitor.name, "data": _text(history)})
+                )
         events.append(Event("modelStatus", self.modelStatus()))
         events.append(Event("uiConfig", self.uiConfig()))
-        events.append(Event("profileChanged", {"active": _activeProfile(self.app)}))
+        events.append(Event("profileChanged", {"active": self.activeProfile.value}))
         events.append(Event("inflight", self.tracker.snapshot()))
         events.extend(Event("loadProgress", p) for p in self.loads.current())
         return events
@@ -164,21 +184,23 @@ class ObservabilityService(Service):
     # -- feeds ---------------------------------------------------------------
 
     def _followLogs(self) -> None:
-        logs = getattr(self.app, "logs", None)
-        for source in ("proxy", "upstream"):
-            monitor = getattr(logs, source, None)
-            if monitor is None or not hasattr(monitor, "subscribe"):
-                continue
+        for monitor in self._monitors():
 
-            def deliver(data: bytes, source: str = source) -> None:
+            def deliver(data: bytes, source: str = monitor.name) -> None:
                 if self.events.subscribers:
                     self.events.publish("logData", {"source": source, "data": _text(data)})
 
             subscription = monitor.subscribe(deliver)
             self._unsubscribe.append(subscription.cancel)
 
-    def _profileChanged(self, active: Any) -> None:
-        self.events.publish("profileChanged", {"active": _activeProfile(self.app)})
+    def _monitors(self) -> list[Monitor]:
+        """
+        The logs the event stream carries: the proxy's and the upstreams'.
+        """
+        return [] if self.logs is None else [self.logs.proxy, self.logs.upstream]
+
+    def _profileChanged(self, old: str | None, new: str | None) -> None:
+        self.events.publish("profileChanged", {"active": new})
         self.events.publish("modelStatus", self.modelStatus())
 
     def _announce(self, record: ActivityRecord) -> None:
@@ -192,13 +214,6 @@ class ObservabilityService(Service):
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
-
-
-def _activeProfile(app: Any) -> str | None:
-    active = getattr(app, "activeProfile", None)
-    if active is None or isinstance(active, str):
-        return active
-    return getattr(active, "id", None) or getattr(active, "name", None)
 
 
 __all__ = ["ObservabilityService"]

@@ -4,10 +4,11 @@ Request tracking: the one object a model-routed handler talks to.
 
 The handler brackets each request::
 
-    track = app.tracker.begin(request, modelName, path)
+    track = tracker.begin(request, modelName, path)
     track.queued()                 # before waiting for the router
     track.granted(lease)           # the lease came
     await forwarder.forward(..., taps=track.forwarding(body))
+    # (the track is passed along the request path, never looked up)
     # or, when it fails before being forwarded:
     track.finished(None, error)
 
@@ -185,6 +186,23 @@ class RequestTrack:
             self._reqBody = self._requestBody(body, limit)
         self.reader = ResponseReader(self.path, limit if mask.respBody else 0)
         return [self]
+
+    def relaying(
+        self, requested: str, selector: str | None = None, body: object = None
+    ) -> list[Any]:
+        """
+        A model request goes upstream now, as decided: recorded under the
+        C{requested} name until a lease names the model, with the
+        C{selector} that chose it; C{body} is the rewritten body, if
+        bytes.
+
+        @return: the taps to pass to L{Forwarder.forward}.
+        """
+        if requested and self.grantedAt is None:
+            self.model = requested
+        if selector:
+            self.metadata["selector"] = selector
+        return self.forwarding(body if isinstance(body, bytes) else None)
 
     def finished(self, result: Any = None, error: BaseException | Failure | None = None) -> None:
         """
@@ -533,7 +551,6 @@ class Tracker:
         self.modelState = modelState
         self._listening = listening
         self.inflight: OrderedDict[str, RequestTrack] = OrderedDict()
-        self._byRequest: dict[int, RequestTrack] = {}
         self._ids = itertools.count(1)
 
     def begin(
@@ -553,37 +570,9 @@ class Tracker:
         path = path.split("?", 1)[0]
         track = RequestTrack(self, str(next(self._ids)), request, model, path)
         self.inflight[track.id] = track
-        self._byRequest[id(request)] = track
         self._upsert(track)
         request.notifyFinish().addBoth(track.requestEnded)
         return track
-
-    def trackFor(self, request: Request) -> RequestTrack | None:
-        """
-        The unfinished track of C{request}, if it has one.
-        """
-        return self._byRequest.get(id(request))
-
-    def tapsFor(self, request: Request, upstream: Any) -> list[Any]:
-        """
-        The forwarder taps for C{request} about to go upstream (what
-        L{llamaswap.web.inference} asks for): its track's, begun now if
-        the handler did not begin one.
-
-        @param upstream: the relay plan; its C{requested} (model name),
-            C{selector} and C{body} (rewritten bytes, if any) are used.
-        """
-        track = self.trackFor(request)
-        if track is None:
-            track = self.begin(request, "", requestPath(request))
-        requested = getattr(upstream, "requested", None)
-        if requested and track.grantedAt is None:
-            track.model = requested
-        selector = getattr(upstream, "selector", None)
-        if selector:
-            track.metadata["selector"] = selector
-        body = getattr(upstream, "body", None)
-        return track.forwarding(body if isinstance(body, bytes) else None)
 
     def snapshot(self) -> dict[str, Any]:
         """
@@ -619,8 +608,6 @@ class Tracker:
         if track._counted is not None and self.metrics is not None:
             self.metrics.requestEnded(track._counted)
             track._counted = None
-        if self._byRequest.get(id(track.request)) is track:
-            del self._byRequest[id(track.request)]
         if self.inflight.pop(track.id, None) is not None and self._listening():
             self._publish("inflight", {"operation": "remove", "id": track.id})
 
@@ -645,45 +632,7 @@ class Tracker:
             self.activity.record(record, capture)
 
 
-class NullTrack:
-    """
-    A track that records nothing, for apps without a tracker (handler
-    tests with a fake app).
-    """
-
-    def __init__(self) -> None:
-        self.model = ""
-        self.metadata: dict[str, str] = {}
-
-    def queued(self) -> None:
-        pass
-
-    def granted(self, lease: Any = None) -> None:
-        pass
-
-    def forwarding(self, body: bytes | None = None) -> list[Any]:
-        return []
-
-    def finished(self, result: Any = None, error: Any = None) -> None:
-        pass
-
-
-def beginTrack(
-    app: Any, request: Request, model: str = "", path: str | bytes | None = None
-) -> RequestTrack | NullTrack:
-    """
-    C{app.tracker.begin(request, model, path)}, or a L{NullTrack} when
-    C{app} has no tracker (or one that only supplies taps).
-    """
-    begin = getattr(getattr(app, "tracker", None), "begin", None)
-    if begin is None:
-        return NullTrack()
-    return begin(request, model, path)  # type: ignore[no-any-return]
-
-
 __all__ = [
-    "NullTrack",
-    "beginTrack",
     "ABANDON_AFTER",
     "CLIENT_CLOSED",
     "Exchange",

@@ -211,6 +211,13 @@ class Lease:
         self._onRelease: Callable[[], None] | None = onRelease
 
     @property
+    def url(self) -> str:
+        """
+        The base URL of the model's server, where the request is relayed.
+        """
+        return self.supervisor.spec.proxy  # type: ignore[attr-defined, no-any-return]
+
+    @property
     def released(self) -> bool:
         """
         Whether L{release} was called.
@@ -291,13 +298,14 @@ class Router:
         @param config: limits, priorities, routing policy, unload timeouts,
             aliases and v1 profiles.
         @param supervisors: model ID to its supervisor; these are the
-            models served.
+            models served.  The mapping is kept, not copied (the app passes
+            its L{llamaswap.upstream.registry.Upstreams}).
         @param clock: the time source for the scheduler and its timer.
         @param evictor: overrides the policy C{config.routing} selects.
         @param scheduler: overrides the scheduler built from C{config}.
         """
         self.config = config
-        self._supervisors = dict(supervisors)
+        self._supervisors = supervisors
         self._clock = clock
         if scheduler is None:
             scheduler = Scheduler.fromConfig(
@@ -343,6 +351,13 @@ class Router:
         if legacy is not None and legacy[1] in self._supervisors:
             return legacy[1], legacy[0]
         return None
+
+    def stateOf(self, model: str) -> State | None:
+        """
+        The state of local model C{model} (by ID), L{None} if not served.
+        """
+        supervisor = self._supervisors.get(model)
+        return supervisor.state if supervisor is not None else None
 
     def acquire(
         self, name: str, onQueuePosition: Callable[[int], None] | None = None

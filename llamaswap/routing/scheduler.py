@@ -361,12 +361,6 @@ class Scheduler:
         """
         return {i: (s.target, tuple(s.waiters)) for i, s in self._swaps.items()}
 
-    def heldBack(self) -> frozenset[str]:
-        """
-        Models whose new requests queue because of the starvation bound.
-        """
-        return self._held
-
     def nextDeadline(self) -> float | None:
         """
         When the next queued request reaches C{maxWaitForSwap} (the shell

@@ -441,15 +441,6 @@ class UpstreamProtocol(ProcessProtocol):
             self._flushLines()
             self.transport.loseConnection()
 
-    def cancelTimers(self) -> None:
-        """
-        Cancel pending drain and pipe-close timers (for teardown).
-        """
-        for timer in self._timers:
-            if timer.active():
-                timer.cancel()
-        self._timers = []
-
 
 def spawnUpstream(
     processReactor: IReactorProcess,

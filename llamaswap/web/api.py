@@ -12,7 +12,7 @@ Observability routes (HTTP behaviour sections 7.8, 10 and 11):
    monitor).
 
 Parameter checking is done by pure functions (L{activityQuery}); the
-handlers read the app's observability objects and write JSON.
+handlers read the observability objects they are given and write JSON.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -30,12 +30,12 @@ from twisted.web.server import NOT_DONE_YET, Request
 from ..compat import isDisconnected
 from ..drain import markLongLived
 from ..httperrors import BadRequest, HTTPError, InternalError, NotFound
+from ..observe.activity import ActivityLog
+from ..observe.metrics import Metrics
 from ..observe.store import SORT_COLUMNS, ActivityQuery
+from ..observe.tracking import Tracker
 from .errors import renderHTTPError, writeHTTPError
 from .mux import Mux
-
-if TYPE_CHECKING:
-    from ..app import LlamaSwap
 
 log = Logger()
 
@@ -153,12 +153,28 @@ def activityQuery(args: Mapping[bytes, Sequence[bytes]]) -> ActivityQuery:
 
 class ObserveAPI:
     """
-    The handlers, reading C{app.observability}, C{app.activity},
-    C{app.tracker} and C{app.metrics}.
+    The observability handlers.
     """
 
-    def __init__(self, app: LlamaSwap) -> None:
-        self.app = app
+    def __init__(
+        self,
+        *,
+        openStream: Callable[[Request], object],
+        activity: ActivityLog,
+        tracker: Tracker,
+        metrics: Metrics,
+    ) -> None:
+        """
+        @param openStream: serves C{/api/events} on a request (the
+            L{llamaswap.observe.service.ObservabilityService}'s).
+        @param activity: the activity rows, stats and captures.
+        @param tracker: the in-flight requests (to cancel one).
+        @param metrics: the Prometheus metrics.
+        """
+        self.openStream = openStream
+        self.activityLog = activity
+        self.tracker = tracker
+        self.metricsRegistry = metrics
 
     def _answer(
         self, request: Request, d: Deferred[Any], build: Any, failure: str
@@ -179,7 +195,7 @@ class ObserveAPI:
 
     def events(self, request: Request, rest: bytes) -> int:
         markLongLived(request)
-        self.app.observability.openStream(request)  # type: ignore[attr-defined]
+        self.openStream(request)
         return NOT_DONE_YET
 
     def activity(self, request: Request, rest: bytes) -> bytes | int:
@@ -187,7 +203,7 @@ class ObserveAPI:
             query = activityQuery(request.args or {})
         except HTTPError as e:
             return renderHTTPError(request, e)
-        activity = self.app.activity  # type: ignore[attr-defined]
+        activity = self.activityLog
 
         def build(result: tuple[list[Any], int]) -> dict[str, Any]:
             rows, total = result
@@ -203,7 +219,7 @@ class ObserveAPI:
 
     def stats(self, request: Request, rest: bytes) -> int:
         model = _last(request.args or {}, "model") or None
-        d = self.app.activity.stats(model)  # type: ignore[attr-defined]
+        d = self.activityLog.stats(model)
         return self._answer(request, d, lambda stats: stats, "failed to get activity stats")
 
     def capture(self, request: Request, rest: bytes) -> bytes:
@@ -211,7 +227,7 @@ class ObserveAPI:
             id = int(rest.decode("ascii"))
         except (UnicodeDecodeError, ValueError):
             return renderHTTPError(request, BadRequest("invalid capture ID"))
-        capture = self.app.activity.captures.get(id)  # type: ignore[attr-defined]
+        capture = self.activityLog.captures.get(id)
         if capture is None:
             return renderHTTPError(request, NotFound("capture not found"))
         return jsonBody(request, capture.toJSON())
@@ -222,13 +238,13 @@ class ObserveAPI:
             request.setResponseCode(404)
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"404 page not found\n"
-        if not self.app.tracker.cancel(id.decode("utf-8", "replace")):  # type: ignore[attr-defined]
+        if not self.tracker.cancel(id.decode("utf-8", "replace")):
             return renderHTTPError(request, NotFound("inflight request not found"))
         return jsonBody(request, {"msg": "ok"})
 
     def metrics(self, request: Request, rest: bytes) -> bytes:
         accept = (request.getHeader(b"accept") or b"").decode("latin-1")
-        body, contentType = self.app.metrics.render(accept)  # type: ignore[attr-defined]
+        body, contentType = self.metricsRegistry.render(accept)
         request.setHeader(b"content-type", contentType.encode("latin-1"))
         return body
 
@@ -237,11 +253,10 @@ def _gone(request: Request) -> bool:
     return bool(isDisconnected(request) or request.finished)
 
 
-def install(mux: Mux, app: LlamaSwap) -> None:
+def install(mux: Mux, api: ObserveAPI) -> None:
     """
     Register the observability routes.
     """
-    api = ObserveAPI(app)
     mux.route("GET", "/api/events", api.events)
     mux.route("GET", "/api/metrics/activity", api.activity)
     mux.route("GET", "/api/metrics/stats", api.stats)

@@ -36,16 +36,15 @@ import base64
 import binascii
 import hashlib
 import hmac
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from twisted.web.server import Request
 
+from ..config.model import Config
+from ..holder import Holder
 from ..httperrors import Unauthorized
 from .errors import renderHTTPError
 from .mux import firstHeader
-
-if TYPE_CHECKING:
-    from ..app import LlamaSwap
 
 #: Compares two digests; L{hmac.compare_digest} (injectable for tests).
 Compare = Callable[[bytes, bytes], bool]
@@ -146,12 +145,12 @@ class APIKeyAuthenticator:
         return renderHTTPError(request, Unauthorized())
 
 
-def authenticatorFor(app: LlamaSwap) -> APIKeyAuthenticator:
+def authenticatorFor(config: Holder[Config]) -> APIKeyAuthenticator:
     """
-    The authenticator of C{app}: its configuration's C{apiKeys}, read on
-    every request (a configuration swapped in later is honoured).
+    The authenticator checking the current configuration's C{apiKeys},
+    read on every request (a configuration swapped in later is honoured).
     """
-    return APIKeyAuthenticator(lambda: app.config.apiKeys)
+    return APIKeyAuthenticator(lambda: config.value.apiKeys)
 
 
 def upstreamAuthHeaders(request: Request, config: Any) -> dict[str, str]:

@@ -19,9 +19,10 @@ through these steps (§2), in L{ModelRoute._handle}:
     put it (the rewritten name, the local model's C{useModelName}, the bare
     member of a v1 profile name, or the peer's own model name), the JSON
     filters of the model or peer, and the headers;
- 6. for a local model, wait for the router's lease (a streamed chat
-    completion for a model with C{sendLoadingState} that has to wait
-    watches the load meanwhile, see L{llamaswap.web.loading});
+ 6. for a local model, L{llamaswap.web.leased.serveLeased}: wait for
+    the router's lease (a streamed chat completion for a model with
+    C{sendLoadingState} that has to wait watches the load meanwhile, see
+    L{llamaswap.web.loading}), relay to the URL it carries, release it;
  7. L{ModelRoute._relay}: the single place a request is handed to a
     L{Forwarder}.  When nothing was rewritten the client's bytes are
     relayed untouched, streamed from where twisted.web buffered them.
@@ -36,33 +37,34 @@ rewritten in the query.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from attrs import evolve, frozen
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
-from ..config.model import Filters, Timeouts
+from ..config.model import Config, Filters, Timeouts
+from ..holder import Holder
 from ..httperrors import BadRequest, HTTPError, InternalError, ModelNotFound
-from ..observe.tracking import beginTrack
+from ..observe.tracking import RequestTrack, Tracker
 from ..routes import BODY_ROUTES, QUERY_ROUTES, VERSIONLESS_ROUTES, upstreamPath
+from ..routing.router import Router
 from ..upstream.lifecycle import State
 from .auth import upstreamAuthHeaders
 from .errors import writeFailure, writeHTTPError
 from .extract import FORM, MULTIPART, QUERY, Extracted, extract
-from .forward import BodyArg, BodyProducer, ForwardResult, Tap
+from .forward import BodyArg, BodyProducer, Forwarder, ForwardResult
 from .headers import HeaderValue
+from .leased import serveLeased
 from .loading import acquireWithLoadingState, wantsLoadingState
 from .multipart import MultipartError
 from .mux import Mux
-from .peers import PeerModel, PeerShuttingDown, peerRouterOf
+from .peers import PeerModel, PeerRouter, PeerShuttingDown
 from .rewrite import applyFilters, replaceEncodedValue, replaceQueryValue
 from .selectors import Choice, Selectors
-
-if TYPE_CHECKING:
-    from ..app import LlamaSwap
 
 log = Logger()
 
@@ -126,20 +128,50 @@ class ModelRoute:
     """
     The handler of every model-routed endpoint.
 
-    @ivar selectors: the selectors and their spillover reservations.
+    @ivar selectors: the selectors and their spillover reservations,
+        rebuilt when the configuration changes.
     @ivar peers: the peer router.
     """
 
-    def __init__(self, app: LlamaSwap) -> None:
-        self.app = app
-        supervisors = app.supervisors
+    def __init__(
+        self,
+        *,
+        config: Holder[Config],
+        activeProfile: Holder[str | None],
+        router: Router,
+        forwarder: Forwarder,
+        peers: PeerRouter,
+        tracker: Tracker,
+        clock: IReactorTime,
+        maxBodyBytes: int,
+    ) -> None:
+        """
+        @param config: the current configuration.
+        @param activeProfile: the runtime profile whose pins apply.
+        @param router: resolves local model names and grants leases (a
+            L{llamaswap.routing.router.Router}).
+        @param forwarder: relays to local models.
+        @param peers: resolves and relays to peer models.
+        @param tracker: tracks every request.
+        @param clock: for the loading-state stream.
+        @param maxBodyBytes: the largest body read to find the model.
+        """
+        self.config = config
+        self.activeProfile = activeProfile
+        self.router = router
+        self.forwarder = forwarder
+        self.peers = peers
+        self.tracker = tracker
+        self.clock = clock
+        self.maxBodyBytes = maxBodyBytes
+        self.selectors = Selectors(config.value, router.stateOf)
+        config.addObserver(self._configChanged)
 
-        def stateOf(model: str) -> Any:
-            supervisor = supervisors.get(model)
-            return supervisor.state if supervisor is not None else None
-
-        self.selectors = Selectors(app.config, stateOf)
-        self.peers = peerRouterOf(app)
+    def _configChanged(self, old: Config, new: Config) -> None:
+        """
+        A new configuration: new selectors (reservations start afresh).
+        """
+        self.selectors = Selectors(new, self.router.stateOf)
 
     def __call__(self, request: Request, rest: bytes) -> int:
         d = Deferred.fromCoroutine(self._handle(request))
@@ -155,11 +187,10 @@ class ModelRoute:
 
     async def _handle(self, request: Request) -> None:
         choice: Choice | None = None
-        lease = None
-        track = beginTrack(self.app, request)
+        track = self.tracker.begin(request)
         try:
             try:
-                asked = extract(request, self.app.maxBodyBytes)
+                asked = extract(request, self.maxBodyBytes)
                 track.model = asked.model
                 name = self._pinned(asked.model)
                 if name in self.selectors:
@@ -168,37 +199,21 @@ class ModelRoute:
                 if not name:
                     raise ModelNotFound(NO_MODEL)
                 upstream = self._plan(request, asked, name, choice)
-                if upstream.local is not None:
-                    track.queued()
-                    lease = await self._acquire(request, name, upstream)
-                    track.granted(lease)
-                    upstream = evolve(upstream, url=lease.supervisor.spec.proxy)
-                else:
+                if upstream.local is None:
                     self.peers.checkOpen()
             except HTTPError as e:
                 writeHTTPError(request, e)
                 track.finished(None, e)
                 return
-            except CancelledError as e:
-                track.finished(None, e)
-                return
-            try:
-                await self._relay(request, upstream)
-            except CancelledError:
-                # Cut off by a shutdown; one that had not answered yet
-                # still gets an answer.
-                if not request.startedWriting:
-                    error: HTTPError = (
-                        PeerShuttingDown()
-                        if upstream.peer is not None
-                        else InternalError("unspecific error: aborted")
-                    )
-                    writeHTTPError(request, error)
-            except HTTPError as e:
-                writeHTTPError(request, e)
-            finally:
-                if lease is not None:
-                    lease.release()
+            if upstream.local is not None:
+                await serveLeased(
+                    request,
+                    track,
+                    lambda: self._acquire(request, name, upstream),
+                    lambda lease: self._relay(request, evolve(upstream, url=lease.url), track),
+                )
+            else:
+                await self._relay(request, upstream, track)
         finally:
             if choice is not None:
                 choice.release()
@@ -214,20 +229,16 @@ class ModelRoute:
         return name
 
     def _activePins(self) -> Mapping[str, str]:
-        active = getattr(self.app, "activeProfile", None)
-        if active is None:
-            return {}
-        if isinstance(active, str):
-            profile = self.app.config.profiles.get(active)
-            return profile.pins if profile is not None else {}
-        return getattr(active, "pins", {}) or {}
+        active = self.activeProfile.value
+        profile = self.config.value.profiles.get(active) if active is not None else None
+        return profile.pins if profile is not None else {}
 
     def _route(self, name: str) -> Local | PeerModel:
         """
         Where C{name} is served: locally when the router knows it (local
         wins), else by a peer.
         """
-        resolved = self.app.router.resolve(name)
+        resolved = self.router.resolve(name)
         if resolved is not None:
             modelID, profile = resolved
             member = name[len(profile) + 1 :] if profile is not None else None
@@ -246,7 +257,7 @@ class ModelRoute:
         route = self._route(name)
         extraHeaders: dict[str | bytes, HeaderValue] = {}
         if isinstance(route, Local):
-            model = self.app.config.models[route.modelID]
+            model = self.config.value.models[route.modelID]
             sent = route.member or name
             if model.useModelName and (asked.json is not None or asked.form is not None):
                 sent = model.useModelName
@@ -316,54 +327,35 @@ class ModelRoute:
 
     def _acquire(self, request: Request, name: str, upstream: Upstream) -> Deferred[Any]:
         """
-        Wait for the model; a client that leaves while waiting withdraws
-        its request at once.  A streamed chat completion for a model with
-        C{sendLoadingState} that has to wait gets the loading-state stream
-        meanwhile (the response then starts before the upstream's).
+        Start waiting for the model.  A streamed chat completion for a
+        model with C{sendLoadingState} that has to wait gets the
+        loading-state stream meanwhile (the response then starts before
+        the upstream's).
         """
         modelID = upstream.local.modelID if upstream.local is not None else name
-        model = self.app.config.models.get(modelID)
-        supervisor = self.app.supervisors.get(modelID)
-        ready = supervisor is None or supervisor.state is State.READY
+        model = self.config.value.models.get(modelID)
+        ready = self.router.stateOf(modelID) in (None, State.READY)
         if model is not None and wantsLoadingState(
             request.path, upstream.stream, model.sendLoadingState, ready
         ):
-            acquiring = acquireWithLoadingState(
+            return acquireWithLoadingState(
                 request,
-                self.app.reactor,
+                self.clock,
                 modelID,
-                lambda onQueuePosition: self.app.router.acquire(
+                lambda onQueuePosition: self.router.acquire(
                     name, onQueuePosition=onQueuePosition
                 ),
             )
-        else:
-            acquiring = self.app.router.acquire(name)
-        finished = request.notifyFinish()
+        return self.router.acquire(name)
 
-        def gone(failure: Failure) -> None:
-            if not acquiring.called:
-                acquiring.cancel()
-
-        finished.addErrback(gone)
-        return acquiring
-
-    def _taps(self, request: Request, upstream: Upstream) -> Iterable[Tap]:
-        """
-        The taps fed the response: those of C{app.tracker} when there is
-        one (C{tracker.tapsFor(request, upstream)}).
-        """
-        tracker = getattr(self.app, "tracker", None)
-        if tracker is None:
-            return ()
-        return tracker.tapsFor(request, upstream)  # type: ignore[no-any-return]
-
-    def _relay(self, request: Request, upstream: Upstream) -> Deferred[ForwardResult]:
+    async def _relay(self, request: Request, upstream: Upstream, track: RequestTrack) -> None:
         """
         Hand the request to the forwarder of its kind: the one place where
-        a model request goes upstream.
+        a model request goes upstream.  A relay cut off by a shutdown that
+        had not answered yet still gets an answer.
         """
-        forwarder = self.app.forwarder if upstream.peer is None else self.peers.forwarder
-        relay = forwarder.forward(
+        forwarder = self.forwarder if upstream.peer is None else self.peers.forwarder
+        relay: Deferred[ForwardResult] = forwarder.forward(
             request,
             upstream.url,
             upstream.path,
@@ -371,22 +363,32 @@ class ModelRoute:
             connectTimeout=upstream.timeouts.connect,
             responseHeaderTimeout=upstream.timeouts.responseHeader,
             extraHeaders=upstream.extraHeaders,
-            taps=self._taps(request, upstream),
+            taps=track.relaying(upstream.requested, upstream.selector, upstream.body),
             preserveHost=upstream.preserveHost,
             forwardedFor=upstream.forwardedFor,
         )
         if upstream.peer is not None:
             relay = self.peers.track(relay)
-        return relay
+        try:
+            await relay
+        except CancelledError:
+            if not request.startedWriting:
+                error: HTTPError = (
+                    PeerShuttingDown()
+                    if upstream.peer is not None
+                    else InternalError("unspecific error: aborted")
+                )
+                writeHTTPError(request, error)
+        except HTTPError as e:
+            writeHTTPError(request, e)
 
 
-def install(mux: Mux, app: LlamaSwap) -> ModelRoute:
+def install(mux: Mux, handler: ModelRoute) -> ModelRoute:
     """
-    Register the model-routed endpoints.
+    Register C{handler} for the model-routed endpoints.
 
-    @return: the handler (its selectors and peer router).
+    @return: the handler.
     """
-    handler = ModelRoute(app)
     for path in BODY_ROUTES + VERSIONLESS_ROUTES:
         methods = ["POST", "GET"] if path in QUERY_ROUTES else ["POST"]
         mux.route(methods, path, handler)

@@ -23,7 +23,7 @@ bounded.  Streams end when the client goes or llamaswap stops.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
@@ -36,11 +36,10 @@ from ..drain import markLongLived
 from ..httperrors import BadRequest
 from ..observe.access import AccessLog
 from ..observe.logs import Monitor, Subscription
+from ..observe.monitors import LogMonitors
+from ..routing.router import Router
 from .errors import renderHTTPError
 from .mux import Mux
-
-if TYPE_CHECKING:
-    from ..app import LlamaSwap
 
 #: Seconds between SSE heartbeat comments.
 HEARTBEAT = 15.0
@@ -64,22 +63,25 @@ def sseFrame(data: bytes) -> bytes:
     return b"".join(b"data: " + line + b"\n" for line in lines.split(b"\n")) + b"\n"
 
 
-def resolveMonitor(app: LlamaSwap, name: str) -> Monitor | None:
+def resolveMonitor(logs: LogMonitors, router: Router, name: str) -> Monitor | None:
     """
     The monitor C{/logs/stream/<name>} asks for: the combined log for
     C{""}, C{proxy}, C{upstream}, else the local model C{name} names,
     trying the longest prefix (split at C{/}) first, aliases accepted.
+
+    @param router: resolves local model names (a
+        L{llamaswap.routing.router.Router}).
     """
     name = name.split("?", 1)[0]
-    monitor = app.logs.monitorFor(name) if name in ("", "proxy", "upstream") else None
+    monitor = logs.monitorFor(name) if name in ("", "proxy", "upstream") else None
     if monitor is not None:
         return monitor
     parts = name.split("/")
     for end in range(len(parts), 0, -1):
         candidate = "/".join(parts[:end])
-        resolved = app.router.resolve(candidate)
+        resolved = router.resolve(candidate)
         if resolved is not None:
-            return app.logs.modelMonitor(resolved[0])
+            return logs.modelMonitor(resolved[0])
     return None
 
 
@@ -201,9 +203,10 @@ def _wantsHistory(request: Request) -> bool:
     return not queryHas(request, b"no-history")
 
 
-def install(mux: Mux, app: LlamaSwap) -> None:
+def install(mux: Mux, logs: LogMonitors, router: Router, clock: IReactorTime) -> None:
     """
-    Add the log routes to C{mux}.
+    Add the log routes to C{mux}: C{logs}' monitors, local model names
+    resolved by C{router}, heartbeats on C{clock}.
     """
 
     def history(request: Request, rest: bytes) -> bytes:
@@ -212,12 +215,12 @@ def install(mux: Mux, app: LlamaSwap) -> None:
             request.redirect(b"/ui/#/logs")
             return b""
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return app.logs.combined.history()
+        return logs.combined.history()
 
     def stream(sse: bool) -> Callable[[Request, bytes], Any]:
         def render(request: Request, rest: bytes) -> bytes | int:
             name = unquote(rest.decode("utf-8", "replace"))
-            monitor = resolveMonitor(app, name)
+            monitor = resolveMonitor(logs, router, name)
             if monitor is None:
                 return renderHTTPError(request, BadRequest(INVALID_LOGGER))
             if sse:
@@ -231,7 +234,7 @@ def install(mux: Mux, app: LlamaSwap) -> None:
                 monitor,
                 frame=sseFrame if sse else plainFrame,
                 history=_wantsHistory(request),
-                clock=app.reactor,
+                clock=clock,
                 heartbeat=HEARTBEAT if sse else None,
             ).start()
             return NOT_DONE_YET

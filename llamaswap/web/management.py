@@ -8,20 +8,22 @@ profiles and the version (llama-swap's HTTP behaviour, sections 1.2 and 7).
  - C{GET /unload}, C{POST /api/models/unload}: stop every local upstream,
    answering once they are stopped; C{POST /api/models/unload/<model>}: one.
  - C{GET /api/profiles}, C{PUT /api/profiles/active}: list and switch the
-   runtime profile, kept on the app as C{app.activeProfile}.
+   runtime profile, kept in the active-profile L{Holder}.
  - C{GET /api/version}.
  - C{GET /}: a redirect to the web UI.
 
 The documents are built by pure functions of the configuration and the
-upstream states; the handlers only read the app and write responses.
+upstream states; the handlers only read their collaborators and write
+responses.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
@@ -29,14 +31,13 @@ from twisted.web.server import NOT_DONE_YET, Request
 from .. import __version__
 from ..compat import isDisconnected
 from ..config.model import Capabilities, Config, ModelConfig
+from ..holder import Holder
 from ..httperrors import SOURCE, BadRequest, HTTPError, NotFound
 from ..observe.events import capabilityFlags
+from ..routing.router import Router
 from ..upstream.lifecycle import State
 from .errors import renderHTTPError, writeFailure
 from .mux import Mux, decodePath, firstHeader, redirect
-
-if TYPE_CHECKING:
-    from ..app import LlamaSwap
 
 log = Logger()
 
@@ -308,22 +309,17 @@ def parseProfileRequest(body: bytes, config: Config) -> str | None:
     return name
 
 
-def setActiveProfile(app: LlamaSwap, name: str | None) -> bool:
+def setActiveProfile(activeProfile: Holder[str | None], name: str | None) -> bool:
     """
-    Make C{name} the active profile of C{app}; on a change, log it and tell
-    C{app.profileObservers}.
+    Make C{name} the active profile; on a change, log it and set the
+    holder (which tells its observers).
 
     @return: whether it changed.
     """
-    if app.activeProfile == name:
+    if activeProfile.value == name:
         return False
-    app.activeProfile = name
     log.info('active profile changed to "{profile}"', profile=name or "")
-    for observer in list(app.profileObservers):
-        try:
-            observer(name)
-        except Exception:
-            log.failure("profile observer failed")
+    activeProfile.set(name)
     return True
 
 
@@ -369,23 +365,37 @@ def _readBody(request: Request) -> bytes:
 
 class ManagementRoutes:
     """
-    The handlers of the management routes of one app.
+    The handlers of the management routes.
     """
 
-    def __init__(self, app: LlamaSwap) -> None:
-        self.app = app
+    def __init__(
+        self,
+        *,
+        config: Holder[Config],
+        activeProfile: Holder[str | None],
+        router: Router,
+        clock: IReactorTime,
+    ) -> None:
+        """
+        @param router: what runs (C{running}, C{stateOf}) and unloads (a
+            L{llamaswap.routing.router.Router}).
+        @param clock: for the model list's C{created} stamps.
+        """
+        self.config = config
+        self.activeProfile = activeProfile
+        self.router = router
+        self.clock = clock
 
     def listModels(self, request: Request, rest: bytes) -> bytes:
         """
         C{GET /v1/models}: the model list; a request's C{Origin} is echoed
         in C{Access-Control-Allow-Origin} so browser clients can read it.
         """
-        app = self.app
         records = modelRecords(
-            app.config,
-            dict(app.router.running()),
-            app.activeProfile,
-            int(app.reactor.seconds()),
+            self.config.value,
+            dict(self.router.running()),
+            self.activeProfile.value,
+            int(self.clock.seconds()),
         )
         origin = firstHeader(request, b"origin")
         if origin:
@@ -396,9 +406,8 @@ class ManagementRoutes:
         """
         C{GET /running}.
         """
-        app = self.app
         return jsonBody(
-            request, {"running": runningRecords(app.config, app.router.running())}
+            request, {"running": runningRecords(self.config.value, self.router.running())}
         )
 
     def unloadAll(self, request: Request, rest: bytes) -> int:
@@ -419,10 +428,10 @@ class ManagementRoutes:
         C{POST /api/models/unload/<model>}: stop one model (named by ID or
         alias; profiles do not apply), then answer C{OK}.
         """
-        config = self.app.config
+        config = self.config.value
         name = decodePath(rest)
         modelID = config.realModelName(name) if name else None
-        if modelID is None or modelID not in self.app.supervisors:
+        if modelID is None or self.router.stateOf(modelID) is None:
             if modelID is None and config.resolvePeerModel(name) is None:
                 return renderHTTPError(request, NotFound(MODEL_NOT_FOUND))
             return renderHTTPError(request, NotFound(NO_LOCAL_SERVER))
@@ -435,7 +444,7 @@ class ManagementRoutes:
         Unload C{models} (all: L{None}); once they are stopped, answer with
         the body C{answer} renders.
         """
-        d: Deferred[None] = self.app.router.unload(models)
+        d: Deferred[None] = self.router.unload(models)
 
         def done(_: object) -> None:
             _finishWith(request, answer())
@@ -451,17 +460,19 @@ class ManagementRoutes:
         """
         C{GET /api/profiles}.
         """
-        return jsonBody(request, profilesDocument(self.app.config, self.app.activeProfile))
+        return jsonBody(
+            request, profilesDocument(self.config.value, self.activeProfile.value)
+        )
 
     def setProfile(self, request: Request, rest: bytes) -> bytes:
         """
         C{PUT /api/profiles/active}: switch the runtime profile.
         """
         try:
-            name = parseProfileRequest(_readBody(request), self.app.config)
+            name = parseProfileRequest(_readBody(request), self.config.value)
         except HTTPError as e:
             return renderHTTPError(request, e)
-        setActiveProfile(self.app, name)
+        setActiveProfile(self.activeProfile, name)
         return jsonBody(request, {"active": name})
 
     def version(self, request: Request, rest: bytes) -> bytes:
@@ -480,11 +491,10 @@ class ManagementRoutes:
         return redirect(request, UI_PATH, 302)
 
 
-def install(mux: Mux, app: LlamaSwap) -> None:
+def install(mux: Mux, routes: ManagementRoutes) -> None:
     """
     Register the management routes.
     """
-    routes = ManagementRoutes(app)
     mux.route("GET", "/v1/models", routes.listModels)
     mux.route("GET", "/models", routes.listModels)
     mux.route("GET", "/running", routes.running)

@@ -36,7 +36,7 @@ keep alive, nor hold back the model.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import quote, unquote_to_bytes
 
 from attrs import frozen
@@ -46,18 +46,19 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
 from ..compat import isDisconnected
-from ..config.model import COMFYUI_MODEL_ID, PeerConfig
+from ..config.model import COMFYUI_MODEL_ID, Config, PeerConfig
+from ..holder import Holder
 from ..httperrors import Conflict, HTTPError, NotFound
-from ..observe.tracking import NullTrack, beginTrack
+from ..observe.tracking import Tracker
+from ..routing.router import Router
 from ..upstream.lifecycle import State
 from .auth import upstreamAuthHeaders
 from .errors import renderHTTPError, writeFailure, writeHTTPError
+from .forward import Forwarder
+from .leased import serveLeased
 from .mux import ANY_METHOD, Mux, rawQuery, redirect, requestPath
 from .peers import PeerModel, PeerRouter
 from .tunnel import Tunneler, isWebsocketUpgrade
-
-if TYPE_CHECKING:
-    from ..app import LlamaSwap
 
 log = Logger()
 
@@ -216,17 +217,6 @@ def redirectCode(method: bytes) -> int:
 # The handlers
 
 
-def peerRouterOf(app: LlamaSwap) -> PeerRouter:
-    """
-    The app's peer router (C{app.peerRouter}), or one of our own on the
-    app's agent when the app has none.
-    """
-    router = getattr(app, "peerRouter", None)
-    if isinstance(router, PeerRouter):
-        return router
-    return PeerRouter(app.config, app.upstreamAgent, app.reactor)
-
-
 def peerHeaders(request: Request, peer: PeerConfig) -> dict[str | bytes, Any]:
     """
     The header overrides for a request relayed to C{peer}: no inbound
@@ -240,16 +230,36 @@ def peerHeaders(request: Request, peer: PeerConfig) -> dict[str | bytes, Any]:
 class Passthrough:
     """
     The C{/upstream} and C{/comfyui} handlers.
-
-    @ivar app: the running llamaswap.
-    @ivar tunneler: relays websocket upgrades.
-    @ivar peers: resolves and relays to peer models.
     """
 
-    def __init__(self, app: LlamaSwap, tunneler: Tunneler, peers: PeerRouter) -> None:
-        self.app = app
-        self.tunneler = tunneler
+    def __init__(
+        self,
+        *,
+        config: Holder[Config],
+        activeProfile: Holder[str | None],
+        router: Router,
+        forwarder: Forwarder,
+        peers: PeerRouter,
+        tunneler: Tunneler,
+        tracker: Tracker,
+    ) -> None:
+        """
+        @param config: the current configuration.
+        @param activeProfile: the runtime profile whose pins apply.
+        @param router: resolves local model names and grants leases (a
+            L{llamaswap.routing.router.Router}).
+        @param forwarder: relays to local models.
+        @param peers: resolves and relays to peer models.
+        @param tunneler: relays websocket upgrades.
+        @param tracker: tracks every (non-websocket) local request.
+        """
+        self.config = config
+        self.activeProfile = activeProfile
+        self.router = router
+        self.forwarder = forwarder
         self.peers = peers
+        self.tunneler = tunneler
+        self.tracker = tracker
 
     # -- /upstream ------------------------------------------------------------
 
@@ -263,8 +273,8 @@ class Passthrough:
         """
         C{/upstream/<model>/<path>}; see the module docstring.
         """
-        app = self.app
-        profile = app.config.profiles.get(getattr(app, "activeProfile", None) or "")
+        config = self.config.value
+        profile = config.profiles.get(self.activeProfile.value or "")
         if profile is not None:
             rest = applyPin(rest, profile.pins)
         match = findModelInPath(rest, self._isName)
@@ -275,10 +285,10 @@ class Passthrough:
             location = b"/upstream/" + escapePath(match.name) + b"/"
             return redirect(request, withQuery(location, query), redirectCode(request.method))
         target = withQuery(match.upstreamPath, query)
-        local = app.router.resolve(match.name)
+        local = self.router.resolve(match.name)
         if local is not None:
             modelID = local[0]
-            if app.config.upstream.isIgnored(match.remaining) and not self._ready(modelID):
+            if config.upstream.isIgnored(match.remaining) and not self._ready(modelID):
                 return renderHTTPError(
                     request,
                     Conflict(f"model {modelID} is not loaded; path matches upstream.ignorePaths"),
@@ -291,7 +301,7 @@ class Passthrough:
 
     def _isName(self, name: str) -> bool:
         return (
-            self.app.router.resolve(name) is not None
+            self.router.resolve(name) is not None
             or self.peers.resolve(name) is not None
         )
 
@@ -310,7 +320,7 @@ class Passthrough:
         start it.
         """
         modelID = COMFYUI_MODEL_ID
-        if self.app.router.resolve(modelID) is None:
+        if self.router.resolve(modelID) is None:
             return renderHTTPError(request, NotFound(f"local model {modelID} not found"))
         if rest and not self._ready(modelID):
             return renderHTTPError(
@@ -322,7 +332,7 @@ class Passthrough:
     # -- serving --------------------------------------------------------------
 
     def _ready(self, modelID: str) -> bool:
-        return self.app.supervisors[modelID].state is State.READY
+        return self.router.stateOf(modelID) is State.READY
 
     def _run(self, request: Request, coroutine: Any) -> int:
         d = Deferred.fromCoroutine(coroutine)
@@ -341,14 +351,15 @@ class Passthrough:
         Relay C{request} to local model C{modelID}, holding a lease unless
         it is an ignored websocket.
         """
-        app = self.app
-        model = app.config.models[modelID]
-        supervisor = app.supervisors[modelID]
+        model = self.config.value.models[modelID]
         websocket = isWebsocketUpgrade(request.requestHeaders)
-        extra = upstreamAuthHeaders(request, model) or None
-        timeouts = model.timeouts
+        options: dict[str, Any] = dict(
+            connectTimeout=model.timeouts.connect,
+            responseHeaderTimeout=model.timeouts.responseHeader,
+            extraHeaders=upstreamAuthHeaders(request, model) or None,
+        )
         if websocket and model.compat.ignoreWebsockets:
-            if supervisor.state is not State.READY:
+            if not self._ready(modelID):
                 writeHTTPError(
                     request,
                     Conflict(
@@ -357,64 +368,18 @@ class Passthrough:
                     ),
                 )
                 return
-            await self.tunneler.tunnel(
-                request,
-                supervisor.spec.proxy,
-                target,
-                connectTimeout=timeouts.connect,
-                responseHeaderTimeout=timeouts.responseHeader,
-                extraHeaders=extra,
+            await self.tunneler.tunnel(request, model.proxy, target, **options)
+            return
+        track = None if websocket else self.tracker.begin(request, modelID, target)
+
+        def relay(lease: Any) -> Deferred[Any]:
+            if track is None:
+                return self.tunneler.tunnel(request, lease.url, target, **options)
+            return self.forwarder.forward(
+                request, lease.url, target, taps=track.forwarding(), **options
             )
-            return
-        track = beginTrack(app, request, modelID, target) if not websocket else NullTrack()
-        try:
-            track.queued()
-            lease = await self._acquire(request, modelID)
-            track.granted(lease)
-        except HTTPError as e:
-            track.finished(None, e)
-            writeHTTPError(request, e)
-            return
-        except CancelledError as e:
-            track.finished(None, e)
-            return
-        try:
-            proxy = lease.supervisor.spec.proxy
-            if websocket:
-                await self.tunneler.tunnel(
-                    request,
-                    proxy,
-                    target,
-                    connectTimeout=timeouts.connect,
-                    responseHeaderTimeout=timeouts.responseHeader,
-                    extraHeaders=extra,
-                )
-            else:
-                await app.forwarder.forward(
-                    request,
-                    proxy,
-                    target,
-                    connectTimeout=timeouts.connect,
-                    responseHeaderTimeout=timeouts.responseHeader,
-                    extraHeaders=extra,
-                    taps=track.forwarding(),
-                )
-        finally:
-            lease.release()
 
-    def _acquire(self, request: Request, modelID: str) -> Deferred[Any]:
-        """
-        Wait for the model; a client that leaves while waiting withdraws
-        its request.
-        """
-        acquiring = self.app.router.acquire(modelID)
-
-        def gone(failure: Failure) -> None:
-            if not acquiring.called:
-                acquiring.cancel()
-
-        request.notifyFinish().addErrback(gone)
-        return acquiring
+        await serveLeased(request, track, lambda: self.router.acquire(modelID), relay)
 
     async def _servePeer(self, request: Request, peer: PeerModel, target: bytes) -> None:
         """
@@ -458,12 +423,11 @@ class Passthrough:
             writeHTTPError(request, e)
 
 
-def install(mux: Mux, app: LlamaSwap) -> Passthrough:
+def install(mux: Mux, passthrough: Passthrough) -> Passthrough:
     """
-    Register C{GET /upstream}, C{/upstream/...}, C{/comfyui} and
-    C{/comfyui/...}.
+    Register C{passthrough} for C{GET /upstream}, C{/upstream/...},
+    C{/comfyui} and C{/comfyui/...}.
     """
-    passthrough = Passthrough(app, Tunneler(app.reactor), peerRouterOf(app))
     mux.route("GET", "/upstream", passthrough.models, auth=False)
     mux.route(ANY_METHOD, "/upstream/", passthrough.upstream)
     mux.route(ANY_METHOD, "/comfyui", passthrough.comfyRoot)
@@ -481,7 +445,6 @@ __all__ = [
     "findModelInPath",
     "install",
     "peerHeaders",
-    "peerRouterOf",
     "redirectCode",
     "withQuery",
 ]

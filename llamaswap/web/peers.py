@@ -302,17 +302,6 @@ class PeerRouter:
         return waiting.addCallback(finished)
 
 
-def peerRouterOf(app: Any) -> PeerRouter:
-    """
-    The app's peer router (C{app.peerRouter}), or a new one on the app's
-    upstream agent when the app has none.
-    """
-    router = getattr(app, "peerRouter", None)
-    if isinstance(router, PeerRouter):
-        return router
-    return PeerRouter(app.config, app.upstreamAgent, app.reactor)
-
-
 __all__ = [
     "NO_PEER",
     "NoPeer",
@@ -322,6 +311,5 @@ __all__ = [
     "PeerShutdownError",
     "PeerShuttingDown",
     "SyntheticResponse",
-    "peerRouterOf",
     "peerRoutes",
 ]

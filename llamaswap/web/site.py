@@ -1,20 +1,73 @@
 # -*- test-case-name: test.web.test_site -*-
 """
 The HTTP surface: every route family installed on one L{Mux}.
+
+L{WebParts} is everything the handlers use; L{buildResource} hands each
+route family the few parts it needs.  The app builds the parts (it is the
+only place that knows all of them); tests build them from fakes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
+from attrs import frozen
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request, Site
 
+from ..config.model import Config
+from ..holder import Holder
+from ..observe.hardware import HardwareDetector
+from ..observe.monitors import LogMonitors
+from ..observe.performance import PerformanceMonitor
+from ..observe.tracking import Tracker
+from ..routing.router import Router
 from . import api, favicon, inference, logs, management, passthrough, system
 from .auth import authenticatorFor
+from .forward import Forwarder
 from .mux import Mux
+from .peers import PeerRouter
+from .tunnel import Tunneler
 
-if TYPE_CHECKING:
-    from ..app import LlamaSwap
+#: Largest request body read to find the model (JSON, urlencoded forms).
+DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024
+
+
+@frozen
+class WebParts:
+    """
+    The collaborators of the HTTP handlers.
+
+    @ivar config: the current configuration (read at request time).
+    @ivar activeProfile: the runtime profile whose pins apply.
+    @ivar router: grants leases on local models (a
+        L{llamaswap.routing.router.Router}).
+    @ivar forwarder: relays requests to local upstreams.
+    @ivar peers: resolves and relays to peer models.
+    @ivar tunneler: relays websocket upgrades.
+    @ivar tracker: tracks model requests (in-flight list, activity).
+    @ivar observability: the L{llamaswap.observe.service.ObservabilityService}
+        (event streams, activity, metrics).
+    @ivar logs: the log monitors.
+    @ivar clock: the reactor's clock.
+    @ivar performance: samples CPU, memory and GPUs for C{/api/performance}.
+    @ivar hardware: describes the machine for C{/api/hardware}.
+    @ivar maxBodyBytes: the largest body read to find a request's model.
+    """
+
+    config: Holder[Config]
+    activeProfile: Holder[str | None]
+    router: Router
+    forwarder: Forwarder
+    peers: PeerRouter
+    tunneler: Tunneler
+    tracker: Tracker
+    observability: Any
+    logs: LogMonitors
+    clock: IReactorTime
+    performance: PerformanceMonitor
+    hardware: HardwareDetector
+    maxBodyBytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 def health(request: Request, rest: bytes) -> bytes:
@@ -26,27 +79,71 @@ def health(request: Request, rest: bytes) -> bytes:
     return b"OK"
 
 
-def buildResource(app: LlamaSwap) -> Mux:
+def buildResource(parts: WebParts) -> Mux:
     """
-    The root resource for C{app}.
+    The root resource: every route family on one L{Mux}.
     """
-    mux = Mux(authenticator=authenticatorFor(app))
+    mux = Mux(authenticator=authenticatorFor(parts.config))
     mux.route("GET", "/health", health, auth=False)
     mux.route("GET", "/wol-health", health, auth=False)
-    inference.install(mux, app)
-    management.install(mux, app)
-    logs.install(mux, app)
-    passthrough.install(mux, app)
-    api.install(mux, app)
-    system.install(mux, app.performance, app.hardware)
+    inference.install(
+        mux,
+        inference.ModelRoute(
+            config=parts.config,
+            activeProfile=parts.activeProfile,
+            router=parts.router,
+            forwarder=parts.forwarder,
+            peers=parts.peers,
+            tracker=parts.tracker,
+            clock=parts.clock,
+            maxBodyBytes=parts.maxBodyBytes,
+        ),
+    )
+    management.install(
+        mux,
+        management.ManagementRoutes(
+            config=parts.config,
+            activeProfile=parts.activeProfile,
+            router=parts.router,
+            clock=parts.clock,
+        ),
+    )
+    logs.install(mux, parts.logs, parts.router, parts.clock)
+    passthrough.install(
+        mux,
+        passthrough.Passthrough(
+            config=parts.config,
+            activeProfile=parts.activeProfile,
+            router=parts.router,
+            forwarder=parts.forwarder,
+            peers=parts.peers,
+            tunneler=parts.tunneler,
+            tracker=parts.tracker,
+        ),
+    )
+    observability = parts.observability
+    api.install(
+        mux,
+        api.ObserveAPI(
+            openStream=observability.openStream,
+            activity=observability.activity,
+            tracker=parts.tracker,
+            metrics=observability.metrics,
+        ),
+    )
+    system.install(mux, parts.performance, parts.hardware)
     favicon.install(mux)
     return mux
 
 
-def buildSite(app: LlamaSwap) -> Site:
+def buildSite(parts: WebParts, **siteArgs: Any) -> Site:
     """
-    The site serving C{app}.  Form bodies are not parsed by twisted.web:
+    The site serving C{parts}.  Form bodies are not parsed by twisted.web:
     they are relayed untouched (and a multipart upload would otherwise be
     read into memory once more).
+
+    @param siteArgs: more arguments for L{Site} (tests pass a C{reactor}).
     """
-    return logs.AccessLogSite(buildResource(app), app.reactor, parsePOSTFormSubmission=False)
+    return logs.AccessLogSite(
+        buildResource(parts), parts.clock, parsePOSTFormSubmission=False, **siteArgs
+    )

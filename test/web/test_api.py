@@ -23,13 +23,13 @@ from twisted.web.client import HTTPConnectionPool, ResponseFailed
 
 from llamaswap.app import LlamaSwap
 from llamaswap.config.load import loadConfigText
+from llamaswap.httperrors import BadRequest
 from llamaswap.listen import parseListen
 from llamaswap.web.api import activityQuery, parseRFC3339
-from llamaswap.httperrors import BadRequest
-from llamaswap.web.site import buildSite
 
 from ..harness import Running, demoMacros, startLlamaSwap
 from ..util import childEnv, poll
+from .inmemory import InMemoryLlamaSwap
 
 CHAT = "/v1/chat/completions"
 
@@ -196,7 +196,7 @@ async def startStoppable(test: TestCase, configText: str) -> Running:
     app = LlamaSwap(loaded.config, reactor, listen=parseListen("127.0.0.1:0"),
                     runtimeDir=runtime, environ=env)
     app.startService()
-    port = reactor.listenTCP(0, buildSite(app), interface="127.0.0.1")
+    port = reactor.listenTCP(0, app.site(), interface="127.0.0.1")
     pool = HTTPConnectionPool(reactor, persistent=False)
 
     async def stop() -> None:
@@ -229,6 +229,190 @@ def sseUsage(body: bytes) -> dict[str, Any]:
                 if event.get(key):
                     found[key] = event[key]
     return found
+
+
+class InMemoryAPITests(SynchronousTestCase):
+    """
+    The observability routes over the app's site in memory.
+    """
+
+    def events(self, app: InMemoryLlamaSwap) -> EventReader:
+        pending = app.request("GET", "/api/events", unbuffered=True)
+        app.flush()
+        response = self.successResultOf(pending)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"text/event-stream"])
+        reader = EventReader()
+        response.deliverBody(reader)
+        app.flush()
+        self.addCleanup(lambda: None if reader.ended.called else reader.close())
+        return reader
+
+    def test_initialBurst(self) -> None:
+        """
+        A client of C{/api/events} first gets the model status, the UI
+        configuration, the active profile and the in-flight snapshot.
+        """
+        app = InMemoryLlamaSwap(self, """
+models:
+  a:
+    cmd: x
+    proxy: http://127.0.0.1:9001
+ui:
+  activity:
+    session_id: [X-Session-ID]
+""")
+        reader = self.events(app)
+        kinds = [kind for kind, _ in reader.events if kind != "logData"]
+        self.assertEqual(kinds, ["modelStatus", "uiConfig", "profileChanged", "inflight"])
+        self.assertEqual(reader.of("modelStatus")[0][0]["state"], "stopped")
+        self.assertEqual(reader.of("uiConfig")[0], {"activity": {"session_id": ["X-Session-ID"]}})
+        self.assertEqual(reader.of("profileChanged"), [{"active": None}])
+        self.assertEqual(reader.of("inflight")[0], {"operation": "snapshot"})
+
+    def test_profileChanged(self) -> None:
+        """
+        Switching the runtime profile sends C{profileChanged}, then a fresh
+        C{modelStatus}.
+        """
+        app = InMemoryLlamaSwap(self, """
+models:
+  a:
+    cmd: x
+    proxy: http://127.0.0.1:9001
+profiles:
+  coding:
+    pins:
+      public: a
+""")
+        reader = self.events(app)
+        self.assertEqual(reader.of("profileChanged"), [{"active": None}])
+        answer = app.send("PUT", "/api/profiles/active", json={"name": "coding"})
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(reader.of("profileChanged"), [{"active": None}, {"active": "coding"}])
+        self.assertEqual(reader.events[-1][0], "modelStatus")
+
+    def test_cancelInflight(self) -> None:
+        """
+        C{POST /api/inflight/<id>/cancel} stops a streaming request: the
+        client's stream breaks, the upstream connection is closed and the
+        request leaves the in-flight list; unknown IDs are 404.
+        """
+        app = InMemoryLlamaSwap(self, ONE_MODEL)
+        pending = app.chat("a", stream=True, unbuffered=True)
+        app.flush()
+        app.ready("a")
+        exchange = app.exchange()
+        exchange.respond(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n6\r\ndata: \r\n"
+        )
+        app.flush()
+        response = self.successResultOf(pending)
+        self.assertEqual(response.code, 200)
+        body = app.client.collect(response, lambda data: None)
+        [id] = list(app.tracker.inflight)
+        missing = app.send("POST", "/api/inflight/999/cancel")
+        self.assertEqual(missing.code, 404)
+        self.assertEqual(missing.json()["error"]["message"], "inflight request not found")
+        cancelled = app.send("POST", f"/api/inflight/{id}/cancel")
+        self.assertEqual(cancelled.json(), {"msg": "ok"})
+        app.clock.advance(1)
+        app.flush()
+        self.failureResultOf(body, ResponseFailed)
+        self.assertTrue(exchange.transport.closed)
+        self.assertEqual(app.tracker.inflight, {})
+
+
+    def test_eventsDuringLoad(self) -> None:
+        """
+        A client of C{/api/events} sees the model go starting -> ready with
+        load progress in between and the request in flight; a second
+        client learns how long a load of the model takes.
+        """
+        app = InMemoryLlamaSwap(self, ONE_MODEL)
+        reader = self.events(app)
+        pending = app.chat("a")
+        app.advance(2.5)
+        app.ready("a")
+        app.respond(CHAT_REPLY)
+        self.assertEqual(app.answer(pending).code, 200)
+
+        states = [s[0]["state"] for s in reader.of("modelStatus")]
+        self.assertEqual(states[:3], ["stopped", "starting", "ready"])
+        progress = reader.of("loadProgress")
+        self.assertEqual(progress[0]["phase"], "starting")
+        self.assertEqual(progress[-1]["phase"], "ready")
+        self.assertGreaterEqual(len(progress), 3, progress)
+        self.assertLessEqual(abs(progress[-1]["elapsed_ms"] - 2500), 1)
+        self.assertEqual(progress[-1]["progress"], 1.0)
+        operations = [e["operation"] for e in reader.of("inflight")[1:]]
+        self.assertEqual(operations[-1], "remove")
+        self.assertIn("upsert", operations)
+        phases = [e["request"]["phase"] for e in reader.of("inflight") if "request" in e]
+        self.assertIn("loading", phases)
+
+        unloading = app.request("POST", "/api/models/unload")
+        app.settle()
+        self.assertEqual(app.answer(unloading).code, 200)
+        second = self.events(app)
+        pending = app.chat("a")
+        app.advance(0.5)
+        expected = second.of("loadProgress")[0]["expected_ms"]
+        self.assertEqual(expected, progress[-1]["elapsed_ms"])
+        app.ready("a")
+        app.respond(CHAT_REPLY)
+        self.assertEqual(app.answer(pending).code, 200)
+
+    def test_metrics(self) -> None:
+        """
+        C{/metrics} parses as Prometheus text and its counters move with
+        requests; the load and the model state are there.
+        """
+        app = InMemoryLlamaSwap(self, ONE_MODEL)
+
+        def scrape() -> dict[Any, float]:
+            answer = app.send("GET", "/metrics")
+            self.assertEqual(answer.code, 200)
+            self.assertTrue(answer.header("content-type").startswith("text/plain"))
+            return samples(answer.body.decode())
+
+        labels = (("model", "a"), ("path", CHAT), ("status", "200"))
+        before = scrape()
+        self.assertIsNone(before.get(("llamaswap_requests_total", labels)))
+        state = ("llamaswap_model_state", "stopped"), ("model", "a")
+        self.assertEqual(before[("llamaswap_model_state", state)], 1.0)
+        for count in (1, 2):
+            answer, _ = app.roundTrip(
+                "POST", CHAT, json={"model": "a", "messages": []}, reply=CHAT_REPLY
+            )
+            self.assertEqual(answer.code, 200)
+            after = scrape()
+            self.assertEqual(after[("llamaswap_requests_total", labels)], float(count))
+        self.assertEqual(after[("llamaswap_output_tokens_total", (("model", "a"),))], 10.0)
+        self.assertEqual(
+            after[("llamaswap_time_to_first_byte_seconds_count", (("model", "a"),))], 2.0)
+        self.assertEqual(after[("llamaswap_model_loads_total", (("model", "a"),))], 1.0)
+        self.assertEqual(
+            after[("llamaswap_model_load_duration_seconds_count", (("model", "a"),))], 1.0)
+        state = ("llamaswap_model_state", "ready"), ("model", "a")
+        self.assertEqual(after[("llamaswap_model_state", state)], 1.0)
+
+
+ONE_MODEL = """
+models:
+  a:
+    cmd: x
+    proxy: http://127.0.0.1:9001
+"""
+
+#: A chat completion as an upstream answers it, with usage.
+CHAT_REPLY = json.dumps({
+    "object": "chat.completion",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
+}).encode()
 
 
 class APITests(TestCase):
@@ -296,31 +480,6 @@ ui:
         expected = second.of("loadProgress")[0]["expected_ms"]
         self.assertEqual(expected, progress[-1]["elapsed_ms"])
         await chat
-
-    async def test_profileChanged(self) -> None:
-        """
-        Switching the runtime profile sends C{profileChanged}, then a fresh
-        C{modelStatus}.
-        """
-        running = await startLlamaSwap(self, demoMacros() + """
-models:
-  a:
-    cmd: ${demo}
-profiles:
-  coding:
-    pins:
-      public: a
-""")
-        reader = await openEvents(self, running)
-        await reader.waitFor(lambda events: any(k == "inflight" for k, _ in events))
-        self.assertEqual(reader.of("profileChanged"), [{"active": None}])
-        response = await running.request(
-            "PUT", "/api/profiles/active", json={"name": "coding"}
-        )
-        self.assertEqual(response.code, 200, await response.text())
-        await reader.waitFor(lambda events: len(reader.of("profileChanged")) == 2)
-        self.assertEqual(reader.of("profileChanged")[1], {"active": "coding"})
-        await reader.waitFor(lambda events: events[-1][0] == "modelStatus")
 
     async def test_activityCapturesStats(self) -> None:
         """
@@ -453,54 +612,6 @@ models:
         [row] = await waitForRows(running, 1)
         self.assertEqual(row["error_msg"], "client disconnected during the response")
         self.assertEqual(tracker.inflight, {})
-
-    async def test_metrics(self) -> None:
-        """
-        C{/metrics} parses as Prometheus text and its counters move with
-        requests; the load and the model state are there.
-        """
-        running = await startLlamaSwap(self, demoMacros() + """
-models:
-  a:
-    cmd: ${demo} --tokens 5
-""")
-
-        async def scrape() -> dict[Any, float]:
-            response = await running.get("/metrics")
-            self.assertEqual(response.code, 200)
-            self.assertTrue(
-                response.headers.getRawHeaders(b"content-type")[0].startswith(b"text/plain")
-            )
-            return samples(await response.text())
-
-        labels = (("model", "a"), ("path", CHAT), ("status", "200"))
-        before = await scrape()
-        self.assertIsNone(before.get(("llamaswap_requests_total", labels)))
-        self.assertEqual(
-            before[
-                ("llamaswap_model_state", (("llamaswap_model_state", "stopped"), ("model", "a")))
-            ],
-            1.0,
-        )
-        self.assertIn(("process_cpu_seconds_total", ()), before)
-        await running.chat("a")
-        await waitForRows(running, 1)
-        middle = await scrape()
-        await running.chat("a")
-        await waitForRows(running, 2)
-        after = await scrape()
-        self.assertEqual(middle[("llamaswap_requests_total", labels)], 1.0)
-        self.assertEqual(after[("llamaswap_requests_total", labels)], 2.0)
-        self.assertEqual(after[("llamaswap_output_tokens_total", (("model", "a"),))], 10.0)
-        self.assertEqual(
-            after[("llamaswap_time_to_first_byte_seconds_count", (("model", "a"),))], 2.0)
-        self.assertEqual(after[("llamaswap_model_loads_total", (("model", "a"),))], 1.0)
-        self.assertEqual(
-            after[("llamaswap_model_load_duration_seconds_count", (("model", "a"),))], 1.0)
-        self.assertEqual(
-            after[("llamaswap_model_state", (("llamaswap_model_state", "ready"), ("model", "a")))],
-            1.0,
-        )
 
     async def test_storeSurvivesRestart(self) -> None:
         """

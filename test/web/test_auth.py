@@ -18,6 +18,7 @@ from twisted.web.server import Request, Site
 from llamaswap.app import LlamaSwap
 from llamaswap.config.load import loadConfigText
 from llamaswap.config.model import Config, ModelConfig, PeerConfig
+from llamaswap.holder import Holder
 from llamaswap.web.auth import (
     APIKeyAuthenticator,
     authenticatorFor,
@@ -276,18 +277,14 @@ class RefusalTests(SynchronousTestCase):
         ):
             self.assertEqual(get(mux, headers=headers).status, 200, headers)
 
-    def test_authenticatorForApp(self) -> None:
+    def test_authenticatorForConfig(self) -> None:
         """
-        L{authenticatorFor} reads the app's current configuration.
+        L{authenticatorFor} reads the current configuration of its holder.
         """
-
-        class App:
-            config = Config(apiKeys=("a",))
-
-        app = App()
-        auth = authenticatorFor(app)  # type: ignore[arg-type]
+        config = Holder(Config(apiKeys=("a",)))
+        auth = authenticatorFor(config)
         self.assertTrue(auth.isValid(b"a"))
-        app.config = Config()
+        config.set(Config())
         self.assertFalse(auth.enabled)
 
 
@@ -353,7 +350,7 @@ class AuthMatrixTests(SynchronousTestCase):
     def setUp(self) -> None:
         config = loadConfigText(MATRIX_CONFIG, environ={}).config
         self.app = LlamaSwap(config, MemoryReactorClock(), runtimeDir=self.mktemp())
-        self.mux = buildResource(self.app)
+        self.mux = buildResource(self.app.webParts())
         self.routes = self.mux.routes()
 
     def requests(self) -> list[tuple[Route, bytes, bytes]]:

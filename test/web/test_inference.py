@@ -17,23 +17,29 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.server import NOT_DONE_YET, Request
 from twisted.web.test.requesthelper import DummyChannel
 
 from llamaswap.config.load import loadConfigText
 from llamaswap.demo.server import DemoOptions, DemoUpstream, makeSite
+from llamaswap.holder import Holder
+from llamaswap.observe.tracking import Tracker
+from llamaswap.web.peers import PeerRouter
+from llamaswap.upstream.lifecycle import State
 from llamaswap.web.inference import (
     BODY_ROUTES,
     QUERY_ROUTES,
     VERSIONLESS_ROUTES,
     ModelRoute,
-    Upstream,
     upstreamPath,
 )
 
 from ..harness import Running, demoMacros, startLlamaSwap
 from ..util import freePort, poll
+from .helpers import UpstreamExchange
+from .inmemory import InMemoryLlamaSwap
 from .test_multipart import BOUNDARY, encodeForm
 
 MULTIPART_ROUTES = ("/v1/audio/transcriptions", "/v1/images/edits")
@@ -131,173 +137,216 @@ class DemoPeer:
         return self.upstream.requests[-1]
 
 
-class RoutesTests(TestCase):
+def sentJSON(exchange: UpstreamExchange | None) -> Any:
+    assert exchange is not None
+    return json.loads(exchange.sentBody())
+
+
+def sentHeader(exchange: UpstreamExchange | None, name: str) -> list[str]:
+    assert exchange is not None
+    return [v.decode() for v in exchange.sentHeaders().getRawHeaders(name.encode(), [])]
+
+
+def pathOf(exchange: UpstreamExchange | None) -> str:
+    """
+    The path and query an upstream was asked for.
+    """
+    assert exchange is not None
+    uri = exchange.uri.decode()
+    return uri[uri.index("/", len("http://")) :]
+
+
+LOCAL = """
+models:
+  a:
+    cmd: x
+    proxy: http://127.0.0.1:9001
+"""
+
+
+class RoutesTests(SynchronousTestCase):
     """
     Every model-routed route reaches the model's upstream at the right path
-    with the client's bytes.
+    with the client's bytes (in memory: no process, no socket).
     """
 
-    timeout = 60
-
-    async def test_jsonRoutes(self) -> None:
+    def test_jsonRoutes(self) -> None:
         """
         Each JSON route relays the body untouched (same bytes) to the same
         path, or with C{/v} or C{/audioapi} removed, and the client gets
         the upstream's answer.
         """
-        running = await startLlamaSwap(self, config("models:\n  a:\n    cmd: ${demo}\n"))
+        app = InMemoryLlamaSwap(self, LOCAL)
         raw = json.dumps(JSON_BODY, indent=1).encode()
         for path in BODY_ROUTES + VERSIONLESS_ROUTES:
             if path in MULTIPART_ROUTES:
                 continue
-            response = await running.post(
-                path + "?x=1", data=raw, headers={"Content-Type": "application/json"}
+            answer, exchange = app.roundTrip(
+                "POST", path + "?x=1", data=raw, headers={"Content-Type": "application/json"},
+                reply=b'{"from":"a"}',
             )
-            text = await response.text()
-            self.assertEqual(response.code, 200, (path, text))
-            self.assertEqual(response.headers.getRawHeaders("x-demo-model"), ["demo"], path)
-            entry = await lastReceived(running, "a")
+            self.assertEqual((answer.code, answer.json()), (200, {"from": "a"}), path)
             expected = path[2:] if path.startswith("/v/") else path
             expected = expected.removeprefix("/audioapi")
-            self.assertEqual(entry["path"], expected + "?x=1")
-            self.assertEqual(entry["body_sha256"], sha(raw), path)
+            self.assertEqual(pathOf(exchange), expected + "?x=1")
+            assert exchange is not None
+            self.assertEqual(exchange.sentBody(), raw, path)
 
-    async def test_queryRoutes(self) -> None:
+    def test_queryRoutes(self) -> None:
         """
         The GET routes take the model from the query and relay path and
         query as they are.
         """
-        running = await startLlamaSwap(self, config("models:\n  a:\n    cmd: ${demo}\n"))
+        app = InMemoryLlamaSwap(self, LOCAL)
         for path in QUERY_ROUTES:
-            response = await running.get(path + "?b=2&model=a&c=%2F")
-            body = await response.json()
-            self.assertEqual(response.code, 200, body)
-            self.assertEqual(body["path"], path)
-            self.assertEqual(body["query"], "b=2&model=a&c=%2F")
-            self.assertEqual(body["method"], "GET")
-        response = await running.get("/props")
-        self.assertEqual(response.code, 404)
-        self.assertIn("no model id could be identified", await response.text())
+            answer, exchange = app.roundTrip("GET", path + "?b=2&model=a&c=%2F")
+            self.assertEqual(answer.code, 200, path)
+            self.assertEqual(pathOf(exchange), path + "?b=2&model=a&c=%2F")
+            assert exchange is not None
+            self.assertEqual(exchange.method, b"GET")
+        answer, exchange = app.roundTrip("GET", "/props")
+        self.assertEqual((answer.code, exchange), (404, None))
+        self.assertIn("no model id could be identified", answer.body.decode())
 
-    async def test_multipartRoutes(self) -> None:
+    def test_multipartRoutes(self) -> None:
         """
         Multipart uploads are routed by their C{model} field wherever it is
         in the form and arrive byte-identical, content type and all; with
         C{useModelName} only the model field's content differs.
         """
-        running = await startLlamaSwap(self, config("""
-models:
-  a:
-    cmd: ${demo}
+        app = InMemoryLlamaSwap(self, LOCAL + """
   b:
-    cmd: ${demo}
+    cmd: x
+    proxy: http://127.0.0.1:9002
     useModelName: served-b
-"""))
+""")
         audio = bytes(range(256)) * 2000
         for path in MULTIPART_ROUTES:
             body = encodeForm([("file", "x.wav", audio), ("model", None, b"a"),
                                ("language", None, b"en")])
-            response = await running.post(
-                path, data=body, headers={"Content-Type": MULTIPART_TYPE}
+            answer, exchange = app.roundTrip(
+                "POST", path, data=body, headers={"Content-Type": MULTIPART_TYPE}
             )
-            echo = await response.json()
-            self.assertEqual(response.code, 200, path)
-            self.assertEqual(echo["path"], path)
-            self.assertEqual(echo["body_sha256"], sha(body))
-            self.assertEqual(header(echo, "content-type"), [MULTIPART_TYPE])
+            assert exchange is not None
+            self.assertEqual(answer.code, 200, path)
+            self.assertEqual(pathOf(exchange), path)
+            self.assertEqual(sha(exchange.sentBody()), sha(body))
+            self.assertEqual(sentHeader(exchange, "content-type"), [MULTIPART_TYPE])
 
             body = encodeForm([("file", "x.wav", audio), ("model", None, b"b")])
-            response = await running.post(
-                path, data=body, headers={"Content-Type": MULTIPART_TYPE}
+            answer, exchange = app.roundTrip(
+                "POST", path, data=body, headers={"Content-Type": MULTIPART_TYPE}
             )
-            echo = await response.json()
-            self.assertEqual(response.code, 200, path)
+            assert exchange is not None
+            self.assertEqual(answer.code, 200, path)
             expected = encodeForm([("file", "x.wav", audio), ("model", None, b"served-b")])
-            self.assertEqual(echo["body_sha256"], sha(expected))
-            self.assertEqual(echo["body_length"], len(expected))
-            self.assertEqual(echo["model"], "demo")
-            self.assertEqual((await lastReceived(running, "b"))["path"], path)
+            self.assertTrue(exchange.uri.startswith(b"http://127.0.0.1:9002/"))
+            self.assertEqual(sha(exchange.sentBody()), sha(expected))
+            self.assertEqual(sentHeader(exchange, "content-length"), [str(len(expected))])
 
-    async def test_multipartQueryModel(self) -> None:
+    def test_multipartQueryModel(self) -> None:
         """
         A form without a C{model} field is routed by the query; a malformed
         form names no model.
         """
-        running = await startLlamaSwap(self, config("models:\n  a:\n    cmd: ${demo}\n"))
+        app = InMemoryLlamaSwap(self, LOCAL)
         body = encodeForm([("file", "x.png", b"PNG")])
-        response = await running.post(
-            "/v1/images/edits?model=a", data=body, headers={"Content-Type": MULTIPART_TYPE}
+        answer, exchange = app.roundTrip(
+            "POST", "/v1/images/edits?model=a", data=body, headers={"Content-Type": MULTIPART_TYPE}
         )
-        echo = await response.json()
-        self.assertEqual(response.code, 200)
-        self.assertEqual((echo["query"], echo["body_sha256"]), ("model=a", sha(body)))
-        response = await running.post(
-            "/v1/images/edits?model=a", data=b"junk", headers={"Content-Type": MULTIPART_TYPE}
+        assert exchange is not None
+        self.assertEqual(answer.code, 200)
+        self.assertEqual((pathOf(exchange), exchange.sentBody()), ("/v1/images/edits?model=a", body))
+        answer, exchange = app.roundTrip(
+            "POST", "/v1/images/edits?model=a", data=b"junk", headers={"Content-Type": MULTIPART_TYPE}
         )
-        self.assertEqual(response.code, 404)
-        self.assertIn("no model id could be identified", await response.text())
+        self.assertEqual((answer.code, exchange), (404, None), answer.body)
+        self.assertIn("no model id could be identified", answer.body.decode())
 
-    async def test_urlencoded(self) -> None:
+    def test_urlencoded(self) -> None:
         """
         An urlencoded body is routed by its C{model} field and relayed as
         it is; a JSON body without a JSON content type names no model.
         """
-        running = await startLlamaSwap(self, config("models:\n  a:\n    cmd: ${demo}\n"))
-        response = await running.post("/v1/audio/speech", data={"model": "a", "input": "hi"})
-        echo = await response.json()
-        self.assertEqual(response.code, 200)
-        self.assertEqual(echo["body"], "model=a&input=hi")
-        response = await running.post("/v1/chat/completions", data=json.dumps(JSON_BODY).encode())
-        self.assertEqual(response.code, 404)
-        self.assertEqual((await response.json())["error"]["message"],
-                         "no model id could be identified")
+        app = InMemoryLlamaSwap(self, LOCAL)
+        answer, exchange = app.roundTrip("POST", "/v1/audio/speech", data={"model": "a", "input": "hi"})
+        assert exchange is not None
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(exchange.sentBody(), b"model=a&input=hi")
+        answer, exchange = app.roundTrip(
+            "POST", "/v1/chat/completions", data=json.dumps(JSON_BODY).encode()
+        )
+        self.assertEqual((answer.code, exchange), (404, None))
+        self.assertEqual(answer.json()["error"]["message"], "no model id could be identified")
 
-    async def test_headers(self) -> None:
+    def test_headers(self) -> None:
         """
         A local upstream gets the client's C{Host} and C{Authorization} and
         the client's address appended to C{X-Forwarded-For}.
         """
-        running = await startLlamaSwap(self, config("models:\n  a:\n    cmd: ${demo}\n"))
-        response = await running.post(
+        app = InMemoryLlamaSwap(self, LOCAL)
+        answer, exchange = app.roundTrip(
+            "POST",
             "/v1/chat/completions",
             json=JSON_BODY,
             headers={"Authorization": "Bearer client", "X-Forwarded-For": "10.0.0.1"},
         )
-        self.assertEqual(response.code, 200)
-        entry = await lastReceived(running, "a")
-        self.assertEqual(header(entry, "host"), [running.url.removeprefix("http://")])
-        self.assertEqual(header(entry, "authorization"), ["Bearer client"])
-        self.assertEqual(header(entry, "x-forwarded-for"), ["10.0.0.1, 127.0.0.1"])
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(sentHeader(exchange, "host"), ["llamaswap.test"])
+        self.assertEqual(sentHeader(exchange, "authorization"), ["Bearer client"])
+        self.assertEqual(sentHeader(exchange, "x-forwarded-for"), ["10.0.0.1, 127.0.0.1"])
 
-    async def test_tooLarge(self) -> None:
+    def test_tooLarge(self) -> None:
         """
-        A body over the app's limit is a 413 before any model starts.
+        A body over the limit is a 413 before any model starts.
         """
-        running = await startLlamaSwap(self, config("models:\n  a:\n    cmd: ${demo}\n"))
-        running.app.maxBodyBytes = 100
-        response = await running.post("/v1/embeddings", json={"model": "a", "input": "x" * 200})
-        self.assertEqual(response.code, 413)
-        self.assertEqual((await response.json())["error"]["type"], "invalid_request_error")
-        self.assertEqual(running.app.router.running(), [])
+        app = InMemoryLlamaSwap(self, LOCAL, maxBodyBytes=100)
+        answer, exchange = app.roundTrip(
+            "POST", "/v1/embeddings", json={"model": "a", "input": "x" * 200}
+        )
+        self.assertEqual((answer.code, exchange), (413, None))
+        self.assertEqual(answer.json()["error"]["type"], "invalid_request_error")
+        self.assertEqual(app.router.running(), [])
+
+    def test_clientLeavesWhileStarting(self) -> None:
+        """
+        A client that leaves while its model starts withdraws its request:
+        nothing is relayed and the request leaves the in-flight list.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL)
+        pending = app.chat("a")
+        app.flush()
+        self.assertEqual(len(app.tracker.inflight), 1)
+        pending.cancel()
+        self.failureResultOf(pending)
+        app.flush()
+        app.ready("a")
+        self.assertEqual(app.upstream.exchanges, [])
+        self.assertEqual(len(app.tracker.inflight), 0)
+        self.assertEqual(app.supervisors["a"].finished, app.supervisors["a"].started)
 
 
-class ResolutionTests(TestCase):
+class ResolutionTests(SynchronousTestCase):
     """
     Names are resolved and rewritten as llama-swap does before relaying.
     """
 
-    timeout = 60
+    def chat(self, app: InMemoryLlamaSwap, model: str, **extra: Any) -> tuple[Any, Any]:
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
+        answer, exchange = app.roundTrip("POST", "/v1/chat/completions", json=body)
+        return answer, exchange
 
-    async def test_aliasesAndFilters(self) -> None:
+    def test_aliasesAndFilters(self) -> None:
         """
         Aliases and C{setParamsByID} keys reach their model; the upstream
         sees C{useModelName}, the stripped and set parameters, and the
         parameters of the requested name.
         """
-        running = await startLlamaSwap(self, config("""
+        app = InMemoryLlamaSwap(self, """
 models:
   a:
-    cmd: ${demo}
+    cmd: x
+    proxy: http://127.0.0.1:9001
     aliases: [first]
     useModelName: served-a
     filters:
@@ -305,188 +354,223 @@ models:
       setParams: {max_tokens: 3, nested.k: true}
       setParamsByID:
         "a:hot": {temperature: 1.5}
-"""))
+""")
         for name, extra in [("first", {}), ("a:hot", {"temperature": 1.5})]:
-            status, body = await running.chat(name, temperature=0.1, top_p=0.5)
-            self.assertEqual(status, 200, body)
-            self.assertEqual(body["demo"]["requested_model"], "served-a")
-            sent = (await lastReceived(running, "a"))["json"]
+            answer, exchange = self.chat(app, name, temperature=0.1, top_p=0.5)
+            self.assertEqual(answer.code, 200)
             self.assertEqual(
-                sent,
+                sentJSON(exchange),
                 {"model": "served-a", "messages": [{"role": "user", "content": "hi"}],
                  "max_tokens": 3, "nested": {"k": True}, **extra},
             )
 
-    async def test_legacyProfile(self) -> None:
+    def test_legacyProfile(self) -> None:
         """
         A v1 C{profile/model} name (or C{profile:model}) reaches the member,
         which is sent its bare name.
         """
-        running = await startLlamaSwap(self, config("""
-models:
-  a:
-    cmd: ${demo}
+        app = InMemoryLlamaSwap(self, LOCAL + """
     aliases: [alpha]
 profiles:
   duo: [a]
-"""))
+""")
         for name, bare in [("duo/a", "a"), ("duo:alpha", "alpha")]:
-            status, body = await running.chat(name)
-            self.assertEqual(status, 200, body)
-            self.assertEqual(body["demo"]["requested_model"], bare)
+            answer, exchange = self.chat(app, name)
+            self.assertEqual(answer.code, 200)
+            self.assertEqual(sentJSON(exchange)["model"], bare)
 
-    async def test_profilePins(self) -> None:
+    def test_profilePins(self) -> None:
         """
         With a runtime profile active its pins rewrite the model wherever
         the client put it (JSON, query, form); an empty pin disables the
         name; a pin may name a selector; without an active profile the
         names are unknown.
         """
-        running = await startLlamaSwap(self, config("""
-models:
-  a:
-    cmd: ${demo}
+        app = InMemoryLlamaSwap(self, LOCAL + """
 profiles:
   public:
     pins: {pub: a, off: "", sel: choose}
 selectors:
   choose: {strategy: pin, targets: [a]}
-"""))
-        status, body = await running.chat("pub")
-        self.assertEqual((status, body["error"]["message"]), (404, "no router for requested model"))
-        response = await running.request("PUT", "/api/profiles/active", json={"name": "public"})
-        self.assertEqual(response.code, 200, await response.text())
+""")
+        answer, _ = self.chat(app, "pub")
+        self.assertEqual((answer.code, answer.json()["error"]["message"]),
+                         (404, "no router for requested model"))
+        answer = app.send("PUT", "/api/profiles/active", json={"name": "public"})
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(app.activeProfile.value, "public")
         for name in ["pub", "sel"]:
-            status, body = await running.chat(name)
-            self.assertEqual(status, 200, body)
-            self.assertEqual(body["demo"]["requested_model"], "a")
-        response = await running.get("/props?x=1&model=pub")
-        echo = await response.json()
-        self.assertEqual(echo["query"], "x=1&model=a")
-        response = await running.post("/v1/audio/speech", data={"model": "pub", "input": "hi"})
-        self.assertEqual((await response.json())["body"], "model=a&input=hi")
-        response = await running.post(
+            answer, exchange = self.chat(app, name)
+            self.assertEqual(answer.code, 200)
+            self.assertEqual(sentJSON(exchange)["model"], "a")
+        _, exchange = app.roundTrip("GET", "/props?x=1&model=pub")
+        self.assertEqual(pathOf(exchange), "/props?x=1&model=a")
+        _, exchange = app.roundTrip("POST", "/v1/audio/speech", data={"model": "pub", "input": "hi"})
+        assert exchange is not None
+        self.assertEqual(exchange.sentBody(), b"model=a&input=hi")
+        _, exchange = app.roundTrip(
+            "POST",
             "/v1/audio/transcriptions",
             data=encodeForm([("model", None, b"pub"), ("file", "f.wav", b"x")]),
             headers={"Content-Type": MULTIPART_TYPE},
         )
+        assert exchange is not None
         self.assertEqual(
-            (await response.json())["body_sha256"],
-            sha(encodeForm([("model", None, b"a"), ("file", "f.wav", b"x")])),
+            exchange.sentBody(), encodeForm([("model", None, b"a"), ("file", "f.wav", b"x")])
         )
-        status, body = await running.chat("off")
-        self.assertEqual((status, body["error"]["message"]), (404, "no model id could be identified"))
+        answer, _ = self.chat(app, "off")
+        self.assertEqual((answer.code, answer.json()["error"]["message"]),
+                         (404, "no model id could be identified"))
 
-    async def test_selectors(self) -> None:
+    def test_selectors(self) -> None:
         """
         A selector's choice is what the upstream is asked for: C{pin} its
         first target, C{warm} the running one.
         """
-        running = await startLlamaSwap(self, config("""
-models:
-  a:
-    cmd: ${demo} --model a
+        app = InMemoryLlamaSwap(self, LOCAL + """
   b:
-    cmd: ${demo} --model b
+    cmd: x
+    proxy: http://127.0.0.1:9002
     aliases: [bee]
 selectors:
   first: {strategy: pin, targets: [bee, a]}
   warm: {strategy: warm, targets: [a, b]}
-"""))
-        status, body = await running.chat("first")
-        self.assertEqual(status, 200, body)
-        self.assertEqual((body["demo"]["served_model"], body["demo"]["requested_model"]), ("b", "bee"))
-        status, body = await running.chat("warm")
-        self.assertEqual((body["demo"]["served_model"], body["demo"]["requested_model"]), ("b", "b"))
+""")
+        answer, exchange = self.chat(app, "first")
+        assert exchange is not None
+        self.assertEqual(answer.code, 200)
+        self.assertTrue(exchange.uri.startswith(b"http://127.0.0.1:9002/"))
+        self.assertEqual(sentJSON(exchange)["model"], "bee")
+        answer, exchange = self.chat(app, "warm")
+        assert exchange is not None
+        self.assertTrue(exchange.uri.startswith(b"http://127.0.0.1:9002/"))
+        self.assertEqual(sentJSON(exchange)["model"], "b")
 
-    async def test_unknown(self) -> None:
+    def test_unknown(self) -> None:
         """
         A name neither local nor a peer's is a 404 envelope.
         """
-        running = await startLlamaSwap(self, config("models:\n  a:\n    cmd: ${demo}\n"))
-        status, body = await running.chat("nope")
-        self.assertEqual(status, 404)
-        self.assertEqual(body["error"],
+        app = InMemoryLlamaSwap(self, LOCAL)
+        answer, exchange = self.chat(app, "nope")
+        self.assertEqual((answer.code, exchange), (404, None))
+        self.assertEqual(answer.json()["error"],
                          {"message": "no router for requested model", "type": "invalid_request_error",
                           "param": None, "code": "not_found"})
 
 
-class PeerTests(TestCase):
+class PeerTests(SynchronousTestCase):
     """
     Peer models are relayed to their peer with its key, its own model name
-    and its filters.
+    and its filters (in memory).
     """
 
-    timeout = 60
-
-    async def test_peer(self) -> None:
+    def test_peer(self) -> None:
         """
         A fully-qualified or unique bare name reaches the peer: the path is
         appended to the peer's proxy path, C{Host} is the peer's, the API
         key replaces the client's in both headers, no C{X-Forwarded-*} is
         sent, the model is the peer's own name and the peer's filters apply.
         """
-        peer = DemoPeer(self)
-        running = await startLlamaSwap(self, config(f"""
-models:
-  a:
-    cmd: ${{demo}}
+        app = InMemoryLlamaSwap(self, LOCAL + """
 peers:
   remote:
-    proxy: {peer.url}/api
+    proxy: http://peer.test:8080/api
     apiKey: sekrit
     models: [org/rm, other]
     filters:
       stripParams: top_p
-      setParams: {{temperature: 0.25}}
-"""))
+      setParams: {temperature: 0.25}
+""")
         for name in ["remote/org/rm", "org/rm"]:
-            response = await running.post(
+            answer, exchange = app.roundTrip(
+                "POST",
                 "/v/chat/completions?q=1",
                 json={**JSON_BODY, "model": name, "top_p": 0.3},
                 headers={"Authorization": "Bearer client", "X-API-Key": "client",
                          "X-Forwarded-For": "10.1.1.1", "X-Forwarded-Host": "x"},
             )
-            echo = await response.json()
-            self.assertEqual(response.code, 200, echo)
-            self.assertEqual(echo["path"], "/api/chat/completions")
-            self.assertEqual(echo["query"], "q=1")
-            last = peer.last
-            self.assertEqual(last["json"], {**JSON_BODY, "model": "org/rm", "temperature": 0.25})
-            self.assertEqual(header(last, "authorization"), ["Bearer sekrit"])
-            self.assertEqual(header(last, "x-api-key"), ["sekrit"])
-            self.assertEqual(header(last, "host"), [peer.url.removeprefix("http://")])
-            self.assertEqual([k for k, _ in last["headers"] if k.lower().startswith("x-forwarded")], [])
-        self.assertEqual(running.app.router.running(), [])
+            assert exchange is not None
+            self.assertEqual(answer.code, 200)
+            self.assertEqual(exchange.uri, b"http://peer.test:8080/api/chat/completions?q=1")
+            self.assertEqual(sentJSON(exchange), {**JSON_BODY, "model": "org/rm", "temperature": 0.25})
+            self.assertEqual(sentHeader(exchange, "authorization"), ["Bearer sekrit"])
+            self.assertEqual(sentHeader(exchange, "x-api-key"), ["sekrit"])
+            self.assertEqual(sentHeader(exchange, "host"), ["peer.test:8080"])
+            forwarded = [
+                k for k, _ in exchange.sentHeaders().getAllRawHeaders()
+                if k.lower().startswith(b"x-forwarded")
+            ]
+            self.assertEqual(forwarded, [])
+        self.assertEqual(app.router.running(), [])
+        self.assertEqual(app.upstream.exchanges, [])
 
-        response = await running.get("/props?model=remote/other")
-        self.assertEqual((await response.json())["query"], "model=other")
-        status, body = await running.chat("remote/nope")
-        self.assertEqual((status, body["error"]["message"]), (404, "no router for requested model"))
+        _, exchange = app.roundTrip("GET", "/props?model=remote/other")
+        self.assertEqual(pathOf(exchange), "/api/props?model=other")
+        answer, exchange = app.roundTrip("POST", "/v1/chat/completions", json={"model": "remote/nope"})
+        self.assertEqual((answer.code, answer.json()["error"]["message"], exchange),
+                         (404, "no router for requested model", None))
 
-    async def test_noKey(self) -> None:
+    def test_noKey(self) -> None:
         """
         Without an C{apiKey} the client's credentials go to the peer, and a
         bare name sent as the peer knows it is relayed untouched.
         """
-        peer = DemoPeer(self)
-        running = await startLlamaSwap(self, config(f"""
-models: {{}}
+        app = InMemoryLlamaSwap(self, """
+models: {}
 peers:
-  remote: {{proxy: "{peer.url}", models: [rm]}}
-"""))
+  remote: {proxy: "http://peer.test", models: [rm]}
+""")
         raw = json.dumps({**JSON_BODY, "model": "rm"}, indent=2).encode()
-        response = await running.post(
-            "/v1/embeddings", data=raw,
+        answer, exchange = app.roundTrip(
+            "POST", "/v1/embeddings", data=raw,
             headers={"Content-Type": "application/json", "Authorization": "Bearer client"},
         )
-        self.assertEqual(response.code, 200, await response.text())
-        self.assertEqual(peer.last["body_sha256"], sha(raw))
-        self.assertEqual(header(peer.last, "authorization"), ["Bearer client"])
+        assert exchange is not None
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(exchange.sentBody(), raw)
+        self.assertEqual(sentHeader(exchange, "authorization"), ["Bearer client"])
 
-    async def test_localWins(self) -> None:
+    def test_localWins(self) -> None:
         """
         A bare name that is also a local model goes to the local model.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL + """
+peers:
+  remote: {proxy: "http://peer.test", models: [a]}
+""")
+        _, exchange = app.roundTrip("POST", "/v1/chat/completions", json={"model": "a"})
+        self.assertEqual((app.upstream.exchanges, app.peerAgent.exchanges), ([exchange], []))
+        _, exchange = app.roundTrip("POST", "/v1/chat/completions", json={"model": "remote/a"})
+        self.assertEqual(app.peerAgent.exchanges, [exchange])
+
+    def test_peerDown(self) -> None:
+        """
+        A peer that cannot be reached is a 502 envelope saying so.
+        """
+        app = InMemoryLlamaSwap(self, """
+models: {}
+peers:
+  remote: {proxy: "http://peer.test", models: [rm]}
+""")
+        app.peerAgent.failWith = lambda: Failure(ConnectionRefusedError("refused"))
+        answer, _ = app.roundTrip("POST", "/v1/chat/completions", json={"model": "rm"})
+        self.assertEqual(answer.code, 502)
+        self.assertTrue(answer.json()["error"]["message"].startswith("peer proxy error: "))
+        self.assertEqual(answer.json()["error"]["code"], "bad_gateway")
+
+
+class EndToEndTests(TestCase):
+    """
+    A whole llamaswap over real HTTP with a real demo upstream process and
+    a real peer.
+    """
+
+    timeout = 60
+
+    async def test_localAndPeer(self) -> None:
+        """
+        A local model is started and answers; a peer model reaches the
+        peer with its key.
         """
         peer = DemoPeer(self)
         running = await startLlamaSwap(self, config(f"""
@@ -494,26 +578,14 @@ models:
   a:
     cmd: ${{demo}} --model local-a
 peers:
-  remote: {{proxy: "{peer.url}", models: [a]}}
+  remote: {{proxy: "{peer.url}", apiKey: sekrit, models: [a, rm]}}
 """))
         status, body = await running.chat("a")
-        self.assertEqual(body["demo"]["served_model"], "local-a")
-        status, body = await running.chat("remote/a")
-        self.assertEqual(body["demo"]["served_model"], "peer-model")
-
-    async def test_peerDown(self) -> None:
-        """
-        A peer that cannot be reached is a 502 envelope saying so.
-        """
-        running = await startLlamaSwap(self, config(f"""
-models: {{}}
-peers:
-  remote: {{proxy: "http://127.0.0.1:{freePort()}", models: [rm]}}
-"""))
+        self.assertEqual((status, body["demo"]["served_model"]), (200, "local-a"))
+        self.assertEqual((await lastReceived(running, "a"))["json"]["model"], "a")
         status, body = await running.chat("rm")
-        self.assertEqual(status, 502)
-        self.assertTrue(body["error"]["message"].startswith("peer proxy error: "), body)
-        self.assertEqual(body["error"]["code"], "bad_gateway")
+        self.assertEqual((status, body["demo"]["served_model"]), (200, "peer-model"))
+        self.assertEqual(header(peer.last, "authorization"), ["Bearer sekrit"])
 
 
 # ---------------------------------------------------------------------------
@@ -521,12 +593,14 @@ peers:
 
 
 class FakeLease:
-    def __init__(self, proxy: str) -> None:
-        self.supervisor = type("S", (), {"spec": type("Spec", (), {"proxy": proxy})()})()
+    def __init__(self, model: str, url: str) -> None:
+        self.model = model
+        self.url = url
         self.released = 0
 
-    def release(self) -> None:
+    def release(self) -> bool:
         self.released += 1
+        return self.released == 1
 
 
 class FakeRouter:
@@ -538,8 +612,12 @@ class FakeRouter:
         real = self.config.realModelName(name)
         return (real, None) if real is not None else None
 
+    def stateOf(self, model: str) -> State | None:
+        return State.READY if model in self.config.models else None
+
     def acquire(self, name: str) -> Deferred[Any]:
-        lease = FakeLease(self.config.models[self.config.realModelName(name)].proxy)
+        model = self.config.models[self.config.realModelName(name)]
+        lease = FakeLease(model.id, model.proxy)
         self.leases.append(lease)
         return succeed(lease)
 
@@ -556,15 +634,30 @@ class FakeForwarder:
         return d
 
 
-class FakeApp:
+class Parts:
+    """
+    The collaborators of a L{ModelRoute}: a router granting at once and a
+    recording forwarder.
+    """
+
     def __init__(self, text: str) -> None:
-        self.config = loadConfigText(text, "t.yaml", environ={}).config
-        self.supervisors: dict[str, Any] = {}
-        self.router = FakeRouter(self.config)
+        self.config = Holder(loadConfigText(text, "t.yaml", environ={}).config)
+        self.router = FakeRouter(self.config.value)
         self.forwarder = FakeForwarder()
-        self.upstreamAgent = None
-        self.reactor = Clock()
-        self.maxBodyBytes = 1 << 20
+        self.clock = Clock()
+        self.tracker = Tracker(self.clock)
+
+    def handler(self) -> ModelRoute:
+        return ModelRoute(
+            config=self.config,
+            activeProfile=Holder(None),
+            router=self.router,
+            forwarder=self.forwarder,  # type: ignore[arg-type]
+            peers=PeerRouter(self.config.value, None, self.clock),  # type: ignore[arg-type]
+            tracker=self.tracker,
+            clock=self.clock,
+            maxBodyBytes=1 << 20,
+        )
 
 
 def postJSON(handler: ModelRoute, body: dict[str, Any], uri: bytes = b"/v1/chat/completions") -> Request:
@@ -602,8 +695,8 @@ class HandlerTests(SynchronousTestCase):
         response-header timeouts; the lease is released when the relay
         ends.
         """
-        app = FakeApp(APP)
-        handler = ModelRoute(app)  # type: ignore[arg-type]
+        app = Parts(APP)
+        handler = app.handler()
         postJSON(handler, {"model": "a"})
         (args, kwargs), = app.forwarder.calls
         self.assertEqual(args[1:], ("http://127.0.0.1:9", b"/v1/chat/completions", None))
@@ -619,8 +712,8 @@ class HandlerTests(SynchronousTestCase):
         A peer gets its default 60 s response-header timeout, its key, its
         own host, and no C{X-Forwarded-*}; its relay is counted in flight.
         """
-        app = FakeApp(APP)
-        handler = ModelRoute(app)  # type: ignore[arg-type]
+        app = Parts(APP)
+        handler = app.handler()
         handler.peers.forwarder = FakeForwarder()  # type: ignore[assignment]
         postJSON(handler, {"model": "p/m"})
         (args, kwargs), = handler.peers.forwarder.calls  # type: ignore[attr-defined]
@@ -641,8 +734,8 @@ class HandlerTests(SynchronousTestCase):
         answered is a 500 saying the peer proxy is shutting down; later
         peer requests get the same at once.
         """
-        app = FakeApp(APP)
-        handler = ModelRoute(app)  # type: ignore[arg-type]
+        app = Parts(APP)
+        handler = app.handler()
         handler.peers.forwarder = FakeForwarder()  # type: ignore[assignment]
         request = postJSON(handler, {"model": "p/m"})
         transport = request.channel.transport
@@ -657,8 +750,8 @@ class HandlerTests(SynchronousTestCase):
         """
         A spillover reservation lasts until the relay ends.
         """
-        app = FakeApp(APP)
-        handler = ModelRoute(app)  # type: ignore[arg-type]
+        app = Parts(APP)
+        handler = app.handler()
         postJSON(handler, {"model": "s"})
         self.assertEqual(handler.selectors.reservations("s"), {"a": 1})
         app.forwarder.results[0].callback(None)
@@ -666,24 +759,16 @@ class HandlerTests(SynchronousTestCase):
 
     def test_tracker(self) -> None:
         """
-        An C{app.tracker} supplies the relay's taps from the decided
-        L{Upstream}.
+        The request's track, passed along the request path, is the relay's
+        tap; it records the model the lease names and the selector.
         """
-        app = FakeApp(APP)
-        seen: list[Upstream] = []
-        tap = object()
-
-        class Tracker:
-            def tapsFor(self, request: Request, upstream: Upstream) -> list[object]:
-                seen.append(upstream)
-                return [tap]
-
-        app.tracker = Tracker()  # type: ignore[attr-defined]
-        postJSON(ModelRoute(app), {"model": "s"}, b"/v/chat/completions")  # type: ignore[arg-type]
+        app = Parts(APP)
+        postJSON(app.handler(), {"model": "s"}, b"/v/chat/completions")
         (args, kwargs), = app.forwarder.calls
-        self.assertEqual(kwargs["taps"], [tap])
-        self.assertEqual((seen[0].requested, seen[0].selector, seen[0].path),
-                         ("a", "s", b"/chat/completions"))
+        self.assertEqual(args[2], b"/chat/completions")
+        [track] = app.tracker.inflight.values()
+        self.assertEqual(kwargs["taps"], [track])
+        self.assertEqual((track.model, track.metadata["selector"]), ("a", "s"))
 
 
 class UpstreamPathTests(SynchronousTestCase):

@@ -14,14 +14,13 @@ from typing import Any, Callable
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from llamaswap.upstream.errors import PrematureExit
 from llamaswap.upstream.lifecycle import State
 from llamaswap.web.loading import (
     CHARS_PER_SECOND,
@@ -37,8 +36,8 @@ from llamaswap.web.loading import (
 )
 
 from ..harness import Running, demoMacros, startLlamaSwap
-from ..util import poll
 from .helpers import Client
+from .inmemory import InMemoryLlamaSwap
 
 STAMP = r"\[\d+\.\ds\]"
 
@@ -628,28 +627,230 @@ class StreamedChat:
 
     def split(self) -> tuple[str, list[dict[str, Any]], list[bytes]]:
         """
-        The loading text (reasoning content of the leading loading
-        events), the upstream's events, and whatever is not JSON
-        (C{[DONE]}).
+        The loading text, the upstream's events and the rest (see
+        L{split}).
         """
-        loading, real, other = [], [], []
-        for payload in self.payloads:
-            try:
-                event = json.loads(payload)
-            except ValueError:
-                other.append(payload)
-                continue
-            if event.get("id") == "chatcmpl-llamaswap-loading":
-                assert not real, "loading event after the upstream's"
-                loading.append(event["choices"][0]["delta"]["reasoning_content"])
-            else:
-                real.append(event)
-        return "".join(loading), real, other
+        return split(b"".join(data for _, data in self.chunks))
+
+
+LOCAL_SLOW = """
+sendLoadingState: true
+models:
+  slow:
+    cmd: x
+    proxy: http://127.0.0.1:9001
+  other:
+    cmd: x
+    proxy: http://127.0.0.1:9002
+  quiet:
+    cmd: x
+    proxy: http://127.0.0.1:9003
+    sendLoadingState: false
+"""
+
+#: A streamed chat completion as an upstream sends it.
+UPSTREAM_STREAM = (
+    b'data: {"id":"c1","choices":[{"delta":{"role":"assistant","content":"hi"},'
+    b'"finish_reason":null}]}\n\n'
+    b'data: {"id":"c1","choices":[{"delta":{},"finish_reason":"stop"}]}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+def split(body: bytes) -> tuple[str, list[dict[str, Any]], list[bytes]]:
+    """
+    The loading text (reasoning content of the leading loading events),
+    the upstream's events, and whatever is not JSON (C{[DONE]}).
+    """
+    loading, real, other = [], [], []
+    for payload in sseData(body):
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            other.append(payload)
+            continue
+        if event.get("id") == "chatcmpl-llamaswap-loading":
+            assert not real, "loading event after the upstream's"
+            loading.append(event["choices"][0]["delta"]["reasoning_content"])
+        else:
+            real.append(event)
+    return "".join(loading), real, other
+
+
+class Streamed:
+    """
+    A streamed chat completion through an in-memory llamaswap, its body
+    collected as it arrives.
+    """
+
+    def __init__(self, test: SynchronousTestCase, app: InMemoryLlamaSwap, model: str) -> None:
+        self.test = test
+        self.app = app
+        self.chunks: list[bytes] = []
+        self.pending = app.chat(model, stream=True)
+        app.flush()
+        self.done: Deferred[None] | None = None
+
+    def head(self) -> Any:
+        """
+        The response head, which must have arrived.
+        """
+        response = self.test.successResultOf(self.pending)
+        if self.done is None:
+            self.done = self.app.client.collect(response, self.chunks.append)
+        return response
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+    def finished(self) -> tuple[str, list[dict[str, Any]], list[bytes]]:
+        self.head()
+        self.app.flush()
+        assert self.done is not None
+        self.test.successResultOf(self.done)
+        return split(self.body)
+
+
+class InMemoryTests(SynchronousTestCase):
+    """
+    The loading-state stream through the app's site in memory, the model
+    starting when the test says so and time passing on a clock.
+    """
+
+    def test_streamedChat(self) -> None:
+        """
+        A streamed chat completion for a model that is starting gets a 200
+        event stream at once, the loading text while it starts, then the
+        upstream's tokens and C{[DONE]} in the same response; the next one,
+        the model being ready, gets no loading text.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_SLOW)
+        chat = Streamed(self, app, "slow")
+        response = chat.head()
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["text/event-stream"])
+        self.assertIs(app.supervisors["slow"].state, State.STARTING)
+        app.advance(1.5)
+        text, _, _ = split(chat.body)
+        self.assertTrue(text.startswith(f"{SEPARATOR}\nllamaswap loading model: slow"), text)
+        self.assertIn(".", text)
+        self.assertEqual(app.upstream.exchanges, [])
+        app.ready("slow")
+        app.advance(5)
+        app.respond(UPSTREAM_STREAM, contentType=b"text/event-stream")
+        text, real, other = chat.finished()
+        done = re.search(r"\nDone! \((\d+\.\d\d)s\)\n" + SEPARATOR + "\n \n$", text)
+        assert done is not None, text
+        self.assertGreaterEqual(float(done.group(1)), 1.5)
+        self.assertEqual(real[0]["choices"][0]["delta"]["content"], "hi")
+        self.assertEqual(other, [b"[DONE]"])
+
+        again = Streamed(self, app, "slow")
+        app.respond(UPSTREAM_STREAM, contentType=b"text/event-stream")
+        text, real, other = again.finished()
+        self.assertEqual(text, "")
+        self.assertEqual(other, [b"[DONE]"])
+        self.assertEqual(real[0]["choices"][0]["delta"]["role"], "assistant")
+
+    def test_notStreamed(self) -> None:
+        """
+        A chat completion that is not streamed waits for the model and gets
+        the upstream's JSON as usual.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_SLOW)
+        pending = app.chat("slow")
+        app.advance(1)
+        self.assertNoResult(pending)
+        app.ready("slow")
+        app.respond(b'{"object":"chat.completion"}')
+        answer = app.answer(pending)
+        self.assertEqual((answer.code, answer.json()), (200, {"object": "chat.completion"}))
+
+    def test_modelOptsOut(self) -> None:
+        """
+        A model's own C{sendLoadingState: false} wins over the global
+        C{true}: the head waits for the model.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_SLOW)
+        chat = Streamed(self, app, "quiet")
+        app.advance(1)
+        self.assertNoResult(chat.pending)
+        app.ready("quiet")
+        app.respond(UPSTREAM_STREAM, contentType=b"text/event-stream")
+        text, _, other = chat.finished()
+        self.assertEqual(text, "")
+        self.assertEqual(other, [b"[DONE]"])
+
+    def test_queuePosition(self) -> None:
+        """
+        A request queued behind another model's swap is told its place in
+        the queue, then loads its own model.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_SLOW)
+        first = Streamed(self, app, "slow")
+        second = Streamed(self, app, "other")
+        second.head()
+        app.advance(0.5)
+        app.ready("slow")
+        app.advance(5)
+        app.respond(UPSTREAM_STREAM, contentType=b"text/event-stream")
+        first.finished()
+        app.settle()
+        app.advance(5)
+        app.respond(UPSTREAM_STREAM, contentType=b"text/event-stream")
+        text, _, other = second.finished()
+        self.assertIn("Queue position: #1 ", text)
+        self.assertIn("\nDone! (", text)
+        self.assertEqual(other, [b"[DONE]"])
+        self.assertTrue(app.exchange().uri.startswith(b"http://127.0.0.1:9002/"))
+
+    def test_clientLeaves(self) -> None:
+        """
+        A client that disconnects during the loading stream withdraws its
+        request: the swap it started has no waiter left (and goes on).
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_SLOW)
+        client = Client(app.site)
+        body = json.dumps({"model": "slow", "stream": True, **CHAT}).encode()
+        client.send(
+            b"POST", b"/v1/chat/completions", body, [(b"content-type", b"application/json")]
+        )
+        self.assertTrue(client.transport.value().startswith(b"HTTP/1.1 200 "))
+        swaps = app.router.scheduler.activeSwaps().values()
+        self.assertEqual([(model, len(waiters)) for model, waiters in swaps], [("slow", 1)])
+        client.disconnect()
+        app.flush()
+        swaps = app.router.scheduler.activeSwaps().values()
+        self.assertTrue(all(not waiters for _, waiters in swaps))
+        app.ready("slow")
+        app.advance(5)
+        self.assertEqual(app.upstream.exchanges, [])
+        self.assertEqual(loadingCalls(app.clock), [])
+
+    def test_startFails(self) -> None:
+        """
+        A model that fails to start ends the loading text with C{Failed!};
+        the error envelope follows as JSON inside the 200 stream.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_SLOW)
+        chat = Streamed(self, app, "slow")
+        chat.head()
+        app.advance(0.5)
+        app.supervisors["slow"].failStart(PrematureExit("slow", 3, None))
+        app.advance(5)
+        assert chat.done is not None
+        self.successResultOf(chat.done)
+        events, _, tail = chat.body.rpartition(b"\n\n")
+        text = "".join(texts(events + b"\n\n"))
+        self.assertRegex(text, r"\nFailed! \(\d+\.\d\ds\)\n" + SEPARATOR + "\n \n$")
+        self.assertIn("exit status 3", json.loads(tail)["error"]["message"])
 
 
 class IntegrationTests(TestCase):
     """
-    The loading-state stream through a whole llamaswap.
+    The loading-state stream through a whole llamaswap with real demo
+    upstreams, end to end (the rest is in L{InMemoryTests}).
     """
 
     timeout = 60
@@ -686,86 +887,6 @@ class IntegrationTests(TestCase):
         self.assertEqual(text, "")
         self.assertEqual(other, [b"[DONE]"])
         self.assertEqual(real[0]["choices"][0]["delta"]["role"], "assistant")
-
-    async def test_notStreamed(self) -> None:
-        """
-        A chat completion that is not streamed waits for the model and gets
-        the upstream's JSON as usual.
-        """
-        running = await startLlamaSwap(self, SLOW)
-        response = await running.post("/v1/chat/completions", json={"model": "slow", **CHAT})
-        self.assertEqual(response.code, 200)
-        contentType = response.headers.getRawHeaders(b"content-type")[0]
-        self.assertTrue(contentType.startswith(b"application/json"), contentType)
-        body = await response.json()
-        self.assertEqual(body["object"], "chat.completion")
-        self.assertNotIn("llamaswap loading", json.dumps(body))
-
-    async def test_modelOptsOut(self) -> None:
-        """
-        A model's own C{sendLoadingState: false} wins over the global
-        C{true}.
-        """
-        running = await startLlamaSwap(self, SLOW)
-        chat = await StreamedChat(running, "quiet").run()
-        self.assertEqual(chat.status, 200)
-        self.assertGreater(chat.headersAt, 1.0)
-        text, _, other = chat.split()
-        self.assertEqual(text, "")
-        self.assertEqual(other, [b"[DONE]"])
-
-    async def test_queuePosition(self) -> None:
-        """
-        A request queued behind another model's swap is told its place in
-        the queue, then loads its own model.
-        """
-        running = await startLlamaSwap(self, SLOW)
-        first = Deferred.fromCoroutine(StreamedChat(running, "slow").run())
-        await poll(lambda: bool(running.app.router.scheduler.activeSwaps()), 10, "the swap")
-        second = await StreamedChat(running, "other").run()
-        await first
-        text, _, other = second.split()
-        self.assertIn("Queue position: #1 ", text)
-        self.assertIn("\nDone! (", text)
-        self.assertEqual(other, [b"[DONE]"])
-
-    async def test_clientLeaves(self) -> None:
-        """
-        A client that disconnects during the loading stream withdraws its
-        request: the swap it started has no waiter left (and goes on).
-        """
-        running = await startLlamaSwap(self, SLOW)
-        received: Deferred[bytes] = Deferred()
-
-        class Client(Protocol):
-            def connectionMade(self) -> None:
-                body = json.dumps({"model": "slow", "stream": True, **CHAT}).encode()
-                self.transport.write(
-                    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-                    b"Content-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-                )
-
-            def dataReceived(self, data: bytes) -> None:
-                if not received.called:
-                    received.callback(data)
-
-        port = int(running.url.rsplit(":", 1)[1])
-        protocol = await connectProtocol(
-            TCP4ClientEndpoint(reactor, "127.0.0.1", port), Client()
-        )
-        head = await received
-        self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
-        swaps = running.app.router.scheduler.activeSwaps().values()
-        self.assertEqual([(model, len(waiters)) for model, waiters in swaps], [("slow", 1)])
-        protocol.transport.abortConnection()
-
-        def withdrawn() -> bool:
-            swaps = running.app.router.scheduler.activeSwaps().values()
-            return all(not waiters for _, waiters in swaps)
-
-        await poll(withdrawn, 5, "the request to be withdrawn")
-        self.assertIsNot(running.app.supervisors["slow"].state, State.READY)
 
     async def test_startFails(self) -> None:
         """

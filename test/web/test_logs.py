@@ -64,7 +64,7 @@ class FakeApp:
 
 def makeSite(app: FakeApp) -> AccessLogSite:
     mux = Mux()
-    install(mux, app)  # type: ignore[arg-type]
+    install(mux, app.logs, app.router, app.reactor)  # type: ignore[arg-type]
     return AccessLogSite(mux, app.reactor, reactor=app.reactor)
 
 

@@ -9,26 +9,28 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.logger import globalLogPublisher
 from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.server import Site
 
 from llamaswap import __version__
 from llamaswap.config.load import loadConfigText
 from llamaswap.config.model import Capabilities, Config
+from llamaswap.holder import Holder
+from llamaswap.httperrors import BadRequest, NotFound
 from llamaswap.upstream.lifecycle import State
 from llamaswap.web.management import (
+    ManagementRoutes,
     capabilityFields,
     install,
     modelRecords,
     parseProfileRequest,
 )
-from llamaswap.httperrors import BadRequest, NotFound
 from llamaswap.web.mux import Mux
 
 from ..harness import demoMacros, startLlamaSwap
@@ -46,7 +48,8 @@ class FakeRouter:
     The router as the management routes see it: states and unloads.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, served: Any = ()) -> None:
+        self.served = set(served)
         self.states: dict[str, State] = {}
         self.unloads: list[tuple[list[str] | None, Deferred[None]]] = []
 
@@ -57,36 +60,45 @@ class FakeRouter:
             if s not in (State.STOPPED, State.SHUTDOWN)
         )
 
+    def stateOf(self, model: str) -> State | None:
+        return self.states.get(model, State.STOPPED) if model in self.served else None
+
     def unload(self, models: list[str] | None = None) -> Deferred[None]:
         d: Deferred[None] = Deferred()
         self.unloads.append((models, d))
         return d
 
 
-class FakeApp:
+class Parts:
     """
-    The attributes of L{llamaswap.app.LlamaSwap} the routes read.
+    The collaborators of the management routes.
     """
 
     def __init__(self, config: Config) -> None:
-        self.config = config
-        self.router = FakeRouter()
-        self.supervisors = dict.fromkeys(config.models)
-        self.reactor = Clock()
-        self.reactor.advance(NOW + 0.7)
-        self.activeProfile: str | None = None
-        self.profileObservers: list[Callable[[str | None], None]] = []
+        self.config = Holder(config)
+        self.router = FakeRouter(config.models)
+        self.clock = Clock()
+        self.clock.advance(NOW + 0.7)
+        self.activeProfile: Holder[str | None] = Holder(None)
 
 
 class Served:
     """
-    A fake app with the management routes on a L{Mux}.
+    The management routes on a L{Mux}, with fake collaborators.
     """
 
     def __init__(self, config: Config) -> None:
-        self.app = FakeApp(config)
+        self.app = Parts(config)
         self.mux = Mux()
-        install(self.mux, self.app)  # type: ignore[arg-type]
+        install(
+            self.mux,
+            ManagementRoutes(
+                config=self.app.config,
+                activeProfile=self.app.activeProfile,
+                router=self.app.router,
+                clock=self.app.clock,
+            ),
+        )
 
     def send(
         self,
@@ -714,7 +726,7 @@ class ProfilesAPITests(SynchronousTestCase):
     def setUp(self) -> None:
         self.served = Served(load(PROFILES))
         self.changes: list[str | None] = []
-        self.served.app.profileObservers.append(self.changes.append)
+        self.served.app.activeProfile.addObserver(lambda old, new: self.changes.append(new))
 
     def put(self, body: bytes) -> tuple[int, Any]:
         return self.served.json(b"PUT", b"/api/profiles/active", body)  # type: ignore[no-any-return]
@@ -741,13 +753,13 @@ class ProfilesAPITests(SynchronousTestCase):
         """
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         self.assertEqual(self.put(b'{"name": "coding"}'), (200, {"active": "coding"}))
-        self.assertEqual(self.served.app.activeProfile, "coding")
+        self.assertEqual(self.served.app.activeProfile.value, "coding")
         self.assertEqual(self.served.json(b"GET", b"/api/profiles")[1]["active"], "coding")
         self.assertEqual(self.put(b'{"name": "coding"}'), (200, {"active": "coding"}))
         self.assertEqual(self.put(b'{"name": null}'), (200, {"active": None}))
         self.assertEqual(self.put(b'{"name": "other"}'), (200, {"active": "other"}))
         self.assertEqual(self.put(b'{"name": ""}'), (200, {"active": None}))
-        self.assertIsNone(self.served.app.activeProfile)
+        self.assertIsNone(self.served.app.activeProfile.value)
         self.assertEqual(self.changes, ["coding", None, "other", None])
         logged = [
             e["log_format"].format(**e) for e in events if "active profile" in e["log_format"]
@@ -789,7 +801,7 @@ class ProfilesAPITests(SynchronousTestCase):
         ]:
             got, document = self.put(body)
             self.assertEqual((got, document["error"]["message"]), (status, message), body)
-        self.assertEqual(self.served.app.activeProfile, "coding")
+        self.assertEqual(self.served.app.activeProfile.value, "coding")
         self.assertEqual(self.changes, ["coding"])
 
     def test_parseFirstValue(self) -> None:
@@ -816,10 +828,10 @@ class ProfilesAPITests(SynchronousTestCase):
         A failing observer is logged; the switch still happens.
         """
 
-        def broken(name: str | None) -> None:
+        def broken(old: str | None, new: str | None) -> None:
             raise ValueError("observer")
 
-        self.served.app.profileObservers.insert(0, broken)
+        self.served.app.activeProfile.addObserver(broken)
         self.assertEqual(self.put(b'{"name": "other"}'), (200, {"active": "other"}))
         self.assertEqual(self.changes, ["other"])
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)

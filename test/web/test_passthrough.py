@@ -15,6 +15,8 @@ from io import BytesIO
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
@@ -28,6 +30,8 @@ from llamaswap.web.passthrough import (
 
 from ..harness import Running, demoMacros, startLlamaSwap
 from ..util import freePort
+from .helpers import Client, UpstreamExchange
+from .inmemory import InMemoryLlamaSwap
 from .test_tunnel import (
     CLOSE,
     TEXT,
@@ -191,105 +195,158 @@ def config(extra: str = "") -> str:
     return demoMacros() + ports() + MODELS + extra
 
 
+LOCAL_MODELS = """
+models:
+  m1:
+    cmd: x
+    proxy: http://127.0.0.1:9001
+    aliases: [first]
+  author:
+    cmd: x
+    proxy: http://127.0.0.1:9002
+  author/model:
+    cmd: x
+    proxy: http://127.0.0.1:9003
+"""
+
+PORTS = {"m1": 9001, "author": 9002, "author/model": 9003}
+
+
+def reached(exchange: UpstreamExchange | None) -> tuple[str, str]:
+    """
+    Which model's server an exchange went to, and the path and query it
+    asked for (as sent, still escaped).
+    """
+    assert exchange is not None
+    uri = exchange.uri.decode()
+    port = int(uri.split(":")[2].split("/")[0])
+    model = {p: m for m, p in PORTS.items()}[port]
+    return model, uri[uri.index("/", len("http://")) :]
+
+
+class InMemoryPassthroughTests(SynchronousTestCase):
+    """
+    C{/upstream} over the app's site in memory.
+    """
+
+    def test_resolution(self) -> None:
+        """
+        The longest name wins, escaped slashes in names count, aliases
+        work, and the rest reaches the upstream escaped as sent, with the
+        query.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_MODELS)
+        answer, exchange = app.roundTrip("GET", "/upstream/author/model/v1/x%2Fy?q=%2F&r=a+b")
+        self.assertEqual(answer.code, 200, answer.body)
+        self.assertEqual(reached(exchange), ("author/model", "/v1/x%2Fy?q=%2F&r=a+b"))
+        answer, exchange = app.roundTrip("POST", "/upstream/author%2Fmodel/api/x%2Fy", data=b"{}")
+        assert exchange is not None
+        self.assertEqual((reached(exchange), exchange.method), (("author/model", "/api/x%2Fy"), b"POST"))
+        _, exchange = app.roundTrip("GET", "/upstream/author/v1/chat")
+        self.assertEqual(reached(exchange), ("author", "/v1/chat"))
+        _, exchange = app.roundTrip("GET", "/upstream/first/a%20b/%252F/%E2%9C%93%2F")
+        self.assertEqual(reached(exchange), ("m1", "/a%20b/%252F/%E2%9C%93%2F"))
+        _, exchange = app.roundTrip("GET", "/upstream/m1/")
+        self.assertEqual(reached(exchange), ("m1", "/"))
+
+    def test_redirectsAndUnknown(self) -> None:
+        """
+        A model path without its slash is redirected (301 for GET and
+        HEAD, 308 otherwise, query kept), C{GET /upstream} goes to the UI,
+        unknown names are 404; none of it starts a model.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_MODELS)
+        for method, code in [("GET", 301), ("HEAD", 301), ("POST", 308), ("DELETE", 308)]:
+            answer = app.send(method, "/upstream/m1?x=1", allow_redirects=False)
+            self.assertEqual(answer.code, code, method)
+            self.assertEqual(answer.header("location"), "/upstream/m1/?x=1")
+        answer = app.send("GET", "/upstream/author%2Fmodel", allow_redirects=False)
+        self.assertEqual((answer.code, answer.header("location")), (301, "/upstream/author/model/"))
+        answer = app.send("GET", "/upstream", allow_redirects=False)
+        self.assertEqual((answer.code, answer.header("location")), (302, "/ui/#/models"))
+        for target in ["/upstream/nope/v1", "/upstream/"]:
+            answer = app.send("GET", target)
+            self.assertEqual(answer.code, 404, target)
+            self.assertEqual(answer.json()["error"]["message"], "model not found")
+        answer = app.send("GET", "/comfyui/")
+        self.assertEqual(answer.code, 404)
+        self.assertEqual(answer.json()["error"]["message"], "local model comfyui_auto not found")
+        self.assertEqual(app.router.running(), [])
+        self.assertEqual(app.upstream.exchanges, [])
+
+    def test_ignorePaths(self) -> None:
+        """
+        An ignored path (static assets by default) does not start a model:
+        409 while it is not ready.  Any other path starts it, and then the
+        ignored path is relayed too.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_MODELS)
+        answer, exchange = app.roundTrip("GET", "/upstream/m1/assets/app.js")
+        self.assertEqual((answer.code, exchange), (409, None))
+        self.assertEqual(
+            answer.json()["error"]["message"],
+            "model m1 is not loaded; path matches upstream.ignorePaths",
+        )
+        self.assertEqual(app.router.running(), [])
+        answer, exchange = app.roundTrip("GET", "/upstream/m1/?_=123")
+        self.assertEqual(answer.code, 200)
+        self.assertEqual([m for m, _ in app.router.running()], ["m1"])
+        _, exchange = app.roundTrip("GET", "/upstream/m1/assets/app.js")
+        self.assertEqual(reached(exchange), ("m1", "/assets/app.js"))
+
+    def test_auth(self) -> None:
+        """
+        With API keys the passthrough needs one (and the upstream sees the
+        client's credentials); C{GET /upstream} does not.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_MODELS + "apiKeys: [sekrit]\n")
+        self.assertEqual(app.send("GET", "/upstream", allow_redirects=False).code, 302)
+        self.assertEqual(app.send("GET", "/upstream/m1/x").code, 401)
+        self.assertEqual(app.send("GET", "/comfyui/").code, 401)
+        answer, exchange = app.roundTrip(
+            "GET", "/upstream/m1/x", headers={"authorization": "Bearer sekrit"}
+        )
+        assert exchange is not None
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(
+            exchange.sentHeaders().getRawHeaders(b"authorization"), [b"Bearer sekrit"]
+        )
+
+    def test_profilePin(self) -> None:
+        """
+        The active profile's pins rewrite the model part of the path.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_MODELS + "profiles:\n  p:\n    pins:\n      public: m1\n")
+        self.assertEqual(app.send("GET", "/upstream/public/x").code, 404)
+        app.activeProfile.set("p")
+        _, exchange = app.roundTrip("GET", "/upstream/public/custom%2Fx")
+        self.assertEqual(reached(exchange), ("m1", "/custom%2Fx"))
+
+    def test_tracked(self) -> None:
+        """
+        A passthrough request is tracked while in flight, recorded under
+        its model with the path after it, and its lease is released when
+        the relay ends.
+        """
+        app = InMemoryLlamaSwap(self, LOCAL_MODELS)
+        pending = app.request("GET", "/upstream/m1/v1/x?y=1")
+        app.flush()
+        app.settle()
+        [track] = app.tracker.inflight.values()
+        self.assertEqual((track.model, track.path), ("m1", "/v1/x"))
+        self.assertEqual(app.supervisors["m1"].started, 1)
+        app.respond()
+        self.assertEqual(app.answer(pending).code, 200)
+        self.assertEqual(app.tracker.inflight, {})
+        self.assertEqual(app.supervisors["m1"].finished, 1)
+
+
 class PassthroughTests(TestCase):
     """
     C{/upstream} over real HTTP with demo upstreams.
     """
 
     timeout = 60
-
-    async def test_resolution(self) -> None:
-        """
-        The longest name wins, escaped slashes in names count, aliases
-        work, and the rest reaches the upstream escaped as sent, with the
-        query.
-        """
-        app = await startLlamaSwap(self, config())
-        answer = await fetch(app, b"GET", b"/upstream/author/model/v1/x%2Fy?q=%2F&r=a+b")
-        self.assertEqual(answer.code, 200, answer.body)
-        echo = answer.json()
-        self.assertEqual(
-            (echo["model"], echo["path"], echo["query"]), ("author-model", "/v1/x%2Fy", "q=%2F&r=a+b")
-        )
-        echo = (await fetch(app, b"POST", b"/upstream/author%2Fmodel/api/x%2Fy", body=b"{}")).json()
-        self.assertEqual((echo["model"], echo["path"], echo["method"]), ("author-model", "/api/x%2Fy", "POST"))
-        echo = (await fetch(app, b"GET", b"/upstream/author/v1/chat")).json()
-        self.assertEqual((echo["model"], echo["path"]), ("author", "/v1/chat"))
-        echo = (await fetch(app, b"GET", b"/upstream/first/a%20b/%252F/%E2%9C%93%2F")).json()
-        self.assertEqual((echo["model"], echo["path"]), ("m1", "/a%20b/%252F/%E2%9C%93%2F"))
-        echo = (await fetch(app, b"GET", b"/upstream/m1/")).json()
-        self.assertEqual(echo["path"], "/")
-
-    async def test_redirectsAndUnknown(self) -> None:
-        """
-        A model path without its slash is redirected (301 for GET and
-        HEAD, 308 otherwise, query kept), C{GET /upstream} goes to the UI,
-        unknown names are 404; none of it starts a model.
-        """
-        app = await startLlamaSwap(self, config())
-        for method, code in [(b"GET", 301), (b"HEAD", 301), (b"POST", 308), (b"DELETE", 308)]:
-            answer = await fetch(app, method, b"/upstream/m1?x=1")
-            self.assertEqual(answer.code, code, method)
-            self.assertEqual(answer.header(b"location"), b"/upstream/m1/?x=1")
-        answer = await fetch(app, b"GET", b"/upstream/author%2Fmodel")
-        self.assertEqual((answer.code, answer.header(b"location")), (301, b"/upstream/author/model/"))
-        answer = await fetch(app, b"GET", b"/upstream")
-        self.assertEqual((answer.code, answer.header(b"location")), (302, b"/ui/#/models"))
-        for target in [b"/upstream/nope/v1", b"/upstream/"]:
-            answer = await fetch(app, b"GET", target)
-            self.assertEqual(answer.code, 404, target)
-            self.assertEqual(answer.json()["error"]["message"], "model not found")
-        answer = await fetch(app, b"GET", b"/comfyui/")
-        self.assertEqual(answer.code, 404)
-        self.assertEqual(answer.json()["error"]["message"], "local model comfyui_auto not found")
-        self.assertEqual(running(app), [])
-
-    async def test_ignorePaths(self) -> None:
-        """
-        An ignored path (static assets by default) does not start a model:
-        409 while it is not ready.  Any other path starts it, and then the
-        ignored path is relayed too.
-        """
-        app = await startLlamaSwap(self, config())
-        answer = await fetch(app, b"GET", b"/upstream/m1/assets/app.js")
-        self.assertEqual(answer.code, 409)
-        self.assertEqual(
-            answer.json()["error"]["message"],
-            "model m1 is not loaded; path matches upstream.ignorePaths",
-        )
-        self.assertEqual(running(app), [])
-        answer = await fetch(app, b"GET", b"/upstream/m1/?_=123")
-        self.assertEqual(answer.code, 200)
-        self.assertEqual(running(app), ["m1"])
-        echo = (await fetch(app, b"GET", b"/upstream/m1/assets/app.js")).json()
-        self.assertEqual(echo["path"], "/assets/app.js")
-
-    async def test_auth(self) -> None:
-        """
-        With API keys the passthrough needs one (and the upstream sees the
-        client's credentials); C{GET /upstream} does not.
-        """
-        app = await startLlamaSwap(self, config("apiKeys: [sekrit]\n"))
-        self.assertEqual((await fetch(app, b"GET", b"/upstream")).code, 302)
-        self.assertEqual((await fetch(app, b"GET", b"/upstream/m1/x")).code, 401)
-        self.assertEqual((await fetch(app, b"GET", b"/comfyui/")).code, 401)
-        answer = await fetch(
-            app, b"GET", b"/upstream/m1/x", {b"authorization": [b"Bearer sekrit"]}
-        )
-        self.assertEqual(answer.code, 200)
-        self.assertIn(["Authorization", "Bearer sekrit"], answer.json()["headers"])
-
-    async def test_profilePin(self) -> None:
-        """
-        The active profile's pins rewrite the model part of the path.
-        """
-        app = await startLlamaSwap(
-            self, config("profiles:\n  p:\n    pins:\n      public: m1\n")
-        )
-        self.assertEqual((await fetch(app, b"GET", b"/upstream/public/x")).code, 404)
-        app.app.activeProfile = "p"
-        echo = (await fetch(app, b"GET", b"/upstream/public/custom%2Fx")).json()
-        self.assertEqual((echo["model"], echo["path"]), ("m1", "/custom%2Fx"))
 
     async def test_peer(self) -> None:
         """
@@ -353,9 +410,130 @@ models:
 {compat}"""
 
 
+UPGRADE_HEADERS = [
+    (b"Connection", b"Upgrade"),
+    (b"Upgrade", b"websocket"),
+    (b"Sec-WebSocket-Key", b"abc"),
+    (b"Sec-WebSocket-Version", b"13"),
+]
+SWITCH = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Accept: xyz\r\n\r\n"
+)
+WS_MODEL = """
+models:
+  ws:
+    cmd: x
+    proxy: http://127.0.0.1:9009
+"""
+
+
+class InMemoryWebsocketTests(SynchronousTestCase):
+    """
+    Websockets through C{/upstream} and C{/comfyui}, in memory.
+    """
+
+    def upgrade(self, app: InMemoryLlamaSwap, path: bytes) -> Client:
+        client = Client(app.site)
+        client.send(b"GET", path, b"", UPGRADE_HEADERS)
+        app.settle()
+        return client
+
+    def test_leaseForTheDuration(self) -> None:
+        """
+        A websocket starts its model and holds a lease until it closes (on
+        both sides); the upstream gets the path as escaped and the
+        client's C{Host}; it is not tracked as a model request.
+        """
+        app = InMemoryLlamaSwap(self, WS_MODEL)
+        client = self.upgrade(app, b"/upstream/ws/ws?clientId=a%2Fb")
+        self.assertEqual(app.tunnelURLs, [b"http://127.0.0.1:9009/ws?clientId=a%2Fb"])
+        upstream, transport = app.tunnels.connections[-1]
+        head = transport.value()
+        self.assertTrue(head.startswith(b"GET /ws?clientId=a%2Fb HTTP/1.1\r\n"), head)
+        self.assertIn(b"\r\nHost: proxy.example:8080\r\n", head)
+        self.assertEqual([m for m, _ in app.router.running()], ["ws"])
+        self.assertEqual(app.router.scheduler.inFlight("ws"), 1)
+        upstream.dataReceived(SWITCH)
+        self.assertTrue(client.transport.value().startswith(b"HTTP/1.1 101 "))
+        self.assertEqual(app.tracker.inflight, {})
+        upstream.connectionLost(Failure(ConnectionDone()))
+        self.assertTrue(client.transport.disconnecting)
+        self.assertEqual(app.router.scheduler.inFlight("ws"), 1)
+        # The tunnel took the connection over from twisted.web.
+        client.transport.protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(app.router.scheduler.inFlight("ws"), 0)
+
+    def test_refusedUpgrade(self) -> None:
+        """
+        An upgrade the upstream refuses reaches the client as the
+        upstream's answer, and the lease is released.
+        """
+        app = InMemoryLlamaSwap(self, WS_MODEL)
+        client = self.upgrade(app, b"/upstream/ws/reject")
+        upstream, _ = app.tunnels.connections[-1]
+        upstream.dataReceived(
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 18\r\n\r\nno websockets here"
+        )
+        response = client.response()
+        self.assertEqual((response.status, response.body), (403, b"no websockets here"))
+        self.assertEqual([m for m, _ in app.router.running()], ["ws"])
+        self.assertEqual(app.router.scheduler.inFlight("ws"), 0)
+
+    def test_ignoreWebsockets(self) -> None:
+        """
+        With C{compat.ignoreWebsockets} a websocket cannot start the model
+        (409) and, once the model runs, holds no lease.
+        """
+        app = InMemoryLlamaSwap(self, WS_MODEL + "    compat:\n      ignoreWebsockets: true\n")
+        refused = self.upgrade(app, b"/upstream/ws/ws").response()
+        self.assertEqual(refused.status, 409)
+        self.assertEqual(
+            json.loads(refused.body)["error"]["message"],
+            "model ws is not loaded; ignored websocket requests cannot start it",
+        )
+        self.assertEqual((app.router.running(), app.tunnels.connections), ([], []))
+        self.assertEqual(app.roundTrip("GET", "/upstream/ws/")[0].code, 200)
+        client = self.upgrade(app, b"/upstream/ws/ws")
+        upstream, _ = app.tunnels.connections[-1]
+        upstream.dataReceived(SWITCH)
+        self.assertTrue(client.transport.value().startswith(b"HTTP/1.1 101 "))
+        self.assertEqual(app.router.scheduler.inFlight("ws"), 0)
+
+    def test_comfyui(self) -> None:
+        """
+        C{/comfyui} redirects to C{/comfyui/}; only the root starts
+        C{comfyui_auto}; other paths (the websocket too) get 409 until it
+        runs, then are relayed with their escaping, websockets without a
+        lease.
+        """
+        app = InMemoryLlamaSwap(self, WS_MODEL.replace("ws:", "comfyui_auto:"))
+        for method, code in [("GET", 301), ("HEAD", 301), ("POST", 308)]:
+            answer = app.send(method, "/comfyui?token=value", allow_redirects=False)
+            self.assertEqual((answer.code, answer.header("location")), (code, "/comfyui/?token=value"))
+        answer = app.send("POST", "/comfyui/api/prompt", data=b"{}")
+        self.assertEqual(answer.code, 409)
+        self.assertIn("only /comfyui/ can start it", answer.json()["error"]["message"])
+        self.assertEqual(self.upgrade(app, b"/comfyui/ws?clientId=1").response().status, 409)
+        self.assertEqual((app.router.running(), app.upstream.exchanges), ([], []))
+        answer, exchange = app.roundTrip("GET", "/comfyui/")
+        self.assertEqual(answer.code, 200)
+        _, exchange = app.roundTrip("POST", "/comfyui/api/x%2Fy?q=1", data=b"{}")
+        assert exchange is not None
+        self.assertEqual(exchange.uri, b"http://127.0.0.1:9009/api/x%2Fy?q=1")
+        client = self.upgrade(app, b"/comfyui/ws?clientId=1")
+        upstream, transport = app.tunnels.connections[-1]
+        self.assertTrue(transport.value().startswith(b"GET /ws?clientId=1 HTTP/1.1\r\n"))
+        upstream.dataReceived(SWITCH)
+        self.assertTrue(client.transport.value().startswith(b"HTTP/1.1 101 "))
+        self.assertEqual(app.router.scheduler.inFlight("comfyui_auto"), 0)
+
+
 class WebsocketTests(TestCase):
     """
-    Websockets through C{/upstream} and C{/comfyui}.
+    A websocket through C{/upstream} end to end: real sockets, real
+    frames, a real upstream process (the rest is in
+    L{InMemoryWebsocketTests}).
     """
 
     timeout = 60
@@ -403,71 +581,3 @@ class WebsocketTests(TestCase):
         client.transport.loseConnection()
         await echo.connections[-1].closed
         self.assertEqual(self.inFlight(app, "ws"), 0)
-
-    async def test_refusedUpgrade(self) -> None:
-        """
-        An upgrade the upstream refuses reaches the client as the
-        upstream's answer, and the lease is released.
-        """
-        echo, echoPort = listenEcho(self)
-        app = await startLlamaSwap(self, wsModel(echoPort))
-        answer = await fetch(app, b"GET", b"/upstream/ws/reject", UPGRADE)
-        self.assertEqual((answer.code, answer.body), (403, b"no websockets here"))
-        self.assertEqual(running(app), ["ws"])
-        self.assertEqual(self.inFlight(app, "ws"), 0)
-
-    async def test_ignoreWebsockets(self) -> None:
-        """
-        With C{compat.ignoreWebsockets} a websocket cannot start the model
-        (409) and, once the model runs, holds no lease.
-        """
-        echo, echoPort = listenEcho(self)
-        app = await startLlamaSwap(
-            self, wsModel(echoPort, compat="    compat:\n      ignoreWebsockets: true\n")
-        )
-        port = app.port.getHost().port
-        answer = await fetch(app, b"GET", b"/upstream/ws/ws", UPGRADE)
-        self.assertEqual(answer.code, 409)
-        self.assertEqual(
-            answer.json()["error"]["message"],
-            "model ws is not loaded; ignored websocket requests cannot start it",
-        )
-        self.assertEqual(running(app), [])
-        self.assertEqual((await fetch(app, b"GET", b"/upstream/ws/")).code, 200)
-        client, head = await connectWebsocket(self, port, b"/upstream/ws/ws")
-        self.assertEqual(headStatus(head), 101)
-        self.assertEqual(self.inFlight(app, "ws"), 0)
-        client.send(TEXT, b"still here")
-        self.assertEqual(await client.nextFrame(), (TEXT, b"still here"))
-
-    async def test_comfyui(self) -> None:
-        """
-        C{/comfyui} redirects to C{/comfyui/}; only the root starts
-        C{comfyui_auto}; other paths (the websocket too) get 409 until it
-        runs, then are relayed with their escaping, websockets without a
-        lease.
-        """
-        echo, echoPort = listenEcho(self)
-        app = await startLlamaSwap(self, wsModel(echoPort, name="comfyui_auto"))
-        port = app.port.getHost().port
-        for method, code in [(b"GET", 301), (b"HEAD", 301), (b"POST", 308)]:
-            answer = await fetch(app, method, b"/comfyui?token=value")
-            self.assertEqual((answer.code, answer.header(b"location")), (code, b"/comfyui/?token=value"))
-        answer = await fetch(app, b"POST", b"/comfyui/api/prompt", body=b"{}")
-        self.assertEqual(answer.code, 409)
-        self.assertIn("only /comfyui/ can start it", answer.json()["error"]["message"])
-        answer = await fetch(app, b"GET", b"/comfyui/ws?clientId=1", UPGRADE)
-        self.assertEqual(answer.code, 409)
-        self.assertEqual(running(app), [])
-        self.assertEqual([t for _, t, _ in echo.requests if t != b"/health"], [])
-
-        answer = await fetch(app, b"GET", b"/comfyui/?token=value")
-        self.assertEqual(answer.code, 200)
-        self.assertEqual(answer.json()["target"], "/?token=value")
-        answer = await fetch(app, b"GET", b"/comfyui/api/userdata/a%2Fb%252F.json?x=1")
-        self.assertEqual(answer.json()["target"], "/api/userdata/a%2Fb%252F.json?x=1")
-        client, head = await connectWebsocket(self, port, b"/comfyui/ws?clientId=1")
-        self.assertEqual(headStatus(head), 101)
-        self.assertEqual(self.inFlight(app, "comfyui_auto"), 0)
-        client.send(TEXT, b"{}")
-        self.assertEqual(await client.nextFrame(), (TEXT, b"{}"))
