@@ -22,6 +22,8 @@ from llamaswap.upstream.lifecycle import (
     ExitedDuringStart,
     Fail,
     HealthCheckTimeout,
+    Hook,
+    HookDone,
     Lifecycle,
     Note,
     ProbeSucceeded,
@@ -856,6 +858,7 @@ def _eventStrategy() -> st.SearchStrategy:
         st.builds(lambda c: ("exit", c), st.sampled_from([0, 1, None])),
         st.just(("cmdStopFailed",)),
         st.builds(lambda t: ("timer", t), st.sampled_from(list(Timer))),
+        st.builds(lambda h: ("hookDone", h), st.sampled_from(list(Hook))),
         st.just(("reqStart",)),
         st.just(("reqEnd",)),
         st.just(("shutdown",)),
@@ -868,14 +871,23 @@ class PropertyTests(SynchronousTestCase):
     """
 
     @settings(max_examples=400, deadline=None)
-    @given(st.lists(_eventStrategy(), max_size=40), st.booleans(), st.booleans())
-    def test_invariants(self, script: list[tuple], probe: bool, stopCommand: bool) -> None:
+    @given(st.lists(_eventStrategy(), max_size=40), st.booleans(), st.booleans(), st.booleans())
+    def test_invariants(
+        self, script: list[tuple], probe: bool, stopCommand: bool, hooks: bool
+    ) -> None:
         """
         State changes chain and never repeat a state; each waiter is answered
         at most once; a spawn only happens with no child alive; and after a
         shutdown and the child's exit, every waiter has been answered.
         """
-        m = makeMachine(ttl=5.0, probe=probe, stopCommand=stopCommand)
+        hookTimeout = 2.0 if hooks else 0.0
+        m = makeMachine(
+            ttl=5.0,
+            probe=probe,
+            stopCommand=stopCommand,
+            afterReadyTimeout=hookTimeout,
+            beforeStopTimeout=hookTimeout,
+        )
         now = 0.0
         state = m.state
         pending: set[str] = set()
@@ -928,6 +940,8 @@ class PropertyTests(SynchronousTestCase):
                 run(StopCommandFailed(m.attempt, "x"))
             elif kind == "timer":
                 run(TimerFired(step[1]))
+            elif kind == "hookDone":
+                run(HookDone(step[1], m.attempt))
             elif kind == "reqStart":
                 run(RequestStarted())
             elif kind == "reqEnd":
