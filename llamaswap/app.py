@@ -19,7 +19,9 @@ from .config.cmdline import splitCommand
 from .config.model import Config, ModelConfig
 from .listen import ListenAddress
 from .observe.monitors import LogMonitors
+from .observe.promptcachestats import PromptCacheStats
 from .observe.service import ObservabilityService
+from .promptcachesetup import preparePromptCaches
 from .routing.router import Router
 from .upstream.leftovers import LeftoverRegistry, LeftoversInUse, reapLeftovers
 from .upstream.lifecycle import State
@@ -123,16 +125,24 @@ class LlamaSwap(MultiService):
         self.peerRouter = PeerRouter(config, self.upstreamAgent, reactor)
         self._probePool = HTTPConnectionPool(reactor, persistent=False)
         probeAgent = UpstreamAgent(reactor, self._probePool, connectTimeout=5.0)
+        specs, self.promptCaches = preparePromptCaches(
+            config,
+            {modelID: specFor(model, config) for modelID, model in config.models.items()},
+            clock=reactor,
+            agent=probeAgent,
+            observe=lambda report: self.promptCacheStats.report(report),
+        )
         self.supervisors: dict[str, Supervisor] = {
             modelID: Supervisor(
-                specFor(model, config),
+                specs[modelID],
                 processReactor=reactor,
                 clock=reactor,
                 agent=probeAgent,
                 recorder=self,
                 environ=environ,
+                hooks=self.promptCaches.get(modelID),
             )
-            for modelID, model in config.models.items()
+            for modelID in config.models
         }
         for supervisor in self.supervisors.values():
             supervisor.addOutputObserver(self.logs.upstreamLine)
@@ -140,6 +150,8 @@ class LlamaSwap(MultiService):
         self.router = Router(config, self.supervisors, reactor)
         # Sets app.events, .metrics, .activity, .tracker and .observability.
         ObservabilityService(self).setServiceParent(self)
+        self.promptCacheStats = PromptCacheStats(self.metrics.registry, self.events.publish)
+        self.tracker.grantNotes.append(self.promptCacheStats.grantNote)
 
     def _upstreamStateChanged(self, modelID: str, old: State, new: State) -> None:
         """

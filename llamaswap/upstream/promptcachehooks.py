@@ -122,15 +122,6 @@ class PromptCacheHooks:
         self._tag = modelTag(modelID)
         self._key: str | None = None
         self._slots: int | None = None
-        self._pendingRestore: CacheReport | None = None
-
-    def takeRestore(self) -> CacheReport | None:
-        """
-        The restore that the next request benefits from, once: the first
-        request granted after a restore gets it in its activity row.
-        """
-        report, self._pendingRestore = self._pendingRestore, None
-        return report
 
     # -- LifecycleHooks
 
@@ -153,7 +144,6 @@ class PromptCacheHooks:
 
     async def _restore(self) -> None:
         started = self._clock.seconds()
-        self._pendingRestore = None
         self._slots = None
         key = self._key = self._currentKey()
         self._dropStale(key)
@@ -189,11 +179,7 @@ class PromptCacheHooks:
             tokens += restored.tokens
             size += restored.bytes
         outcome = "hit" if tokens > 0 else ("error" if problems else "miss")
-        report = self._report(
-            "restore", outcome, started, slots, tokens, size, message="; ".join(problems)
-        )
-        if outcome == "hit":
-            self._pendingRestore = report
+        self._report("restore", outcome, started, slots, tokens, size, message="; ".join(problems))
 
     async def _save(self) -> None:
         started = self._clock.seconds()
