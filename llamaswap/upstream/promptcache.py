@@ -32,6 +32,7 @@ _ADDRESS_OPTIONS = frozenset({"--port", "--host", SLOT_SAVE_PATH})
 _MODEL_OPTIONS = ("-m", "--model")
 _SUFFIX = ".kv"
 _TEMP = ".tmp-"
+_LLAMA_SERVER = re.compile(r"^llama-server(\.exe)?$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -40,7 +41,7 @@ def isLlamaServer(argv: Sequence[str]) -> bool:
     Whether the command runs llama.cpp's C{llama-server} (directly, or
     through a wrapper such as C{env} or C{nice} that names it).
     """
-    return any(os.path.basename(word).startswith("llama-server") for word in argv)
+    return any(_LLAMA_SERVER.match(os.path.basename(word)) for word in argv)
 
 
 def optionValue(argv: Sequence[str], names: Iterable[str]) -> str | None:

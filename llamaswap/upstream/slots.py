@@ -27,10 +27,13 @@ from typing import Any
 from attrs import frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 from twisted.web.client import readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer
 from zope.interface import implementer
+
+from ..httperrors import describeFailure
 
 #: Seconds one slot request may take before it is abandoned.
 REQUEST_TIMEOUT = 60.0
@@ -139,14 +142,16 @@ class SlotsClient:
         d: Deferred[Any] = self._agent.request(
             method, (self._base + path).encode("ascii"), headers, producer
         )
-        d.addTimeout(self._timeout, self._clock)
+        d.addTimeout(self._timeout, self._clock, onTimeoutCancel=_timedOut)
         try:
             response = await d
-            raw = await readBody(response).addTimeout(self._timeout, self._clock)
+            raw = await readBody(response).addTimeout(
+                self._timeout, self._clock, onTimeoutCancel=_timedOut
+            )
         except SlotsError:
             raise
-        except Exception as e:
-            raise SlotsError(None, f"{type(e).__name__}: {e}".rstrip(": ")) from e
+        except Exception:
+            raise SlotsError(None, describeFailure(Failure())) from None
         try:
             body = json.loads(raw)
         except ValueError:
@@ -182,6 +187,10 @@ class _SmallBody:
 
     def stopProducing(self) -> None:
         pass
+
+
+def _timedOut(result: object, timeout: float) -> None:
+    raise SlotsError(None, f"no answer within {timeout:g} s")
 
 
 def _errorMessage(body: object) -> str:
