@@ -15,6 +15,13 @@ and kills the child; concurrent stops share one stop; a stop supersedes
 starts that were queued behind an earlier stop (operations take effect in
 the order they were requested).
 
+Two optional, bounded hooks let the shell do work at fixed points
+(L{Hook}): after the health probe, before start waiters are granted (the
+state stays C{starting}), and before a ready child is signalled to stop
+(the state is already C{stopping}; the stop's grace counts from the hook's
+end).  The machine arms L{Timer.HOOK} for each and goes on when it fires,
+so a hook can delay but never block a start or a stop.
+
 Waiters are opaque hashable tokens chosen by the shell; the machine only
 says which tokens succeed or fail, and with what L{Reason}.
 """
@@ -560,9 +567,7 @@ class Lifecycle:
         if self.state is State.STARTING:
             effects.append(CancelProbe())
             effects.append(CancelTimer(Timer.START_DEADLINE))
-            if self._hook is not None:
-                self._hook = None
-                effects.append(CancelTimer(Timer.HOOK))
+            self._clearHook(effects)
         effects.append(CancelTimer(Timer.TTL))
         self._setState(newState, effects)
         self._killed = False
