@@ -29,6 +29,7 @@ from llamaswap.upstream.lifecycle import (
     ProbeSucceeded,
     RequestFinished,
     RequestStarted,
+    RunHook,
     RunStopCommand,
     ShutDown,
     ShutdownRequested,
@@ -894,10 +895,27 @@ class PropertyTests(SynchronousTestCase):
         tokens = 0
         answered: set[str] = set()
 
+        saving = False
+
         def run(event: Event) -> None:
-            nonlocal state
+            nonlocal state, saving
             alive = m.childAlive
             effects = m.handle(event, now)
+            ends = (
+                isinstance(event, (ChildExited, SpawnFailed))
+                or event == TimerFired(Timer.HOOK)
+                or (isinstance(event, HookDone) and event.hook is Hook.BEFORE_STOP)
+            )
+            if saving and not ends:
+                # Nothing signals the child while its before-stop hook runs.
+                self.assertFalse(
+                    [e for e in effects if isinstance(e, (SignalGroup, RunStopCommand))],
+                    event,
+                )
+            if ends:
+                saving = False
+            if RunHook(Hook.BEFORE_STOP, m.attempt) in effects:
+                saving = True
             for effect in effects:
                 if isinstance(effect, StateChanged):
                     self.assertEqual(effect.old, state)
