@@ -33,6 +33,9 @@ from .promptcache import (
 )
 from .slots import SlotsClient, SlotsError, SlotsUnsupported
 
+#: The status llama-server answers a restore of a file it cannot use.
+REJECTED = 400
+
 #: Default bound on a save or a restore (all slots together).
 DEFAULT_TIMEOUT = 60.0
 
@@ -150,7 +153,7 @@ class PromptCacheHooks:
         try:
             total = self._slots = await self._client.totalSlots()
         except SlotsError as e:
-            self._report("restore", "unsupported", started, message=str(e))
+            self._report("restore", _failure(e), started, message=str(e))
             return
         files = restorable(self._directory.files(), self._tag, key, total)
         if not files:
@@ -166,6 +169,9 @@ class PromptCacheHooks:
                 return
             except SlotsError as e:
                 problems.append(f"{name}: {e.message}")
+                if e.status != REJECTED:
+                    # No verdict on the file (timeout, connection): keep it.
+                    break
                 self.log.warn(
                     "[{model}] prompt cache: ignoring {name}: {error}",
                     model=self.modelID,
@@ -189,7 +195,7 @@ class PromptCacheHooks:
             try:
                 total = await self._client.totalSlots()
             except SlotsError as e:
-                self._report("save", "unsupported", started, message=str(e))
+                self._report("save", _failure(e), started, message=str(e))
                 return
         slots = tokens = size = 0
         problems = []
@@ -273,9 +279,10 @@ class PromptCacheHooks:
                 error=message,
             )
         else:
-            self.log.info(
+            log = self.log.warn if outcome == "error" else self.log.info
+            log(
                 "[{model}] prompt cache {action}: {outcome}, {slots} slot(s), {tokens} "
-                "tokens, {bytes} bytes in {ms} ms",
+                "tokens, {bytes} bytes in {ms} ms" + (" ({message})" if message else ""),
                 model=self.modelID,
                 action=action,
                 outcome=outcome,
@@ -283,6 +290,7 @@ class PromptCacheHooks:
                 tokens=tokens,
                 bytes=size,
                 ms=int(report.seconds * 1000),
+                message=message,
             )
         if self._observe is not None:
             try:
@@ -290,6 +298,10 @@ class PromptCacheHooks:
             except Exception:
                 self.log.failure("[{model}] prompt cache observer failed", model=self.modelID)
         return report
+
+
+def _failure(error: SlotsError) -> str:
+    return "unsupported" if isinstance(error, SlotsUnsupported) else "error"
 
 
 def _serial() -> int:

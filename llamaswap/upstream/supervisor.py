@@ -223,6 +223,7 @@ class Supervisor:
             beforeStopTimeout=hooks.beforeStopTimeout if hooks is not None else 0.0,
         )
         self._hooks = hooks
+        self._hookCall: Deferred[None] | None = None
         self._waiters: dict[_Waiter, Deferred[None]] = {}
         self._queue: deque[Event] = deque()
         self._draining = False
@@ -560,7 +561,9 @@ class Supervisor:
             return
 
         def done(result: object) -> None:
-            if isinstance(result, Failure):
+            if self._hookCall is d:
+                self._hookCall = None
+            if isinstance(result, Failure) and not result.check(CancelledError):
                 self.log.failure(
                     "[{model}] {hook} hook failed", result, model=self.modelID, hook=hook.value
                 )
@@ -570,6 +573,7 @@ class Supervisor:
             d = hooks.afterReady() if hook is Hook.AFTER_READY else hooks.beforeStop()
         except Exception:
             d = fail()
+        self._hookCall = d
         d.addBoth(done)
 
     def _doStateChanged(self, effect: StateChanged) -> None:
@@ -635,6 +639,9 @@ class Supervisor:
                 model=self.modelID,
                 hook=details.get("hook"),
             )
+            call, self._hookCall = self._hookCall, None
+            if call is not None:
+                call.cancel()
         elif effect.what == "unbalanced-finish":
             self.log.warn(
                 "[{model}] requestFinished() without a matching requestStarted()",

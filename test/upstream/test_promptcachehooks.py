@@ -47,6 +47,8 @@ class FakeSlotServer:
         self.calls: list[tuple[str, int, str]] = []
         self.unsupported = False
         self.failSave: set[int] = set()
+        self.transportFailure = False
+        self.slotCountUnanswered = False
         self.delay = 0.0
 
     async def _pause(self) -> None:
@@ -56,6 +58,8 @@ class FakeSlotServer:
             await d
 
     async def totalSlots(self) -> int:
+        if self.slotCountUnanswered:
+            raise SlotsError(None, "no answer within 30 s")
         if self.unsupported:
             raise SlotsUnsupported(404, "Not Found")
         return len(self.tokens)
@@ -77,6 +81,8 @@ class FakeSlotServer:
     async def restore(self, slot: int, filename: str) -> SlotRestored:
         self.calls.append(("restore", slot, filename))
         await self._pause()
+        if self.transportFailure:
+            raise SlotsError(None, "Connection lost.")
         try:
             with open(os.path.join(self.directory, filename), "rb") as f:
                 data = f.read()
@@ -302,6 +308,28 @@ class RestoreTests(HooksTestCase):
         name = finalName(modelTag("a"), self.key(), 0)
         with open(os.path.join(self.cacheDir, name), "wb") as f:
             f.write(b"garbage")
+        self.successResultOf(self.makeHooks().afterReady())
+        self.assertEqual(self.reports[-1].outcome, "error")
+
+    def test_noAnswerKeepsTheFile(self) -> None:
+        """
+        A restore that gets no answer (connection lost, timeout, the hook
+        cancelled) is an error, and the file, which nobody found bad, is
+        kept for next time.
+        """
+        self.saveSome([5, 9])
+        before = self.files()
+        self.server.transportFailure = True
+        self.successResultOf(self.makeHooks().afterReady())
+        self.assertEqual(self.files(), before)
+        self.assertEqual(self.reports[-1].outcome, "error")
+        self.assertEqual(len([c for c in self.server.calls if c[0] == "restore"]), 1)
+
+    def test_slotCountUnanswered(self) -> None:
+        """
+        No answer to the slot count is an error, not "unsupported".
+        """
+        self.server.slotCountUnanswered = True
         self.successResultOf(self.makeHooks().afterReady())
         self.assertEqual(self.reports[-1].outcome, "error")
 

@@ -22,11 +22,12 @@ class FakeHooks:
         self.beforeStopTimeout = beforeStopTimeout
         self.calls: list[tuple[str, Deferred[None]]] = []
         self.raiseIn: str | None = None
+        self.cancelled: list[str] = []
 
     def _call(self, name: str) -> Deferred[None]:
         if self.raiseIn == name:
             raise RuntimeError(f"{name} broke")
-        d: Deferred[None] = Deferred()
+        d: Deferred[None] = Deferred(lambda _: self.cancelled.append(name))
         self.calls.append((name, d))
         return d
 
@@ -109,6 +110,9 @@ class HookTests(SupervisorTestCase):
         self.assertNoResult(d)
         self.reactor.advance(0.1)
         self.successResultOf(d)
+        # The abandoned hook is cancelled, quietly.
+        self.assertEqual(hooks.cancelled, ["afterReady"])
+        self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_beforeStopDelaysTheSignal(self) -> None:
         """
