@@ -19,9 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
+from llamaswap.upstream import State
 from llamaswap.upstream.promptcache import parseName
 
 from ..harness import Running, startLlamaSwap
+from ..util import poll
 from .gguf import writeTinyModel
 from .realconfig import RealModel, llamaServerEnviron, realConfig
 
@@ -209,6 +211,24 @@ class PromptCacheTests(TestCase):
             answer = await self.chat(running, "alpha", FIRST)
             self.assertGreater(answer["timings"]["prompt_n"], 500)
             self.assertEqual(before & set(self.cacheFiles()), set())
+
+        return Deferred.fromCoroutine(run())
+
+    def test_ttlUnloadSaves(self) -> Deferred[None]:
+        """
+        A model unloaded by its TTL is saved too, and restored at its next
+        start.
+        """
+
+        async def run() -> None:
+            running = await self.start(extra="globalTTL: 1\n")
+            first = await self.chat(running, "alpha", FIRST)
+            supervisor = running.app.supervisors["alpha"]
+            await poll(lambda: supervisor.state is State.STOPPED, 20, "alpha's TTL unload")
+            self.assertEqual(len([n for n in self.cacheFiles() if n.startswith("alpha")]), 1)
+            answer = first["choices"][0]["message"]["content"]
+            last = await self.chat(running, "alpha", continued(answer))
+            self.assertGreaterEqual(last["timings"]["cache_n"], first["timings"]["prompt_n"])
 
         return Deferred.fromCoroutine(run())
 
