@@ -25,8 +25,10 @@ from .observe.hardware import HardwareDetector
 from .observe.hostmetrics import registerHostMetrics
 from .observe.monitors import LogMonitors
 from .observe.performance import PerformanceMonitor
+from .observe.promptcachestats import PromptCacheStats
 from .observe.service import ObservabilityService
 from .observe.tracking import Tracker
+from .promptcachesetup import preparePromptCaches
 from .routing.router import Router
 from .upstream.leftovers import LeftoverRegistry, LeftoversInUse, reapLeftovers
 from .upstream.lifecycle import State
@@ -145,6 +147,10 @@ class LlamaSwap(MultiService):
             logs=self.logs,
         )
         self.observability.setServiceParent(self)
+        self.promptCacheStats = PromptCacheStats(
+            self.observability.metrics.registry, self.observability.events.publish
+        )
+        self.observability.tracker.grantNotes.append(self.promptCacheStats.grantNote)
         runner = runnerFor(reactor, reactor)
         self.performance = PerformanceMonitor(reactor, runner, config.performance)
         self.performance.setServiceParent(self)
@@ -171,13 +177,21 @@ class LlamaSwap(MultiService):
         A new supervisor running C{model}, its output and state observed
         (a reload adds those of new models to L{supervisors}).
         """
+        specs, promptCaches = preparePromptCaches(
+            config,
+            {model.id: specFor(model, config)},
+            clock=self.reactor,
+            agent=self._probeAgent,
+            observe=lambda report: self.promptCacheStats.report(report),
+        )
         supervisor = Supervisor(
-            specFor(model, config),
+            specs[model.id],
             processReactor=self.reactor,
             clock=self.reactor,
             agent=self._probeAgent,
             recorder=self,
             environ=self._environ,
+            hooks=promptCaches.get(model.id),
         )
         supervisor.addOutputObserver(self.logs.upstreamLine)
         supervisor.addStateObserver(self._upstreamStateChanged)

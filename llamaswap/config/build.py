@@ -23,6 +23,7 @@ from .crosscheck import crossCheck
 from .decode_models import decodeModels
 from .decode_peers import decodePeers
 from .decode_profiles import decodeLegacyProfiles, decodeProfiles
+from .decode_promptcache import decodePromptCache
 from .decode_routing import decodeRouting
 from .decode_selectors import decodeSelectors
 from .decode_settings import decodeHooks, decodeSettings, validateAPIKeys
@@ -51,6 +52,7 @@ def _build(expanded: ExpandedTree, problems: Problems) -> Config:
     top = Section.of(problems, expanded.tree, (), None)
     top.checkKeys(GLOBAL_KEYS, _topLevelExempt)
     settings = decodeSettings(top, problems)
+    promptCache = decodePromptCache(top, problems)
     models, aliases = decodeModels(
         top.section("models", None),
         expanded,
@@ -59,6 +61,7 @@ def _build(expanded: ExpandedTree, problems: Problems) -> Config:
         globalTTL=settings.globalTTL,
         unloadTimeout=settings.unloadTimeout,
         sendLoadingState=settings.sendLoadingState,
+        promptCache=promptCache.enabled,
     )
     # Later sections resolve model names against what is decoded so far:
     # IDs and aliases, then (from routing on) legacy profile names too.
@@ -85,6 +88,7 @@ def _build(expanded: ExpandedTree, problems: Problems) -> Config:
         profiles=FrozenDict(profiles),
         legacyProfiles=FrozenDict(legacyProfiles),
         selectors=FrozenDict(selectors),
+        promptCache=promptCache,
     )
     crossCheck(config, problems, routingValid)
     return config

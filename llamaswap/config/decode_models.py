@@ -45,6 +45,7 @@ def decodeModels(
     globalTTL: int,
     unloadTimeout: int,
     sendLoadingState: bool,
+    promptCache: bool = False,
 ) -> tuple[dict[str, ModelConfig], dict[str, str]]:
     """
     Decode every model, sorted by ID, with the global defaults given.
@@ -64,6 +65,7 @@ def decodeModels(
             globalTTL=globalTTL,
             unloadTimeout=unloadTimeout,
             sendLoadingState=sendLoadingState,
+            promptCache=promptCache,
         )
     for alias, modelID in decoder.aliases.items():
         if alias in out and alias != modelID:
@@ -113,6 +115,7 @@ class _ModelsDecoder:
         globalTTL: int,
         unloadTimeout: int,
         sendLoadingState: bool,
+        promptCache: bool = False,
     ) -> ModelConfig:
         problems = self.problems
         path = ("models", modelID)
@@ -207,6 +210,7 @@ class _ModelsDecoder:
             capabilities=capabilities,
             healthCheckTimeout=healthCheckTimeout,
             port=port,
+            promptCache=m.boolean("promptCache", promptCache),
         )
 
     def capabilities(self, modelID: str, c: Section) -> Capabilities:

@@ -88,6 +88,7 @@ MODEL_PROCESS_FIELDS: Mapping[str, Callable[[Any], Any]] = FrozenDict(
         "checkEndpoint": _endpoint,
         "cmdStop": _argv,
         "port": _same,
+        "promptCache": _same,
     }
 )
 
@@ -151,6 +152,7 @@ RESTART_SETTINGS: tuple[str, ...] = (
     "metricsMaxInMemory",
     "captureBuffer",
     "performance",
+    "promptCache",
 )
 
 

@@ -216,6 +216,8 @@ class ModelConfig:
     @ivar healthCheckTimeout: always the global value.
     @ivar macros: this model's own macro declarations, unexpanded.
     @ivar port: the port allocated for C{${PORT}}, if the command used it.
+    @ivar promptCache: save and restore llama-server's slots across
+        swaps (the global C{promptCache} applied when unset).
     """
 
     id: str
@@ -241,6 +243,7 @@ class ModelConfig:
     capabilities: Capabilities = Capabilities()
     healthCheckTimeout: int = 120
     port: int | None = None
+    promptCache: bool = False
 
     @property
     def effectiveConcurrencyLimit(self) -> int:
@@ -386,6 +389,30 @@ class StoreConfig:
     path: str
 
 
+#: The default cap on the prompt cache's files: 4 GiB.
+DEFAULT_PROMPT_CACHE_MAX_BYTES = 4 * 2**30
+#: The default bound, in seconds, on saving or restoring a model's slots.
+DEFAULT_PROMPT_CACHE_TIMEOUT = 60
+
+
+@frozen
+class PromptCacheConfig:
+    """
+    The prompt cache (save llama-server slots across swaps).
+
+    @ivar enabled: the default of every model's C{promptCache}.
+    @ivar directory: where slot files go; C{""} for the default under
+        llamaswap's state directory.
+    @ivar maxBytes: the cap on their total size.
+    @ivar timeout: seconds a save or a restore may take.
+    """
+
+    enabled: bool = False
+    directory: str = ""
+    maxBytes: int = DEFAULT_PROMPT_CACHE_MAX_BYTES
+    timeout: int = DEFAULT_PROMPT_CACHE_TIMEOUT
+
+
 @frozen
 class PerformanceConfig:
     """
@@ -487,6 +514,7 @@ class Config:
     legacyProfiles: Mapping[str, tuple[str, ...]] = field(factory=FrozenDict)
     selectors: Mapping[str, SelectorConfig] = field(factory=FrozenDict)
     upstream: UpstreamConfig = UpstreamConfig()
+    promptCache: PromptCacheConfig = PromptCacheConfig()
 
     def realModelName(self, name: str) -> str | None:
         """

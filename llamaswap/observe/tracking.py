@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from attrs import evolve, frozen
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -552,6 +552,10 @@ class Tracker:
         self._listening = listening
         self.inflight: OrderedDict[str, RequestTrack] = OrderedDict()
         self._ids = itertools.count(1)
+        #: Called with the model ID when a metered request is granted its
+        #: model; what they return is added to the row's metadata (the
+        #: prompt cache marks the first request after a restore).
+        self.grantNotes: list[Callable[[str], Mapping[str, str]]] = []
 
     def begin(
         self, request: Request, model: str = "", path: str | bytes | None = None
@@ -600,6 +604,12 @@ class Tracker:
             self._publish("inflight", {"operation": "upsert", "request": track.toJSON()})
 
     def _granted(self, track: RequestTrack) -> None:
+        if track.metered:
+            for note in self.grantNotes:
+                try:
+                    track.metadata.update(note(track.model))
+                except Exception:
+                    log.failure("grant note for {model} failed", model=track.model)
         if self.metrics is not None and track._counted is None:
             track._counted = track.model
             self.metrics.requestStarted(track.model)

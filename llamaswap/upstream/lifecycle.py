@@ -15,6 +15,13 @@ and kills the child; concurrent stops share one stop; a stop supersedes
 starts that were queued behind an earlier stop (operations take effect in
 the order they were requested).
 
+Two optional, bounded hooks let the shell do work at fixed points
+(L{Hook}): after the health probe, before start waiters are granted (the
+state stays C{starting}), and before a ready child is signalled to stop
+(the state is already C{stopping}; the stop's grace counts from the hook's
+end).  The machine arms L{Timer.HOOK} for each and goes on when it fires,
+so a hook can delay but never block a start or a stop.
+
 Waiters are opaque hashable tokens chosen by the shell; the machine only
 says which tokens succeed or fail, and with what L{Reason}.
 """
@@ -48,6 +55,19 @@ class Timer(Enum):
     START_DEADLINE = "start-deadline"
     STOP_ESCALATION = "stop-escalation"
     TTL = "ttl"
+    HOOK = "hook"
+
+
+class Hook(Enum):
+    """
+    Bounded work the shell may do at two points of the lifecycle (e.g.
+    saving and restoring llama-server's prompt cache).
+    """
+
+    #: After the health probe succeeded, before start waiters are granted.
+    AFTER_READY = "after-ready"
+    #: Before a ready child is signalled to stop.
+    BEFORE_STOP = "before-stop"
 
 
 class _Child(Enum):
@@ -160,6 +180,16 @@ class TimerFired:
 
 
 @frozen
+class HookDone:
+    """
+    The L{RunHook} C{hook} for start C{attempt} finished, however it ended.
+    """
+
+    hook: Hook
+    attempt: int
+
+
+@frozen
 class RequestStarted:
     """
     A proxied request for this upstream began (the in-flight count rises).
@@ -184,6 +214,7 @@ Event = Union[
     ChildExited,
     StopCommandFailed,
     TimerFired,
+    HookDone,
     RequestStarted,
     RequestFinished,
 ]
@@ -306,6 +337,17 @@ class RunStopCommand:
 
 
 @frozen
+class RunHook:
+    """
+    Run C{hook} for the child of C{attempt}; answer L{HookDone} (the
+    machine goes on without it when its L{Timer.HOOK} fires first).
+    """
+
+    hook: Hook
+    attempt: int
+
+
+@frozen
 class StateChanged:
     """
     The state changed (never C{old == new}).
@@ -338,7 +380,7 @@ class Fail:
 class Note:
     """
     Something worth logging happened: C{what} is one of C{"unexpected-exit"},
-    C{"ttl-unload"}, C{"escalate"}, C{"unbalanced-finish"}.
+    C{"ttl-unload"}, C{"escalate"}, C{"unbalanced-finish"}, C{"hook-timeout"}.
     """
 
     what: str
@@ -353,6 +395,7 @@ Effect = Union[
     CancelTimer,
     SignalGroup,
     RunStopCommand,
+    RunHook,
     StateChanged,
     Succeed,
     Fail,
@@ -382,6 +425,8 @@ class Lifecycle:
         probe: bool = True,
         stopCommand: bool = False,
         abortGrace: float = 5.0,
+        afterReadyTimeout: float = 0.0,
+        beforeStopTimeout: float = 0.0,
     ) -> None:
         """
         @param healthCheckTimeout: seconds from spawn to readiness.
@@ -391,6 +436,11 @@ class Lifecycle:
             spawn.
         @param stopCommand: C{True} when C{cmdStop} replaces C{SIGTERM}.
         @param abortGrace: grace before C{SIGKILL} after a failed start.
+        @param afterReadyTimeout: when positive, a healthy child stays
+            C{starting} while L{Hook.AFTER_READY} runs, at most this long.
+        @param beforeStopTimeout: when positive, stopping a ready child
+            runs L{Hook.BEFORE_STOP} first, for at most this long, before
+            the stop signal (the stop's grace starts after it).
         """
         self._healthCheckTimeout = healthCheckTimeout
         self._unloadTimeout = unloadTimeout
@@ -398,6 +448,12 @@ class Lifecycle:
         self._probe = probe
         self._stopCommand = stopCommand
         self._abortGrace = abortGrace
+        self._afterReadyTimeout = afterReadyTimeout
+        self._beforeStopTimeout = beforeStopTimeout
+        #: The hook running now, if any.
+        self._hook: Hook | None = None
+        #: The grace of a stop that waits for L{Hook.BEFORE_STOP}.
+        self._pendingGrace: float | None = None
         self.state = State.STOPPED
         self.inFlight = 0
         self.attempt = 0
@@ -455,6 +511,37 @@ class Lifecycle:
         effects.append(ArmTimer(Timer.START_DEADLINE, self._healthCheckTimeout))
         effects.append(Spawn(self.attempt))
 
+    def _becomeHealthy(self, effects: list[Effect]) -> None:
+        """
+        The child is healthy: run L{Hook.AFTER_READY} if configured, else
+        become ready now.
+        """
+        if self._afterReadyTimeout > 0:
+            effects.append(CancelTimer(Timer.START_DEADLINE))
+            self._runHook(Hook.AFTER_READY, self._afterReadyTimeout, effects)
+        else:
+            self._becomeReady(effects)
+
+    def _runHook(self, hook: Hook, timeout: float, effects: list[Effect]) -> None:
+        self._hook = hook
+        effects.append(ArmTimer(Timer.HOOK, timeout))
+        effects.append(RunHook(hook, self.attempt))
+
+    def _hookOver(self, hook: Hook, now: float, effects: list[Effect]) -> None:
+        """
+        C{hook} finished or timed out: carry on where it paused.
+        """
+        if self._hook is not hook:
+            return
+        self._hook = None
+        effects.append(CancelTimer(Timer.HOOK))
+        if hook is Hook.AFTER_READY:
+            if self.state is State.STARTING and self._child is _Child.RUNNING:
+                self._becomeReady(effects)
+        elif self.state in (State.STOPPING, State.SHUTDOWN) and self._pendingGrace is not None:
+            grace, self._pendingGrace = self._pendingGrace, None
+            self._signalStop(grace, now, effects)
+
     def _becomeReady(self, effects: list[Effect]) -> None:
         effects.append(CancelTimer(Timer.START_DEADLINE))
         self._setState(State.READY, effects)
@@ -476,12 +563,24 @@ class Lifecycle:
         Leave C{starting}/C{ready} for C{newState} (C{stopping} or
         C{shutdown}) and start taking the child down.
         """
+        wasReady = self.state is State.READY
         if self.state is State.STARTING:
             effects.append(CancelProbe())
             effects.append(CancelTimer(Timer.START_DEADLINE))
+            self._clearHook(effects)
         effects.append(CancelTimer(Timer.TTL))
         self._setState(newState, effects)
         self._killed = False
+        if wasReady and self._beforeStopTimeout > 0 and self._child is _Child.RUNNING:
+            self._pendingGrace = timeout
+            self._runHook(Hook.BEFORE_STOP, self._beforeStopTimeout, effects)
+            return
+        self._signalStop(timeout, now, effects)
+
+    def _signalStop(self, timeout: float, now: float, effects: list[Effect]) -> None:
+        """
+        Send the graceful stop and arm the escalation to C{SIGKILL}.
+        """
         if self._child is _Child.RUNNING:
             self._gracefulSignal(effects)
         self._escalateAt = now + timeout
@@ -493,6 +592,10 @@ class Lifecycle:
         pending escalation.
         """
         if self._killed or not self.childAlive:
+            return
+        if self._pendingGrace is not None:
+            # Still in Hook.BEFORE_STOP: the grace counts from its end.
+            self._pendingGrace = min(self._pendingGrace, timeout)
             return
         deadline = now + timeout
         if self._escalateAt is None or deadline < self._escalateAt:
@@ -506,6 +609,7 @@ class Lifecycle:
         self._child = _Child.NONE
         self._escalateAt = None
         effects.append(CancelTimer(Timer.STOP_ESCALATION))
+        self._clearHook(effects)
         if self.state is State.SHUTDOWN:
             self._succeed(self._stopWaiters, effects)
             self._succeed(self._shutdownWaiters, effects)
@@ -515,6 +619,12 @@ class Lifecycle:
         if self._queuedStarts:
             queued = self._takeWaiters(self._queuedStarts)
             self._beginStart(list(queued), effects)
+
+    def _clearHook(self, effects: list[Effect]) -> None:
+        if self._hook is not None:
+            self._hook = None
+            effects.append(CancelTimer(Timer.HOOK))
+        self._pendingGrace = None
 
     # -- event handlers
 
@@ -589,7 +699,7 @@ class Lifecycle:
             if self._probe:
                 effects.append(StartProbe(self.attempt))
             else:
-                self._becomeReady(effects)
+                self._becomeHealthy(effects)
         elif self.state in (State.STOPPING, State.SHUTDOWN):
             # A stop overtook the spawn: take the new child down now.
             if self._killed:
@@ -613,8 +723,9 @@ class Lifecycle:
             event.attempt == self.attempt
             and self.state is State.STARTING
             and self._child is _Child.RUNNING
+            and self._hook is None
         ):
-            self._becomeReady(effects)
+            self._becomeHealthy(effects)
 
     def _onChildExited(self, event: ChildExited, now: float, effects: list[Effect]) -> None:
         if event.attempt != self.attempt or not self.childAlive:
@@ -623,6 +734,7 @@ class Lifecycle:
             self._child = _Child.NONE
             effects.append(CancelProbe())
             effects.append(CancelTimer(Timer.START_DEADLINE))
+            self._clearHook(effects)
             self._setState(State.STOPPED, effects)
             self._fail(self._startWaiters, ExitedDuringStart(event.exitCode, event.signal), effects)
         elif self.state is State.READY:
@@ -659,10 +771,18 @@ class Lifecycle:
                 effects.append(Note("escalate", ()))
                 if self._child is _Child.RUNNING:
                     effects.append(SignalGroup(signal.SIGKILL))
+        elif event.timer is Timer.HOOK:
+            if self._hook is not None:
+                effects.append(Note("hook-timeout", (("hook", self._hook.value),)))
+                self._hookOver(self._hook, now, effects)
         elif event.timer is Timer.TTL:
             if self.state is State.READY and self.inFlight == 0:
                 effects.append(Note("ttl-unload", (("ttl", self._ttl),)))
                 self._beginStop(self._unloadTimeout, now, State.STOPPING, effects)
+
+    def _onHookDone(self, event: HookDone, now: float, effects: list[Effect]) -> None:
+        if event.attempt == self.attempt:
+            self._hookOver(event.hook, now, effects)
 
     def _onRequestStarted(self, event: RequestStarted, now: float, effects: list[Effect]) -> None:
         self.inFlight += 1

@@ -17,7 +17,7 @@ from collections import deque
 from typing import Callable, Protocol
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -44,12 +44,15 @@ from .lifecycle import (
     ExitedDuringStart,
     Fail,
     HealthCheckTimeout,
+    Hook,
+    HookDone,
     Lifecycle,
     Note,
     ProbeSucceeded,
     Reason,
     RequestFinished,
     RequestStarted,
+    RunHook,
     RunStopCommand,
     ShutdownRequested,
     SignalGroup,
@@ -106,6 +109,31 @@ class UpstreamRecorder(Protocol):
         """
 
 
+class LifecycleHooks(Protocol):
+    """
+    Bounded work around a model's readiness and stop (the prompt cache's
+    restore and save, L{llamaswap.upstream.promptcache}).
+
+    @ivar afterReadyTimeout: the longest L{afterReady} may hold the start
+        (C{0}: no hook).
+    @ivar beforeStopTimeout: the longest L{beforeStop} may delay the stop
+        signal (C{0}: no hook).
+    """
+
+    afterReadyTimeout: float
+    beforeStopTimeout: float
+
+    def afterReady(self) -> Deferred[None]:
+        """
+        The server is healthy and nobody has been granted it yet.
+        """
+
+    def beforeStop(self) -> Deferred[None]:
+        """
+        The ready server is about to be signalled to stop.
+        """
+
+
 class _Waiter:
     """
     A caller's token in the machine's waiting lists.
@@ -147,6 +175,7 @@ class Supervisor:
         environ: dict[str, str] | None = None,
         parentPid: int | None = None,
         abortGrace: float = ABORT_GRACE,
+        hooks: LifecycleHooks | None = None,
     ) -> None:
         """
         @param spec: what to run.
@@ -166,6 +195,8 @@ class Supervisor:
         @param parentPid: the PID children must find as their parent
             (default ours).
         @param abortGrace: grace before C{SIGKILL} after a failed start.
+        @param hooks: work run after readiness and before a stop; its
+            failures are logged and never block the lifecycle.
         """
         self.spec = spec
         self.modelID = spec.modelID
@@ -188,7 +219,11 @@ class Supervisor:
             probe=spec.checkEndpoint is not None,
             stopCommand=spec.cmdStop is not None,
             abortGrace=abortGrace,
+            afterReadyTimeout=hooks.afterReadyTimeout if hooks is not None else 0.0,
+            beforeStopTimeout=hooks.beforeStopTimeout if hooks is not None else 0.0,
         )
+        self._hooks = hooks
+        self._hookCall: Deferred[None] | None = None
         self._waiters: dict[_Waiter, Deferred[None]] = {}
         self._queue: deque[Event] = deque()
         self._draining = False
@@ -518,6 +553,29 @@ class Supervisor:
             return
         self.log.info("[{model}] running cmdStop: {argv}", model=self.modelID, argv=argv)
 
+    def _doRunHook(self, effect: RunHook) -> None:
+        hooks = self._hooks
+        hook, attempt = effect.hook, effect.attempt
+        if hooks is None:
+            self._feed(HookDone(hook, attempt))
+            return
+
+        def done(result: object) -> None:
+            if self._hookCall is d:
+                self._hookCall = None
+            if isinstance(result, Failure) and not result.check(CancelledError):
+                self.log.failure(
+                    "[{model}] {hook} hook failed", result, model=self.modelID, hook=hook.value
+                )
+            self._feed(HookDone(hook, attempt))
+
+        try:
+            d = hooks.afterReady() if hook is Hook.AFTER_READY else hooks.beforeStop()
+        except Exception:
+            d = fail()
+        self._hookCall = d
+        d.addBoth(done)
+
     def _doStateChanged(self, effect: StateChanged) -> None:
         self.log.info(
             "[{model}] {old} -> {new}",
@@ -575,6 +633,15 @@ class Supervisor:
                 "[{model}] still running after the stop grace; sending SIGKILL to its group",
                 model=self.modelID,
             )
+        elif effect.what == "hook-timeout":
+            self.log.warn(
+                "[{model}] the {hook} hook did not finish in time; going on without it",
+                model=self.modelID,
+                hook=details.get("hook"),
+            )
+            call, self._hookCall = self._hookCall, None
+            if call is not None:
+                call.cancel()
         elif effect.what == "unbalanced-finish":
             self.log.warn(
                 "[{model}] requestFinished() without a matching requestStarted()",
@@ -582,4 +649,4 @@ class Supervisor:
             )
 
 
-__all__ = ["Supervisor", "UpstreamRecorder", "UpstreamSpec"]
+__all__ = ["LifecycleHooks", "Supervisor", "UpstreamRecorder", "UpstreamSpec"]

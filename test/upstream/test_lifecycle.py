@@ -22,11 +22,14 @@ from llamaswap.upstream.lifecycle import (
     ExitedDuringStart,
     Fail,
     HealthCheckTimeout,
+    Hook,
+    HookDone,
     Lifecycle,
     Note,
     ProbeSucceeded,
     RequestFinished,
     RequestStarted,
+    RunHook,
     RunStopCommand,
     ShutDown,
     ShutdownRequested,
@@ -856,6 +859,7 @@ def _eventStrategy() -> st.SearchStrategy:
         st.builds(lambda c: ("exit", c), st.sampled_from([0, 1, None])),
         st.just(("cmdStopFailed",)),
         st.builds(lambda t: ("timer", t), st.sampled_from(list(Timer))),
+        st.builds(lambda h: ("hookDone", h), st.sampled_from(list(Hook))),
         st.just(("reqStart",)),
         st.just(("reqEnd",)),
         st.just(("shutdown",)),
@@ -868,24 +872,50 @@ class PropertyTests(SynchronousTestCase):
     """
 
     @settings(max_examples=400, deadline=None)
-    @given(st.lists(_eventStrategy(), max_size=40), st.booleans(), st.booleans())
-    def test_invariants(self, script: list[tuple], probe: bool, stopCommand: bool) -> None:
+    @given(st.lists(_eventStrategy(), max_size=40), st.booleans(), st.booleans(), st.booleans())
+    def test_invariants(
+        self, script: list[tuple], probe: bool, stopCommand: bool, hooks: bool
+    ) -> None:
         """
         State changes chain and never repeat a state; each waiter is answered
         at most once; a spawn only happens with no child alive; and after a
         shutdown and the child's exit, every waiter has been answered.
         """
-        m = makeMachine(ttl=5.0, probe=probe, stopCommand=stopCommand)
+        hookTimeout = 2.0 if hooks else 0.0
+        m = makeMachine(
+            ttl=5.0,
+            probe=probe,
+            stopCommand=stopCommand,
+            afterReadyTimeout=hookTimeout,
+            beforeStopTimeout=hookTimeout,
+        )
         now = 0.0
         state = m.state
         pending: set[str] = set()
         tokens = 0
         answered: set[str] = set()
 
+        saving = False
+
         def run(event: Event) -> None:
-            nonlocal state
+            nonlocal state, saving
             alive = m.childAlive
             effects = m.handle(event, now)
+            ends = (
+                isinstance(event, (ChildExited, SpawnFailed))
+                or event == TimerFired(Timer.HOOK)
+                or (isinstance(event, HookDone) and event.hook is Hook.BEFORE_STOP)
+            )
+            if saving and not ends:
+                # Nothing signals the child while its before-stop hook runs.
+                self.assertFalse(
+                    [e for e in effects if isinstance(e, (SignalGroup, RunStopCommand))],
+                    event,
+                )
+            if ends:
+                saving = False
+            if RunHook(Hook.BEFORE_STOP, m.attempt) in effects:
+                saving = True
             for effect in effects:
                 if isinstance(effect, StateChanged):
                     self.assertEqual(effect.old, state)
@@ -928,6 +958,8 @@ class PropertyTests(SynchronousTestCase):
                 run(StopCommandFailed(m.attempt, "x"))
             elif kind == "timer":
                 run(TimerFired(step[1]))
+            elif kind == "hookDone":
+                run(HookDone(step[1], m.attempt))
             elif kind == "reqStart":
                 run(RequestStarted())
             elif kind == "reqEnd":
