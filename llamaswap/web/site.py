@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from twisted.web.server import Request, Site
 
-from . import api, inference, logs, management, passthrough
+from . import api, inference, logs, management, passthrough, ui
 from .auth import authenticatorFor
 from .mux import Mux
 
@@ -38,6 +38,7 @@ def buildResource(app: LlamaSwap) -> Mux:
     logs.install(mux, app)
     passthrough.install(mux, app)
     api.install(mux, app)
+    ui.install(mux)
     return mux
 
 
