@@ -29,7 +29,7 @@ export function ModelPicker({ value, onChange, label = 'Model' }) {
   const models = useStore(live, (s) => s.models);
   const groups = modelGroups(listing, models);
   return html`<label class="picker">${label}
-    <select value=${value} onChange=${(e) => onChange(e.target.value)}>
+    <select value=${value} onChange=${(e) => onChange(e.target.value)} aria-label=${label}>
       <option value="">choose a model…</option>
       ${groups.map(([name, options]) => html`<optgroup label=${name}>
         ${options.map((o) => html`<option value=${o.id}>${o.label}</option>`)}</optgroup>`)}

@@ -1,0 +1,387 @@
+"""
+The web UI in a real browser against a real llamaswap: each page works, and
+what happens elsewhere (another client's request, a model loading) shows up
+live.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+import urllib.request
+from typing import Any
+
+from twisted.trial.unittest import TestCase
+
+from .driver import Browser, inBrowser, startServer
+
+MODELS = """\
+  demo-fast:
+    cmd: ${demo} --tokens 8
+    name: Demo fast
+    description: answers at once
+    aliases: [fast]
+    capabilities:
+      in: [text, image]
+      out: [text]
+      tools: true
+      context: 8192
+  demo-slow:
+    cmd: ${demo} --startup-delay 1.5 --tokens 12 --token-delay 0.15
+    name: Demo slow
+  demo-hidden:
+    cmd: ${demo}
+    unlisted: true
+"""
+PROFILES = """\
+profiles:
+  quick:
+    description: the fast one
+    pins:
+      chat: demo-fast
+"""
+
+
+def post(url: str, body: dict[str, Any], timeout: float = 60) -> Any:
+    """
+    A JSON POST from another client (not the browser).
+    """
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def waitFor(check: Any, timeout: float, what: str) -> Any:
+    """
+    Poll C{check()} (in the browser thread) until it is truthy.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def modelRow(b: Browser, name: str) -> Any:
+    return b.page.locator(".model-row", has=b.page.get_by_role("link", name=name, exact=True))
+
+
+class ModelsPageTests(TestCase):
+    timeout = 180
+
+    async def test_listLoadUnload(self) -> None:
+        """
+        The models page lists every listed model (unlisted ones behind the
+        switch); Load shows the progress bar while the model starts, then
+        ready; Unload stops it.  Opened as C{/ui/models} (a path), the app
+        moves to C{#/models}.
+        """
+        server = await startServer(self, MODELS, PROFILES)
+
+        def scenario(b: Browser, url: str) -> None:
+            page = b.page
+            page.goto(url + "/ui/models")
+            page.wait_for_selector(".model-row")
+            self.assertTrue(page.url.endswith("/ui/#/models"), page.url)
+            names = page.locator(".model-name").all_inner_texts()
+            self.assertEqual(names, ["Demo fast", "Demo slow"])
+            self.assertIn("demo-fast · fast", page.locator(".model-row").first.inner_text())
+            self.assertIn("function calling", page.locator(".model-row").first.inner_text())
+            page.get_by_role("switch", name="Show unlisted").check()
+            page.wait_for_selector("text=demo-hidden")
+            self.assertEqual(page.locator(".model-row").count(), 3)
+            self.assertIn("quick", page.locator(".card", has_text="Profiles").inner_text())
+            b.shot("models")
+
+            slow = modelRow(b, "Demo slow")
+            slow.get_by_role("button", name="Load demo-slow", exact=True).click()
+            slow.locator(".load-progress [role=progressbar]").wait_for()
+            self.assertEqual(slow.locator(".state").inner_text(), "starting")
+            self.assertIn("Loading", slow.locator(".load-text").inner_text())
+            b.shot("models-loading")
+            slow.locator(".state-ready").wait_for()
+            self.assertEqual(slow.locator(".load-progress").count(), 0)
+            self.assertIn("1 ready", page.locator(".models-card .card-head").inner_text())
+            self.assertIn("(1 loaded)", page.title())
+            slow.get_by_role("button", name="Unload demo-slow", exact=True).click()
+            slow.locator(".state-stopped").wait_for()
+
+            # A second load knows how long the first took: a progress
+            # percentage and an ETA instead of an open-ended bar.
+            slow.get_by_role("button", name="Load demo-slow", exact=True).click()
+            slow.locator(".load-progress").wait_for()
+            waitFor(lambda: "left" in slow.locator(".load-text").inner_text()
+                    or "almost" in slow.locator(".load-text").inner_text(), 10, "an ETA")
+            self.assertIsNotNone(slow.locator("[role=progressbar]").get_attribute("aria-valuenow"))
+            slow.locator(".state-ready").wait_for()
+
+            page.get_by_role("link", name="Demo slow", exact=True).click()
+            page.wait_for_selector("h1:has-text('Demo slow')")
+            page.get_by_role("tab", name="Details").click()
+            command = page.locator(".code-block", has_text="llamaswap.demo")
+            command.wait_for()
+            self.assertIn("--startup-delay 1.5", command.inner_text())
+            page.get_by_role("tab", name="Logs").click()
+            page.locator("pre.log", has_text="model demo loaded").wait_for()
+            b.shot("model-logs")
+
+        await inBrowser(self, server, scenario)
+
+
+class PlaygroundTests(TestCase):
+    timeout = 180
+
+    async def test_chatStreams(self) -> None:
+        """
+        A chat answer streams into the page token by token, then shows its
+        statistics; markdown from the user stays text.
+        """
+        server = await startServer(self, MODELS)
+
+        def scenario(b: Browser, url: str) -> None:
+            page = b.page
+            page.goto(url + "/ui/#/playground")
+            picker = page.get_by_label("Chat model")
+            picker.wait_for()
+            waitFor(lambda: picker.locator("option[value='demo-slow']").count(), 10, "the model list")
+            self.assertEqual(picker.locator("option[value='fast']").count(), 1)
+            picker.select_option("demo-slow")
+            page.get_by_role("textbox", name="Message", exact=True).fill("say <b>hi</b>")
+            page.get_by_role("button", name="Send").click()
+            answer = page.locator(".bubble.assistant .markdown")
+            seen: list[str] = []
+
+            def grew() -> bool:
+                text = answer.inner_text() if answer.count() else ""
+                if text and (not seen or text != seen[-1]):
+                    seen.append(text)
+                return page.locator(".bubble-tools").count() > 0
+
+            waitFor(grew, 60, "the answer to finish")
+            self.assertGreaterEqual(len(seen), 3, f"the answer did not stream: {seen}")
+            for shorter, longer in zip(seen, seen[1:]):
+                self.assertTrue(longer.startswith(shorter), (shorter, longer))
+            self.assertEqual(len(seen[-1].split()), 12)
+            self.assertIn("12 tokens", page.locator(".bubble-tools").inner_text())
+            self.assertEqual(page.locator(".bubble.user b").count(), 0)
+            self.assertIn("say <b>hi</b>", page.locator(".bubble.user").inner_text())
+            b.shot("playground-chat")
+
+            page.get_by_role("tab", name="Load test").click()
+            page.get_by_label("Model", exact=True).select_option("demo-fast")
+            page.get_by_label("Requests to add").fill("3")
+            page.get_by_role("button", name="Add").click()
+            page.get_by_role("button", name=re.compile("^Go")).click()
+            page.locator(".timeline svg").wait_for()
+            waitFor(lambda: page.locator("td", has_text="done").count() == 3, 60, "three load-test requests")
+            self.assertGreater(page.locator(".seg-streaming").count(), 0)
+            b.shot("playground-loadtest")
+
+        await inBrowser(self, server, scenario)
+
+
+class ActivityTests(TestCase):
+    timeout = 180
+
+    async def test_liveActivityAndCapture(self) -> None:
+        """
+        A request by another client appears in the history without a
+        reload; its capture opens with the request body.  A slow request
+        shows in flight and can be cancelled.
+        """
+        server = await startServer(self, MODELS)
+
+        def scenario(b: Browser, url: str) -> None:
+            page = b.page
+            page.goto(url + "/ui/#/activity")
+            page.get_by_text("No requests recorded yet.").wait_for()
+            post(url + "/v1/chat/completions",
+                 {"model": "demo-fast", "messages": [{"role": "user", "content": "capture me please"}]})
+            row = page.locator(".activity-table tbody tr").first
+            row.wait_for()
+            self.assertIn("demo-fast", row.inner_text())
+            self.assertIn("200", row.inner_text())
+            page.wait_for_selector(".stat-value:text-is('1')")
+            page.get_by_role("button", name="View").first.click()
+            dialog = page.locator("dialog")
+            dialog.locator("pre", has_text="capture me please").wait_for()
+            b.shot("activity-capture")
+            dialog.get_by_role("tab", name="Response").click()
+            dialog.locator("h3", has_text="Body").wait_for()
+            page.keyboard.press("Escape")
+            page.wait_for_selector("dialog", state="detached")
+
+            errors: list[BaseException] = []
+
+            def slow() -> None:
+                try:
+                    post(url + "/v1/chat/completions", {"model": "demo-slow", "stream": False,
+                                                        "messages": [{"role": "user", "content": "slow"}]})
+                except BaseException as e:  # cancelled: the connection is cut
+                    errors.append(e)
+
+            client = threading.Thread(target=slow)
+            client.start()
+            inflight = page.locator(".inflight-table tbody tr")
+            inflight.first.wait_for()
+            self.assertIn("demo-slow", inflight.first.inner_text())
+            b.shot("activity-inflight")
+            inflight.first.get_by_role("button", name=re.compile("^Cancel")).click()
+            page.get_by_text("No requests in flight.").wait_for()
+            client.join(30)
+            self.assertFalse(client.is_alive())
+            b.shot("activity")
+
+        await inBrowser(self, server, scenario)
+
+
+class LogsTests(TestCase):
+    timeout = 180
+
+    async def test_logsStream(self) -> None:
+        """
+        The proxy and upstream logs follow live; one model's log streams
+        from C{/logs/stream/<id>}; the filter hides other lines.
+        """
+        server = await startServer(self, MODELS)
+
+        def scenario(b: Browser, url: str) -> None:
+            page = b.page
+            page.goto(url + "/ui/#/logs")
+            proxy = page.locator("pre.log[aria-label='proxy log']")
+            proxy.wait_for()
+            post(url + "/v1/chat/completions", {"model": "demo-fast", "messages": [{"role": "user", "content": "x"}]})
+            page.locator("pre.log[aria-label='upstream log']", has_text="[demo-fast]").wait_for()
+            proxy.filter(has_text="/v1/chat/completions").wait_for()
+            page.get_by_label("Filter proxy log").fill("chat/completions")
+            waitFor(lambda: all("chat/completions" in line for line in proxy.inner_text().splitlines()),
+                    10, "the filter")
+            b.shot("logs")
+            page.get_by_role("tab", name="One model").click()
+            page.get_by_label("Model").select_option("demo-fast")
+            page.locator("pre.log[aria-label='demo-fast log']", has_text="POST /v1/chat/completions").wait_for()
+            post(url + "/v1/chat/completions", {"model": "demo-fast", "messages": [{"role": "user", "content": "y"}]})
+            waitFor(lambda: page.locator("pre.log[aria-label='demo-fast log']").inner_text()
+                    .count("POST /v1/chat/completions") >= 2, 20, "the live model log")
+
+        await inBrowser(self, server, scenario)
+
+
+FAKE_NVIDIA_SMI = """#!/bin/sh
+# A stand-in for nvidia-smi: one GPU, fixed numbers, CSV as --format=csv,noheader,nounits.
+echo "0, NVIDIA Fake 4090, GPU-00000000-1111-2222-3333-444444444444, 41, 35, 12, 3, 2048, 24564, 30, 85.5, 550.54"
+"""
+
+
+class SystemPagesTests(TestCase):
+    timeout = 180
+
+    async def test_systemPages(self) -> None:
+        """
+        Performance, hardware, config and settings render (with a fake
+        nvidia-smi on PATH); where this llamaswap lacks the endpoint they
+        say "not available" instead of failing.  The theme switch works.
+        """
+        tools = os.path.abspath(self.mktemp())
+        os.makedirs(tools)
+        smi = os.path.join(tools, "nvidia-smi")
+        with open(smi, "w") as f:
+            f.write(FAKE_NVIDIA_SMI)
+        os.chmod(smi, 0o755)
+        server = await startServer(self, MODELS, path=[tools])
+
+        def scenario(b: Browser, url: str) -> None:
+            page = b.page
+            for name, ready in (
+                ("performance", ".line-chart, .note"),
+                ("hardware", ".card, .note"),
+                ("config", ".card"),
+            ):
+                page.goto(f"{url}/ui/#/{name}")
+                page.wait_for_selector(f"main :is({ready})")
+                page.wait_for_function("() => !document.querySelector('main').innerText.includes('Loading…')")
+                text = page.locator("main").inner_text()
+                self.assertTrue(text.strip(), name)
+                self.assertEqual(page.locator("main .note-error").count(), 0, f"{name}: {text}")
+                b.shot(name)
+            page.goto(url + "/ui/#/config")
+            page.get_by_role("button", name="Reload from disk").click()
+            page.wait_for_selector("main .card .note")
+            b.shot("config-reload")
+
+            page.goto(url + "/ui/#/settings")
+            page.get_by_text("Version").wait_for()
+            page.locator("dd", has_text=re.compile(r"\d+\.\d+")).first.wait_for()
+            page.get_by_label("Dark").check()
+            self.assertEqual(page.evaluate("document.documentElement.dataset.theme"), "dark")
+            b.shot("settings-dark")
+            page.reload()
+            page.wait_for_selector(".sidebar")
+            self.assertEqual(page.evaluate("document.documentElement.dataset.theme"), "dark")
+            page.goto(url + "/ui/#/models")
+            page.wait_for_selector(".model-row")
+            b.shot("models-dark")
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.get_by_role("button", name="Menu").click()
+            page.get_by_role("link", name="Activity", exact=True).click()
+            page.wait_for_selector(".stats")
+            self.assertEqual(page.evaluate("document.documentElement.scrollWidth"), 390)
+            b.shot("phone-activity")
+
+        await inBrowser(self, server, scenario)
+
+
+class LibraryTests(TestCase):
+    timeout = 120
+
+    async def test_markdownAndRedaction(self) -> None:
+        """
+        The markdown renderer never lets markup or script URLs through; the
+        command redaction hides secret flags and variables only.
+        """
+        server = await startServer(self, MODELS)
+
+        def scenario(b: Browser, url: str) -> None:
+            page = b.page
+            page.goto(url + "/ui/#/settings")
+            page.wait_for_selector(".sidebar")
+            result = page.evaluate("""async () => {
+                const md = await import('./lib/markdown.js');
+                const rd = await import('./lib/redact.js');
+                return {
+                    xss: md.renderMarkdown('<img src=x onerror=alert(1)> [a](javascript:alert(1)) ' +
+                        '[b](https://x.example/?q=1&r=2) **bold** `<i>`\\n\\n```js\\n<script>1</script>\\n```\\n- one\\n- two'),
+                    cmd: rd.redactCommand('llama-server --api-key abc --tokens 20 --token-delay 0.1 ' +
+                        '--hf-token=xyz HF_TOKEN=q --password p -m https://u:pw@h/x --port 8'),
+                    cfg: rd.redactValue({apiKeys: ['k1'], peers: {p: {apiKey: 'k2', models: ['m']}},
+                        models: {m: {cmd: 'x --api-key k3', ttl: 5}}}),
+                };
+            }""")
+            xss = result["xss"]
+            self.assertNotIn("<img", xss)
+            self.assertNotIn("<script", xss)
+            self.assertNotIn('href="javascript', xss)
+            self.assertIn("&lt;img src=x onerror=alert(1)&gt;", xss)
+            self.assertIn('<a href="https://x.example/?q=1&amp;r=2"', xss)
+            self.assertIn("<strong>bold</strong>", xss)
+            self.assertIn("<code>&lt;i&gt;</code>", xss)
+            self.assertIn('<pre><code class="language-js">&lt;script&gt;1&lt;/script&gt;</code></pre>', xss)
+            self.assertIn("<ul><li>one</li><li>two</li></ul>", xss)
+            self.assertEqual(
+                result["cmd"],
+                "llama-server --api-key *** --tokens 20 --token-delay 0.1 --hf-token=*** "
+                "HF_TOKEN=*** --password *** -m https://u:***@h/x --port 8",
+            )
+            self.assertEqual(result["cfg"], {
+                "apiKeys": ["***"], "peers": {"p": {"apiKey": "***", "models": ["m"]}},
+                "models": {"m": {"cmd": "x --api-key ***", "ttl": 5}},
+            })
+
+        await inBrowser(self, server, scenario)
