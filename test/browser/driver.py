@@ -110,7 +110,7 @@ class Browser:
     One headless chromium with a fresh profile and one page.
     """
 
-    def __init__(self, screenshots: str) -> None:
+    def __init__(self, screenshots: str, credentials: dict[str, str] | None = None) -> None:
         from playwright.sync_api import sync_playwright
 
         self.screenshots = screenshots
@@ -123,6 +123,7 @@ class Browser:
             headless=True,
             args=ARGS,
             viewport={"width": 1280, "height": 860},
+            http_credentials=credentials,
         )
         self.context.set_default_timeout(20000)
         self.problems = PageProblems()
@@ -142,15 +143,22 @@ class Browser:
             shutil.rmtree(self._profile, ignore_errors=True)
 
 
-def inBrowser(test: TestCase, server: Twistd, scenario: Callable[[Browser, str], T]) -> Deferred[T]:
+def inBrowser(
+    test: TestCase,
+    server: Twistd,
+    scenario: Callable[[Browser, str], T],
+    credentials: dict[str, str] | None = None,
+) -> Deferred[T]:
     """
     Run C{scenario(browser, baseURL)} in a worker thread with a fresh
-    browser; afterwards the page must have had no problems.
+    browser (answering HTTP authentication with C{credentials}: what a user
+    types into the browser's prompt); afterwards the page must have had no
+    problems.
     """
     screenshots = os.path.abspath(os.path.join(test.mktemp(), "screenshots"))
 
     def run() -> T:
-        browser = Browser(screenshots)
+        browser = Browser(screenshots, credentials)
         try:
             result = scenario(browser, server.url)
         finally:

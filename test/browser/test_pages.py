@@ -385,3 +385,31 @@ class LibraryTests(TestCase):
             })
 
         await inBrowser(self, server, scenario)
+
+
+class APIKeyTests(TestCase):
+    timeout = 120
+
+    async def test_basicPrompt(self) -> None:
+        """
+        With API keys configured, the UI works once the user answered the
+        browser's Basic prompt with a key as the password: the page, the
+        event stream and API calls all carry it.
+        """
+        server = await startServer(self, MODELS, "apiKeys: [sk-ui-test]\n")
+        response = await server.get("/ui/")
+        self.assertEqual(response.code, 401)
+        self.assertIn(b"Basic", response.headers.getRawHeaders(b"www-authenticate")[0])
+        await response.content()
+
+        def scenario(b: Browser, url: str) -> None:
+            page = b.page
+            page.goto(url + "/ui/#/models")
+            page.wait_for_selector(".model-row")
+            page.wait_for_selector(".brand .dot-ready")
+            modelRow(b, "Demo fast").get_by_role("button", name="Load demo-fast", exact=True).click()
+            modelRow(b, "Demo fast").locator(".state-ready").wait_for()
+            page.goto(url + "/ui/#/activity")
+            page.wait_for_selector(".stats")
+
+        await inBrowser(self, server, scenario, credentials={"username": "me", "password": "sk-ui-test"})

@@ -22,7 +22,9 @@ export function Histogram({ data, title, unit = 'tok/s' }) {
   const pad = 18;
   const bins = data.bins;
   const peak = Math.max(...bins, 1);
-  const bw = (W - 2 * pad) / bins.length;
+  // One bin (every sample equal) is one slim bar, not a wall.
+  const bw = bins.length === 1 ? 48 : (W - 2 * pad) / bins.length;
+  const x0 = bins.length === 1 ? W / 2 - bw / 2 : pad;
   const span = data.max - data.min;
   const x = (v) => (span > 0 ? pad + ((v - data.min) / span) * (W - 2 * pad) : W / 2);
   const marks = [['p50', data.p50], ['p95', data.p95], ['p99', data.p99]]
@@ -32,7 +34,7 @@ export function Histogram({ data, title, unit = 'tok/s' }) {
       ${bins.map((count, i) => {
         const h = (count / peak) * (H - pad);
         const lo = data.min + i * (data.binSize || 0);
-        return html`<rect class="bar" x=${pad + i * bw + 1} y=${H - h} width=${Math.max(bw - 2, 1)} height=${h}>
+        return html`<rect class="bar" x=${x0 + i * bw + 1} y=${H - h} width=${Math.max(bw - 2, 1)} height=${h}>
           <title>${`${fmtRate(lo)}–${fmtRate(lo + (data.binSize || 0))} ${unit}: ${count}`}</title></rect>`;
       })}
       ${span > 0 && labelled(marks.map(([name, v]) => [name, x(v)])).map(([name, px, show]) => html`<g class="mark">
