@@ -68,8 +68,10 @@ class PageProblems:
     What went wrong in a page, collected from Playwright events.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, allowed: Iterable[str] = ()) -> None:
         self.problems: list[str] = []
+        #: Paths whose error answers the test provokes on purpose.
+        self.allowed = tuple(allowed)
 
     def watch(self, page: Any) -> None:
         page.on("console", self._console)
@@ -102,6 +104,8 @@ class PageProblems:
             return
         if path in OPTIONAL and response.status in (404, 405, 503):
             return
+        if path in self.allowed:
+            return
         self.problems.append(f"{response.status} for {response.request.method} {path}")
 
 
@@ -110,7 +114,12 @@ class Browser:
     One headless chromium with a fresh profile and one page.
     """
 
-    def __init__(self, screenshots: str, credentials: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        screenshots: str,
+        credentials: dict[str, str] | None = None,
+        allowed: Iterable[str] = (),
+    ) -> None:
         from playwright.sync_api import sync_playwright
 
         self.screenshots = screenshots
@@ -126,7 +135,7 @@ class Browser:
             http_credentials=credentials,
         )
         self.context.set_default_timeout(20000)
-        self.problems = PageProblems()
+        self.problems = PageProblems(allowed)
         self.page = self.context.pages[0] if self.context.pages else self.context.new_page()
         self.problems.watch(self.page)
 
@@ -148,17 +157,18 @@ def inBrowser(
     server: Twistd,
     scenario: Callable[[Browser, str], T],
     credentials: dict[str, str] | None = None,
+    allowed: Iterable[str] = (),
 ) -> Deferred[T]:
     """
     Run C{scenario(browser, baseURL)} in a worker thread with a fresh
     browser (answering HTTP authentication with C{credentials}: what a user
     types into the browser's prompt); afterwards the page must have had no
-    problems.
+    problems (error answers from C{allowed} paths excepted).
     """
     screenshots = os.path.abspath(os.path.join(test.mktemp(), "screenshots"))
 
     def run() -> T:
-        browser = Browser(screenshots, credentials)
+        browser = Browser(screenshots, credentials, allowed)
         try:
             result = scenario(browser, server.url)
         finally:

@@ -12,6 +12,7 @@ import re
 import threading
 import time
 import urllib.request
+from datetime import datetime, timezone
 from typing import Any
 
 from twisted.trial.unittest import TestCase
@@ -274,9 +275,22 @@ class LogsTests(TestCase):
         await inBrowser(self, server, scenario)
 
 
-FAKE_NVIDIA_SMI = """#!/bin/sh
-# A stand-in for nvidia-smi: one GPU, fixed numbers, CSV as --format=csv,noheader,nounits.
-echo "0, NVIDIA Fake 4090, GPU-00000000-1111-2222-3333-444444444444, 41, 35, 12, 3, 2048, 24564, 30, 85.5, 550.54"
+#: Answers nvidia-smi's stats and hardware queries with one fake GPU (the
+#: same stand-in as test/test_system_twistd.py).
+FAKE_NVIDIA_SMI = """\
+#!/bin/sh
+case "$1" in
+  --query-gpu=index,name,uuid,temperature.gpu*)
+    echo "0, Fake GPU 9000, GPU-00000000-1111-2222-3333-444444444444, 51, [N/A], 63, 20, 1024, 8192, 40, 99.5"
+    ;;
+  --query-gpu=index,name,uuid,memory.total*)
+    echo "0, Fake GPU 9000, GPU-00000000-1111-2222-3333-444444444444, 8192, 555.42, 00000000:01:00.0"
+    ;;
+  *)
+    echo "unexpected arguments: $*" >&2
+    exit 2
+    ;;
+esac
 """
 
 
@@ -413,3 +427,112 @@ class APIKeyTests(TestCase):
             page.wait_for_selector(".stats")
 
         await inBrowser(self, server, scenario, credentials={"username": "me", "password": "sk-ui-test"})
+
+
+def rfc3339(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def performanceDocument(now: float) -> dict[str, Any]:
+    """
+    An C{/api/performance} answer in the documented shape (http-behaviour
+    §7.10): two minutes of samples every 5 s, one GPU.
+    """
+    times = [now - 120 + 5 * i for i in range(25)]
+    sys = [{
+        "timestamp": rfc3339(t), "cpu_util_per_core": [10 + i, 30 + i, 50, 70],
+        "mem_total_mb": 32000, "mem_used_mb": 12000 + 100 * i, "mem_free_mb": 20000 - 100 * i,
+        "swap_total_mb": 2048, "swap_used_mb": 10, "load_avg_1": 1.5, "load_avg_5": 1.2,
+        "load_avg_15": 0.9, "net_io": [{"name": "eth0", "bytes_recv": 1000 * i, "bytes_sent": 500 * i}],
+    } for i, t in enumerate(times)]
+    gpu = [{
+        "timestamp": rfc3339(t), "id": 0, "name": "Fake GPU 9000", "uuid": "GPU-0000",
+        "temp_c": 50 + i % 5, "vram_temp_c": 0, "gpu_util_pct": (i * 7) % 100, "mem_util_pct": 20,
+        "mem_used_mb": 1024 + 50 * i, "mem_total_mb": 8192, "fan_speed_pct": 40, "power_draw_w": 99.5,
+    } for i, t in enumerate(times)]
+    return {"enabled": True, "sys_stats": sys, "gpu_stats": gpu}
+
+
+HARDWARE = {
+    "schema_version": 1,
+    "captured_at": "2026-12-04T06:00:00Z",
+    "capture": {"scope": "host", "method": "procfs+nvidia-smi",
+                "detector": {"name": "llamaswap", "version": "0.1.0"}},
+    "architecture": "x86_64",
+    "operating_system": {"name": "Debian GNU/Linux", "version": "12", "kernel": "6.1.0"},
+    "environment": {"container": False, "virtualization": "none"},
+    "cpu": {"model": "Fake CPU 3000", "cores": 8, "threads": 16},
+    "memory": {"capacity_bytes": 32 * 1024 ** 3},
+    "accelerators": [{"vendor": "nvidia", "name": "Fake GPU 9000", "memory_bytes": 8192 * 1024 ** 2,
+                      "driver_version": "555.42"}],
+}
+
+
+class DocumentedShapesTests(TestCase):
+    timeout = 120
+
+    async def test_chartsAndReload(self) -> None:
+        """
+        Against answers in the documented shapes (served by the browser
+        for the endpoints this branch's llamaswap may lack), the
+        performance page draws its charts, the hardware page its facts,
+        and the config page a reload's summary and a refused reload's
+        errors.
+        """
+        server = await startServer(self, MODELS)
+
+        def scenario(b: Browser, url: str) -> None:
+            page = b.page
+
+            def fulfil(document: Any, status: int = 200) -> Any:
+                return lambda route: route.fulfill(
+                    status=status, content_type="application/json", body=json.dumps(document))
+
+            page.route(re.compile(r".*/api/performance(\?.*)?$"), fulfil(performanceDocument(time.time())))
+            page.route("**/api/hardware", fulfil(HARDWARE))
+            page.goto(url + "/ui/#/performance")
+            page.locator(".line-chart polyline").first.wait_for()
+            titles = page.locator(".card h2").all_inner_texts()
+            for title in ("CPU", "Memory", "Load average", "GPU utilisation", "GPU memory",
+                          "GPU temperature", "GPU power"):
+                self.assertIn(title, titles)
+            # CPU 1, memory and swap 2, load 3, one GPU in four charts.
+            self.assertEqual(page.locator(".line-chart polyline").count(), 10)
+            b.shot("performance-charts")
+            page.get_by_label("Window").select_option("60")
+            page.locator(".line-chart polyline").first.wait_for()
+
+            page.goto(url + "/ui/#/hardware")
+            page.get_by_text("Fake CPU 3000").wait_for()
+            self.assertIn("32 GB", page.locator(".card", has_text="Memory").first.inner_text())
+            accelerator = page.locator(".card", has_text="Accelerators (1)").inner_text()
+            self.assertIn("555.42", accelerator)
+            self.assertIn("8.0 GB", accelerator)
+            b.shot("hardware-facts")
+
+            summary = {"ok": True, "trigger": "api", "changed": True, "kept": ["demo-fast"],
+                       "restarted": {"demo-slow": ["cmd"]}, "added": ["demo-new"], "removed": [],
+                       "updated": {}, "settings": [], "needsRestart": [], "errors": [],
+                       "warnings": ["models.demo-new: unknown key 'tll' (did you mean 'ttl'?)"]}
+            page.route("**/api/config/reload", fulfil(summary))
+            page.goto(url + "/ui/#/config")
+            page.get_by_role("button", name="Reload from disk").click()
+            result = page.locator(".reload-summary")
+            result.wait_for()
+            text = result.inner_text()
+            self.assertIn("demo-new", text)
+            self.assertIn("demo-slow (cmd)", text)
+            self.assertIn("1 models kept running", text)
+            self.assertIn("did you mean", text)
+            page.unroute("**/api/config/reload")
+            refused = {"error": {"message": "configuration not reloaded: config.yaml:4: models.x.cmd: "
+                                 "required", "type": "invalid_request_error", "code": "invalid_config"},
+                       "reload": {"ok": False, "trigger": "api",
+                                  "errors": ["config.yaml:4: models.x.cmd: required"], "warnings": []}}
+            page.route("**/api/config/reload", fulfil(refused, 422))
+            page.get_by_role("button", name="Reload from disk").click()
+            page.locator(".problems", has_text="config.yaml:4: models.x.cmd: required").wait_for()
+            self.assertIn("running configuration is unchanged", page.locator("main .note-error").inner_text())
+            b.shot("config-refused")
+
+        await inBrowser(self, server, scenario, allowed=("/api/config/reload",))

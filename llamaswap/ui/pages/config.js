@@ -11,6 +11,30 @@ function Problems({ errors }) {
     : [e.file && `${e.file}${e.line ? `:${e.line}` : ''}`, e.path || e.key, e.message].filter(Boolean).join(': ')}</code></li>`)}</ul>`;
 }
 
+/** What a reload changed (the reload endpoint's summary). */
+export function ReloadSummary({ summary }) {
+  const list = (v) => (Array.isArray(v) ? v : Object.keys(v || {}));
+  const withReasons = (v) => Object.entries(v || {}).map(([m, r]) => (r && r.length ? `${m} (${r.join(', ')})` : m));
+  const rows = [
+    ['Added', list(summary.added)], ['Removed', list(summary.removed)],
+    ['Restarted', withReasons(summary.restarted)], ['Updated in place', withReasons(summary.updated)],
+    ['Settings', list(summary.settings)], ['Needs a llamaswap restart', list(summary.needsRestart)],
+  ].filter(([, v]) => v.length);
+  return html`<div class="reload-summary" role="status">
+    <${Note}>Reloaded${summary.changed === false || (!rows.length && summary.changed === undefined) ? ': no changes' : ''}${summary.kept?.length ? ` · ${summary.kept.length} models kept running` : ''}.</${Note}>
+    ${rows.length > 0 && html`<dl class="facts">${rows.map(([k, v]) => html`<dt>${k}</dt><dd>${v.join(', ')}</dd>`)}</dl>`}
+    ${summary.warnings?.length > 0 && html`<h3>Warnings</h3><ul>${summary.warnings.map((w) => html`<li>${w}</li>`)}</ul>`}
+  </div>`;
+}
+
+function ReloadRefused({ reload }) {
+  const errors = reload.body?.errors ?? reload.body?.reload?.errors ?? [];
+  return html`<${Note} kind="error">${errors.length
+    ? `Not reloaded: ${errors.length} error${errors.length > 1 ? 's' : ''} in the configuration; the running configuration is unchanged.`
+    : `Reload refused: ${reload.message}`}</${Note}>
+    <${Problems} errors=${errors} />`;
+}
+
 export function ConfigPage() {
   const [config, setConfig] = useState(null);
   const [problem, setProblem] = useState(null);
@@ -39,12 +63,9 @@ export function ConfigPage() {
   const shown = config ? redactValue(config.config ?? config) : null;
   return html`<div class="page">
     <${Card} title="Configuration" actions=${html`<button type="button" class="primary" onClick=${doReload} disabled=${busy}>${busy ? 'Reloading…' : 'Reload from disk'}</button>`}>
-      ${reload?.ok && html`<${Note}>Reloaded. ${reload.body && typeof reload.body === 'object'
-        ? Object.entries(reload.body).filter(([, v]) => typeof v !== 'object' || Array.isArray(v))
-          .map(([k, v]) => `${k}: ${Array.isArray(v) ? (v.join(', ') || 'none') : v}`).join(' · ') : ''}</${Note}>`}
+      ${reload?.ok && html`<${ReloadSummary} summary=${reload.body || {}} />`}
       ${reload?.missing && html`<${Note}>Reloading from the UI is not available on this llamaswap; send SIGHUP instead.</${Note}>`}
-      ${reload && !reload.ok && !reload.missing && html`<${Note} kind="error">Reload refused: ${reload.message}</${Note}>
-        <${Problems} errors=${reload.body?.errors} />`}
+      ${reload && !reload.ok && !reload.missing && html`<${ReloadRefused} reload=${reload} />`}
       ${problem && (problem.missing
         ? html`<${Note}>Viewing the effective configuration is not available on this llamaswap (no <code>/api/config</code>).</${Note}>`
         : html`<${Note} kind="error">${problem.message}</${Note}>`)}

@@ -9,14 +9,15 @@ function label(key) {
 }
 
 /** Any JSON value as nested facts (for the parts whose shape may grow). */
-function Value({ value }) {
+function Value({ value, name = '' }) {
   if (value === null || value === undefined || value === '') return '–';
+  if (typeof value === 'number' && /(^|_)bytes$/.test(name)) return fmtBytes(value);
   if (Array.isArray(value)) {
     if (value.every((v) => typeof v !== 'object')) return value.join(', ');
     return html`<ul class="plain-list">${value.map((v) => html`<li><${Value} value=${v} /></li>`)}</ul>`;
   }
   if (typeof value === 'object') {
-    return html`<${Facts} items=${Object.entries(value).map(([k, v]) => [label(k), html`<${Value} value=${v} />`])} />`;
+    return html`<${Facts} items=${Object.entries(value).map(([k, v]) => [label(k).replace(/ bytes$/, ''), html`<${Value} value=${v} name=${k} />`])} />`;
   }
   if (typeof value === 'boolean') return value ? 'yes' : 'no';
   return String(value);
