@@ -96,6 +96,8 @@ class PageProblems:
         # closed at the end of the test) are aborted, not failed.
         if "ERR_ABORTED" in failure and path.startswith(("/logs/stream", "/api/events", "/upstream/")):
             return
+        if path in self.allowed:
+            return
         self.problems.append(f"request failed: {request.method} {path}: {failure}")
 
     def _response(self, response: Any) -> None:

@@ -536,3 +536,38 @@ class DocumentedShapesTests(TestCase):
             b.shot("config-refused")
 
         await inBrowser(self, server, scenario, allowed=("/api/config/reload",))
+
+
+class ReconnectTests(TestCase):
+    timeout = 120
+
+    async def test_eventStreamReconnects(self) -> None:
+        """
+        When the event stream cannot connect, the UI says it is offline (top
+        bar and tab title) and retries with back-off until it is back.
+        """
+        server = await startServer(self, MODELS)
+
+        def scenario(b: Browser, url: str) -> None:
+            page = b.page
+            attempts: list[float] = []
+
+            def flaky(route: Any) -> None:
+                attempts.append(time.monotonic())
+                if len(attempts) <= 3:
+                    route.abort()
+                else:
+                    route.continue_()
+
+            page.route("**/api/events", flaky)
+            page.goto(url + "/ui/#/models")
+            page.get_by_text("offline, reconnecting").wait_for()
+            self.assertTrue(page.title().startswith("⚠ offline"), page.title())
+            page.wait_for_selector(".brand .dot-ready", timeout=30000)
+            page.wait_for_selector(".model-row")
+            self.assertFalse(page.title().startswith("⚠"), page.title())
+            self.assertEqual(len(attempts), 4)
+            gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:])]
+            self.assertTrue(gaps[2] > gaps[0], f"no back-off: {gaps}")
+
+        await inBrowser(self, server, scenario, allowed=("/api/events",))
