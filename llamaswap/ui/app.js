@@ -24,7 +24,8 @@ if (location.href.startsWith(base.href) && !location.hash) {
 }
 
 function ProfilePicker() {
-  const { profiles, activeProfile } = useStore(live, (s) => s);
+  const profiles = useStore(live, (s) => s.profiles);
+  const activeProfile = useStore(live, (s) => s.activeProfile);
   const [error, setError] = useState('');
   if (!profiles.length) return null;
   const change = async (e) => {

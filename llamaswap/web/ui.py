@@ -238,12 +238,29 @@ class UIFiles:
         return body
 
 
-def install(mux: Mux, directory: str = UI_DIRECTORY) -> UIFiles:
+#: The package's own assets, read once per process (every site built, in
+#: tests hundreds, serves the same files).
+_shipped: dict[str, Asset] | None = None
+
+
+def shippedAssets() -> dict[str, Asset]:
     """
-    Serve the UI in C{directory} under C{/ui/} (with the API key check, as
-    llama-swap: the browser asks for the key once, then re-sends it).
+    The assets in L{UI_DIRECTORY}, loaded on first use.
     """
-    files = UIFiles(loadAssets(directory))
+    global _shipped
+    if _shipped is None:
+        _shipped = loadAssets(UI_DIRECTORY)
+    return _shipped
+
+
+def install(mux: Mux, directory: str | None = None) -> UIFiles:
+    """
+    Serve the UI in C{directory} (default: the package's) under C{/ui/},
+    with the API key check as llama-swap: the browser asks for the key
+    once, then re-sends it.
+    """
+    assets = shippedAssets() if directory is None else loadAssets(directory)
+    files = UIFiles(assets)
     mux.route("GET", "/ui/", files)
     return files
 
@@ -257,4 +274,5 @@ __all__ = [
     "etagMatches",
     "install",
     "loadAssets",
+    "shippedAssets",
 ]

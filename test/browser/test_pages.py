@@ -185,6 +185,17 @@ class PlaygroundTests(TestCase):
             self.assertGreater(page.locator(".seg-streaming").count(), 0)
             b.shot("playground-loadtest")
 
+            # The same chat over Anthropic's Messages API.
+            page.get_by_role("tab", name="Chat").click()
+            page.get_by_text("Settings", exact=True).click()
+            page.get_by_label("Endpoint").select_option("v1/messages")
+            page.get_by_role("button", name="New chat").click()
+            page.get_by_role("textbox", name="Message", exact=True).fill("hello over messages")
+            page.get_by_role("button", name="Send").click()
+            page.locator(".bubble-tools").wait_for(timeout=60000)
+            self.assertEqual(len(answer.inner_text().split()), 12)
+            self.assertEqual(page.locator(".bubble.assistant .note-error").count(), 0)
+
         await inBrowser(self, server, scenario)
 
 

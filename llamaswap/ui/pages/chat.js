@@ -64,10 +64,12 @@ async function generate() {
   }
 }
 
+/** Send a message; false when nothing was sent (busy, empty, no model). */
 function send(text, images) {
-  if (chat.state.busy || (!text.trim() && !images.length)) return;
+  if (chat.state.busy || !chat.state.model || (!text.trim() && !images.length)) return false;
   chat.set((s) => ({ messages: [...s.messages, { role: 'user', content: text, images }] }));
   generate();
+  return true;
 }
 
 function retry() {
@@ -131,9 +133,10 @@ export function ChatTab() {
   }, [messages]);
   const submit = (e) => {
     e.preventDefault();
-    send(text, images);
-    setText('');
-    setImages([]);
+    if (send(text, images)) {
+      setText('');
+      setImages([]);
+    }
   };
   const attach = (e) => {
     for (const file of e.target.files) {

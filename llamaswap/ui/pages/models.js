@@ -99,7 +99,8 @@ function ModelRow({ model }) {
 }
 
 function ProfilesCard() {
-  const { profiles, activeProfile } = useStore(live, (s) => s);
+  const profiles = useStore(live, (s) => s.profiles);
+  const activeProfile = useStore(live, (s) => s.activeProfile);
   const [error, setError] = useState('');
   if (!profiles.length) return null;
   const activate = async (name) => {
