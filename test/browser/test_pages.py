@@ -582,3 +582,85 @@ class ReconnectTests(TestCase):
             self.assertTrue(gaps[2] > gaps[0], f"no back-off: {gaps}")
 
         await inBrowser(self, server, scenario, allowed=("/api/events",))
+
+
+#: A 1×1 PNG.
+PIXEL = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+)
+
+
+class PlaygroundFormsTests(TestCase):
+    timeout = 120
+
+    async def test_forms(self) -> None:
+        """
+        Images, speech, transcription and rerank send their documented
+        requests and show the answers (served by the browser: the demo
+        upstream has none of these APIs).
+        """
+        server = await startServer(self, MODELS)
+
+        def scenario(b: Browser, url: str) -> None:
+            page = b.page
+            sent: dict[str, Any] = {}
+
+            def answer(name: str, body: bytes, contentType: str) -> Any:
+                def handle(route: Any) -> None:
+                    request = route.request
+                    sent[name] = (request.method, request.headers.get("content-type", ""),
+                                  request.post_data_buffer)
+                    route.fulfill(status=200, content_type=contentType, body=body)
+                return handle
+
+            page.route("**/v1/images/generations",
+                       answer("images", json.dumps({"data": [{"b64_json": PIXEL}]}).encode(), "application/json"))
+            page.route("**/v1/audio/speech", answer("speech", b"RIFF\x24\x00\x00\x00WAVE", "audio/wav"))
+            page.route("**/v1/audio/voices*", answer("voices", b'{"voices": ["alba", "bob"]}', "application/json"))
+            page.route("**/v1/audio/transcriptions",
+                       answer("transcription", b'{"text": "hello from audio"}', "application/json"))
+            page.route("**/v1/rerank", answer("rerank", json.dumps({"results": [
+                {"index": 0, "relevance_score": 0.1}, {"index": 1, "relevance_score": 0.9}]}).encode(),
+                "application/json"))
+            page.goto(url + "/ui/#/playground")
+            waitFor(lambda: page.locator("option[value='demo-fast']").count(), 10, "the model list")
+
+            page.get_by_role("tab", name="Images").click()
+            page.get_by_label("Model", exact=True).select_option("demo-fast")
+            page.get_by_label("Prompt").fill("a red pixel")
+            page.get_by_role("button", name="Generate").click()
+            page.locator(".gallery img").wait_for()
+            self.assertEqual(json.loads(sent["images"][2])["prompt"], "a red pixel")
+
+            page.get_by_role("tab", name="Speech").click()
+            page.get_by_label("Model", exact=True).select_option("demo-fast")
+            page.get_by_label("Voice").select_option("bob")
+            page.get_by_label("Text").fill("say this")
+            page.get_by_role("button", name="Speak").click()
+            page.locator("audio").wait_for(state="attached")
+            self.assertEqual(json.loads(sent["speech"][2]),
+                             {"model": "demo-fast", "input": "say this", "voice": "bob"})
+
+            page.get_by_role("tab", name="Transcription").click()
+            page.get_by_label("Model", exact=True).select_option("demo-fast")
+            page.get_by_label("Audio file").set_input_files(
+                {"name": "a.wav", "mimeType": "audio/wav", "buffer": b"RIFF\x24\x00\x00\x00WAVE"})
+            page.get_by_role("button", name="Transcribe").click()
+            page.get_by_text("hello from audio").wait_for()
+            method, contentType, body = sent["transcription"]
+            self.assertTrue(contentType.startswith("multipart/form-data"), contentType)
+            self.assertIn(b'name="model"\r\n\r\ndemo-fast', body)
+            self.assertIn(b'filename="a.wav"', body)
+
+            page.get_by_role("tab", name="Rerank").click()
+            page.get_by_label("Model", exact=True).select_option("demo-fast")
+            page.get_by_label("Query").fill("which")
+            page.get_by_label("Documents, one per line").fill("first doc\nsecond doc")
+            page.get_by_role("button", name="Rerank").last.click()
+            rows = page.locator("main table tbody tr")
+            rows.first.wait_for()
+            self.assertEqual(rows.all_inner_texts(), ["0.900\tsecond doc", "0.100\tfirst doc"])
+            self.assertEqual(json.loads(sent["rerank"][2])["documents"], ["first doc", "second doc"])
+            b.shot("playground-rerank")
+
+        await inBrowser(self, server, scenario)

@@ -23,8 +23,12 @@ export function Note({ kind = 'info', children }) {
 export function Tabs({ tabs, value, onChange, label }) {
   const onKey = (e) => {
     const i = tabs.findIndex((t) => t.id === value);
-    if (e.key === 'ArrowRight') onChange(tabs[(i + 1) % tabs.length].id);
-    if (e.key === 'ArrowLeft') onChange(tabs[(i + tabs.length - 1) % tabs.length].id);
+    const step = { ArrowRight: 1, ArrowLeft: tabs.length - 1 }[e.key];
+    if (!step) return;
+    e.preventDefault();
+    const next = (i + step) % tabs.length;
+    onChange(tabs[next].id);
+    e.currentTarget.querySelectorAll('[role=tab]')[next]?.focus();
   };
   return html`<div class="tabs" role="tablist" aria-label=${label} onKeyDown=${onKey}>
     ${tabs.map((t) => html`<button type="button" role="tab" key=${t.id}
