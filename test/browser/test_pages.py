@@ -283,6 +283,13 @@ class LogsTests(TestCase):
             waitFor(lambda: page.locator("pre.log[aria-label='demo-fast log']").inner_text()
                     .count("POST /v1/chat/completions") >= 2, 20, "the live model log")
 
+            # Tabs work from the keyboard.
+            page.get_by_role("tab", name="Both").focus()
+            page.keyboard.press("ArrowRight")
+            self.assertEqual(page.get_by_role("tab", name="Proxy").get_attribute("aria-selected"), "true")
+            self.assertEqual(page.evaluate("document.activeElement.textContent"), "Proxy")
+            self.assertEqual(page.locator("pre.log").count(), 1)
+
         await inBrowser(self, server, scenario)
 
 

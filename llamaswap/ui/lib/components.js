@@ -22,13 +22,15 @@ export function Note({ kind = 'info', children }) {
 
 export function Tabs({ tabs, value, onChange, label }) {
   const onKey = (e) => {
-    const i = tabs.findIndex((t) => t.id === value);
     const step = { ArrowRight: 1, ArrowLeft: tabs.length - 1 }[e.key];
     if (!step) return;
     e.preventDefault();
+    const buttons = [...e.currentTarget.querySelectorAll('[role=tab]')];
+    const focused = buttons.indexOf(document.activeElement);
+    const i = focused >= 0 ? focused : tabs.findIndex((t) => t.id === value);
     const next = (i + step) % tabs.length;
     onChange(tabs[next].id);
-    e.currentTarget.querySelectorAll('[role=tab]')[next]?.focus();
+    buttons[next]?.focus();
   };
   return html`<div class="tabs" role="tablist" aria-label=${label} onKeyDown=${onKey}>
     ${tabs.map((t) => html`<button type="button" role="tab" key=${t.id}
