@@ -230,6 +230,16 @@ class ActivityTests(TestCase):
             page.keyboard.press("Escape")
             page.wait_for_selector("dialog", state="detached")
 
+            # Filters go to the server (min_id); columns can be hidden.
+            page.get_by_label("From ID").fill("2")
+            page.get_by_text("No requests match the filters.").wait_for()
+            page.get_by_role("button", name="Clear filters").click()
+            row.wait_for()
+            page.get_by_text("Columns", exact=True).click()
+            page.locator(".column-list").get_by_label("TTFB").uncheck()
+            self.assertEqual(page.locator(".activity-table th", has_text="TTFB").count(), 0)
+            page.get_by_text("Columns", exact=True).click()
+
             errors: list[BaseException] = []
 
             def slow() -> None:

@@ -1,6 +1,6 @@
 // Activity: totals, speed histograms, in-flight requests, history, captures.
 import { html, useEffect, useState } from '../lib/html.js';
-import { useStore } from '../lib/store.js';
+import { useStore, stored, remember } from '../lib/store.js';
 import { live } from '../lib/live.js';
 import { href } from '../lib/router.js';
 import { getJSON, sendJSON } from '../lib/api.js';
@@ -113,19 +113,55 @@ function cell(column, row, onView) {
   }
 }
 
+function Filters({ filter, onChange, models, fixedModel }) {
+  const set = (key) => (e) => onChange({ ...filter, [key]: e.target.value });
+  return html`<div class="toolbar filters">
+    ${!fixedModel && html`<label>Model <select value=${filter.model} onChange=${set('model')}>
+      <option value="">all</option>${models.map((m) => html`<option value=${m}>${m}</option>`)}</select></label>`}
+    <label>From ID <input type="number" min="1" class="narrow" value=${filter.minID} onInput=${set('minID')} /></label>
+    <label>to <input type="number" min="1" class="narrow" value=${filter.maxID} onInput=${set('maxID')} aria-label="To ID" /></label>
+    ${(filter.model || filter.minID || filter.maxID) && html`<button type="button" class="small"
+      onClick=${() => onChange({ model: '', minID: '', maxID: '' })}>Clear filters</button>`}
+  </div>`;
+}
+
+function ColumnPicker({ hidden, onChange }) {
+  return html`<details class="column-picker"><summary>Columns</summary>
+    <div class="column-list">${COLUMNS.map((c) => html`<label><input type="checkbox" checked=${!hidden.includes(c.id)}
+      onChange=${(e) => onChange(e.target.checked ? hidden.filter((h) => h !== c.id) : [...hidden, c.id])} /> ${c.label}</label>`)}</div>
+  </details>`;
+}
+
 export function ActivityTable({ model }) {
   const [page, setPage] = useState(1);
   const [sort, setSort] = useState({ by: 'id', order: 'desc' });
   const [limit, setLimit] = useState(25);
   const [viewing, setViewing] = useState(null);
+  const [filter, setFilter] = useState({ model: '', minID: '', maxID: '' });
+  const [hidden, setHidden] = useState(stored('hiddenColumns', []));
+  const localModels = useStore(live, (s) => s.models).filter((m) => !m.peerID).map((m) => m.id);
+  const columns = COLUMNS.filter((c) => !hidden.includes(c.id));
   const query = () => {
     const q = new URLSearchParams({ page, limit, sort: sort.by, order: sort.order });
-    if (model) q.append('model', model);
+    if (model || filter.model) q.append('model', model || filter.model);
+    const min = Number(filter.minID);
+    const max = Number(filter.maxID);
+    if (min >= 1) q.append('min_id', min);
+    if (max >= 1 && (!(min >= 1) || max >= min)) q.append('max_id', max);
     return getJSON(`api/metrics/activity?${q}`);
   };
-  const { data, error } = useActivityData(query, [page, sort.by, sort.order, limit, model]);
+  const { data, error } = useActivityData(query, [page, sort.by, sort.order, limit, model, filter.model, filter.minID, filter.maxID]);
   const rows = data?.data || [];
   const setSortBy = (by) => setSort((s) => ({ by, order: s.by === by && s.order === 'desc' ? 'asc' : 'desc' }));
+  const changeFilter = (next) => {
+    setFilter(next);
+    setPage(1);
+  };
+  const changeHidden = (next) => {
+    setHidden(next);
+    remember('hiddenColumns', next);
+  };
+  const filtered = Boolean(filter.model || filter.minID || filter.maxID);
   const exportCSV = () => {
     const lines = [COLUMNS.map((c) => c.label).join(',')];
     for (const r of rows) {
@@ -137,16 +173,17 @@ export function ActivityTable({ model }) {
     return lines.join('\n');
   };
   return html`<${Card} title=${`History${data ? ` (${data.total})` : ''}`}
-      actions=${html`<${CopyButton} text=${exportCSV} label="Copy CSV" />`}>
+      actions=${html`<${ColumnPicker} hidden=${hidden} onChange=${changeHidden} /><${CopyButton} text=${exportCSV} label="Copy CSV" />`}>
+    <${Filters} filter=${filter} onChange=${changeFilter} models=${localModels} fixedModel=${model} />
     ${error && html`<${Note} kind="error">${error}</${Note}>`}
-    ${data && rows.length === 0 ? html`<p class="muted empty">No requests recorded yet.</p>` : html`
+    ${data && rows.length === 0 ? html`<p class="muted empty">${filtered ? 'No requests match the filters.' : 'No requests recorded yet.'}</p>` : html`
     <div class="table-wrap"><table class="activity-table">
-      <thead><tr>${COLUMNS.map((c) => html`<th class=${c.num ? 'num' : ''}
+      <thead><tr>${columns.map((c) => html`<th class=${c.num ? 'num' : ''}
         aria-sort=${sort.by === c.sort ? (sort.order === 'asc' ? 'ascending' : 'descending') : undefined}>
         <button type="button" class="link" onClick=${() => setSortBy(c.sort)}>${c.label}${sort.by === c.sort ? (sort.order === 'asc' ? ' ▲' : ' ▼') : ''}</button></th>`)}
         <th><span class="sr-only">Capture</span></th></tr></thead>
       <tbody>${rows.map((r) => html`<tr key=${r.id} class=${r.resp_status_code === 200 ? '' : 'row-error'}>
-        ${COLUMNS.map((c) => html`<td class=${c.num ? 'num' : ''}>${cell(c.id, r, setViewing)}</td>`)}
+        ${columns.map((c) => html`<td class=${c.num ? 'num' : ''}>${cell(c.id, r, setViewing)}</td>`)}
         <td>${r.has_capture && html`<button type="button" class="small" onClick=${() => setViewing(r.id)}>View</button>`}</td>
       </tr>`)}</tbody>
     </table></div>
