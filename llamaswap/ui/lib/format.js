@@ -35,9 +35,11 @@ export function fmtTime(value) {
   return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
 
+/** A timestamp: the time alone when it is today, else date and time. */
 export function fmtDateTime(value) {
   const d = new Date(value);
   if (Number.isNaN(d.getTime())) return String(value ?? '');
+  if (d.toDateString() === new Date().toDateString()) return d.toLocaleTimeString();
   return d.toLocaleString([], { dateStyle: 'short', timeStyle: 'medium' });
 }
 
