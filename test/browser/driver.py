@@ -173,6 +173,15 @@ def inBrowser(
         browser = Browser(screenshots, credentials, allowed)
         try:
             result = scenario(browser, server.url)
+        except Exception as e:
+            problems = browser.problems.problems
+            if not problems:
+                raise
+            # A page that broke usually makes the scenario time out; the
+            # page's own errors say why.
+            raise AssertionError(
+                f"{e}\nproblems in the page:\n" + "\n".join(problems)
+            ) from e
         finally:
             problems = list(browser.problems.problems)
             browser.close()

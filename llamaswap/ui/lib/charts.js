@@ -68,9 +68,12 @@ export function LineChart({ title, series, from, to, max, unit = '', format = (v
     <svg viewBox=${`0 0 ${W} ${H}`} role="img" aria-label=${title}>
       ${grid.map((g) => html`<g><line class="grid" x1=${left} x2=${W - 4} y1=${sy(g)} y2=${sy(g)} />
         <text class="tick" x=${left - 4} y=${sy(g) + 4} text-anchor="end">${format(g)}${unit}</text></g>`)}
-      ${series.map((s, i) => s.points.length > 0 && html`<polyline class=${`series s${i % 6}`}
-        points=${s.points.map(([t, v]) => `${sx(t).toFixed(1)},${sy(v).toFixed(1)}`).join(' ')}>
-        <title>${s.name}</title></polyline>`)}
+      ${series.map((s, i) => s.points.length > 0 && html`<g>
+        <polyline class=${`series s${i % 6}`}
+          points=${s.points.map(([t, v]) => `${sx(t).toFixed(1)},${sy(v).toFixed(1)}`).join(' ')}>
+          <title>${s.name}</title></polyline>
+        <circle class=${`point s${i % 6}`} r="3" cx=${sx(s.points[s.points.length - 1][0])} cy=${sy(s.points[s.points.length - 1][1])}>
+          <title>${`${s.name}: ${format(s.points[s.points.length - 1][1])}${unit}`}</title></circle></g>`)}
       <text class="tick" x=${left} y=${H - 2}>${new Date(from).toLocaleTimeString()}</text>
       <text class="tick" x=${W - 4} y=${H - 2} text-anchor="end">${new Date(to).toLocaleTimeString()}</text>
     </svg>`}

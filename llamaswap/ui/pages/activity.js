@@ -64,7 +64,7 @@ export function InflightTable({ model }) {
           <td class="num">${fmtMs(elapsed)}</td>
           <td><span class=${`tag phase-${r.phase || 'running'}`}>${r.phase || 'running'}</span></td>
           <td><a href=${href('models', r.model)}>${r.model}</a></td>
-          <td><code>${r.method} ${r.path}</code></td>
+          <td><code>${r.method} ${r.req_path || r.path}</code></td>
           <td title=${agent}>${r.remote_ip}</td>
           <td>${sessionOf(r, uiConfig?.activity?.session_id)}</td>
           <td class="num">${fmtBytes(r.resp_bytes)}</td>

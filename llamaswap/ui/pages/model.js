@@ -8,7 +8,7 @@ import { redactCommand, redactValue } from '../lib/redact.js';
 import { Card, Facts, Note, StateDot, Tabs } from '../lib/components.js';
 import { LogView, useLogStream } from '../lib/logview.js';
 import { ActivityTable, InflightTable } from './activity.js';
-import { CapabilityTags, LoadButton, LoadProgress } from './models.js';
+import { CapabilityTags, LoadButton, LoadProgress, capabilityList } from './models.js';
 
 function ModelLog({ id }) {
   const { text, error } = useLogStream(id);
@@ -28,7 +28,7 @@ function Details({ model }) {
       <${Facts} items=${[
         ['ID', model.id], ['Name', model.name], ['Description', model.description],
         ['Aliases', (model.aliases || []).join(', ')],
-        ['Capabilities', (model.capabilities || []).join(', ') || 'none declared'],
+        ['Capabilities', capabilityList(model.capabilities).join(', ') || 'none declared'],
         ['Context', model.context_length ? model.context_length.toLocaleString('en-US') : ''],
         ['Modality', listing?.architecture?.modality],
         ['Unlisted', model.unlisted ? 'yes' : ''],

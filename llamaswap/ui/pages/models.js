@@ -70,10 +70,20 @@ export function LoadButton({ model }) {
   </span>`;
 }
 
+/**
+ * A model's capability names: modelStatus carries them as an object of flags
+ * (llama-swap's `{"vision": true}`), older llamaswaps as a list.
+ */
+export function capabilityList(capabilities) {
+  if (!capabilities) return [];
+  if (Array.isArray(capabilities)) return capabilities;
+  return Object.keys(capabilities).filter((name) => capabilities[name]);
+}
+
 export function CapabilityTags({ model }) {
   const show = stored('showCapabilities', true);
   if (!show) return null;
-  return html`${(model.capabilities || []).map((c) => html`<span class="tag">${c.replace(/_/g, ' ')}</span>`)}
+  return html`${capabilityList(model.capabilities).map((c) => html`<span class="tag">${c.replace(/_/g, ' ')}</span>`)}
     ${model.context_length > 0 && html`<span class="tag tag-muted">ctx ${model.context_length.toLocaleString('en-US')}</span>`}`;
 }
 
