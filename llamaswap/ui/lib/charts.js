@@ -77,6 +77,6 @@ export function LineChart({ title, series, from, to, max, unit = '', format = (v
       <text class="tick" x=${left} y=${H - 2}>${new Date(from).toLocaleTimeString()}</text>
       <text class="tick" x=${W - 4} y=${H - 2} text-anchor="end">${new Date(to).toLocaleTimeString()}</text>
     </svg>`}
-    ${series.length > 1 && html`<ul class="legend">${series.map((s, i) => html`<li><span class=${`swatch s${i % 6}`}></span>${s.name}</li>`)}</ul>`}
+    ${series.length > 1 && all.length > 0 && html`<ul class="legend">${series.map((s, i) => html`<li><span class=${`swatch s${i % 6}`}></span>${s.name}</li>`)}</ul>`}
   </figure>`;
 }
