@@ -680,4 +680,28 @@ class PlaygroundFormsTests(TestCase):
             self.assertEqual(json.loads(sent["rerank"][2])["documents"], ["first doc", "second doc"])
             b.shot("playground-rerank")
 
+            # A reasoning model's stream: the reasoning in its own fold, the
+            # answer as markdown (and model output never as markup).
+            def chunk(**delta: str) -> str:
+                return "data: " + json.dumps({"choices": [{"index": 0, "delta": delta}]}) + "\n\n"
+
+            stream = (chunk(reasoning_content="Let me think. ") + chunk(reasoning_content="Done thinking.")
+                      + chunk(content="Here is **bold** and code:\n\n```py\nprint(1)\n```\n")
+                      + chunk(content="<img src=x onerror=alert(1)>") + "data: [DONE]\n\n")
+            page.route("**/v1/chat/completions", answer("chat", stream.encode(), "text/event-stream"))
+            page.get_by_role("tab", name="Chat").click()
+            page.get_by_label("Chat model").select_option("demo-fast")
+            page.get_by_role("textbox", name="Message", exact=True).fill("think")
+            page.get_by_role("button", name="Send").click()
+            page.locator(".bubble-tools").wait_for()
+            bubble = page.locator(".bubble.assistant")
+            bubble.locator(".reasoning summary").click()
+            self.assertEqual(bubble.locator(".reasoning-text").inner_text(), "Let me think. Done thinking.")
+            self.assertEqual(bubble.locator(".markdown strong").inner_text(), "bold")
+            self.assertEqual(bubble.locator(".markdown pre code").inner_text(), "print(1)")
+            self.assertEqual(bubble.locator(".markdown img").count(), 0)
+            self.assertIn("<img src=x onerror=alert(1)>", bubble.locator(".markdown").inner_text())
+            self.assertEqual(json.loads(sent["chat"][2])["stream"], True)
+            b.shot("playground-reasoning")
+
         await inBrowser(self, server, scenario)
