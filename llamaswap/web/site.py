@@ -22,7 +22,7 @@ from ..observe.monitors import LogMonitors
 from ..observe.performance import PerformanceMonitor
 from ..observe.tracking import Tracker
 from ..routing.router import Router
-from . import api, favicon, inference, logs, management, passthrough, system
+from . import api, favicon, inference, logs, management, passthrough, system, ui
 from .auth import authenticatorFor
 from .forward import Forwarder
 from .mux import Mux
@@ -133,6 +133,7 @@ def buildResource(parts: WebParts) -> Mux:
     )
     system.install(mux, parts.performance, parts.hardware)
     favicon.install(mux)
+    ui.install(mux)
     return mux
 
 

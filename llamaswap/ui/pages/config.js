@@ -1,0 +1,77 @@
+// Config: the effective configuration (secrets masked), problems in the file
+// on disk, and a Reload button.
+import { html, useEffect, useState } from '../lib/html.js';
+import { getJSON, errorMessage, url } from '../lib/api.js';
+import { redactValue } from '../lib/redact.js';
+import { Card, Note } from '../lib/components.js';
+
+function Problems({ errors }) {
+  if (!errors || !errors.length) return null;
+  return html`<ul class="problems" role="alert">${errors.map((e) => html`<li><code>${typeof e === 'string' ? e
+    : [e.file && `${e.file}${e.line ? `:${e.line}` : ''}`, e.path || e.key, e.message].filter(Boolean).join(': ')}</code></li>`)}</ul>`;
+}
+
+/** What a reload changed (the reload endpoint's summary). */
+export function ReloadSummary({ summary }) {
+  const list = (v) => (Array.isArray(v) ? v : Object.keys(v || {}));
+  const withReasons = (v) => Object.entries(v || {}).map(([m, r]) => (r && r.length ? `${m} (${r.join(', ')})` : m));
+  const rows = [
+    ['Added', list(summary.added)], ['Removed', list(summary.removed)],
+    ['Restarted', withReasons(summary.restarted)], ['Updated in place', withReasons(summary.updated)],
+    ['Settings', list(summary.settings)], ['Needs a llamaswap restart', list(summary.needsRestart)],
+  ].filter(([, v]) => v.length);
+  return html`<div class="reload-summary" role="status">
+    <${Note}>Reloaded${summary.changed === false || (!rows.length && summary.changed === undefined) ? ': no changes' : ''}${summary.kept?.length ? ` · ${summary.kept.length} models kept running` : ''}.</${Note}>
+    ${rows.length > 0 && html`<dl class="facts">${rows.map(([k, v]) => html`<dt>${k}</dt><dd>${v.join(', ')}</dd>`)}</dl>`}
+    ${summary.warnings?.length > 0 && html`<h3>Warnings</h3><ul>${summary.warnings.map((w) => html`<li>${w}</li>`)}</ul>`}
+  </div>`;
+}
+
+function ReloadRefused({ reload }) {
+  const errors = reload.body?.errors ?? reload.body?.reload?.errors ?? [];
+  return html`<${Note} kind="error">${errors.length
+    ? `Not reloaded: ${errors.length} error${errors.length > 1 ? 's' : ''} in the configuration; the running configuration is unchanged.`
+    : `Reload refused: ${reload.message}`}</${Note}>
+    <${Problems} errors=${errors} />`;
+}
+
+export function ConfigPage() {
+  const [config, setConfig] = useState(null);
+  const [problem, setProblem] = useState(null);
+  const [reload, setReload] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const load = () => getJSON('api/config').then((c) => { setConfig(c); setProblem(null); }, setProblem);
+  useEffect(() => { load(); }, []);
+  const doReload = async () => {
+    setBusy(true);
+    setReload(null);
+    try {
+      const response = await fetch(url('api/config/reload'), { method: 'POST', credentials: 'same-origin' });
+      const text = await response.text();
+      let body = null;
+      try { body = JSON.parse(text); } catch { body = null; }
+      if (response.ok) setReload({ ok: true, body });
+      else if (response.status === 404 || response.status === 405) setReload({ ok: false, missing: true });
+      else setReload({ ok: false, body, message: errorMessage(text, response.status) });
+      load();
+    } catch (e) {
+      setReload({ ok: false, message: e.message });
+    } finally {
+      setBusy(false);
+    }
+  };
+  const shown = config ? redactValue(config.config ?? config) : null;
+  return html`<div class="page">
+    <${Card} title="Configuration" actions=${html`<button type="button" class="primary" onClick=${doReload} disabled=${busy}>${busy ? 'Reloading…' : 'Reload from disk'}</button>`}>
+      ${reload?.ok && html`<${ReloadSummary} summary=${reload.body || {}} />`}
+      ${reload?.missing && html`<${Note}>Reloading from the UI is not available on this llamaswap; send SIGHUP instead.</${Note}>`}
+      ${reload && !reload.ok && !reload.missing && html`<${ReloadRefused} reload=${reload} />`}
+      ${problem && (problem.missing
+        ? html`<${Note}>Viewing the effective configuration is not available on this llamaswap (no <code>/api/config</code>).</${Note}>`
+        : html`<${Note} kind="error">${problem.message}</${Note}>`)}
+      ${config && html`<${Problems} errors=${config.errors} />
+        ${config.path && html`<p class="muted small">File: <code>${config.path}</code></p>`}
+        <pre class="code-block config">${typeof shown === 'string' ? shown : JSON.stringify(shown, null, 2)}</pre>`}
+    </${Card}>
+  </div>`;
+}
