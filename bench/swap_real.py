@@ -11,7 +11,9 @@ one stops a server and starts the other.  Printed, as p50/p90/max:
 
  - first byte: request sent until the response's first byte (its
    headers; a streamed llama-server answer sends them at once);
- - stop: until the previous server is gone;
+ - route: until the previous server is told to stop;
+ - stop: until it is gone;
+ - to spawn: until the next one's start begins;
  - spawn: until the launcher reports llama-server C{exec}'d;
  - boot: llama-server's own start, from C{exec} to its "listening" line
    (printed once the model is loaded; not llamaswap's);
@@ -83,6 +85,9 @@ async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:
             )
 
     def line(model: str, stream: str, text: str) -> None:
+        if text.startswith("T "):
+            import time
+            print(model, text.split()[1], "%.2f" % ((float(text.split()[2]) - time.time() + reactor.seconds() - events[model].get("starting", 0)) * 1000))
         if "listening on" in text and "listening" not in events[model]:
             events[model]["listening"] = reactor.seconds()
 
@@ -105,7 +110,7 @@ async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:
         return first
 
     rows: dict[str, list[float]] = {
-        k: [] for k in ("first byte", "stop", "spawn", "boot", "detect", "relay")
+        k: [] for k in ("first byte", "route", "stop", "to spawn", "spawn", "boot", "detect", "relay")
     }
     try:
         await ask("alpha")  # warm-up: the first start has nothing to stop
@@ -117,7 +122,9 @@ async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:
             first = await ask(model)
             e, p = events[model], events[previous]
             rows["first byte"].append(first - sent)
-            rows["stop"].append(p["stopped"] - sent)
+            rows["route"].append(p["stopping"] - sent)
+            rows["stop"].append(p["stopped"] - p["stopping"])
+            rows["to spawn"].append(e["starting"] - p["stopped"])
             rows["spawn"].append(e["exec"] - e["starting"])
             rows["boot"].append(e["listening"] - e["exec"])
             rows["detect"].append(e["ready"] - e["listening"])
@@ -127,6 +134,7 @@ async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:
         await app.stopService()
         await pool.closeCachedConnections()
 
+    print("standby used", app.launchers.used)
     proxy = f"http://{proxyHost}:${{PORT}}" if proxyHost else "default (http://localhost:${PORT})"
     print(f"{swaps} swaps between two real llama-server models "
           f"({os.cpu_count()} CPUs, proxy {proxy})")

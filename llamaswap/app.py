@@ -26,6 +26,7 @@ from .routing.router import Router
 from .upstream.leftovers import LeftoverRegistry, LeftoversInUse, reapLeftovers
 from .upstream.lifecycle import State
 from .upstream.spec import UpstreamSpec
+from .upstream.standby import StandbyLaunchers
 from .upstream.supervisor import Supervisor
 from .web.forward import Forwarder, UpstreamAgent, idleConnectionLimit
 
@@ -124,6 +125,8 @@ class LlamaSwap(MultiService):
         self.peerRouter = PeerRouter(config, self.upstreamAgent, reactor)
         self._probePool = quietPool(HTTPConnectionPool(reactor, persistent=False))
         probeAgent = UpstreamAgent(reactor, self._probePool, connectTimeout=5.0)
+        self.launchers = StandbyLaunchers(reactor, reactor)
+        self.launchers.setServiceParent(self)
         self.supervisors: dict[str, Supervisor] = {
             modelID: Supervisor(
                 specFor(model, config),
@@ -132,6 +135,7 @@ class LlamaSwap(MultiService):
                 agent=probeAgent,
                 recorder=self,
                 environ=environ,
+                spawner=self.launchers.spawn,
             )
             for modelID, model in config.models.items()
         }
@@ -228,7 +232,7 @@ class LlamaSwap(MultiService):
         Stop every upstream (each gets its C{unloadTimeout}), then close
         connections and the state file.
         """
-        super().stopService()
+        children = super().stopService()
         peers = self.peerRouter.shutdown(0)
         peers.addErrback(lambda f: self.log.failure("peer shutdown failed", f))
         d = self.router.shutdown()
@@ -240,6 +244,7 @@ class LlamaSwap(MultiService):
                 [
                     self.upstreamAgent.closeCachedConnections(),
                     self._probePool.closeCachedConnections(),
+                    children,
                 ],
                 consumeErrors=True,
             )

@@ -25,7 +25,8 @@ class SwapTests(TestCase):
     async def test_swap(self) -> None:
         """
         Asking for A then B starts A, then stops A (its process is gone)
-        and starts B; aliases and C{useModelName} reach the upstream.
+        and starts B (through the launcher started in advance after A's
+        start); aliases and C{useModelName} reach the upstream.
         """
         running = await startLlamaSwap(self, demoMacros() + """
 models:
@@ -47,6 +48,7 @@ models:
         self.assertFalse(os.path.exists(f"/proc/{pidA}/cmdline") and
                          b"llamaswap.demo" in open(f"/proc/{pidA}/cmdline", "rb").read())
         self.assertEqual([m for m, _ in running.app.router.running()], ["b"])
+        self.assertEqual(running.app.launchers.used, 1)
 
     async def test_idleConnectionsClosedOnStop(self) -> None:
         """

@@ -1,0 +1,211 @@
+# -*- test-case-name: test.upstream.test_standby -*-
+"""
+A launcher started ahead of need, so that starting a model does not wait
+for a Python interpreter to start (the launcher's start-up was most of
+what a swap cost llamaswap itself).
+
+L{StandbyLaunchers} keeps at most one idle launcher in I{standby} mode (see
+L{llamaswap.upstream._launcher}): spawned with C{reactor.spawnProcess}
+like any upstream (so llamaswap is still its parent and gets its output
+and exit status through a C{ProcessProtocol}), already in its own session,
+a child subreaper, and armed to die with llamaswap, waiting on its stdin
+for a command.  L{StandbyLaunchers.spawn} hands the idle one the command
+and the model's C{UpstreamProtocol}, then starts the next standby a little
+later (not while the model it just started is booting); with no idle one
+ready it spawns a launcher the ordinary way.  Nothing is started until the
+first upstream is: a llamaswap that never starts one never runs a standby.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Mapping, Sequence
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IProcessTransport,
+    IReactorProcess,
+    IReactorTime,
+)
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ._launcher import encodeCommand
+from .process import CHILD_FDS, LAUNCHER, REPORT_FD, spawnUpstream
+
+#: Seconds after a standby is used before the next one is started.
+REFILL_DELAY = 0.0
+
+
+def standbyArgv(parentPid: int | None = None) -> list[str]:
+    """
+    The argv of a standby launcher whose parent must be C{parentPid}
+    (default: us).
+    """
+    if parentPid is None:
+        parentPid = os.getpid()
+    return [
+        sys.executable, "-I", "-S", LAUNCHER, str(parentPid),
+        f"--report-fd={REPORT_FD}", "--standby",
+    ]
+
+
+class _StandbyProtocol(ProcessProtocol):
+    """
+    The protocol of a standby launcher: idle until L{attach}ed to the
+    protocol of the upstream it starts, then passes everything on to it.
+
+    @ivar exited: whether the launcher has exited (an idle one only does
+        when told to, or when it failed).
+    @ivar ended: fires when its pipes are closed and it has exited.
+    """
+
+    log = Logger()
+
+    def __init__(self) -> None:
+        self.target: ProcessProtocol | None = None
+        self.exited = False
+        self.ended: Deferred[None] = Deferred()
+
+    def attach(self, target: ProcessProtocol, command: bytes) -> IProcessTransport:
+        """
+        Send C{command} and pass this launcher to C{target} (whose
+        C{connectionMade} runs now and closes stdin, which is the
+        launcher's go).
+        """
+        assert self.transport is not None
+        self.target = target
+        self.transport.write(command)
+        target.makeConnection(self.transport)
+        return self.transport
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if self.target is not None:
+            self.target.childDataReceived(childFD, data)
+        elif childFD != REPORT_FD:
+            self.log.warn("standby launcher: {data!r}", data=data[:500])
+
+    def childConnectionLost(self, childFD: int) -> None:
+        if self.target is not None:
+            self.target.childConnectionLost(childFD)
+
+    def processExited(self, reason: Failure) -> None:
+        self.exited = True
+        if self.target is not None:
+            self.target.processExited(reason)
+
+    def processEnded(self, reason: Failure) -> None:
+        self.exited = True
+        if self.target is not None:
+            self.target.processEnded(reason)
+        self.ended.callback(None)
+
+
+class StandbyLaunchers(Service):
+    """
+    Spawns upstreams through a launcher started in advance when one is
+    idle, else as L{spawnUpstream} does.  A service: stopping it ends the
+    idle launcher and starts no more.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        processReactor: IReactorProcess,
+        clock: IReactorTime,
+        refillDelay: float = REFILL_DELAY,
+    ) -> None:
+        self._processReactor = processReactor
+        self._clock = clock
+        self._refillDelay = refillDelay
+        self._idle: _StandbyProtocol | None = None
+        self._refill: IDelayedCall | None = None
+        self.used = 0
+
+    @property
+    def idlePid(self) -> int | None:
+        """
+        The idle standby launcher's PID, if there is one.
+        """
+        idle = self._idle
+        if idle is None or idle.exited or idle.transport is None:
+            return None
+        return idle.transport.pid
+
+    def warm(self) -> None:
+        """
+        Start a standby now if none is idle (else one is started only after
+        the first upstream).
+        """
+        self._startStandby()
+
+    def spawn(
+        self,
+        processReactor: IReactorProcess,
+        protocol: ProcessProtocol,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str | None = None,
+        parentPid: int | None = None,
+    ) -> IProcessTransport:
+        """
+        Start C{argv} (as L{spawnUpstream}, same arguments) through the idle
+        standby if there is one and it suits (same reactor, we are its
+        parent), else through a new launcher; either way schedule the next
+        standby.
+        """
+        standby, self._idle = self._idle, None
+        self._scheduleRefill()
+        suits = parentPid in (None, os.getpid()) and processReactor is self._processReactor
+        if standby is not None and not standby.exited and suits:
+            self.used += 1
+            return standby.attach(protocol, encodeCommand(list(argv), dict(env), cwd))
+        if standby is not None:
+            self._end(standby)
+        return spawnUpstream(processReactor, protocol, argv, env, cwd, parentPid)
+
+    def _scheduleRefill(self) -> None:
+        if not self.running or (self._refill is not None and self._refill.active()):
+            return
+        self._refill = self._clock.callLater(self._refillDelay, self._startStandby)
+
+    def _startStandby(self) -> None:
+        self._refill = None
+        if not self.running or self._idle is not None:
+            return
+        protocol = _StandbyProtocol()
+        try:
+            argv = standbyArgv()
+            self._processReactor.spawnProcess(
+                protocol, argv[0], argv, env=dict(os.environ), path=None, usePTY=False,
+                childFDs=dict(CHILD_FDS),
+            )
+        except Exception:
+            self.log.failure("could not start a standby launcher")
+            return
+        self._idle = protocol
+
+    @staticmethod
+    def _end(standby: _StandbyProtocol) -> Deferred[None]:
+        if not standby.exited and standby.transport is not None:
+            standby.transport.closeStdin()
+        return standby.ended
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Start no more standbys; end the idle one (it exits when its stdin
+        closes).
+        """
+        super().stopService()
+        if self._refill is not None and self._refill.active():
+            self._refill.cancel()
+        self._refill = None
+        standby, self._idle = self._idle, None
+        if standby is None:
+            return succeed(None)
+        return self._end(standby)
