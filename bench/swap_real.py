@@ -85,9 +85,6 @@ async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:
             )
 
     def line(model: str, stream: str, text: str) -> None:
-        if text.startswith("T "):
-            import time
-            print(model, text.split()[1], "%.2f" % ((float(text.split()[2]) - time.time() + reactor.seconds() - events[model].get("starting", 0)) * 1000))
         if "listening on" in text and "listening" not in events[model]:
             events[model]["listening"] = reactor.seconds()
 
@@ -134,11 +131,11 @@ async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:
         await app.stopService()
         await pool.closeCachedConnections()
 
-    print("standby used", app.launchers.used)
     proxy = f"http://{proxyHost}:${{PORT}}" if proxyHost else "default (http://localhost:${PORT})"
     print(f"{swaps} swaps between two real llama-server models "
           f"({os.cpu_count()} CPUs, proxy {proxy})")
     print(f"  llama-server: {binary}")
+    print(f"  starts through a standby launcher: {app.launchers.used} of {swaps}")
     for name, values in rows.items():
         note = "  (llama-server's own; not ours)" if name == "boot" else ""
         print(f"  {name:<11} {percentiles(values)}{note}")
