@@ -33,7 +33,9 @@ On Linux the launcher stays the upstream's parent (I{keeper} mode):
  5. when the server exits, the rest of the tree is killed at once with
     C{SIGKILL} - unless a graceful signal was forwarded, in which case the
     remaining processes get until the next L{KILL_ALL} to finish (the
-    supervisor's stop timeout) - and reaped, bounded by L{SWEEP_TIMEOUT};
+    supervisor's stop timeout) - and reaped, bounded by L{SWEEP_TIMEOUT}
+    (when the launcher has no child left at all, nothing is left: orphans
+    are re-parented to it, so it exits at once without scanning C{/proc});
  6. it exits with the server's status: the same exit code, or killed by the
     same signal (re-raised on itself, core dumps disabled), so llamaswap
     reports the server's status, not the launcher's.
@@ -229,6 +231,10 @@ class Keeper:
         """
         while self.status is None:
             self.handle(signal.sigwaitinfo(_HANDLED).si_signo)
+        if not self.reap():
+            # No child at all: as a subreaper we inherit every orphan, so
+            # nothing is left of the tree (the usual case; no /proc scan).
+            return self.status
         while self.graceful and not self.killing and descendants(os.getpid()):
             # A graceful stop: what is left may finish, until KILL_ALL.
             self.handle(signal.sigwaitinfo(_HANDLED).si_signo)
