@@ -148,9 +148,13 @@ class LlamaSwap(MultiService):
 
     def _upstreamStateChanged(self, modelID: str, old: State, new: State) -> None:
         """
-        A model's process is gone: close the idle connections to it, so
-        that no request picks one that leads to a dead (or a new) process.
+        A model is ready: replace the standby launcher its start used.  A
+        model's process is gone: close the idle connections to it, so that
+        no request picks one that leads to a dead (or a new) process.
         """
+        if new is State.READY:
+            # The start is over: replace the standby launcher it used.
+            self.launchers.refill()
         if new not in (State.STOPPED, State.SHUTDOWN):
             return
         supervisor = self.supervisors.get(modelID)

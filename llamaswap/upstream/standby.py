@@ -4,14 +4,14 @@ A launcher started ahead of need, so that starting a model does not wait
 for a Python interpreter to start (the launcher's start-up was most of
 what a swap cost llamaswap itself).
 
-L{StandbyLaunchers} keeps at most one idle launcher in I{standby} mode (see
+L{StandbyLaunchers} keeps an idle launcher (or a few) in I{standby} mode (see
 L{llamaswap.upstream._launcher}): spawned with C{reactor.spawnProcess}
 like any upstream (so llamaswap is still its parent and gets its output
 and exit status through a C{ProcessProtocol}), already in its own session,
 a child subreaper, and armed to die with llamaswap, waiting on its stdin
-for a command.  L{StandbyLaunchers.spawn} hands the idle one the command
-and the model's C{UpstreamProtocol}, then starts the next standby a little
-later (not while the model it just started is booting); with no idle one
+for a command.  L{StandbyLaunchers.spawn} hands an idle one the command
+and the model's C{UpstreamProtocol}; the used one is replaced once the
+model is ready (not while it boots) or a little later.  With no idle one
 ready it spawns a launcher the ordinary way.  Nothing is started until the
 first upstream is: a llamaswap that never starts one never runs a standby.
 """
@@ -23,7 +23,7 @@ import sys
 from typing import Mapping, Sequence
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import (
     IDelayedCall,
     IProcessTransport,
@@ -37,8 +37,11 @@ from twisted.python.failure import Failure
 from ._launcher import encodeCommand
 from .process import CHILD_FDS, LAUNCHER, REPORT_FD, spawnUpstream
 
-#: Seconds after a standby is used before the next one is started.
-REFILL_DELAY = 0.0
+#: Seconds after a standby is used before it is replaced, unless
+#: L{StandbyLaunchers.refill} is called sooner.
+REFILL_DELAY = 0.5
+#: How many standbys are kept.
+STANDBYS = 1
 
 
 def standbyArgv(parentPid: int | None = None) -> list[str]:
@@ -109,7 +112,12 @@ class StandbyLaunchers(Service):
     """
     Spawns upstreams through a launcher started in advance when one is
     idle, else as L{spawnUpstream} does.  A service: stopping it ends the
-    idle launcher and starts no more.
+    idle launchers and starts no more.
+
+    Up to C{size} standbys are kept.  They are replaced by L{refill} (the
+    application calls it when an upstream becomes ready, so a replacement
+    does not compete for the CPU with a booting server) or, failing that,
+    C{refillDelay} seconds after one was used.
     """
 
     log = Logger()
@@ -119,30 +127,42 @@ class StandbyLaunchers(Service):
         processReactor: IReactorProcess,
         clock: IReactorTime,
         refillDelay: float = REFILL_DELAY,
+        size: int = STANDBYS,
     ) -> None:
         self._processReactor = processReactor
         self._clock = clock
         self._refillDelay = refillDelay
-        self._idle: _StandbyProtocol | None = None
+        self._size = size
+        self._idle: list[_StandbyProtocol] = []
         self._refill: IDelayedCall | None = None
+        self._started = False
         self.used = 0
 
     @property
-    def idlePid(self) -> int | None:
+    def idlePids(self) -> list[int]:
         """
-        The idle standby launcher's PID, if there is one.
+        The PIDs of the idle standby launchers, oldest first.
         """
-        idle = self._idle
-        if idle is None or idle.exited or idle.transport is None:
-            return None
-        return idle.transport.pid
+        return [
+            p.transport.pid
+            for p in self._idle
+            if not p.exited and p.transport is not None and p.transport.pid is not None
+        ]
 
     def warm(self) -> None:
         """
-        Start a standby now if none is idle (else one is started only after
-        the first upstream).
+        Start the standbys now (else they are started only after the first
+        upstream).
         """
-        self._startStandby()
+        self._started = True
+        self._topUp()
+
+    def refill(self) -> None:
+        """
+        Replace used standbys now, if any upstream was ever started.
+        """
+        if self._started:
+            self._topUp()
 
     def spawn(
         self,
@@ -154,41 +174,52 @@ class StandbyLaunchers(Service):
         parentPid: int | None = None,
     ) -> IProcessTransport:
         """
-        Start C{argv} (as L{spawnUpstream}, same arguments) through the idle
-        standby if there is one and it suits (same reactor, we are its
-        parent), else through a new launcher; either way schedule the next
-        standby.
+        Start C{argv} (as L{spawnUpstream}, same arguments) through the
+        oldest idle standby if there is one and it suits (same reactor, we
+        are its parent), else through a new launcher; either way schedule
+        the standbys' refill.
         """
-        standby, self._idle = self._idle, None
+        self._started = True
+        standby = self._takeIdle()
         self._scheduleRefill()
         suits = parentPid in (None, os.getpid()) and processReactor is self._processReactor
-        if standby is not None and not standby.exited and suits:
+        if standby is not None and suits:
             self.used += 1
             return standby.attach(protocol, encodeCommand(list(argv), dict(env), cwd))
         if standby is not None:
-            self._end(standby)
+            # Armed against us on our reactor: of no use here; keep it.
+            self._idle.insert(0, standby)
         return spawnUpstream(processReactor, protocol, argv, env, cwd, parentPid)
+
+    def _takeIdle(self) -> _StandbyProtocol | None:
+        while self._idle:
+            standby = self._idle.pop(0)
+            if not standby.exited:
+                return standby
+        return None
 
     def _scheduleRefill(self) -> None:
         if not self.running or (self._refill is not None and self._refill.active()):
             return
-        self._refill = self._clock.callLater(self._refillDelay, self._startStandby)
+        self._refill = self._clock.callLater(self._refillDelay, self._topUp)
 
-    def _startStandby(self) -> None:
+    def _topUp(self) -> None:
+        if self._refill is not None and self._refill.active():
+            self._refill.cancel()
         self._refill = None
-        if not self.running or self._idle is not None:
-            return
-        protocol = _StandbyProtocol()
-        try:
-            argv = standbyArgv()
-            self._processReactor.spawnProcess(
-                protocol, argv[0], argv, env=dict(os.environ), path=None, usePTY=False,
-                childFDs=dict(CHILD_FDS),
-            )
-        except Exception:
-            self.log.failure("could not start a standby launcher")
-            return
-        self._idle = protocol
+        self._idle = [p for p in self._idle if not p.exited]
+        while self.running and len(self._idle) < self._size:
+            protocol = _StandbyProtocol()
+            try:
+                argv = standbyArgv()
+                self._processReactor.spawnProcess(
+                    protocol, argv[0], argv, env=dict(os.environ), path=None, usePTY=False,
+                    childFDs=dict(CHILD_FDS),
+                )
+            except Exception:
+                self.log.failure("could not start a standby launcher")
+                return
+            self._idle.append(protocol)
 
     @staticmethod
     def _end(standby: _StandbyProtocol) -> Deferred[None]:
@@ -198,14 +229,14 @@ class StandbyLaunchers(Service):
 
     def stopService(self) -> Deferred[None]:
         """
-        Start no more standbys; end the idle one (it exits when its stdin
+        Start no more standbys; end the idle ones (each exits when its stdin
         closes).
         """
         super().stopService()
         if self._refill is not None and self._refill.active():
             self._refill.cancel()
         self._refill = None
-        standby, self._idle = self._idle, None
-        if standby is None:
-            return succeed(None)
-        return self._end(standby)
+        idle, self._idle = self._idle, []
+        return DeferredList([self._end(p) for p in idle], consumeErrors=True).addCallback(
+            lambda _: None
+        )

@@ -80,6 +80,15 @@ class StandbyLaunchersTests(SynchronousTestCase):
         )
         return protocol
 
+    def test_nothingBeforeFirstSpawn(self) -> None:
+        """
+        No standby is started before the first upstream, not even by
+        L{StandbyLaunchers.refill}.
+        """
+        self.launchers.refill()
+        self.reactor.advance(10)
+        self.assertEqual(self.reactor.spawned, [])
+
     def test_firstSpawnDirect(self) -> None:
         """
         With no standby yet, the upstream is spawned through a new launcher;
@@ -98,7 +107,7 @@ class StandbyLaunchersTests(SynchronousTestCase):
         self.assertEqual(standby.args, standbyArgv())
         self.assertEqual(standby.childFDs, CHILD_FDS)
         self.assertFalse(standby.stdinClosed)
-        self.assertEqual(self.launchers.idlePid, standby.pid)
+        self.assertEqual(self.launchers.idlePids, [standby.pid])
 
     def test_standbyUsed(self) -> None:
         """
@@ -114,7 +123,7 @@ class StandbyLaunchersTests(SynchronousTestCase):
         self.assertEqual(decodeCommand(standby.written), (["srv", "--port", "1"], {"A": "1"}, "/tmp"))
         self.assertTrue(standby.stdinClosed)
         self.assertEqual(protocol.launcherPid, standby.pid)
-        self.assertIsNone(self.launchers.idlePid)
+        self.assertEqual(self.launchers.idlePids, [])
         standby.output(b"4321\n", fd=3)
         self.assertEqual(self.successResultOf(protocol.serverStarted), 4321)
         standby.output(b"hello\n")
@@ -124,13 +133,33 @@ class StandbyLaunchersTests(SynchronousTestCase):
 
     def test_refillAfterUse(self) -> None:
         """
-        Using the standby starts the next one C{refillDelay} later.
+        A used standby is replaced C{refillDelay} later, or at once by
+        L{StandbyLaunchers.refill} (which cancels the delayed one).
         """
         self.launchers.warm()
         self.spawn()
         self.reactor.advance(0.5)
         self.assertEqual(len(self.reactor.spawned), 2)
-        self.assertEqual(self.launchers.idlePid, self.reactor.spawned[1].pid)
+        self.assertEqual(self.launchers.idlePids, [self.reactor.spawned[1].pid])
+        self.spawn()
+        self.launchers.refill()
+        self.assertEqual(len(self.reactor.spawned), 3)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_size(self) -> None:
+        """
+        C{size} standbys are kept; the oldest is used first.
+        """
+        launchers = StandbyLaunchers(self.reactor, self.reactor, size=2)
+        launchers.startService()
+        launchers.warm()
+        first, second = self.reactor.spawned
+        self.assertEqual(launchers.idlePids, [first.pid, second.pid])
+        launchers.spawn(self.reactor, UpstreamProtocol("m", self.reactor), ["a"], {})
+        self.assertTrue(first.stdinClosed)
+        self.assertFalse(second.stdinClosed)
+        launchers.refill()
+        self.assertEqual(launchers.idlePids, [second.pid, self.reactor.spawned[2].pid])
 
     def test_deadStandbyNotUsed(self) -> None:
         """
@@ -139,7 +168,7 @@ class StandbyLaunchersTests(SynchronousTestCase):
         self.launchers.warm()
         [standby] = self.reactor.spawned
         standby.exit(1)
-        self.assertIsNone(self.launchers.idlePid)
+        self.assertEqual(self.launchers.idlePids, [])
         protocol = self.spawn()
         self.assertEqual(self.launchers.used, 0)
         self.assertIs(self.reactor.spawned[1].protocol, protocol)
@@ -147,23 +176,24 @@ class StandbyLaunchersTests(SynchronousTestCase):
     def test_otherParentOrReactor(self) -> None:
         """
         A spawn for another parent PID or another reactor does not use the
-        standby (it was armed against us, on our reactor) and ends it.
+        standby (it was armed against us, on our reactor), which stays
+        idle.
         """
         self.launchers.warm()
         [standby] = self.reactor.spawned
         self.spawn(parentPid=os.getpid() + 1)
         self.assertEqual(self.launchers.used, 0)
-        self.assertTrue(standby.stdinClosed)
         self.assertEqual(self.reactor.spawned[1].args[4], str(os.getpid() + 1))
         other = FakeProcessReactor()
-        self.reactor.advance(0.5)
         self.spawn(processReactor=other)
         self.assertEqual(self.launchers.used, 0)
         self.assertEqual(len(other.spawned), 1)
+        self.assertEqual(self.launchers.idlePids, [standby.pid])
+        self.assertFalse(standby.stdinClosed)
 
     def test_stopEndsIdle(self) -> None:
         """
-        Stopping closes the idle standby's stdin and waits for it to end;
+        Stopping closes the idle standbys' stdin and waits for them to end;
         no standby is started afterwards.
         """
         self.launchers.warm()
@@ -176,6 +206,7 @@ class StandbyLaunchersTests(SynchronousTestCase):
         self.spawn()
         self.reactor.advance(5)
         self.launchers.warm()
+        self.launchers.refill()
         self.assertEqual(len(self.reactor.spawned), 2)
 
     def test_stopCancelsRefill(self) -> None:
@@ -313,8 +344,8 @@ class StandbyParentDeathTests(TestCase):
             "p = UpstreamProtocol('m', reactor)\n"
             "s.spawn(reactor, p, ['sleep', '30'], dict(os.environ))\n"
             "def idle():\n"
-            "    if s.idlePid is None: return reactor.callLater(0.01, idle)\n"
-            "    print('PIDS', p.pid, s.used, s.idlePid, flush=True)\n"
+            "    if not s.idlePids: return reactor.callLater(0.01, idle)\n"
+            "    print('PIDS', p.pid, s.used, s.idlePids[0], flush=True)\n"
             "p.serverStarted.addCallback(lambda _: idle())\n"
             "reactor.run()\n"
         )
