@@ -2,8 +2,10 @@
 Side by side: llama.cpp's own router mode against llamaswap, on the same two
 tiny generated models and the same C{llama-server} binary.  Not a test.
 
-Each side is a separate process on 127.0.0.1 driven by this script's plain
-blocking HTTP/1.1 keep-alive client (C{http.client}, the same for both):
+Both sides run at once, each a separate process on 127.0.0.1 driven by
+this script's plain blocking HTTP/1.1 keep-alive client (C{http.client},
+the same for both), and are measured in alternating rounds so that both
+see the same machine load:
 
  - router: C{llama-server --models-dir DIR --models-max 1} (it loads a model
    on demand in a child process and unloads the other);
@@ -22,9 +24,10 @@ Measured, as p50/p90/max:
  - direct: the same no-swap requests sent straight to the llama-server
    llamaswap started (interleaved with the ones through llamaswap), so
    "added" is what llamaswap adds to a warm server;
- - llamaswap's idle RSS and the keeper's (the per-upstream launcher).
+ - llamaswap's idle RSS, the keeper's (the launcher each running upstream
+   has) and the idle standby launcher's.
 
-Run: python bench/swap_vs_router.py [--swaps 30] [--requests 200]
+Run: python bench/swap_vs_router.py [--swaps 30] [--rounds 3] [--requests 200]
 """
 
 from __future__ import annotations
@@ -46,7 +49,16 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
 from common import percentiles  # noqa: E402
-from proxy import Processes, descendantsOf, freePort, twistdCommand, waitFor  # noqa: E402
+from proxy import (  # noqa: E402
+    Processes,
+    cpuSeconds,
+    descendantsOf,
+    freePort,
+    sampling,
+    summariseSamples,
+    twistdCommand,
+    waitFor,
+)  # noqa: E402
 
 MODELS = (("alpha", 11), ("beta", 12))
 #: What the router passes its children, and what llamaswap's cmd says.
@@ -149,39 +161,32 @@ def health(port: int) -> bool:
         return False
 
 
-def swaps(client: Client, count: int) -> list[float]:
-    client.whole(MODELS[0][0])  # load the first model: not a swap
-    client.whole(MODELS[0][0])
+def swapRound(client: Client, count: int, loaded: str) -> tuple[list[float], str]:
+    """
+    C{count} swaps starting from model C{loaded}; return their times and
+    the model loaded at the end.
+    """
+    names = [name for name, _ in MODELS]
     times = []
-    for i in range(count):
-        times.append(client.whole(MODELS[(i + 1) % 2][0]))
-    return times
+    for _ in range(count):
+        loaded = names[1 - names.index(loaded)]
+        times.append(client.whole(loaded))
+    return times, loaded
 
 
-def noSwap(measure: Callable[[str], float], count: int, model: str) -> list[float]:
-    for _ in range(5):
-        measure(model)
-    return [measure(model) for _ in range(count)]
-
-
-def runRouter(procs: Processes, binary: str, models: str, work: str, args: Any) -> dict:
+def startRouter(procs: Processes, binary: str, models: str, work: str) -> tuple[Any, int]:
     port = freePort()
     argv = [binary, "--models-dir", models, "--models-max", "1",
             "--host", "127.0.0.1", "--port", str(port), *SERVER_ARGS]
     child = procs.start("router", argv, dict(os.environ), os.path.join(work, "router.log"))
     waitFor(lambda: health(port), 60, "the router to listen", child)
-    client = Client(port)
-    try:
-        result = {"swap": swaps(client, args.swaps)}
-        model = MODELS[args.swaps % 2][0]
-        result["whole"] = noSwap(client.whole, args.requests, model)
-        result["first event"] = noSwap(client.firstEvent, args.requests, model)
-    finally:
-        client.close()
-    return result
+    return child, port
 
 
-def runLlamaSwap(procs: Processes, binary: str, models: str, work: str, args: Any) -> dict:
+def startLlamaSwap(procs: Processes, binary: str, models: str, work: str) -> tuple[Any, int, int]:
+    """
+    Start llamaswap; return its child, its port and its first model's port.
+    """
     from test.integration.realconfig import RealModel, realConfig
 
     startPort = freePort()
@@ -202,32 +207,65 @@ def runLlamaSwap(procs: Processes, binary: str, models: str, work: str, args: An
             "--listen", f"127.0.0.1:{port}"]
     child = procs.start("llamaswap", argv, env, os.path.join(work, "llamaswap.log"))
     waitFor(lambda: health(port), 60, "llamaswap to listen", child)
+    return child, port, startPort
+
+
+def run(procs: Processes, binary: str, models: str, work: str, args: Any) -> dict:
+    """
+    Start both sides, then alternate between them: C{--rounds} rounds of
+    swaps, then the no-swap requests, one of each kind in turn.
+    """
+    routerChild, routerPort = startRouter(procs, binary, models, work)
+    child, port, startPort = startLlamaSwap(procs, binary, models, work)
     time.sleep(1.0)
     idle = rssKiB(child.pid)
-    client = Client(port)
-    try:
-        result: dict[str, Any] = {"swap": swaps(client, args.swaps)}
-        index = args.swaps % 2
-        model = MODELS[index][0]
-        direct = Client(startPort + index)
-        # Interleave: both see the same machine load.
-        pairs = [(client.whole, direct.whole), (client.firstEvent, direct.firstEvent)]
-        for name, (through, straight) in zip(("whole", "first event"), pairs):
-            for _ in range(5):
-                through(model)
-                straight(model)
-            a, b = [], []
-            for _ in range(args.requests):
-                a.append(through(model))
-                b.append(straight(model))
-            result[name] = a
-            result[f"direct {name}"] = b
-        direct.close()
-        keepers = [p for p in descendantsOf(child.pid) if "_launcher.py" in _cmdline(p)]
-        result["rss"] = {"llamaswap idle": idle, "llamaswap now": rssKiB(child.pid),
-                         "keeper": [rssKiB(p) for p in keepers]}
-    finally:
+    router, swap = Client(routerPort), Client(port)
+    first = MODELS[0][0]
+    for client in (router, swap):
+        client.whole(first)  # loads the first model: not a swap
+        client.whole(first)
+    result: dict[str, Any] = {"router": {"swap": []}, "llamaswap": {"swap": []}}
+    loaded = {"router": first, "llamaswap": first}
+    per = max(1, args.swaps // args.rounds)
+    cpu = {"router": 0.0, "llamaswap": 0.0}
+    pids = {"router": routerChild.pid, "llamaswap": child.pid}
+    for _ in range(args.rounds):
+        for name, client in (("router", router), ("llamaswap", swap)):
+            before = cpuSeconds(pids[name])[0]
+            with sampling(args, pids[name] if name == "llamaswap" else None, "swap"):
+                times, loaded[name] = swapRound(client, per, loaded[name])
+            cpu[name] += cpuSeconds(pids[name])[0] - before
+            result[name]["swap"] += times
+    for name in cpu:
+        result[name]["cpu per swap"] = cpu[name] / len(result[name]["swap"])
+    # Both sides have the same model loaded now; llamaswap's server is
+    # also asked directly.
+    model = loaded["llamaswap"]
+    assert loaded["router"] == model
+    direct = Client(startPort + [n for n, _ in MODELS].index(model))
+    sides = {"router": router, "llamaswap": swap, "direct": direct}
+    for kind in ("whole", "first event"):
+        for side in sides:
+            result.setdefault(side, {})[kind] = []
+        for i in range(args.requests + 5):
+            for side, client in sides.items():
+                took = client.whole(model) if kind == "whole" else client.firstEvent(model)
+                if i >= 5:
+                    result[side][kind].append(took)
+    for client in sides.values():
         client.close()
+    launchers = [pid for pid in descendantsOf(child.pid) if "_launcher.py" in _cmdline(pid)]
+    # A keeper has its server as a child; an idle standby has none.
+    keepers = [pid for pid in launchers if descendantsOf(pid)]
+    result["rss"] = {
+        "llamaswap idle": idle,
+        "llamaswap now": rssKiB(child.pid),
+        "keeper": [rssKiB(pid) for pid in keepers],
+        "standby": [rssKiB(pid) for pid in launchers if pid not in keepers],
+    }
+    if args.verbose:
+        for name in ("router", "llamaswap"):
+            print(name, " ".join(f"{t * 1000:.1f}" for t in result[name]["swap"]))
     return result
 
 
@@ -240,41 +278,60 @@ def _cmdline(pid: int) -> str:
 
 
 def p(values: list[float], q: float) -> float:
+    """
+    The C{q} quantile as L{percentiles} prints it (the median for 0.5).
+    """
     ordered = sorted(values)
+    if q == 0.5:
+        return statistics.median(ordered)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def report(router: dict, swap: dict, args: Any, binary: str) -> None:
+def report(result: dict, args: Any, binary: str) -> None:
+    router, swap, direct = result["router"], result["llamaswap"], result["direct"]
     print(f"llama-server: {binary}")
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
-          f"{args.swaps} swaps, {args.requests} no-swap requests each")
-    for label, result in (("router mode", router), ("llamaswap", swap)):
+          f"{len(swap['swap'])} swaps each in {args.rounds} alternating rounds, "
+          f"{args.requests} no-swap requests each, interleaved")
+    for label, side in (("router mode", router), ("llamaswap", swap),
+                        ("llamaswap's llama-server, directly", direct)):
         print(f"{label}:")
         for name in ("swap", "whole", "first event"):
-            print(f"  {name:<12} {percentiles(result[name])}")
-    print("llamaswap straight to its warm llama-server:")
-    for name in ("whole", "first event"):
-        print(f"  {name:<12} {percentiles(swap['direct ' + name])}")
-    print("ratios (llamaswap / router):")
+            if name in side:
+                print(f"  {name:<12} {percentiles(side[name])}")
+        if "cpu per swap" in side:
+            print(f"  CPU per swap (its own process, not the servers') "
+                  f"{side['cpu per swap'] * 1000:.1f} ms")
+    print("swap, llamaswap / router:")
     for q in (0.5, 0.9):
-        ratio = p(swap["swap"], q) / p(router["swap"], q)
-        print(f"  swap p{int(q * 100)}     {ratio:.2f}x")
-    print("added by llamaswap to a warm server (p50 through - p50 direct):")
+        print(f"  p{int(q * 100)}          {p(swap['swap'], q) / p(router['swap'], q):.2f}x")
+    print("added to a warm server (p50 through - p50 direct):")
     for name in ("whole", "first event"):
-        added = statistics.median(swap[name]) - statistics.median(swap["direct " + name])
-        print(f"  {name:<12} {added * 1000:+.2f} ms")
-    rss = swap["rss"]
+        for label, side in (("llamaswap", swap), ("router", router)):
+            added = statistics.median(side[name]) - statistics.median(direct[name])
+            print(f"  {name:<12} {label:<10} {added * 1000:+.2f} ms")
+    rss = result["rss"]
+
+    def mb(values: list[int]) -> str:
+        return ", ".join(f"{v / 1024:.1f}" for v in values) or "none"
+
     print(f"RSS: llamaswap idle {rss['llamaswap idle'] / 1024:.1f} MB, after the run "
-          f"{rss['llamaswap now'] / 1024:.1f} MB; keeper per upstream "
-          f"{', '.join(f'{k / 1024:.1f}' for k in rss['keeper'])} MB")
+          f"{rss['llamaswap now'] / 1024:.1f} MB; keeper per running upstream "
+          f"{mb(rss['keeper'])} MB; idle standby launcher {mb(rss['standby'])} MB")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--swaps", type=int, default=30)
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--only", choices=("router", "llamaswap"), default=None)
+    parser.add_argument("--verbose", action="store_true", help="print every swap's time")
+    parser.add_argument("--py-spy", metavar="PREFIX", default=None,
+                        help="sample llamaswap with py-spy during the swaps into PREFIX-swap.txt")
+    parser.add_argument("--py-spy-bin", default="py-spy")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternate between the two sides this many times")
     args = parser.parse_args()
+    args.samples = []
 
     from test.integration.gguf import writeTinyModel
     from test.integration.llamaserver import findLlamaServer
@@ -287,19 +344,13 @@ def main() -> int:
         writeTinyModel(os.path.join(models, f"{name}.gguf"), seed, name=name)
     procs = Processes()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    empty = {"swap": [0.0], "whole": [0.0], "first event": [0.0]}
     try:
-        router = empty
-        if args.only != "llamaswap":
-            router = runRouter(procs, binary, models, work, args)
-            procs.stopAll()
-        swap = dict(empty, **{"direct whole": [1.0], "direct first event": [1.0],
-                              "rss": {"llamaswap idle": 0, "llamaswap now": 0, "keeper": []}})
-        if args.only != "router":
-            swap = runLlamaSwap(procs, binary, models, work, args)
+        result = run(procs, binary, models, work, args)
     finally:
         procs.stopAll()
-    report(router, swap, args, binary)
+    report(result, args, binary)
+    for label, path in args.samples:
+        summariseSamples(label, path, 25)
     return 0
 
 

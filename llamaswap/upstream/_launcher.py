@@ -223,18 +223,12 @@ class Keeper:
             for pid, _ in descendants(os.getpid()):
                 _kill(pid, signo)
 
-    def run(self) -> int:
+    def sweep(self) -> None:
         """
-        Wait for the server, then for (or kill) the rest of the tree.
-
-        @return: the server's wait status.
+        The server is gone but not the rest of its tree: after a graceful
+        stop wait for it until L{KILL_ALL}; then kill and reap it, within
+        L{SWEEP_TIMEOUT}.
         """
-        while self.status is None:
-            self.handle(signal.sigwaitinfo(_HANDLED).si_signo)
-        if not self.reap():
-            # No child at all: as a subreaper we inherit every orphan, so
-            # nothing is left of the tree (the usual case; no /proc scan).
-            return self.status
         while self.graceful and not self.killing and descendants(os.getpid()):
             # A graceful stop: what is left may finish, until KILL_ALL.
             self.handle(signal.sigwaitinfo(_HANDLED).si_signo)
@@ -248,6 +242,19 @@ class Keeper:
                 _say("gave up waiting for %s" % (sorted(p for p, _ in descendants(os.getpid())),))
                 break
             signal.sigtimedwait(_HANDLED, min(remaining, 0.05))
+
+    def run(self) -> int:
+        """
+        Wait for the server, then for (or kill) the rest of the tree.
+
+        @return: the server's wait status.
+        """
+        while self.status is None:
+            self.handle(signal.sigwaitinfo(_HANDLED).si_signo)
+        # With no child at all nothing is left of the tree: as a subreaper
+        # we inherit every orphan (the usual case: no /proc scan).
+        if self.reap():
+            self.sweep()
         if self.killed:
             _say(
                 "killed %d process(es) the upstream left behind: %s"

@@ -40,6 +40,9 @@ from .process import CHILD_FDS, LAUNCHER, REPORT_FD, spawnUpstream
 #: Seconds after a standby is used before it is replaced, unless
 #: L{StandbyLaunchers.refill} is called sooner.
 REFILL_DELAY = 0.5
+#: Seconds after L{StandbyLaunchers.refill} before the used standbys are
+#: replaced.
+READY_REFILL_DELAY = 0.02
 #: How many standbys are kept.
 STANDBYS = 1
 
@@ -114,10 +117,11 @@ class StandbyLaunchers(Service):
     idle, else as L{spawnUpstream} does.  A service: stopping it ends the
     idle launchers and starts no more.
 
-    Up to C{size} standbys are kept.  They are replaced by L{refill} (the
-    application calls it when an upstream becomes ready, so a replacement
-    does not compete for the CPU with a booting server) or, failing that,
-    C{refillDelay} seconds after one was used.
+    Up to C{size} standbys are kept.  They are replaced soon after
+    L{refill} (the application calls it when an upstream becomes ready, so
+    a replacement does not compete for the CPU with a booting server nor
+    delay the request that waited for it) or, failing that, C{refillDelay}
+    seconds after one was used.
     """
 
     log = Logger()
@@ -159,10 +163,12 @@ class StandbyLaunchers(Service):
 
     def refill(self) -> None:
         """
-        Replace used standbys now, if any upstream was ever started.
+        Replace used standbys soon (L{READY_REFILL_DELAY}: after the request
+        that waited for the start has gone out, as spawning holds the
+        reactor for a millisecond or two), if any upstream was ever started.
         """
         if self._started:
-            self._topUp()
+            self._scheduleRefill(READY_REFILL_DELAY)
 
     def spawn(
         self,
@@ -198,10 +204,21 @@ class StandbyLaunchers(Service):
                 return standby
         return None
 
-    def _scheduleRefill(self) -> None:
-        if not self.running or (self._refill is not None and self._refill.active()):
+    def _scheduleRefill(self, delay: float | None = None) -> None:
+        """
+        Top up in C{delay} seconds (default C{refillDelay}), or sooner if
+        already scheduled sooner.
+        """
+        if not self.running:
             return
-        self._refill = self._clock.callLater(self._refillDelay, self._topUp)
+        if delay is None:
+            delay = self._refillDelay
+        when = self._clock.seconds() + delay
+        if self._refill is not None and self._refill.active():
+            if self._refill.getTime() <= when:
+                return
+            self._refill.cancel()
+        self._refill = self._clock.callLater(delay, self._topUp)
 
     def _topUp(self) -> None:
         if self._refill is not None and self._refill.active():

@@ -713,6 +713,22 @@ class KeeperTests(TestCase):
         self.assertTrue(processGone(escaped))
         self.assertIn(f"left behind: {escaped}", protocol.data[2].decode())
 
+    async def test_killAllWhileRunning(self) -> None:
+        """
+        The kill-all signal while the server runs kills the whole tree at
+        once, and the launcher names what it killed.
+        """
+        protocol, launcher = self.launch(
+            "setsid sh -c 'trap \"\" TERM; echo escaped $$; while :; do sleep 0.05; done' &"
+            " sleep 30"
+        )
+        escaped = int((await self.lineStarting(protocol, "escaped "))[1])
+        os.kill(launcher, LAUNCHER_KILL_ALL)
+        reason = await protocol.ended
+        self.assertEqual(reason.signal, signal.SIGKILL)
+        self.assertTrue(processGone(escaped))
+        self.assertIn(str(escaped), protocol.data[2].decode().split("left behind:")[1].split())
+
 
 def descendantsOf(pid: int) -> list[int]:
     """

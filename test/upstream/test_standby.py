@@ -23,7 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from llamaswap.upstream._launcher import decodeCommand, encodeCommand
 from llamaswap.upstream.process import CHILD_FDS, LAUNCHER, UpstreamProtocol
-from llamaswap.upstream.standby import StandbyLaunchers, standbyArgv
+from llamaswap.upstream.standby import READY_REFILL_DELAY, StandbyLaunchers, standbyArgv
 
 from . import test_realprocess as realprocess
 from .fakes import FakeProcessReactor
@@ -133,8 +133,9 @@ class StandbyLaunchersTests(SynchronousTestCase):
 
     def test_refillAfterUse(self) -> None:
         """
-        A used standby is replaced C{refillDelay} later, or at once by
-        L{StandbyLaunchers.refill} (which cancels the delayed one).
+        A used standby is replaced C{refillDelay} later, or
+        L{READY_REFILL_DELAY} after L{StandbyLaunchers.refill}, whichever
+        comes first.
         """
         self.launchers.warm()
         self.spawn()
@@ -142,9 +143,19 @@ class StandbyLaunchersTests(SynchronousTestCase):
         self.assertEqual(len(self.reactor.spawned), 2)
         self.assertEqual(self.launchers.idlePids, [self.reactor.spawned[1].pid])
         self.spawn()
+        self.reactor.advance(0.1)
         self.launchers.refill()
+        self.reactor.advance(READY_REFILL_DELAY - 0.001)
+        self.assertEqual(len(self.reactor.spawned), 2)
+        self.reactor.advance(0.001)
         self.assertEqual(len(self.reactor.spawned), 3)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+        # A refill does not postpone one already due sooner.
+        self.spawn()
+        self.reactor.advance(0.49)
+        self.launchers.refill()
+        self.reactor.advance(0.011)
+        self.assertEqual(len(self.reactor.spawned), 4)
 
     def test_size(self) -> None:
         """
@@ -159,6 +170,7 @@ class StandbyLaunchersTests(SynchronousTestCase):
         self.assertTrue(first.stdinClosed)
         self.assertFalse(second.stdinClosed)
         launchers.refill()
+        self.reactor.advance(READY_REFILL_DELAY)
         self.assertEqual(launchers.idlePids, [second.pid, self.reactor.spawned[2].pid])
 
     def test_deadStandbyNotUsed(self) -> None:
@@ -330,8 +342,6 @@ class StandbyParentDeathTests(TestCase):
         standby (and has the next standby idle) and is SIGKILLed: the
         upstream, its launcher and the idle standby all die.
         """
-        from twisted.internet.protocol import ProcessProtocol
-
         from llamaswap.upstream.leftovers import processGone, readStat, waitGone
 
         script = (
@@ -349,19 +359,11 @@ class StandbyParentDeathTests(TestCase):
             "p.serverStarted.addCallback(lambda _: idle())\n"
             "reactor.run()\n"
         )
-        lines: list[str] = []
-        ended: Deferred[None] = Deferred()
-
-        class Helper(ProcessProtocol):
-            def outReceived(self, data: bytes) -> None:
-                lines.extend(data.decode().splitlines())
-
-            def processEnded(self, reason: Any) -> None:
-                ended.callback(None)
-
+        protocol = realprocess._HelperProtocol()
+        lines, ended = protocol.lines, protocol.ended
         env = dict(os.environ, PYTHONPATH=realprocess.PYTHONPATH)
         helper = reactor.spawnProcess(
-            Helper(), sys.executable, [sys.executable, "-c", script], env=env
+            protocol, sys.executable, [sys.executable, "-c", script], env=env
         )
         members: list[int] = []
 
