@@ -196,7 +196,7 @@ def startLlamaSwap(procs: Processes, binary: str, models: str, work: str) -> tup
     )
     configPath = os.path.join(work, "llamaswap.yaml")
     with open(configPath, "w") as f:
-        f.write(config + "logLevel: warn\n")
+        f.write(config + os.environ.get("EXTRA", "logLevel: warn\n"))
     port = freePort()
     runtime = os.path.join(work, "runtime")
     os.makedirs(runtime, exist_ok=True)

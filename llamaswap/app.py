@@ -149,13 +149,16 @@ class LlamaSwap(MultiService):
     def _upstreamStateChanged(self, modelID: str, old: State, new: State) -> None:
         """
         A model is ready: replace the standby launcher its start used.  A
-        model's process is gone: close the idle connections to it, so that
-        no request picks one that leads to a dead (or a new) process.
+        model's process is being stopped or is gone: close the idle
+        connections to it, so that no request picks one that leads to a
+        dead (or a new) process, and so that the server does not wait for
+        them before it exits (llama-server does, which made each stop ~8 ms
+        longer).
         """
         if new is State.READY:
             # The start is over: replace the standby launcher it used.
             self.launchers.refill()
-        if new not in (State.STOPPED, State.SHUTDOWN):
+        if new not in (State.STOPPING, State.STOPPED, State.SHUTDOWN):
             return
         supervisor = self.supervisors.get(modelID)
         proxy = supervisor.spec.proxy if supervisor is not None else ""

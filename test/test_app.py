@@ -10,6 +10,7 @@ import os
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
+from llamaswap.upstream.lifecycle import State
 from llamaswap.web.forward import _poolKey
 
 from .harness import demoMacros, startLlamaSwap
@@ -53,8 +54,9 @@ models:
     async def test_idleConnectionsClosedOnStop(self) -> None:
         """
         The upstream pool keeps as many idle connections per server as a
-        model admits requests (at least 64); when a model's process stops,
-        the idle connections to it are closed.
+        model admits requests (at least 64); when a model's process is
+        told to stop, the idle connections to it are closed (and again
+        once it is gone).
         """
         running = await startLlamaSwap(self, demoMacros() + """
 models:
@@ -77,8 +79,13 @@ models:
         proxy = running.app.supervisors["a"].spec.proxy
         self.assertTrue(agent.pool._connections.get(_poolKey(proxy)))
         self.assertEqual(closed, [])
+        stopping: list[bool] = []
+        running.app.supervisors["a"].addStateObserver(
+            lambda model, old, new: stopping.append(bool(closed)) if new is State.STOPPING else None
+        )
         await running.app.router.unload(["a"])
-        self.assertEqual(closed, [proxy])
+        self.assertEqual(stopping, [True])
+        self.assertEqual(closed, [proxy, proxy])
         self.assertFalse(agent.pool._connections.get(_poolKey(proxy)))
 
     async def test_unknownModel(self) -> None:
