@@ -28,6 +28,7 @@ Measured, as p50/p90/max:
    has) and the idle standby launcher's.
 
 Run: python bench/swap_vs_router.py [--swaps 30] [--rounds 3] [--requests 200]
+     [--baseline DIR]  (also an older checkout, e.g. from git archive)
 """
 
 from __future__ import annotations
@@ -183,54 +184,64 @@ def startRouter(procs: Processes, binary: str, models: str, work: str) -> tuple[
     return child, port
 
 
-def startLlamaSwap(procs: Processes, binary: str, models: str, work: str) -> tuple[Any, int, int]:
+def startLlamaSwap(
+    procs: Processes, binary: str, models: str, work: str, name: str, repo: str
+) -> tuple[Any, int, int]:
     """
-    Start llamaswap; return its child, its port and its first model's port.
+    Start llamaswap from checkout C{repo}; return its child, its port and
+    its first model's port.
     """
-    from test.integration.realconfig import RealModel, realConfig
+    from test.integration.realconfig import RealModel, freePortRun, realConfig
 
-    startPort = freePort()
+    # Below the ephemeral range, where client connections take their ports.
+    startPort = freePortRun(len(MODELS))
     config = realConfig(
-        models, [RealModel(name, seed) for name, seed in MODELS], binary=binary,
+        models, [RealModel(m, seed) for m, seed in MODELS], binary=binary,
         startPort=startPort, proxyHost="127.0.0.1",
     )
-    configPath = os.path.join(work, "llamaswap.yaml")
+    configPath = os.path.join(work, f"{name}.yaml")
     with open(configPath, "w") as f:
-        f.write(config + os.environ.get("EXTRA", "logLevel: warn\n"))
+        f.write(config + "logLevel: warn\n")
     port = freePort()
-    runtime = os.path.join(work, "runtime")
+    runtime = os.path.join(work, f"runtime-{name}")
     os.makedirs(runtime, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_")}
     env["RUNTIME_DIRECTORY"] = runtime
-    env["PYTHONPATH"] = REPO
+    env["PYTHONPATH"] = repo
     argv = [*twistdCommand(), "-n", "--pidfile=", "llamaswap", "--config", configPath,
             "--listen", f"127.0.0.1:{port}"]
-    child = procs.start("llamaswap", argv, env, os.path.join(work, "llamaswap.log"))
-    waitFor(lambda: health(port), 60, "llamaswap to listen", child)
+    child = procs.start(name, argv, env, os.path.join(work, f"{name}.log"))
+    waitFor(lambda: health(port), 60, f"{name} to listen", child)
     return child, port, startPort
 
 
 def run(procs: Processes, binary: str, models: str, work: str, args: Any) -> dict:
     """
-    Start both sides, then alternate between them: C{--rounds} rounds of
+    Start every side, then alternate between them: C{--rounds} rounds of
     swaps, then the no-swap requests, one of each kind in turn.
     """
     routerChild, routerPort = startRouter(procs, binary, models, work)
-    child, port, startPort = startLlamaSwap(procs, binary, models, work)
+    child, port, startPort = startLlamaSwap(procs, binary, models, work, "llamaswap", REPO)
+    clients = {"router": Client(routerPort), "llamaswap": Client(port)}
+    pids = {"router": routerChild.pid, "llamaswap": child.pid}
+    if args.baseline:
+        other, otherPort, _ = startLlamaSwap(
+            procs, binary, models, work, "baseline", os.path.abspath(args.baseline)
+        )
+        clients["baseline"] = Client(otherPort)
+        pids["baseline"] = other.pid
     time.sleep(1.0)
     idle = rssKiB(child.pid)
-    router, swap = Client(routerPort), Client(port)
     first = MODELS[0][0]
-    for client in (router, swap):
+    for client in clients.values():
         client.whole(first)  # loads the first model: not a swap
         client.whole(first)
-    result: dict[str, Any] = {"router": {"swap": []}, "llamaswap": {"swap": []}}
-    loaded = {"router": first, "llamaswap": first}
+    result: dict[str, Any] = {name: {"swap": []} for name in clients}
+    loaded = {name: first for name in clients}
     per = max(1, args.swaps // args.rounds)
-    cpu = {"router": 0.0, "llamaswap": 0.0}
-    pids = {"router": routerChild.pid, "llamaswap": child.pid}
+    cpu = {name: 0.0 for name in clients}
     for _ in range(args.rounds):
-        for name, client in (("router", router), ("llamaswap", swap)):
+        for name, client in clients.items():
             before = cpuSeconds(pids[name])[0]
             with sampling(args, pids[name] if name == "llamaswap" else None, "swap"):
                 times, loaded[name] = swapRound(client, per, loaded[name])
@@ -238,12 +249,11 @@ def run(procs: Processes, binary: str, models: str, work: str, args: Any) -> dic
             result[name]["swap"] += times
     for name in cpu:
         result[name]["cpu per swap"] = cpu[name] / len(result[name]["swap"])
-    # Both sides have the same model loaded now; llamaswap's server is
+    # Every side has the same model loaded now; llamaswap's server is
     # also asked directly.
     model = loaded["llamaswap"]
-    assert loaded["router"] == model
-    direct = Client(startPort + [n for n, _ in MODELS].index(model))
-    sides = {"router": router, "llamaswap": swap, "direct": direct}
+    assert set(loaded.values()) == {model}
+    sides = dict(clients, direct=Client(startPort + [n for n, _ in MODELS].index(model)))
     for kind in ("whole", "first event"):
         for side in sides:
             result.setdefault(side, {})[kind] = []
@@ -264,7 +274,7 @@ def run(procs: Processes, binary: str, models: str, work: str, args: Any) -> dic
         "standby": [rssKiB(pid) for pid in launchers if pid not in keepers],
     }
     if args.verbose:
-        for name in ("router", "llamaswap"):
+        for name in clients:
             print(name, " ".join(f"{t * 1000:.1f}" for t in result[name]["swap"]))
     return result
 
@@ -293,8 +303,11 @@ def report(result: dict, args: Any, binary: str) -> None:
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
           f"{len(swap['swap'])} swaps each in {args.rounds} alternating rounds, "
           f"{args.requests} no-swap requests each, interleaved")
-    for label, side in (("router mode", router), ("llamaswap", swap),
-                        ("llamaswap's llama-server, directly", direct)):
+    labelled = [("router mode", router), ("llamaswap", swap)]
+    if "baseline" in result:
+        labelled.append((f"llamaswap baseline ({args.baseline})", result["baseline"]))
+    labelled.append(("llamaswap's llama-server, directly", direct))
+    for label, side in labelled:
         print(f"{label}:")
         for name in ("swap", "whole", "first event"):
             if name in side:
@@ -305,9 +318,15 @@ def report(result: dict, args: Any, binary: str) -> None:
     print("swap, llamaswap / router:")
     for q in (0.5, 0.9):
         print(f"  p{int(q * 100)}          {p(swap['swap'], q) / p(router['swap'], q):.2f}x")
+    if "baseline" in result:
+        print("swap, baseline / router:")
+        for q in (0.5, 0.9):
+            ratio = p(result["baseline"]["swap"], q) / p(router["swap"], q)
+            print(f"  p{int(q * 100)}          {ratio:.2f}x")
     print("added to a warm server (p50 through - p50 direct):")
     for name in ("whole", "first event"):
-        for label, side in (("llamaswap", swap), ("router", router)):
+        for label, side in [(n, result[n]) for n in ("llamaswap", "baseline", "router")
+                            if n in result]:
             added = statistics.median(side[name]) - statistics.median(direct[name])
             print(f"  {name:<12} {label:<10} {added * 1000:+.2f} ms")
     rss = result["rss"]
@@ -325,6 +344,8 @@ def main() -> int:
     parser.add_argument("--swaps", type=int, default=30)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--verbose", action="store_true", help="print every swap's time")
+    parser.add_argument("--baseline", metavar="DIR", default=None,
+                        help="also run the llamaswap checked out in DIR (e.g. an older commit)")
     parser.add_argument("--py-spy", metavar="PREFIX", default=None,
                         help="sample llamaswap with py-spy during the swaps into PREFIX-swap.txt")
     parser.add_argument("--py-spy-bin", default="py-spy")
