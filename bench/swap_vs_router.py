@@ -257,11 +257,12 @@ def run(procs: Processes, binary: str, models: str, work: str, args: Any) -> dic
     for kind in ("whole", "first event"):
         for side in sides:
             result.setdefault(side, {})[kind] = []
-        for i in range(args.requests + 5):
-            for side, client in sides.items():
-                took = client.whole(model) if kind == "whole" else client.firstEvent(model)
-                if i >= 5:
-                    result[side][kind].append(took)
+        with sampling(args, pids["llamaswap"], kind.replace(" ", "-")):
+            for i in range(args.requests + 5):
+                for side, client in sides.items():
+                    took = client.whole(model) if kind == "whole" else client.firstEvent(model)
+                    if i >= 5:
+                        result[side][kind].append(took)
     for client in sides.values():
         client.close()
     launchers = [pid for pid in descendantsOf(child.pid) if "_launcher.py" in _cmdline(pid)]
@@ -347,7 +348,8 @@ def main() -> int:
     parser.add_argument("--baseline", metavar="DIR", default=None,
                         help="also run the llamaswap checked out in DIR (e.g. an older commit)")
     parser.add_argument("--py-spy", metavar="PREFIX", default=None,
-                        help="sample llamaswap with py-spy during the swaps into PREFIX-swap.txt")
+                        help="sample llamaswap with py-spy into PREFIX-swap.txt, PREFIX-whole.txt, "
+                        "PREFIX-first-event.txt")
     parser.add_argument("--py-spy-bin", default="py-spy")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternate between the two sides this many times")
