@@ -52,6 +52,7 @@ sys.path.insert(0, HERE)
 from common import percentiles  # noqa: E402
 from proxy import (  # noqa: E402
     Processes,
+    cmdlineOf,
     cpuSeconds,
     descendantsOf,
     freePort,
@@ -265,7 +266,7 @@ def run(procs: Processes, binary: str, models: str, work: str, args: Any) -> dic
                         result[side][kind].append(took)
     for client in sides.values():
         client.close()
-    launchers = [pid for pid in descendantsOf(child.pid) if "_launcher.py" in _cmdline(pid)]
+    launchers = [pid for pid in descendantsOf(child.pid) if "_launcher.py" in cmdlineOf(pid)]
     # A keeper has its server as a child; an idle standby has none.
     keepers = [pid for pid in launchers if descendantsOf(pid)]
     result["rss"] = {
@@ -278,14 +279,6 @@ def run(procs: Processes, binary: str, models: str, work: str, args: Any) -> dic
         for name in clients:
             print(name, " ".join(f"{t * 1000:.1f}" for t in result[name]["swap"]))
     return result
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 def p(values: list[float], q: float) -> float:

@@ -577,20 +577,28 @@ class KeeperTests(TestCase):
 
     timeout = 60
 
-    def launch(self, script: str) -> tuple[_LauncherProtocol, int]:
+    def spawnCommand(self, argv: list[str]) -> tuple[_LauncherProtocol, Any]:
         """
-        Run C{sh -c script} through the launcher; return its protocol and
-        PID.  Whatever is left is killed after the test.
+        Run C{argv} through the launcher as llamaswap does; return its
+        protocol and transport.
         """
         protocol = _LauncherProtocol()
         transport = reactor.spawnProcess(
             protocol,
             sys.executable,
-            launcherArgv(["sh", "-c", script]),
+            launcherArgv(argv),
             env=dict(os.environ),
             childFDs=dict(CHILD_FDS),
         )
         transport.closeStdin()
+        return protocol, transport
+
+    def launch(self, script: str) -> tuple[_LauncherProtocol, int]:
+        """
+        Run C{sh -c script} through the launcher; return its protocol and
+        PID.  Whatever is left is killed after the test.
+        """
+        protocol, transport = self.spawnCommand(["sh", "-c", script])
         self.addCleanup(
             lambda: Deferred.fromCoroutine(self._killLeftovers(protocol, transport.pid))
         )
@@ -657,14 +665,7 @@ class KeeperTests(TestCase):
         A command that cannot be run: status 127, the OS error on stderr,
         nothing reported.
         """
-        protocol = _LauncherProtocol()
-        reactor.spawnProcess(
-            protocol,
-            sys.executable,
-            launcherArgv(["/nonexistent/server", "-x"]),
-            env=dict(os.environ),
-            childFDs=dict(CHILD_FDS),
-        )
+        protocol, _ = self.spawnCommand(["/nonexistent/server", "-x"])
         reason = await protocol.ended
         self.assertEqual(reason.exitCode, 127)
         self.assertIn(

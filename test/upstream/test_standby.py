@@ -239,6 +239,9 @@ class StandbyKeeperTests(realprocess.KeeperTests):
     """
 
     def spawnStandby(self) -> tuple[_LauncherProtocol, Any]:
+        """
+        Start an idle standby launcher (with an environment of its own).
+        """
         protocol = _LauncherProtocol()
         argv = standbyArgv()
         transport = reactor.spawnProcess(
@@ -246,32 +249,22 @@ class StandbyKeeperTests(realprocess.KeeperTests):
         )
         return protocol, transport
 
-    def runStandby(self, argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None):
+    def runStandby(
+        self, argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None
+    ) -> tuple[_LauncherProtocol, Any]:
+        """
+        Hand a new standby C{argv} (with C{env}, default ours, and C{cwd}).
+        """
         protocol, transport = self.spawnStandby()
         transport.write(encodeCommand(argv, dict(os.environ) if env is None else env, cwd))
         transport.closeStdin()
         return protocol, transport
 
-    def launch(self, script: str) -> tuple[_LauncherProtocol, int]:
-        protocol, transport = self.runStandby(["sh", "-c", script])
-        self.addCleanup(
-            lambda: Deferred.fromCoroutine(self._killLeftovers(protocol, transport.pid))
-        )
-        return protocol, transport.pid
-
-    async def test_execFailure(self) -> None:
+    def spawnCommand(self, argv: list[str]) -> tuple[_LauncherProtocol, Any]:
         """
-        A command that cannot be run: status 127, the OS error on stderr,
-        nothing reported.
+        The keeper tests' launcher, as a standby given the command.
         """
-        protocol, _ = self.runStandby(["/nonexistent/server", "-x"])
-        reason = await protocol.ended
-        self.assertEqual(reason.exitCode, 127)
-        self.assertIn(
-            "failed to start command '/nonexistent/server -x': [Errno 2]",
-            protocol.data[2].decode(),
-        )
-        self.assertEqual(protocol.data[3], b"")
+        return self.runStandby(argv)
 
     async def test_environmentAndDirectory(self) -> None:
         """
