@@ -53,7 +53,8 @@ L{encodeCommand}'s bytes, up to end of file - and goes on with step 2 in
 the given directory and environment.  llamaswap starts one ahead of need,
 so a model's start does not wait for an interpreter to start (about 10 ms
 here, most of a swap's own cost).  End of file with nothing read
-(llamaswap closed it, or died) ends it quietly.
+(llamaswap closed it, or died) ends it quietly; a malformed command ends
+it with status 2.
 """
 
 import _signal as signal  # the C module: no enum import at start-up
@@ -324,9 +325,9 @@ def decodeCommand(data: bytes):
     return argv, env, cwd or None
 
 
-def _readCommand(fd: int = 0):
+def _readCommand(fd: int = 0) -> bytes:
     """
-    Read a standby's command from C{fd} up to end of file (L{decodeCommand}).
+    Read a standby's command from C{fd} up to end of file.
     """
     chunks = []
     while True:
@@ -339,7 +340,7 @@ def _readCommand(fd: int = 0):
         if not chunk:
             break
         chunks.append(chunk)
-    return decodeCommand(b"".join(chunks))
+    return b"".join(chunks)
 
 
 def _execCommand(command: list, env=None, cwd=None) -> None:
@@ -460,9 +461,14 @@ def main(argv: list) -> int:
     if keeper:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
     if command is None:
-        standing = _readCommand()
-        if standing is None:
+        data = _readCommand()
+        if not data:
+            # Closed without a command: not needed after all.
             return 0
+        standing = decodeCommand(data)
+        if standing is None:
+            sys.stderr.write("llamaswap launcher: malformed command on stdin\n")
+            return 2
         command, env, cwd = standing
     if not keeper:
         # No way to learn of llamaswap's death: run the command in place.

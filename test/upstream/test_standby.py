@@ -304,6 +304,19 @@ class StandbyKeeperTests(realprocess.KeeperTests):
         self.assertIsInstance(reason, ProcessDone)
         self.assertEqual(protocol.data, {1: b"", 2: b"", 3: b""})
 
+    async def test_malformedCommand(self) -> None:
+        """
+        A command that does not decode: exit status 2 and a word on stderr,
+        nothing started.
+        """
+        protocol, transport = self.spawnStandby()
+        transport.write(b"3\0only-one\0")
+        transport.closeStdin()
+        reason = await protocol.ended
+        self.assertEqual(reason.exitCode, 2)
+        self.assertIn("malformed command", protocol.data[2].decode())
+        self.assertEqual(protocol.data[3], b"")
+
     async def test_ownSessionWhileIdle(self) -> None:
         """
         An idle standby already leads its own session (a Ctrl-C on
