@@ -27,7 +27,11 @@ On Linux the launcher stays the upstream's parent (I{keeper} mode):
     and the process group are;
  4. it then waits, forwarding the graceful signals it receives
     (C{SIGTERM}, C{SIGINT}, C{SIGHUP}, C{SIGQUIT}) to the server's process
-    group I{and} to every descendant that left that group, and treating
+    group I{and} to every descendant that left that group (found by
+    walking the tree down through C{/proc/PID/task/TID/children}, which
+    costs what the tree has, not what the machine runs; descendants the
+    walk missed because the server exited under it get the signal once
+    the server is gone), and treating
     L{KILL_ALL} (llamaswap died, or asked for the C{SIGKILL} escalation) as
     C{SIGKILL} for the whole tree;
  5. when the server exits, the rest of the tree is killed at once with
@@ -124,10 +128,71 @@ def _parentsAndGroups() -> dict:
     return table
 
 
+def _childrenOf(pid: int) -> list:
+    """
+    The children of C{pid}, from each of its threads' C{children} file (a
+    child belongs to the thread that forked it).
+    """
+    base = "%s/%d/task" % (_PROC, pid)
+    try:
+        tasks = os.listdir(base)
+    except OSError:
+        return []
+    found = []
+    for tid in tasks:
+        try:
+            with open("%s/%s/children" % (base, tid), "rb") as f:
+                found.extend(int(child) for child in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _groupAndZombie(pid: int):
+    """
+    C{(pgrp, zombie)} of C{pid}, or C{None} if it is gone.
+    """
+    try:
+        with open("%s/%d/stat" % (_PROC, pid), "rb") as f:
+            raw = f.read()
+        fields = raw[raw.rindex(b")") + 2 :].split()
+        return int(fields[2]), fields[0] in (b"Z", b"X")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _haveChildrenFiles() -> bool:
+    pid = os.getpid()
+    return os.path.exists("%s/%d/task/%d/children" % (_PROC, pid, pid))
+
+
 def descendants(root: int) -> list:
     """
-    The live (non-zombie) descendants of C{root}, found through C{ppid}
-    links, with their process groups: C{[(pid, pgrp)]}.
+    The live (non-zombie) descendants of C{root} with their process
+    groups: C{[(pid, pgrp)]}.  Walks the tree down through C{/proc}'s
+    C{children} files (cost grows with the tree, not with every process
+    on the machine); without them, through every process's C{ppid}.
+    """
+    if not _CHILDREN_FILES:
+        return scanDescendants(root)
+    found = []
+    todo = _childrenOf(root)
+    while todo:
+        pid = todo.pop()
+        children = _childrenOf(pid)
+        state = _groupAndZombie(pid)
+        if state is None or state[1]:
+            # It exited while we looked: its children may have moved up
+            # the tree between the two reads; take the slow, whole view.
+            return scanDescendants(root)
+        found.append((pid, state[0]))
+        todo.extend(children)
+    return found
+
+
+def scanDescendants(root: int) -> list:
+    """
+    L{descendants} through every process's C{ppid} link.
     """
     table = _parentsAndGroups()
     children: dict = {}
@@ -144,6 +209,9 @@ def descendants(root: int) -> list:
     return found
 
 
+_CHILDREN_FILES = _haveChildrenFiles()
+
+
 def _kill(pid: int, sig: int, group: bool = False) -> bool:
     try:
         if group:
@@ -155,16 +223,21 @@ def _kill(pid: int, sig: int, group: bool = False) -> bool:
         return False
 
 
-def signalTree(server: int, sig: int) -> None:
+def signalTree(server: int, sig: int) -> set:
     """
     Send C{sig} to the server's process group and to each of our
     descendants outside it (once each).
+
+    @return: the descendants found (signalled with the group or alone).
     """
     if not _kill(server, sig, group=True):
         _kill(server, sig)
+    found = set()
     for pid, pgrp in descendants(os.getpid()):
+        found.add(pid)
         if pgrp != server:
             _kill(pid, sig)
+    return found
 
 
 class Keeper:
@@ -177,6 +250,8 @@ class Keeper:
         self.server = server
         self.status = None
         self.graceful = False
+        self.forwarded = None
+        self.signalled: set = set()
         self.killing = False
         self.killed: set = set()
 
@@ -219,7 +294,8 @@ class Keeper:
             self.killAll()
         elif self.status is None:
             self.graceful = True
-            signalTree(self.server, signo)
+            self.forwarded = signo
+            self.signalled |= signalTree(self.server, signo)
         else:
             for pid, _ in descendants(os.getpid()):
                 _kill(pid, signo)
@@ -230,6 +306,12 @@ class Keeper:
         stop wait for it until L{KILL_ALL}; then kill and reap it, within
         L{SWEEP_TIMEOUT}.
         """
+        if self.graceful and not self.killing:
+            # What the graceful signal missed (it moved up to us while the
+            # tree was walked) gets it now.
+            for pid, _ in descendants(os.getpid()):
+                if pid not in self.signalled:
+                    _kill(pid, self.forwarded)
         while self.graceful and not self.killing and descendants(os.getpid()):
             # A graceful stop: what is left may finish, until KILL_ALL.
             self.handle(signal.sigwaitinfo(_HANDLED).si_signo)

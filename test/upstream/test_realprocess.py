@@ -546,6 +546,51 @@ class LauncherTests(SynchronousTestCase):
         self.assertIn("parent 1 is gone", result.stderr)
 
 
+class DescendantsTests(TestCase):
+    """
+    The launcher's tree walk, on a real tree.
+    """
+
+    timeout = 30
+
+    async def test_matchesFullScan(self) -> None:
+        """
+        Walking C{children} files finds what a scan of every process finds:
+        a child forked by another (still running) thread, a grandchild in
+        its own session, each with its process group.
+        """
+        from llamaswap.upstream import _launcher
+
+        script = (
+            "import subprocess, threading, sys\n"
+            "subprocess.Popen(['sh', '-c', 'setsid sleep 30 & sleep 30'])\n"
+            "forked = threading.Event()\n"
+            "def fork():\n"
+            "    subprocess.Popen(['sleep', '30']); forked.set(); threading.Event().wait()\n"
+            "threading.Thread(target=fork, daemon=True).start()\n"
+            "forked.wait(); print('ok', flush=True); sys.stdin.read()\n"
+        )
+        protocol = _HelperProtocol()
+        helper = reactor.spawnProcess(
+            protocol, sys.executable, [sys.executable, "-c", script], env=dict(os.environ)
+        )
+
+        async def cleanUp() -> None:
+            killQuietly([pid for pid, _ in _launcher.scanDescendants(helper.pid)])
+            helper.closeStdin()
+            await protocol.ended
+
+        self.addCleanup(lambda: Deferred.fromCoroutine(cleanUp()))
+        await until(lambda: "ok" in protocol.lines, 10, "the helper's children")
+        await until(
+            lambda: len(_launcher.scanDescendants(helper.pid)) == 4, 10, "the whole tree"
+        )
+        walked = sorted(_launcher.descendants(helper.pid))
+        self.assertEqual(walked, sorted(_launcher.scanDescendants(helper.pid)))
+        self.assertEqual(len(walked), 4, walked)
+        self.assertEqual(len({pgrp for _, pgrp in walked}), 2, walked)
+
+
 class _LauncherProtocol(ProcessProtocol):
     """
     Collects the launcher's stdout and stderr lines and its report; C{ended}
