@@ -289,6 +289,23 @@ def startDirect(procs: Processes, env: dict[str, str], tmp: str, tokens: int) ->
     return child, listening
 
 
+def startRelay(
+    procs: Processes, env: dict[str, str], tmp: str, upstream: int
+) -> tuple[Child, int]:
+    """
+    Start C{minimal_relay.py} (the framework's limit) in front of the demo
+    on port C{upstream} and warm it with one request.
+    """
+    port = freePort()
+    argv = [sys.executable, os.path.join(HERE, "minimal_relay.py"), str(port), str(upstream)]
+    child = procs.start("minimal relay", argv, env, os.path.join(tmp, "relay.log"))
+    waitFor(lambda: "listening on" in child.output(), 30, "the minimal relay", child)
+    status, answer = blockingRequest(port, "POST", CHAT_PATH, SMALL_BODY)
+    if status != 200:
+        raise RuntimeError(f"warm-up request through the minimal relay: {status} {answer[:500]!r}")
+    return child, port
+
+
 def llamaswapConfig(tokens: int, startPort: int) -> str:
     demo = " ".join(
         [sys.executable, "-m", "llamaswap.demo", "--port", "${PORT}", *demoArgs(tokens)]
@@ -749,21 +766,27 @@ def summariseSamples(label: str, path: str, top: int) -> None:
 
 
 def measureRequests(
-    args: argparse.Namespace, port: int, concurrency: int, watch: int | None, script: str | None
+    args: argparse.Namespace,
+    port: int,
+    concurrency: int,
+    watch: int | None,
+    script: str | None,
+    sample: bool = True,
 ) -> dict[str, float]:
     """
     Latency and throughput of small chat requests at one concurrency; CPU
-    seconds of process C{watch} (llamaswap) per request if given.
+    seconds of process C{watch} (llamaswap or the relay) per request if
+    given, sampled with py-spy if C{sample}.
     """
     if script is not None:
         runWrk(port, concurrency, max(1.0, args.duration / 5), script)  # warm-up
         cpu = cpuSeconds(watch) if watch else (0.0, 0.0)
-        with sampling(args, watch, f"c{concurrency}"):
+        with sampling(args, watch if sample else None, f"c{concurrency}"):
             result = runWrk(port, concurrency, args.duration, script)
     else:
         asyncio.run(closedLoop(port, concurrency, max(concurrency * 4, args.requests // 10)))
         cpu = cpuSeconds(watch) if watch else (0.0, 0.0)
-        with sampling(args, watch, f"c{concurrency}"):
+        with sampling(args, watch if sample else None, f"c{concurrency}"):
             latencies, elapsed, errors = asyncio.run(closedLoop(port, concurrency, args.requests))
         result = {
             "p50": percentile(latencies, 50),
@@ -846,12 +869,21 @@ def report(results: dict[Any, Any], client: str, loads: list[str]) -> None:
         return (label, f"{d:8.0f}   ", f"{p:8.0f}   ", f"{(p / d - 1) * 100:+.0f}%")
 
     rows: list[tuple[str, str, str, str]] = []
+    relayRows: list[str] = []
     for c in (1, 32):
         d, p = results[("direct", c)], results[("llamaswap", c)]
         rows.append(latency(f"c={c:<2} latency p50", d["p50"], p["p50"]))
         rows.append(latency(f"c={c:<2} latency p99", d["p99"], p["p99"]))
         rows.append(rate(f"c={c:<2} requests/s", d["rps"], p["rps"]))
         rows.append((f"c={c:<2} CPU/request", "", us(p["cpu"]), cpuNote(p)))
+        r = results.get(("relay", c))
+        if r is not None:
+            relayRows.append(
+                f"c={c:<2} minimal relay: p50 {ms(r['p50'])} (added {(r['p50'] - d['p50']) * 1000:+.2f}"
+                f" ms), {r['rps']:.0f} requests/s, CPU/request {us(r['cpu'])}; llamaswap"
+                f" throughput {p['rps'] / r['rps']:.2f}x the relay's, added p50"
+                f" {(p['p50'] - d['p50']) * 1000:+.2f} ms"
+            )
         if d["errors"] or p["errors"]:
             rows.append(
                 (f"c={c:<2} errors", f"{d['errors']:8.0f}", f"{p['errors']:8.0f}", "NOT 200")
@@ -866,6 +898,8 @@ def report(results: dict[Any, Any], client: str, loads: list[str]) -> None:
     print(f"{'':22} {'direct':>11}  {'llamaswap':>11}  added")
     for label, x, y, z in rows:
         print(f"{label:22} {x:>11}  {y:>11}  {z}")
+    for line in relayRows:
+        print(line)
 
 
 def printProfile(path: str, top: int) -> None:
@@ -955,10 +989,15 @@ def main(argv: list[str] | None = None) -> int:
         # Round 1: small requests (demo --tokens 1).
         _, direct = startDirect(procs, env, tmp, 1)
         swap, proxied = startLlamaSwap(procs, env, tmp, 1, args.profile)
+        relay, relayed = startRelay(procs, env, tmp, direct)
+        sides = (("direct", direct, None), ("relay", relayed, relay.pid),
+                 ("llamaswap", proxied, swap.pid))
         for c in (1, 32):
-            for name, port, watch in (("direct", direct, None), ("llamaswap", proxied, swap.pid)):
+            for name, port, watch in sides:
                 print(f"  {name} c={c} ...", file=sys.stderr)
-                results[(name, c)] = measureRequests(args, port, c, watch, script)
+                results[(name, c)] = measureRequests(
+                    args, port, c, watch, script, sample=name == "llamaswap"
+                )
                 swap.check()
         loads.append(loadavg())
         procs.stopAll()

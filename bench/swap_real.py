@@ -9,9 +9,12 @@ C{llama-server} (C{bash .ci/build-llama-server}).  Each of C{--swaps}
 streamed chat completions (C{max_tokens} 1) names the other model, so each
 one stops a server and starts the other.  Printed, as p50/p90/max:
 
- - first byte: request sent until the response's first byte (its
-   headers; a streamed llama-server answer sends them at once);
- - stop: until the previous server is gone;
+ - whole: request sent until the end of the (streamed) reply;
+ - first byte: until the response's first byte (its headers; a streamed
+   llama-server answer sends them at once);
+ - route: until the previous server is told to stop;
+ - stop: until it is gone;
+ - to spawn: until the next one's start begins;
  - spawn: until the launcher reports llama-server C{exec}'d;
  - boot: llama-server's own start, from C{exec} to its "listening" line
    (printed once the model is loaded; not llamaswap's);
@@ -90,6 +93,8 @@ async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:
         supervisor.addStateObserver(stateChanged)
         supervisor.addOutputObserver(line)
 
+    ends: list[float] = []
+
     async def ask(model: str) -> float:
         body = {
             "model": model,
@@ -102,10 +107,11 @@ async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:
         if response.code != 200:
             raise RuntimeError(f"{model}: {response.code} {await response.text()}")
         await response.content()
+        ends.append(reactor.seconds())
         return first
 
     rows: dict[str, list[float]] = {
-        k: [] for k in ("first byte", "stop", "spawn", "boot", "detect", "relay")
+        k: [] for k in ("whole", "first byte", "route", "stop", "to spawn", "spawn", "boot", "detect", "relay")
     }
     try:
         await ask("alpha")  # warm-up: the first start has nothing to stop
@@ -117,7 +123,10 @@ async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:
             first = await ask(model)
             e, p = events[model], events[previous]
             rows["first byte"].append(first - sent)
-            rows["stop"].append(p["stopped"] - sent)
+            rows["whole"].append(ends[-1] - sent)
+            rows["route"].append(p["stopping"] - sent)
+            rows["stop"].append(p["stopped"] - p["stopping"])
+            rows["to spawn"].append(e["starting"] - p["stopped"])
             rows["spawn"].append(e["exec"] - e["starting"])
             rows["boot"].append(e["listening"] - e["exec"])
             rows["detect"].append(e["ready"] - e["listening"])
@@ -131,6 +140,7 @@ async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:
     print(f"{swaps} swaps between two real llama-server models "
           f"({os.cpu_count()} CPUs, proxy {proxy})")
     print(f"  llama-server: {binary}")
+    print(f"  starts through a standby launcher: {app.launchers.used} of {swaps}")
     for name, values in rows.items():
         note = "  (llama-server's own; not ours)" if name == "boot" else ""
         print(f"  {name:<11} {percentiles(values)}{note}")

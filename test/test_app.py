@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from llamaswap.app import LlamaSwap
 from llamaswap.config.load import loadConfigText
 from llamaswap.config.model import Config
+from llamaswap.upstream.lifecycle import State
 from llamaswap.web.client import poolKey
 from llamaswap.web.site import buildSite
 
@@ -36,7 +37,8 @@ class SwapTests(TestCase):
     async def test_swap(self) -> None:
         """
         Asking for A then B starts A, then stops A (its process is gone)
-        and starts B; aliases and C{useModelName} reach the upstream.
+        and starts B (through the launcher started in advance after A's
+        start); aliases and C{useModelName} reach the upstream.
         """
         running = await startLlamaSwap(self, demoMacros() + """
 models:
@@ -58,12 +60,14 @@ models:
         self.assertFalse(os.path.exists(f"/proc/{pidA}/cmdline") and
                          b"llamaswap.demo" in open(f"/proc/{pidA}/cmdline", "rb").read())
         self.assertEqual([m for m, _ in running.app.router.running()], ["b"])
+        self.assertEqual(running.app.launchers.used, 1)
 
     async def test_idleConnectionsClosedOnStop(self) -> None:
         """
         The upstream pool keeps as many idle connections per server as a
-        model admits requests (at least 64); when a model's process stops,
-        the idle connections to it are closed.
+        model admits requests (at least 64); when a model's process is
+        told to stop, the idle connections to it are closed (and again
+        once it is gone).
         """
         running = await startLlamaSwap(self, demoMacros() + """
 models:
@@ -86,8 +90,13 @@ models:
         proxy = running.app.supervisors["a"].spec.proxy
         self.assertTrue(agent.pool._connections.get(poolKey(proxy)))
         self.assertEqual(closed, [])
+        stopping: list[bool] = []
+        running.app.supervisors["a"].addStateObserver(
+            lambda model, old, new: stopping.append(bool(closed)) if new is State.STOPPING else None
+        )
         await running.app.router.unload(["a"])
-        self.assertEqual(closed, [proxy])
+        self.assertEqual(stopping, [True])
+        self.assertEqual(closed, [proxy, proxy])
         self.assertFalse(agent.pool._connections.get(poolKey(proxy)))
 
     async def test_unknownModel(self) -> None:

@@ -27,13 +27,19 @@ On Linux the launcher stays the upstream's parent (I{keeper} mode):
     and the process group are;
  4. it then waits, forwarding the graceful signals it receives
     (C{SIGTERM}, C{SIGINT}, C{SIGHUP}, C{SIGQUIT}) to the server's process
-    group I{and} to every descendant that left that group, and treating
+    group I{and} to every descendant that left that group (found by
+    walking the tree down through C{/proc/PID/task/TID/children}, which
+    costs what the tree has, not what the machine runs; descendants the
+    walk missed because the server exited under it get the signal once
+    the server is gone), and treating
     L{KILL_ALL} (llamaswap died, or asked for the C{SIGKILL} escalation) as
     C{SIGKILL} for the whole tree;
  5. when the server exits, the rest of the tree is killed at once with
     C{SIGKILL} - unless a graceful signal was forwarded, in which case the
     remaining processes get until the next L{KILL_ALL} to finish (the
-    supervisor's stop timeout) - and reaped, bounded by L{SWEEP_TIMEOUT};
+    supervisor's stop timeout) - and reaped, bounded by L{SWEEP_TIMEOUT}
+    (when the launcher has no child left at all, nothing is left: orphans
+    are re-parented to it, so it exits at once without scanning C{/proc});
  6. it exits with the server's status: the same exit code, or killed by the
     same signal (re-raised on itself, core dumps disabled), so llamaswap
     reports the server's status, not the launcher's.
@@ -44,6 +50,15 @@ kill processes the server left behind.
 
 Without parent-death signals (not Linux) it falls back to I{exec} mode: it
 C{setsid()}s, reports its own PID and C{exec}s the command in place.
+
+I{Standby} (C{_launcher.py PARENT_PID [--report-fd=N] --standby}): steps 1
+happen at once, then the launcher waits for its command on stdin -
+L{encodeCommand}'s bytes, up to end of file - and goes on with step 2 in
+the given directory and environment.  llamaswap starts one ahead of need,
+so a model's start does not wait for an interpreter to start (about 10 ms
+here, most of a swap's own cost).  End of file with nothing read
+(llamaswap closed it, or died) ends it quietly; a malformed command ends
+it with status 2.
 """
 
 import _signal as signal  # the C module: no enum import at start-up
@@ -113,10 +128,71 @@ def _parentsAndGroups() -> dict:
     return table
 
 
+def _childrenOf(pid: int) -> list:
+    """
+    The children of C{pid}, from each of its threads' C{children} file (a
+    child belongs to the thread that forked it).
+    """
+    base = "%s/%d/task" % (_PROC, pid)
+    try:
+        tasks = os.listdir(base)
+    except OSError:
+        return []
+    found = []
+    for tid in tasks:
+        try:
+            with open("%s/%s/children" % (base, tid), "rb") as f:
+                found.extend(int(child) for child in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _groupAndZombie(pid: int):
+    """
+    C{(pgrp, zombie)} of C{pid}, or C{None} if it is gone.
+    """
+    try:
+        with open("%s/%d/stat" % (_PROC, pid), "rb") as f:
+            raw = f.read()
+        fields = raw[raw.rindex(b")") + 2 :].split()
+        return int(fields[2]), fields[0] in (b"Z", b"X")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _haveChildrenFiles() -> bool:
+    pid = os.getpid()
+    return os.path.exists("%s/%d/task/%d/children" % (_PROC, pid, pid))
+
+
 def descendants(root: int) -> list:
     """
-    The live (non-zombie) descendants of C{root}, found through C{ppid}
-    links, with their process groups: C{[(pid, pgrp)]}.
+    The live (non-zombie) descendants of C{root} with their process
+    groups: C{[(pid, pgrp)]}.  Walks the tree down through C{/proc}'s
+    C{children} files (cost grows with the tree, not with every process
+    on the machine); without them, through every process's C{ppid}.
+    """
+    if not _CHILDREN_FILES:
+        return scanDescendants(root)
+    found = []
+    todo = _childrenOf(root)
+    while todo:
+        pid = todo.pop()
+        children = _childrenOf(pid)
+        state = _groupAndZombie(pid)
+        if state is None or state[1]:
+            # It exited while we looked: its children may have moved up
+            # the tree between the two reads; take the slow, whole view.
+            return scanDescendants(root)
+        found.append((pid, state[0]))
+        todo.extend(children)
+    return found
+
+
+def scanDescendants(root: int) -> list:
+    """
+    L{descendants} through every process's C{ppid} link.
     """
     table = _parentsAndGroups()
     children: dict = {}
@@ -133,6 +209,9 @@ def descendants(root: int) -> list:
     return found
 
 
+_CHILDREN_FILES = _haveChildrenFiles()
+
+
 def _kill(pid: int, sig: int, group: bool = False) -> bool:
     try:
         if group:
@@ -144,16 +223,21 @@ def _kill(pid: int, sig: int, group: bool = False) -> bool:
         return False
 
 
-def signalTree(server: int, sig: int) -> None:
+def signalTree(server: int, sig: int) -> set:
     """
     Send C{sig} to the server's process group and to each of our
     descendants outside it (once each).
+
+    @return: the descendants found (signalled with the group or alone).
     """
     if not _kill(server, sig, group=True):
         _kill(server, sig)
+    found = set()
     for pid, pgrp in descendants(os.getpid()):
+        found.add(pid)
         if pgrp != server:
             _kill(pid, sig)
+    return found
 
 
 class Keeper:
@@ -166,6 +250,8 @@ class Keeper:
         self.server = server
         self.status = None
         self.graceful = False
+        self.forwarded = None
+        self.signalled: set = set()
         self.killing = False
         self.killed: set = set()
 
@@ -208,19 +294,24 @@ class Keeper:
             self.killAll()
         elif self.status is None:
             self.graceful = True
-            signalTree(self.server, signo)
+            self.forwarded = signo
+            self.signalled |= signalTree(self.server, signo)
         else:
             for pid, _ in descendants(os.getpid()):
                 _kill(pid, signo)
 
-    def run(self) -> int:
+    def sweep(self) -> None:
         """
-        Wait for the server, then for (or kill) the rest of the tree.
-
-        @return: the server's wait status.
+        The server is gone but not the rest of its tree: after a graceful
+        stop wait for it until L{KILL_ALL}; then kill and reap it, within
+        L{SWEEP_TIMEOUT}.
         """
-        while self.status is None:
-            self.handle(signal.sigwaitinfo(_HANDLED).si_signo)
+        if self.graceful and not self.killing:
+            # What the graceful signal missed (it moved up to us while the
+            # tree was walked) gets it now.
+            for pid, _ in descendants(os.getpid()):
+                if pid not in self.signalled:
+                    _kill(pid, self.forwarded)
         while self.graceful and not self.killing and descendants(os.getpid()):
             # A graceful stop: what is left may finish, until KILL_ALL.
             self.handle(signal.sigwaitinfo(_HANDLED).si_signo)
@@ -234,6 +325,19 @@ class Keeper:
                 _say("gave up waiting for %s" % (sorted(p for p, _ in descendants(os.getpid())),))
                 break
             signal.sigtimedwait(_HANDLED, min(remaining, 0.05))
+
+    def run(self) -> int:
+        """
+        Wait for the server, then for (or kill) the rest of the tree.
+
+        @return: the server's wait status.
+        """
+        while self.status is None:
+            self.handle(signal.sigwaitinfo(_HANDLED).si_signo)
+        # With no child at all nothing is left of the tree: as a subreaper
+        # we inherit every orphan (the usual case: no /proc scan).
+        if self.reap():
+            self.sweep()
         if self.killed:
             _say(
                 "killed %d process(es) the upstream left behind: %s"
@@ -268,16 +372,75 @@ def exitLike(status: int) -> None:
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 
-def _execCommand(command: list) -> None:
+def encodeCommand(argv: list, env: dict, cwd) -> bytes:
     """
-    In the process that becomes the server: C{exec} C{command}.  Returns
-    only if that failed, after saying why on stderr.
+    What a standby launcher reads on stdin: NUL-terminated fields (the
+    argument count, the arguments, the environment's size, C{NAME=value}
+    entries, the working directory or an empty field for none).
+    """
+    fields = [str(len(argv)), *argv, str(len(env))]
+    fields.extend("%s=%s" % item for item in env.items())
+    fields.append(cwd or "")
+    return b"".join(os.fsencode(f) + b"\0" for f in fields)
+
+
+def decodeCommand(data: bytes):
+    """
+    C{(argv, env, cwd)} from L{encodeCommand}'s bytes, or C{None} if they
+    are not well formed (or empty).
+    """
+    fields = [os.fsdecode(f) for f in data.split(b"\0")]
+    try:
+        count = int(fields[0])
+        argv = fields[1 : 1 + count]
+        envCount = int(fields[1 + count])
+        entries = fields[2 + count : 2 + count + envCount]
+        cwd = fields[2 + count + envCount]
+        if fields[3 + count + envCount :] != [""] or len(argv) != count or not argv:
+            return None
+    except (ValueError, IndexError):
+        return None
+    env = {}
+    for entry in entries:
+        name, _, value = entry.partition("=")
+        env[name] = value
+    return argv, env, cwd or None
+
+
+def _readCommand(fd: int = 0) -> bytes:
+    """
+    Read a standby's command from C{fd} up to end of file.
+    """
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _execCommand(command: list, env=None, cwd=None) -> None:
+    """
+    In the process that becomes the server: C{exec} C{command} (in C{cwd},
+    with C{env}, when given).  Returns only if that failed, after saying
+    why on stderr.
     """
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     try:
-        os.execvp(command[0], command)
+        if cwd is not None:
+            os.chdir(cwd)
+        if env is None:
+            os.execvp(command[0], command)
+        else:
+            os.execvpe(command[0], command, env)
     except OSError as e:
         sys.stderr.write("failed to start command '%s': %s\n" % (" ".join(command), e))
         sys.stderr.flush()
@@ -296,7 +459,9 @@ def _report(fd: int | None, pid: int) -> None:
         pass
 
 
-def _startServer(command: list, keeper: int, reportFD: int | None) -> tuple:
+def _startServer(
+    command: list, keeper: int, reportFD: int | None, env=None, cwd=None
+) -> tuple:
     """
     Fork the server and wait until it has C{exec}'d.
 
@@ -314,7 +479,7 @@ def _startServer(command: list, keeper: int, reportFD: int | None) -> tuple:
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != keeper:
                 os._exit(1)
-            _execCommand(command)
+            _execCommand(command, env, cwd)
             os.write(failed, b"x")
         finally:
             os._exit(127)
@@ -329,10 +494,11 @@ def _startServer(command: list, keeper: int, reportFD: int | None) -> tuple:
 
 def _parseArgs(argv: list):
     """
-    C{(parentPid, reportFD, command)}, or C{None} for a usage error.
+    C{(parentPid, reportFD, command)} (C{command} is C{None} for a
+    standby), or C{None} for a usage error.
     """
     args = argv[1:]
-    if len(args) < 3:
+    if len(args) < 2:
         return None
     try:
         parent = int(args.pop(0))
@@ -344,6 +510,8 @@ def _parseArgs(argv: list):
             reportFD = int(args.pop(0).split("=", 1)[1])
         except ValueError:
             return None
+    if args == ["--standby"]:
+        return parent, reportFD, None
     if len(args) < 2 or args[0] != "--":
         return None
     return parent, reportFD, args[1:]
@@ -355,9 +523,12 @@ def main(argv: list) -> int:
     """
     parsed = _parseArgs(argv)
     if parsed is None:
-        sys.stderr.write("usage: _launcher.py PARENT_PID [--report-fd=N] -- COMMAND [ARG...]\n")
+        sys.stderr.write(
+            "usage: _launcher.py PARENT_PID [--report-fd=N] (-- COMMAND [ARG...] | --standby)\n"
+        )
         return 2
     parent, reportFD, command = parsed
+    env = cwd = None
     signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
     try:
         os.setsid()
@@ -368,14 +539,26 @@ def main(argv: list) -> int:
     if armed and parent > 0 and os.getppid() != parent:
         sys.stderr.write("llamaswap launcher: parent %d is gone; not starting\n" % (parent,))
         return 1
-    if not armed or not hasattr(signal, "sigwaitinfo"):
+    keeper = armed and hasattr(signal, "sigwaitinfo")
+    if keeper:
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    if command is None:
+        data = _readCommand()
+        if not data:
+            # Closed without a command: not needed after all.
+            return 0
+        standing = decodeCommand(data)
+        if standing is None:
+            sys.stderr.write("llamaswap launcher: malformed command on stdin\n")
+            return 2
+        command, env, cwd = standing
+    if not keeper:
         # No way to learn of llamaswap's death: run the command in place.
         _report(reportFD, os.getpid())
-        _execCommand(command)
+        _execCommand(command, env, cwd)
         return 127
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
     try:
-        server, failed = _startServer(command, os.getpid(), reportFD)
+        server, failed = _startServer(command, os.getpid(), reportFD, env, cwd)
     except OSError as e:
         sys.stderr.write("failed to start command '%s': %s\n" % (" ".join(command), e))
         return 127

@@ -3,10 +3,17 @@
 Readiness probing: C{GET <proxy><checkEndpoint>} until it answers 200.
 
 The first probe goes out at once, then the delay between probes backs off
-from 20 ms to at most 250 ms (L{backoffDelays}).  Each probe has its own
-timeout, so a hanging health endpoint cannot stall the loop.  Only status
-200 counts.  The overall deadline (C{healthCheckTimeout}) belongs to the
-lifecycle, which cancels the watch.
+from 10 ms to at most 40 ms (L{backoffDelays}), so an upstream that prints
+nothing when it becomes ready is still noticed within about 40 ms.  Each
+probe has its own timeout, so a hanging health endpoint cannot stall the
+loop.  Only status 200 counts.  The overall deadline
+(C{healthCheckTimeout}) belongs to the lifecycle, which cancels the watch.
+
+The prober I{learns} how long each URL took to become ready the last time
+and probes every L{DENSE_DELAY} around that moment (L{denseWindow}), so a
+model that loads in the same time as before is noticed within a few
+milliseconds even when it is silent; the rest of the wait keeps the
+back-off.
 
 The shell also I{nudges} a watch whenever the child prints a line (except
 lines naming the health path: those are the server logging our own probes):
@@ -32,11 +39,13 @@ from twisted.web.iweb import IAgent, IResponse
 
 from ..httperrors import describeFailure
 
-FIRST_DELAY = 0.02
+FIRST_DELAY = 0.01
 FACTOR = 1.5
-MAX_DELAY = 0.25
-NUDGE_GAP = 0.01
+MAX_DELAY = 0.04
+NUDGE_GAP = 0.002
 PROBE_TIMEOUT = 5.0
+#: The delay between probes around the learned time to readiness.
+DENSE_DELAY = 0.005
 
 
 def backoffDelays(
@@ -50,6 +59,15 @@ def backoffDelays(
     while True:
         yield min(delay, cap)
         delay = min(delay * factor, cap)
+
+
+def denseWindow(expected: float) -> tuple[float, float]:
+    """
+    When, counted from the watch's start, to probe every L{DENSE_DELAY}
+    for an upstream that took C{expected} seconds to become ready last
+    time: from 80 % of it (less 20 ms) to 120 % (plus 50 ms).
+    """
+    return max(0.0, 0.8 * expected - 0.02), 1.2 * expected + 0.05
 
 
 def healthURL(proxy: str, checkEndpoint: str) -> str:
@@ -118,8 +136,15 @@ class ProbeLoop:
         probeTimeout: float = PROBE_TIMEOUT,
         delays: Callable[[], Iterator[float]] = backoffDelays,
         nudgeGap: float = NUDGE_GAP,
+        expected: float | None = None,
     ) -> None:
+        """
+        @param expected: how long the upstream took to become ready last
+            time, if known: probes are dense in its L{denseWindow}.
+        """
         self._clock = clock
+        self.started = clock.seconds()
+        self._window = denseWindow(expected) if expected is not None else None
         self._probeOnce = probeOnce
         self._probeTimeout = probeTimeout
         self._makeDelays = delays
@@ -205,15 +230,32 @@ class ProbeLoop:
             self._nudged = False
             self._probeSoon()
         else:
-            self._timer = self._clock.callLater(next(self._delays), self._probe)
+            self._timer = self._clock.callLater(self._nextDelay(), self._probe)
         return None
+
+    def _nextDelay(self) -> float:
+        """
+        The back-off's next delay, shortened to reach or stay in the dense
+        window around the expected time to readiness.
+        """
+        delay = next(self._delays)
+        if self._window is None:
+            return delay
+        elapsed = self._clock.seconds() - self.started
+        low, high = self._window
+        if elapsed < low:
+            return min(delay, low - elapsed)
+        if elapsed < high:
+            return min(delay, DENSE_DELAY)
+        return delay
 
 
 class HTTPHealthProber:
     """
     A L{HealthProber} that C{GET}s the URL with an L{IAgent}; only status
     200 is healthy.  Each probe reads (and discards) the body so a pooled
-    connection can be reused, within C{probeTimeout} seconds.
+    connection can be reused, within C{probeTimeout} seconds.  It remembers
+    how long each URL took to become ready, for the next watch of it.
     """
 
     def __init__(
@@ -225,6 +267,7 @@ class HTTPHealthProber:
         self._agent = agent
         self._clock = clock
         self._probeTimeout = probeTimeout
+        self.learned: dict[str, float] = {}
 
     def probeOnce(self, url: str) -> Deferred[bool]:
         """
@@ -256,6 +299,16 @@ class HTTPHealthProber:
         """
         Probe C{url} until healthy.
         """
-        return ProbeLoop(
-            self._clock, lambda: self.probeOnce(url), probeTimeout=self._probeTimeout
+        loop = ProbeLoop(
+            self._clock,
+            lambda: self.probeOnce(url),
+            probeTimeout=self._probeTimeout,
+            expected=self.learned.get(url),
         )
+
+        def learn(result: None) -> None:
+            self.learned[url] = self._clock.seconds() - loop.started
+            return result
+
+        loop.ready.addCallback(learn)
+        return loop

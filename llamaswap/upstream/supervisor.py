@@ -18,7 +18,12 @@ from typing import Callable, Protocol
 from urllib.parse import urlsplit
 
 from twisted.internet.defer import CancelledError, Deferred, fail
-from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IProcessTransport,
+    IReactorProcess,
+    IReactorTime,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IAgent
@@ -84,6 +89,7 @@ from .process import (
 from .spec import UpstreamSpec
 
 StateObserver = Callable[[str, State, State], None]
+Spawner = Callable[..., IProcessTransport]
 OutputObserver = Callable[[str, str, str], None]
 
 #: Grace before SIGKILL when a start fails (health-check timeout).
@@ -176,6 +182,7 @@ class Supervisor:
         parentPid: int | None = None,
         abortGrace: float = ABORT_GRACE,
         hooks: LifecycleHooks | None = None,
+        spawner: Spawner = spawnUpstream,
     ) -> None:
         """
         @param spec: what to run.
@@ -197,6 +204,9 @@ class Supervisor:
         @param abortGrace: grace before C{SIGKILL} after a failed start.
         @param hooks: work run after readiness and before a stop; its
             failures are logged and never block the lifecycle.
+        @param spawner: starts the child, with L{spawnUpstream}'s arguments
+            (L{llamaswap.upstream.standby.StandbyLaunchers.spawn} starts it
+            through a launcher started in advance).
         """
         self.spec = spec
         self.modelID = spec.modelID
@@ -212,6 +222,7 @@ class Supervisor:
         self._launcherSignaller = launcherSignaller
         self._environ = environ
         self._parentPid = parentPid
+        self._spawner = spawner
         self._machine = Lifecycle(
             healthCheckTimeout=spec.healthCheckTimeout,
             unloadTimeout=spec.unloadTimeout,
@@ -417,7 +428,7 @@ class Supervisor:
         )
         try:
             env = buildEnvironment(self.spec.env, self._environ)
-            transport = spawnUpstream(
+            transport = self._spawner(
                 self._processReactor, protocol, argv, env, self.spec.cwd, self._parentPid
             )
         except Exception as e:

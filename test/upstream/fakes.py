@@ -50,6 +50,7 @@ class FakeProcessTransport:
         self.usePTY = usePTY
         self.childFDs = childFDs
         self.stdinClosed = False
+        self.written = b""
         self.lostConnection = False
         self.signals: list[str] = []
         self.exited = False
@@ -85,8 +86,9 @@ class FakeProcessTransport:
 
     def write(self, data: bytes) -> None:
         """
-        Nothing to do.
+        Remember what was written to the child's stdin.
         """
+        self.written += data
 
     def writeSequence(self, data: Any) -> None:
         """

@@ -19,6 +19,7 @@ from llamaswap.upstream.health import (
     HTTPHealthProber,
     ProbeLoop,
     backoffDelays,
+    denseWindow,
     healthURL,
 )
 
@@ -30,14 +31,24 @@ class ScheduleTests(SynchronousTestCase):
 
     def test_backoff(self) -> None:
         """
-        Delays start at 20 ms, grow by half each time and stop at 250 ms.
+        Delays start at 10 ms, grow by half each time and stop at 40 ms.
         """
         delays = list(islice(backoffDelays(), 10))
-        self.assertEqual(delays[0], 0.02)
-        self.assertAlmostEqual(delays[1], 0.03)
-        self.assertAlmostEqual(delays[2], 0.045)
-        self.assertEqual(delays[-1], 0.25)
+        self.assertEqual(delays[0], 0.01)
+        self.assertAlmostEqual(delays[1], 0.015)
+        self.assertAlmostEqual(delays[2], 0.0225)
+        self.assertEqual(delays[-1], 0.04)
         self.assertEqual(delays, sorted(delays))
+
+    def test_denseWindow(self) -> None:
+        """
+        The dense window runs from 80 % of the expected time (less 20 ms,
+        not before the start) to 120 % of it plus 50 ms.
+        """
+        low, high = denseWindow(1.0)
+        self.assertAlmostEqual(low, 0.78)
+        self.assertAlmostEqual(high, 1.25)
+        self.assertEqual(denseWindow(0.01)[0], 0.0)
 
     def test_healthURL(self) -> None:
         """
@@ -96,7 +107,7 @@ class ProbeLoopTests(SynchronousTestCase):
 
     def test_schedule(self) -> None:
         """
-        Failed probes are retried after 20, 30, 45 ... ms, capped at 250 ms;
+        Failed probes are retried after 10, 15, 22.5 ... ms, capped at 40 ms;
         a success ends the loop.
         """
         clock = Clock()
@@ -105,31 +116,56 @@ class ProbeLoopTests(SynchronousTestCase):
         while clock.getDelayedCalls():
             clock.advance(clock.getDelayedCalls()[0].getTime() - clock.seconds())
         self.successResultOf(loop.ready)
-        gaps = [round(b - a, 3) for a, b in zip(probes.starts, probes.starts[1:])]
-        self.assertEqual(gaps[:3], [0.02, 0.03, 0.045])
-        self.assertTrue(all(g <= 0.25 for g in gaps))
+        gaps = [round(b - a, 4) for a, b in zip(probes.starts, probes.starts[1:])]
+        self.assertEqual(gaps[:3], [0.01, 0.015, 0.0225])
+        self.assertEqual(gaps[-1], 0.04)
+        self.assertTrue(all(g <= 0.04 for g in gaps))
         self.assertEqual(len(probes.starts), 10)
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def readyAfter(self, readyAt: float, expected: float | None = None) -> tuple[float, int]:
+        """
+        Run a loop against a server healthy from C{readyAt} on, without
+        nudges; return how late it noticed and how many probes it sent.
+        """
+        clock = Clock()
+        starts: list[float] = []
+
+        def probe() -> Deferred[bool]:
+            starts.append(clock.seconds())
+            return succeed(clock.seconds() >= readyAt)
+
+        loop = ProbeLoop(clock, probe, expected=expected)
+        while not loop.ready.called:
+            clock.advance(0.0005)
+        return clock.seconds() - readyAt, len(starts)
+
     def test_readinessNoticedQuickly(self) -> None:
         """
-        A server that becomes healthy in the first 50 ms is noticed within
-        30 ms, and at any later time within 250 ms (plus the probe's own
-        time), without nudges.
+        A server that becomes healthy at any time is noticed within 40 ms
+        (plus the probe's own time) without nudges, within 15 ms in the
+        first 25 ms.
         """
-        for readyAt in [0.001 * i for i in range(0, 2000, 7)]:
-            clock = Clock()
-            starts: list[float] = []
+        for readyAt in [0.001 * i for i in range(0, 3000, 7)]:
+            late, _ = self.readyAfter(readyAt)
+            bound = 0.0155 if readyAt < 0.025 else 0.0405
+            self.assertLessEqual(late, bound, readyAt)
 
-            def probe() -> Deferred[bool]:
-                starts.append(clock.seconds())
-                return succeed(clock.seconds() >= readyAt)
-
-            loop = ProbeLoop(clock, probe)
-            while not loop.ready.called:
-                clock.advance(0.001)
-            bound = 0.0305 if readyAt < 0.05 else 0.2505
-            self.assertLessEqual(clock.seconds() - readyAt, bound, readyAt)
+    def test_expectedReadiness(self) -> None:
+        """
+        Told when the server became ready last time, the loop probes every
+        5 ms around that time: one that takes as long (or up to a fifth
+        longer or shorter) is noticed within 5 ms, for few more probes;
+        outside the window the back-off still bounds the delay.
+        """
+        for readyAt in [0.8, 1.0, 1.2]:
+            late, probes = self.readyAfter(readyAt, expected=1.0)
+            self.assertLessEqual(late, 0.0055, readyAt)
+            _, plain = self.readyAfter(readyAt)
+            self.assertLessEqual(probes, plain + 100)
+        for readyAt in [0.1, 3.0]:
+            late, _ = self.readyAfter(readyAt, expected=1.0)
+            self.assertLessEqual(late, 0.0405, readyAt)
 
     def test_probeTimeout(self) -> None:
         """
@@ -143,9 +179,9 @@ class ProbeLoopTests(SynchronousTestCase):
         self.assertNoResult(loop.ready)
         clock.advance(0.1)
         self.assertTrue(probes.pending[0].called)
-        clock.advance(0.02)
+        clock.advance(0.01)
         self.successResultOf(loop.ready)
-        self.assertEqual(probes.starts, [0.0, 2.02])
+        self.assertEqual(probes.starts, [0.0, 2.01])
 
     def test_cancel(self) -> None:
         """
@@ -180,10 +216,10 @@ class ProbeLoopTests(SynchronousTestCase):
         loop = ProbeLoop(clock, probes)
         clock.pump([0.25] * 8)
         count = len(probes.starts)
-        clock.advance(0.1)
+        clock.advance(0.03)
         loop.nudge()
         self.assertEqual(len(probes.starts), count + 1)
-        clock.advance(0.02)
+        clock.advance(0.01)
         self.assertEqual(len(probes.starts), count + 2)
 
     def test_nudgeSoonAfterRecentProbe(self) -> None:
@@ -293,3 +329,28 @@ class HTTPProberTests(SynchronousTestCase):
         resource.code = 200
         clock.pump([0.05] * 4)
         self.successResultOf(watch.ready)
+
+    def test_learnsTimeToReady(self) -> None:
+        """
+        The prober remembers how long each URL took to become ready and
+        gives the next watch of it that expectation.
+        """
+        resource = Status(503)
+        clock = Clock()
+        prober = HTTPHealthProber(RequestTraversalAgent(resource), clock)
+        watch = prober.watch("http://127.0.0.1:1/health")
+        clock.advance(1.0)
+        resource.code = 200
+        while not watch.ready.called:
+            clock.advance(0.001)
+        self.assertAlmostEqual(prober.learned["http://127.0.0.1:1/health"], clock.seconds(), 3)
+        self.assertGreaterEqual(prober.learned["http://127.0.0.1:1/health"], 1.0)
+        # Next time: dense probing from 0.78 s on finds 200 within 5 ms.
+        resource.code = 503
+        start = clock.seconds()
+        again = prober.watch("http://127.0.0.1:1/health")
+        clock.advance(0.95)
+        resource.code = 200
+        while not again.ready.called:
+            clock.advance(0.0005)
+        self.assertLessEqual(clock.seconds() - start - 0.95, 0.0055)

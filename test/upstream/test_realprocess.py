@@ -546,6 +546,51 @@ class LauncherTests(SynchronousTestCase):
         self.assertIn("parent 1 is gone", result.stderr)
 
 
+class DescendantsTests(TestCase):
+    """
+    The launcher's tree walk, on a real tree.
+    """
+
+    timeout = 30
+
+    async def test_matchesFullScan(self) -> None:
+        """
+        Walking C{children} files finds what a scan of every process finds:
+        a child forked by another (still running) thread, a grandchild in
+        its own session, each with its process group.
+        """
+        from llamaswap.upstream import _launcher
+
+        script = (
+            "import subprocess, threading, sys\n"
+            "subprocess.Popen(['sh', '-c', 'setsid sleep 30 & sleep 30'])\n"
+            "forked = threading.Event()\n"
+            "def fork():\n"
+            "    subprocess.Popen(['sleep', '30']); forked.set(); threading.Event().wait()\n"
+            "threading.Thread(target=fork, daemon=True).start()\n"
+            "forked.wait(); print('ok', flush=True); sys.stdin.read()\n"
+        )
+        protocol = _HelperProtocol()
+        helper = reactor.spawnProcess(
+            protocol, sys.executable, [sys.executable, "-c", script], env=dict(os.environ)
+        )
+
+        async def cleanUp() -> None:
+            killQuietly([pid for pid, _ in _launcher.scanDescendants(helper.pid)])
+            helper.closeStdin()
+            await protocol.ended
+
+        self.addCleanup(lambda: Deferred.fromCoroutine(cleanUp()))
+        await until(lambda: "ok" in protocol.lines, 10, "the helper's children")
+        await until(
+            lambda: len(_launcher.scanDescendants(helper.pid)) == 4, 10, "the whole tree"
+        )
+        walked = sorted(_launcher.descendants(helper.pid))
+        self.assertEqual(walked, sorted(_launcher.scanDescendants(helper.pid)))
+        self.assertEqual(len(walked), 4, walked)
+        self.assertEqual(len({pgrp for _, pgrp in walked}), 2, walked)
+
+
 class _LauncherProtocol(ProcessProtocol):
     """
     Collects the launcher's stdout and stderr lines and its report; C{ended}
@@ -577,20 +622,28 @@ class KeeperTests(TestCase):
 
     timeout = 60
 
-    def launch(self, script: str) -> tuple[_LauncherProtocol, int]:
+    def spawnCommand(self, argv: list[str]) -> tuple[_LauncherProtocol, Any]:
         """
-        Run C{sh -c script} through the launcher; return its protocol and
-        PID.  Whatever is left is killed after the test.
+        Run C{argv} through the launcher as llamaswap does; return its
+        protocol and transport.
         """
         protocol = _LauncherProtocol()
         transport = reactor.spawnProcess(
             protocol,
             sys.executable,
-            launcherArgv(["sh", "-c", script]),
+            launcherArgv(argv),
             env=dict(os.environ),
             childFDs=dict(CHILD_FDS),
         )
         transport.closeStdin()
+        return protocol, transport
+
+    def launch(self, script: str) -> tuple[_LauncherProtocol, int]:
+        """
+        Run C{sh -c script} through the launcher; return its protocol and
+        PID.  Whatever is left is killed after the test.
+        """
+        protocol, transport = self.spawnCommand(["sh", "-c", script])
         self.addCleanup(
             lambda: Deferred.fromCoroutine(self._killLeftovers(protocol, transport.pid))
         )
@@ -657,14 +710,7 @@ class KeeperTests(TestCase):
         A command that cannot be run: status 127, the OS error on stderr,
         nothing reported.
         """
-        protocol = _LauncherProtocol()
-        reactor.spawnProcess(
-            protocol,
-            sys.executable,
-            launcherArgv(["/nonexistent/server", "-x"]),
-            env=dict(os.environ),
-            childFDs=dict(CHILD_FDS),
-        )
+        protocol, _ = self.spawnCommand(["/nonexistent/server", "-x"])
         reason = await protocol.ended
         self.assertEqual(reason.exitCode, 127)
         self.assertIn(
@@ -712,6 +758,22 @@ class KeeperTests(TestCase):
         self.assertEqual(reason.signal, signal.SIGTERM)
         self.assertTrue(processGone(escaped))
         self.assertIn(f"left behind: {escaped}", protocol.data[2].decode())
+
+    async def test_killAllWhileRunning(self) -> None:
+        """
+        The kill-all signal while the server runs kills the whole tree at
+        once, and the launcher names what it killed.
+        """
+        protocol, launcher = self.launch(
+            "setsid sh -c 'trap \"\" TERM; echo escaped $$; while :; do sleep 0.05; done' &"
+            " sleep 30"
+        )
+        escaped = int((await self.lineStarting(protocol, "escaped "))[1])
+        os.kill(launcher, LAUNCHER_KILL_ALL)
+        reason = await protocol.ended
+        self.assertEqual(reason.signal, signal.SIGKILL)
+        self.assertTrue(processGone(escaped))
+        self.assertIn(str(escaped), protocol.data[2].decode().split("left behind:")[1].split())
 
 
 def descendantsOf(pid: int) -> list[int]:
