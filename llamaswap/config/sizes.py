@@ -1,7 +1,8 @@
 # -*- test-case-name: test.config.test_sizes -*-
 """
 Byte sizes with units, as written in a configuration (C{24GiB},
-C{8000MB}, C{512}) and as shown to people (L{formatSize}).
+C{8000MB}, C{512}) and as shown to people (L{formatSize}); durations in
+seconds as written in a configuration or a request (L{parseSeconds}).
 
 Decimal units are powers of 1000 (C{KB}, C{MB}, C{GB}, C{TB}), binary
 ones powers of 1024 (C{KiB}, C{MiB}, C{GiB}, C{TiB}); a plain number is
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["formatSize", "parseSize"]
+__all__ = ["formatSize", "parseSeconds", "parseSize"]
 
 _UNITS = {
     "": 1,
@@ -81,3 +82,48 @@ def formatSize(size: int) -> str:
             return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+_DURATION_PART = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)")
+_DURATION_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+def parseSeconds(value: object) -> float:
+    """
+    C{value} in seconds: a number, a numeric string, or a Go/Ollama
+    duration such as C{"5m"}, C{"1h30m"} or C{"-1s"} (a sign applies to the
+    whole duration).
+
+    @raise ValueError: not a number or duration.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"must be seconds or a duration such as 5m, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"must be seconds or a duration such as 5m, got {value!r}")
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    sign = -1.0 if text.startswith("-") else 1.0
+    body = text.lstrip("+-")
+    total = 0.0
+    position = 0
+    for match in _DURATION_PART.finditer(body):
+        if match.start() != position:
+            break
+        total += float(match[1]) * _DURATION_SECONDS[match[2]]
+        position = match.end()
+    if not body or position != len(body):
+        raise ValueError(f"must be seconds or a duration such as 5m, got {value!r}")
+    return sign * total

@@ -34,6 +34,7 @@ from typing import Collection, Mapping, Protocol, Sequence, Union
 
 from attrs import frozen
 
+from ..config.devices import POOL
 from ..config.sizes import formatSize
 from ..httperrors import HTTPError
 from .groups import Evictor
@@ -54,8 +55,6 @@ __all__ = [
     "splitNeed",
 ]
 
-#: The device name of a budget given as one size.
-POOL = "memory"
 
 
 class ModelTooLarge(HTTPError):

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from llamaswap.config.sizes import formatSize, parseSize
+from llamaswap.config.sizes import formatSize, parseSeconds, parseSize
 
 
 class ParseSizeTests(SynchronousTestCase):
@@ -77,3 +77,32 @@ class FormatSizeTests(SynchronousTestCase):
         self.assertEqual(formatSize(1536), "1.5 KiB")
         self.assertEqual(formatSize(24 * 1024**3), "24.0 GiB")
         self.assertEqual(formatSize(3 * 1024**4), "3.0 TiB")
+
+
+class ParseSecondsTests(SynchronousTestCase):
+    """
+    L{parseSeconds} reads numbers and Go/Ollama durations.
+    """
+
+    def test_table(self) -> None:
+        cases = [
+            (0, 0.0),
+            (300, 300.0),
+            (-1, -1.0),
+            (2.5, 2.5),
+            ("300", 300.0),
+            ("-1", -1.0),
+            ("5m", 300.0),
+            ("1h30m", 5400.0),
+            ("1.5s", 1.5),
+            ("500ms", 0.5),
+            ("-5m", -300.0),
+            ("0s", 0.0),
+        ]
+        for value, expected in cases:
+            self.assertEqual(parseSeconds(value), expected, value)
+
+    def test_rejected(self) -> None:
+        for bad in ("", "m", "5x", "5m3", "five", None, True, [1], "1h 30m"):
+            with self.assertRaises(ValueError, msg=repr(bad)):
+                parseSeconds(bad)
