@@ -20,9 +20,17 @@ import re
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+from .discover import MODELS_DIR_KEYS
 from .errors import KeyPath, Location, PathPart, Problem, Problems, formatPath
 from .expanded import ExpandedTree
 from .goquote import goQuote
+from .memory import (
+    REQUEST_TTL_KEYS,
+    decodeBudget,
+    decodeDevices,
+    decodeModelMemory,
+    decodeRequestTTL,
+)
 from .model import (
     DEFAULT_GROUP_ID,
     DEFAULT_MAX_WAIT_FOR_SWAP,
@@ -70,11 +78,15 @@ GLOBAL_KEYS = frozenset(
         "logToStdout",
         "macros",
         "matrix",
+        "memoryBudget",
+        "memoryReserve",
         "metricsMaxInMemory",
         "models",
+        "modelsDir",
         "peers",
         "performance",
         "profiles",
+        "requestTTL",
         "routing",
         "selectors",
         "sendLoadingState",
@@ -95,10 +107,12 @@ MODEL_KEYS = frozenset(
         "compat",
         "concurrencyLimit",
         "description",
+        "devices",
         "env",
         "filters",
         "healthCheckTimeout",
         "macros",
+        "memory",
         "metadata",
         "name",
         "proxy",
@@ -168,6 +182,8 @@ KNOWN_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
         "ui.activity": UI_ACTIVITY_KEYS,
         "performance": PERFORMANCE_KEYS,
         "upstream": UPSTREAM_KEYS,
+        "requestTTL": REQUEST_TTL_KEYS,
+        "modelsDir": MODELS_DIR_KEYS,
     }
 )
 
@@ -906,6 +922,8 @@ class _Builder:
             legacyProfiles=FrozenDict(self.legacyProfiles),
             selectors=FrozenDict(selectors),
             upstream=upstream,
+            memory=decodeBudget(top.raw("memoryBudget"), top.raw("memoryReserve"), self.problems),
+            requestTTL=decodeRequestTTL(top.raw("requestTTL"), self.problems),
         )
         self.validatePeerNamespace(config)
         self.validateSelectors(config)
@@ -1119,6 +1137,8 @@ class _Builder:
             capabilities=capabilities,
             healthCheckTimeout=healthCheckTimeout,
             port=port,
+            memory=decodeModelMemory(m.raw("memory"), path + ("memory",), self.problems),
+            devices=decodeDevices(m.raw("devices"), path + ("devices",), self.problems),
         )
 
     def capabilities(self, modelID: str, c: _Section) -> Capabilities:
