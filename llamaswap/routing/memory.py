@@ -35,6 +35,7 @@ from typing import Collection, Mapping, Protocol, Sequence, Union
 from attrs import frozen
 
 from ..config.devices import POOL
+from ..config.model import DEFAULT_GROUP_ID, Config
 from ..config.sizes import formatSize
 from ..httperrors import HTTPError
 from .groups import Evictor
@@ -51,6 +52,7 @@ __all__ = [
     "Start",
     "UsageView",
     "Wait",
+    "memoryPolicyFor",
     "planMemory",
     "splitNeed",
 ]
@@ -322,3 +324,32 @@ class MemoryEvictor:
             f"memory: model={target} need={formatSize(need)} in use={formatSize(inUse)}"
             f" budget={formatSize(budget)} evict=[{evict}]"
         )
+
+
+def memoryPolicyFor(config: Config) -> MemoryPolicy | None:
+    """
+    The memory policy of C{config}, or L{None} without a budget.  The
+    models it covers are those in no explicit group (the automatic
+    C{(default)} group) or, with the matrix router, in no matrix set.
+    """
+    if not config.memory.budget:
+        return None
+    routing = config.routing
+    if routing.use == "matrix" and routing.matrix is not None:
+        inSets = frozenset().union(*(s.models for s in routing.matrix.sets))
+        covered = frozenset(m for m in config.models if m not in inSets)
+    else:
+        default = routing.groups.get(DEFAULT_GROUP_ID)
+        explicit = {
+            m for g in routing.groups.values() if g.id != DEFAULT_GROUP_ID for m in g.members
+        }
+        if default is not None:
+            covered = frozenset(default.members)
+        else:
+            covered = frozenset(m for m in config.models if m not in explicit)
+    return MemoryPolicy(
+        budget=config.memory.budget,
+        sizes={m: c.memoryNeed for m, c in config.models.items()},
+        devices={m: c.devices for m, c in config.models.items()},
+        covered=covered,
+    )

@@ -45,6 +45,7 @@ from attrs import define, field, frozen
 from ..config.model import DEFAULT_CONCURRENCY_LIMIT, Config
 from ..upstream.lifecycle import State
 from .groups import Evictor, evictorFor, profileEviction
+from .memory import MemoryEvictor, memoryPolicyFor
 
 __all__ = [
     "AbandonSwap",
@@ -120,8 +121,8 @@ class Reject:
     """
     Turn request C{requestID} away at admission.
 
-    @ivar status: 404 (unknown model), 429 (concurrency limit) or 503
-        (shutting down).
+    @ivar status: 404 (unknown model), 429 (concurrency limit), 503
+        (shutting down) or 507 (bigger than the whole memory budget).
     @ivar retryAfter: seconds for C{Retry-After} (429 only).
     """
 
@@ -286,6 +287,11 @@ class Scheduler:
         self._reserved = {m: 0 for m in self._limits}
         self._inFlight = {m: 0 for m in self._limits}
         self._held: frozenset[str] = frozenset()
+        self._uses = 0
+        self._lastUsed = {m: 0 for m in self._limits}
+        bindUsage = getattr(evictor, "bindUsage", None)
+        if bindUsage is not None:
+            bindUsage(self)
         self._nextSwapID = 1
         self._now = 0.0
         self._shuttingDown = False
@@ -303,12 +309,17 @@ class Scheduler:
         policy, priorities, C{maxWaitForSwap} and v1 profiles.
         """
         served = list(config.models if models is None else models)
+        if evictor is None:
+            evictor = evictorFor(config)
+            policy = memoryPolicyFor(config)
+            if policy is not None:
+                evictor = MemoryEvictor(evictor, policy)
         return cls(
             {
                 m: config.models[m].effectiveConcurrencyLimit if m in config.models else 0
                 for m in served
             },
-            evictor if evictor is not None else evictorFor(config),
+            evictor,
             priorities={m: config.routing.priorityOf(m) for m in served},
             maxWaitForSwap=config.routing.maxWaitForSwap,
             profiles=config.legacyProfiles,
@@ -348,6 +359,13 @@ class Scheduler:
         Requests of C{model} being served.
         """
         return self._inFlight[model]
+
+    def lastUsed(self, model: str) -> int:
+        """
+        When C{model} last started or finished serving a request, as a use
+        count (larger is more recent; 0: never).
+        """
+        return self._lastUsed.get(model, 0)
 
     def state(self, model: str) -> State:
         """
@@ -404,6 +422,10 @@ class Scheduler:
             return [Reject(requestID, 404, NO_LOCAL_SERVER)]
         if self._reserved[model] >= self._limits[model]:
             return [Reject(requestID, 429, TOO_MANY_REQUESTS, retryAfter=1)]
+        refusal = getattr(self._evictor, "refusal", None)
+        reason = refusal(model) if refusal is not None else None
+        if reason is not None:
+            return [Reject(requestID, 507, reason)]
         self._reserved[model] += 1
         request = _Request(requestID, model, profile, self._priorities.get(model, 0))
         self._requests[requestID] = request
@@ -610,10 +632,15 @@ class Scheduler:
         out.append(StartSwap(swap.swapID, model, tuple(sorted(evict)), reason))
         return True
 
+    def _touch(self, model: str) -> None:
+        self._uses += 1
+        self._lastUsed[model] = self._uses
+
     def _grant(self, request: _Request, out: list[Decision]) -> None:
         request.phase = Phase.SERVING
         request.swapID = None
         self._inFlight[request.model] += 1
+        self._touch(request.model)
         out.append(Grant(request.requestID, request.model, request.priority))
 
     def _enqueue(self, request: _Request) -> None:
@@ -676,6 +703,7 @@ class Scheduler:
     def _finishServing(self, request: _Request) -> list[Decision]:
         self._release(request)
         self._inFlight[request.model] -= 1
+        self._touch(request.model)
         out: list[Decision] = []
         if self._inFlight[request.model] == 0 and not self._shuttingDown:
             self._drain(out)

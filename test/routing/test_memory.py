@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from llamaswap.config.load import loadConfigText
 from llamaswap.routing.memory import (
     POOL,
     EvictThenStart,
@@ -20,9 +21,12 @@ from llamaswap.routing.memory import (
     Refuse,
     Start,
     Wait,
+    memoryPolicyFor,
     planMemory,
     splitNeed,
 )
+from llamaswap.routing.scheduler import Decision, Grant, Reject, Scheduler, StartSwap
+from llamaswap.upstream.lifecycle import State
 
 GiB = 1024**3
 
@@ -270,3 +274,114 @@ class MemoryEvictorTests(SynchronousTestCase):
             "model huge needs 11.0 GiB but the memory budget is 10.0 GiB",
         )
         self.assertIsNone(self.evictor.refusal("a"))
+
+
+class SchedulerTests(SynchronousTestCase):
+    """
+    The scheduler with a L{MemoryEvictor}: models that fit run together,
+    the least recently used idle one makes room, a busy one is waited
+    for, an oversized one is refused and nothing stops.
+    """
+
+    def setUp(self) -> None:
+        policy = MemoryPolicy(
+            budget=pool(10 * GiB),
+            sizes={"a": 4 * GiB, "b": 4 * GiB, "c": 4 * GiB, "huge": 11 * GiB},
+            devices={},
+            covered=frozenset({"a", "b", "c", "huge"}),
+        )
+        self.scheduler = Scheduler(
+            {"a": 4, "b": 4, "c": 4, "huge": 4}, MemoryEvictor(Base(), policy)
+        )
+        self.ids = iter(range(1, 1000))
+
+    def request(self, model: str) -> tuple[int, list[Decision]]:
+        requestID = next(self.ids)
+        return requestID, self.scheduler.onRequest(requestID, model, 0.0)
+
+    def load(self, model: str) -> int:
+        """
+        Request C{model}, which must start without evicting; finish the
+        load; return the request being served.
+        """
+        requestID, out = self.request(model)
+        [swap] = [d for d in out if isinstance(d, StartSwap)]
+        self.assertEqual((swap.target, swap.evict), (model, ()))
+        self.scheduler.onModelState(model, State.STARTING)
+        self.assertIn(Grant(requestID, model, 0), self.scheduler.onSwapDone(swap.swapID))
+        self.scheduler.onModelState(model, State.READY)
+        return requestID
+
+    def test_twoRunTogether(self) -> None:
+        first = self.load("a")
+        second = self.load("b")
+        self.scheduler.onServeDone(first)
+        self.scheduler.onServeDone(second)
+        self.assertEqual(self.scheduler.state("a"), State.READY)
+
+    def test_lruIdleEvicted(self) -> None:
+        a = self.load("a")
+        b = self.load("b")
+        self.scheduler.onServeDone(b)
+        self.scheduler.onServeDone(a)  # a is now the most recently used
+        _, out = self.request("c")
+        [swap] = [d for d in out if isinstance(d, StartSwap)]
+        self.assertEqual((swap.target, swap.evict), ("c", ("b",)))
+        self.assertIn("memory: model=c", swap.reason)
+
+    def test_busyNeverEvicted(self) -> None:
+        a = self.load("a")
+        b = self.load("b")
+        self.scheduler.onServeDone(a)  # a idle and least recent; b busy
+        _, out = self.request("c")
+        [swap] = [d for d in out if isinstance(d, StartSwap)]
+        self.assertEqual(swap.evict, ("a",))
+        # both busy: the request waits until one drains
+        self.scheduler.onSwapDone(swap.swapID)
+        self.scheduler.onModelState("a", State.STOPPED)
+        self.scheduler.onModelState("c", State.READY)
+        requestID, out = self.request("a")
+        self.assertEqual([d for d in out if isinstance(d, StartSwap)], [])
+        self.assertEqual(self.scheduler.queued(), [requestID])
+        out = self.scheduler.onServeDone(b)
+        [swap] = [d for d in out if isinstance(d, StartSwap)]
+        self.assertEqual((swap.target, swap.evict), ("a", ("b",)))
+
+    def test_oversizedRefused(self) -> None:
+        self.load("a")
+        requestID, out = self.request("huge")
+        self.assertEqual(
+            out,
+            [Reject(requestID, 507, "model huge needs 11.0 GiB but the memory budget is 10.0 GiB")],
+        )
+        self.assertEqual(self.scheduler.reserved("huge"), 0)
+        self.assertEqual(self.scheduler.activeSwaps(), {})
+
+
+class PolicyForTests(SynchronousTestCase):
+    """
+    L{memoryPolicyFor} covers the models in no explicit group.
+    """
+
+    def test_groups(self) -> None:
+        config = loadConfigText(
+            "memoryBudget: 10GiB\n"
+            "groups:\n"
+            "  pair: {swap: false, members: [g1, g2]}\n"
+            "models:\n"
+            "  a: {cmd: 'x --port ${PORT}', memory: 1GiB}\n"
+            "  b: {cmd: 'x --port ${PORT}'}\n"
+            "  g1: {cmd: 'x --port ${PORT}'}\n"
+            "  g2: {cmd: 'x --port ${PORT}'}\n",
+            "c.yaml",
+            {},
+        ).config
+        policy = memoryPolicyFor(config)
+        assert policy is not None
+        self.assertEqual(policy.covered, frozenset({"a", "b"}))
+        self.assertEqual(policy.need("a"), {POOL: GiB})
+        self.assertEqual(policy.need("b"), {POOL: 10 * GiB})
+
+    def test_noBudget(self) -> None:
+        config = loadConfigText("models: {a: {cmd: 'x --port ${PORT}'}}", "c.yaml", {}).config
+        self.assertIsNone(memoryPolicyFor(config))
