@@ -117,6 +117,11 @@ class SupervisorLike(Protocol):
         A request was served.
         """
 
+    def setIdleTimeout(self, seconds: float | None) -> None:
+        """
+        Unload after C{seconds} idle from now on (L{None}: never).
+        """
+
     def addStateObserver(self, observer: StateObserver) -> Callable[[], None]:
         """
         Call C{observer(modelID, old, new)} on every state change.

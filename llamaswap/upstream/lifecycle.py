@@ -173,6 +173,16 @@ class RequestFinished:
     """
 
 
+@frozen
+class IdleTimeoutChanged:
+    """
+    A request set the idle timeout from now on (C{ttl}/C{keep_alive}):
+    seconds, C{0} to unload as soon as it is idle, L{None} never.
+    """
+
+    seconds: float | None
+
+
 Event = Union[
     StartRequested,
     StopRequested,
@@ -186,6 +196,7 @@ Event = Union[
     TimerFired,
     RequestStarted,
     RequestFinished,
+    IdleTimeoutChanged,
 ]
 
 
@@ -394,7 +405,7 @@ class Lifecycle:
         """
         self._healthCheckTimeout = healthCheckTimeout
         self._unloadTimeout = unloadTimeout
-        self._ttl = ttl
+        self._ttl: float | None = ttl if ttl > 0 else None
         self._probe = probe
         self._stopCommand = stopCommand
         self._abortGrace = abortGrace
@@ -462,7 +473,7 @@ class Lifecycle:
         self._succeed(self._startWaiters, effects)
 
     def _armIdle(self, effects: list[Effect]) -> None:
-        if self._ttl > 0 and self.inFlight == 0 and self.state is State.READY:
+        if self._ttl is not None and self.inFlight == 0 and self.state is State.READY:
             effects.append(ArmTimer(Timer.TTL, self._ttl))
 
     def _gracefulSignal(self, effects: list[Effect]) -> None:
@@ -668,6 +679,14 @@ class Lifecycle:
         self.inFlight += 1
         if self.state is State.READY:
             effects.append(CancelTimer(Timer.TTL))
+
+    def _onIdleTimeoutChanged(
+        self, event: IdleTimeoutChanged, now: float, effects: list[Effect]
+    ) -> None:
+        self._ttl = event.seconds
+        if self.state is State.READY and self.inFlight == 0:
+            effects.append(CancelTimer(Timer.TTL))
+            self._armIdle(effects)
 
     def _onRequestFinished(self, event: RequestFinished, now: float, effects: list[Effect]) -> None:
         if self.inFlight == 0:

@@ -54,6 +54,7 @@ from .errors import writeFailure, writeHTTPError
 from .extract import FORM, MULTIPART, QUERY, Extracted, extract
 from .forward import BodyArg, BodyProducer, ForwardResult, Tap
 from .headers import HeaderValue
+from .keepalive import KeepAlive, takeKeepAlive
 from .loading import acquireWithLoadingState, wantsLoadingState
 from .multipart import MultipartError
 from .mux import Mux
@@ -106,6 +107,8 @@ class Upstream:
         models) rather than the server's (peers).
     @ivar forwardedFor: whether the client's address is appended to
         C{X-Forwarded-For} (local models only).
+    @ivar keepAlive: the idle timeout the request's C{ttl}/C{keep_alive}
+        set for its local model (L{llamaswap.web.keepalive}), if any.
     """
 
     requested: str
@@ -120,6 +123,7 @@ class Upstream:
     timeouts: Timeouts
     preserveHost: bool
     forwardedFor: bool
+    keepAlive: KeepAlive | None = None
 
 
 class ModelRoute:
@@ -172,6 +176,8 @@ class ModelRoute:
                     track.queued()
                     lease = await self._acquire(request, name, upstream)
                     track.granted(lease)
+                    if upstream.keepAlive is not None:
+                        lease.supervisor.setIdleTimeout(upstream.keepAlive.seconds)
                     upstream = evolve(upstream, url=lease.supervisor.spec.proxy)
                 else:
                     self.peers.checkOpen()
@@ -245,6 +251,9 @@ class ModelRoute:
         """
         route = self._route(name)
         extraHeaders: dict[str | bytes, HeaderValue] = {}
+        changed, keepAlive = False, None
+        if isinstance(route, Local) and asked.json is not None:
+            changed, keepAlive = takeKeepAlive(asked.json, self.app.config.requestTTL)
         if isinstance(route, Local):
             model = self.app.config.models[route.modelID]
             sent = route.member or name
@@ -262,7 +271,7 @@ class ModelRoute:
                 if lowered.startswith(b"x-forwarded-") or lowered == b"forwarded":
                     extraHeaders[header] = None
             extraHeaders.update(upstreamAuthHeaders(request, route.peer))
-        path, body = self._rewrite(request, asked, sent, filters, name)
+        path, body = self._rewrite(request, asked, sent, filters, name, changed)
         return Upstream(
             requested=name,
             local=local,
@@ -276,6 +285,7 @@ class ModelRoute:
             timeouts=timeouts,
             preserveHost=preserveHost,
             forwardedFor=preserveHost,
+            keepAlive=keepAlive,
         )
 
     def _rewrite(
@@ -285,16 +295,17 @@ class ModelRoute:
         sent: str,
         filters: Filters,
         requested: str,
+        changed: bool = False,
     ) -> tuple[bytes, BodyArg]:
         """
         The upstream path and body: C{sent} as the model where the client
         named it, and for JSON bodies the filters (C{setParamsByID} by the
-        C{requested} name).  The body is L{None} when unchanged.
+        C{requested} name).  The body is L{None} when unchanged (and
+        C{changed} is false: the JSON was already edited).
         """
         path = upstreamPath(request.uri)
         body: BodyArg = None
         if asked.json is not None:
-            changed = False
             if sent != asked.model:
                 asked.json["model"] = sent
                 changed = True
