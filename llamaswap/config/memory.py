@@ -17,7 +17,7 @@ Keys::
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from attrs import evolve
 
@@ -35,7 +35,12 @@ __all__ = [
     "decodeDevices",
     "decodeModelMemory",
     "decodeRequestTTL",
+    "budgetFields",
     "finishMemory",
+    "memoryFields",
+    "memoryInUse",
+    "modelNeeds",
+    "splitNeed",
 ]
 
 #: What an C{auto} budget keeps back per device unless C{memoryReserve} says.
@@ -193,6 +198,47 @@ def _checkDevices(model: ModelConfig, budget: Mapping[str, int], problems: Probl
             )
 
 
+def splitNeed(
+    size: int | None, devices: Sequence[str], budget: Mapping[str, int]
+) -> dict[str, int]:
+    """
+    What a model of C{size} bytes (L{None}: unknown) needs on each device
+    of C{devices} (empty: every device of C{budget}): an even split, the
+    remainder on the first; an unknown size needs every device whole.
+    """
+    chosen = list(devices) or sorted(budget)
+    if not chosen:
+        return {}
+    if size is None:
+        return {d: budget.get(d, 0) for d in chosen}
+    share, remainder = divmod(size, len(chosen))
+    return {d: share + (remainder if i == 0 else 0) for i, d in enumerate(chosen)}
+
+
+def modelNeeds(config: Config) -> dict[str, dict[str, int]]:
+    """
+    Every model's need per device of C{config}'s budget (empty without
+    one).
+    """
+    budget = config.memory.budget
+    if not budget:
+        return {}
+    return {m: splitNeed(c.memoryNeed, c.devices, budget) for m, c in config.models.items()}
+
+
+def memoryInUse(
+    needs: Mapping[str, Mapping[str, int]], running: Iterable[str]
+) -> dict[str, int]:
+    """
+    The memory the C{running} models hold per device.
+    """
+    used: dict[str, int] = {}
+    for model in running:
+        for device, n in needs.get(model, {}).items():
+            used[device] = used.get(device, 0) + n
+    return used
+
+
 def describeMemory(model: ModelConfig) -> str:
     """
     A model's memory for people: C{"6.0 GiB"}, C{"1.2 GiB (estimated)"} or
@@ -213,3 +259,28 @@ def describeBudget(memory: MemoryConfig) -> Sequence[str]:
         f"{device}: {formatSize(size)}" + (" (auto)" if memory.auto else "")
         for device, size in sorted(memory.budget.items())
     ]
+
+
+def memoryFields(model: ModelConfig) -> dict[str, Any]:
+    """
+    A model's memory for JSON documents (C{/running}, C{/api/events}):
+    C{memory} in bytes and whether it is an estimate; nothing when unknown
+    (the documents stay llama-swap's).
+    """
+    if model.memoryNeed is None:
+        return {}
+    return {
+        "memory": model.memoryNeed,
+        "memory_estimated": model.memory is None and model.estimatedMemory is not None,
+    }
+
+
+def budgetFields(config: Config, running: Iterable[str]) -> dict[str, Any]:
+    """
+    The budget and what the C{running} models hold of it, per device, for
+    C{/running}.
+    """
+    return {
+        "budget": dict(config.memory.budget),
+        "in_use": memoryInUse(modelNeeds(config), running),
+    }

@@ -19,6 +19,7 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 from twisted.web.server import Request
 
+from ..config.memory import modelNeeds
 from .activity import ActivityLog, ActivityRecord
 from .captures import CaptureCache
 from .events import Event, EventBus, EventStream, modelStatus
@@ -41,6 +42,11 @@ class ObservabilityService(Service):
         self.clock = app.reactor
         self.events = EventBus()
         self.metrics = Metrics(config.models, processMetrics=processMetrics)
+        self.metrics.memoryConfigured(
+            {m: c.memoryNeed for m, c in config.models.items()},
+            config.memory.budget,
+            modelNeeds(config),
+        )
         storePath = config.store.path if config.store is not None else None
         self.store = ActivityStore(storePath, keep=config.metricsMaxInMemory, reactor=app.reactor)
         self.captures = CaptureCache.fromMegabytes(config.captureBuffer)

@@ -35,6 +35,7 @@ from typing import Collection, Mapping, Protocol, Sequence, Union
 from attrs import frozen
 
 from ..config.devices import POOL
+from ..config.memory import splitNeed
 from ..config.model import DEFAULT_GROUP_ID, Config
 from ..config.sizes import formatSize
 from ..httperrors import HTTPError
@@ -194,21 +195,6 @@ def planMemory(
     if busy:
         return Wait(evict, busy)
     return EvictThenStart(evict)
-
-
-def splitNeed(
-    size: int | None, devices: Sequence[str], budget: Mapping[str, int]
-) -> dict[str, int]:
-    """
-    What a model of C{size} bytes (L{None}: unknown) needs on each device
-    of C{devices} (empty: every device of C{budget}): an even split, the
-    remainder on the first; an unknown size needs every device whole.
-    """
-    chosen = list(devices) or sorted(budget)
-    if size is None:
-        return {d: budget.get(d, 0) for d in chosen}
-    share, remainder = divmod(size, len(chosen))
-    return {d: share + (remainder if i == 0 else 0) for i, d in enumerate(chosen)}
 
 
 # ------------------------------------------------------------------ policy

@@ -28,6 +28,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from .. import __version__
 from ..compat import isDisconnected
+from ..config.memory import budgetFields, memoryFields
 from ..config.model import Capabilities, Config, ModelConfig
 from ..httperrors import SOURCE, BadRequest, HTTPError, NotFound
 from ..upstream.lifecycle import State
@@ -262,6 +263,7 @@ def runningRecords(
                 "ttl": model.ttl,
                 "name": model.name,
                 "description": model.description,
+                **memoryFields(model),
             }
         )
     return entries
@@ -405,9 +407,11 @@ class ManagementRoutes:
         C{GET /running}.
         """
         app = self.app
-        return jsonBody(
-            request, {"running": runningRecords(app.config, app.router.running())}
-        )
+        running = app.router.running()
+        document: dict[str, Any] = {"running": runningRecords(app.config, running)}
+        if app.config.memory.budget:
+            document["memory"] = budgetFields(app.config, [m for m, _ in running])
+        return jsonBody(request, document)
 
     def unloadAll(self, request: Request, rest: bytes) -> int:
         """
