@@ -150,30 +150,37 @@ class Twistd:
         os.kill(self.pid, sig)
 
 
-async def startTwistd(test: TestCase, configText: str, *extra: str) -> Twistd:
+async def startTwistd(
+    test: TestCase, configText: str | None, *extra: str, **environ: str
+) -> Twistd:
     """
-    Start C{twistd -n llamaswap} with C{configText} on a free port, wait
-    until it answers C{/health}, and register clean-up: it is killed if
-    still running, and so is every process it left.
+    Start C{twistd -n llamaswap} with C{configText} (L{None}: no
+    C{--config}) on a free port, wait until it answers C{/health}, and
+    register clean-up: it is killed if still running, and so is every
+    process it left.
+
+    @param environ: variables to set in its environment.
     """
     base = os.path.abspath(test.mktemp())
     os.makedirs(base)
-    configPath = os.path.join(base, "config.yaml")
-    with open(configPath, "w") as f:
-        f.write(configText)
+    config: list[str] = []
+    if configText is not None:
+        configPath = os.path.join(base, "config.yaml")
+        with open(configPath, "w") as f:
+            f.write(configText)
+        config = ["--config", configPath]
     port = freePort()
     protocol = _TwistdProtocol()
     args = TWISTD + [
         "-n",
         "--pidfile=",
         "llamaswap",
-        "--config",
-        configPath,
+        *config,
         "--listen",
         f"127.0.0.1:{port}",
         *extra,
     ]
-    env = childEnv(XDG_RUNTIME_DIR=base)
+    env = childEnv(XDG_RUNTIME_DIR=base, **environ)
     env.pop("RUNTIME_DIRECTORY", None)
     transport = reactor.spawnProcess(protocol, args[0], args, env=env, path=base)
     pool = HTTPConnectionPool(reactor, persistent=False)
