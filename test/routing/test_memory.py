@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from llamaswap.config.load import loadConfigText
+from llamaswap.config.memory import splitNeed
 from llamaswap.routing.memory import (
     POOL,
     EvictThenStart,
@@ -23,7 +24,6 @@ from llamaswap.routing.memory import (
     Wait,
     memoryPolicyFor,
     planMemory,
-    splitNeed,
 )
 from llamaswap.routing.scheduler import Decision, Grant, Reject, Scheduler, StartSwap
 from llamaswap.upstream.lifecycle import State
