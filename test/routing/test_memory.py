@@ -385,3 +385,56 @@ class PolicyForTests(SynchronousTestCase):
     def test_noBudget(self) -> None:
         config = loadConfigText("models: {a: {cmd: 'x --port ${PORT}'}}", "c.yaml", {}).config
         self.assertIsNone(memoryPolicyFor(config))
+
+
+class SchedulerPropertyTests(SynchronousTestCase):
+    """
+    The scheduler with a L{MemoryEvictor}, driven by random events with a
+    shell that carries out every swap at once: the models running never
+    exceed the budget, and a swap never stops a model serving requests.
+    """
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e"]), st.integers(1, 12), min_size=2),
+        st.lists(st.tuples(st.sampled_from(["request", "done"]), st.integers(0, 100)), max_size=60),
+    )
+    def test_neverOverBudget(self, sizes: dict[str, int], steps: list[tuple[str, int]]) -> None:
+        budget = 10
+        policy = MemoryPolicy(
+            budget=pool(budget),
+            sizes=sizes,
+            devices={},
+            covered=frozenset(sizes),
+        )
+        scheduler = Scheduler({m: 3 for m in sizes}, MemoryEvictor(Base(), policy))
+        models = sorted(sizes)
+        serving: list[int] = []
+        state = {m: State.STOPPED for m in models}
+        ids = iter(range(1, 10_000))
+
+        def carryOut(decisions: list[Decision]) -> None:
+            pending = list(decisions)
+            while pending:
+                decision = pending.pop(0)
+                if isinstance(decision, Grant):
+                    serving.append(decision.requestID)
+                elif isinstance(decision, StartSwap):
+                    for model in decision.evict:
+                        self.assertEqual(scheduler.inFlight(model), 0, decision)
+                        state[model] = State.STOPPED
+                        pending += scheduler.onModelState(model, State.STOPPED)
+                    state[decision.target] = State.READY
+                    used = sum(sizes[m] for m, s in state.items() if s is State.READY)
+                    self.assertLessEqual(used, budget, (decision, state))
+                    pending += scheduler.onModelState(decision.target, State.READY)
+                    pending += scheduler.onSwapDone(decision.swapID)
+
+        for kind, n in steps:
+            if kind == "request":
+                carryOut(scheduler.onRequest(next(ids), models[n % len(models)], 0.0))
+            elif serving:
+                carryOut(scheduler.onServeDone(serving.pop(n % len(serving))))
+        while serving:
+            carryOut(scheduler.onServeDone(serving.pop(0)))
+        self.assertEqual(scheduler.queued(), [])
