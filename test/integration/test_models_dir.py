@@ -15,7 +15,7 @@ from typing import Any
 
 from twisted.trial.unittest import TestCase
 
-from ..twistdproc import startTwistd
+from ..twistdproc import startPort, startTwistd
 from .gguf import writeTinyModel
 from .llamaserver import findLlamaServer
 
@@ -83,3 +83,38 @@ class ModelsDirTests(TestCase):
         for model, (estimate, rss) in measured.items():
             self.assertLessEqual(estimate, 2 * rss, (model, estimate, rss))
             self.assertLessEqual(rss, 2 * estimate, (model, estimate, rss))
+
+    async def test_autoBudget(self) -> None:
+        """
+        C{memoryBudget: auto} next to C{--models-dir}: the folder's models,
+        estimated from their files, run together while they fit (here:
+        both, in this machine's RAM).
+        """
+        binary = findLlamaServer()
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        writeTinyModel(os.path.join(folder, "tiny-a.gguf"), 1, name="tiny-a")
+        writeTinyModel(os.path.join(folder, "tiny-b.gguf"), 2, name="tiny-b")
+        path = os.path.dirname(binary) + os.pathsep + os.environ.get("PATH", "")
+        running = await startTwistd(
+            self, startPort(2) + "memoryBudget: auto\n", "--models-dir", folder, PATH=path
+        )
+        for model in ("tiny-a", "tiny-b"):
+            response = await running.post(
+                "/v1/chat/completions",
+                json={
+                    "model": model,
+                    "max_tokens": 2,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+            )
+            self.assertEqual(response.code, 200, await response.text())
+        document = await (await running.get("/running")).json()
+        self.assertEqual(
+            {e["model"]: e["state"] for e in document["running"]},
+            {"tiny-a": "ready", "tiny-b": "ready"},
+        )
+        # One pool of RAM here; gpu0, gpu1, ... where nvidia-smi/rocm-smi answer.
+        self.assertTrue(document["memory"]["budget"])
+        inUse = sum(document["memory"]["in_use"].values())
+        self.assertEqual(inUse, sum(e["memory"] for e in document["running"]))
