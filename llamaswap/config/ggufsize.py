@@ -95,6 +95,7 @@ _SCALARS = {
 }
 _STRING = 8
 _ARRAY = 9
+_U64 = struct.Struct("<Q")
 
 
 class _Reader:
@@ -137,8 +138,13 @@ class _Reader:
         if kind in _SCALARS:
             self.stream.seek(struct.calcsize(_SCALARS[kind]) * count, os.SEEK_CUR)
         elif kind == _STRING:
+            # The vocabulary: often 100k+ strings, so the loop is kept tight.
+            read, seek, unpack = self.stream.read, self.stream.seek, _U64.unpack
             for _ in range(count):
-                self.skipString()
+                length = read(8)
+                if len(length) != 8:
+                    raise GGUFError("truncated GGUF header")
+                seek(unpack(length)[0], os.SEEK_CUR)
         else:
             for _ in range(count):
                 self.value(kind, False)
