@@ -34,6 +34,7 @@ __all__ = [
     "OVERHEAD",
     "estimateCommand",
     "estimateFile",
+    "kvCacheBytes",
     "modelPathOf",
     "readHeader",
     "splitParts",
@@ -55,6 +56,8 @@ _WANTED = (
     "{arch}.attention.key_length",
     "{arch}.attention.value_length",
 )
+
+_WANTED_SUFFIXES = tuple(k.rpartition("}")[2] for k in _WANTED if k.startswith("{arch}"))
 
 #: Bytes per element of each KV cache type (block formats: bytes/block size).
 _CACHE_TYPE_BYTES = {
@@ -169,35 +172,25 @@ def readHeader(stream: IO[bytes]) -> dict[str, Any]:
         count = reader.unpack("<Q")
     else:
         raise GGUFError(f"unsupported GGUF version {version}")
+    # The architecture key comes first in practice, but the format does not
+    # promise it: keep every key that may be wanted, pick them at the end.
     found: dict[str, Any] = {}
-    wanted = {"general.architecture"}
     for _ in range(count):
         key = reader.string()
         kind = reader.unpack("<I")
-        keep = key in wanted or key.endswith(
-            (
-                "block_count",
-                "context_length",
-                "embedding_length",
-                "head_count",
-                "head_count_kv",
-                "key_length",
-                "value_length",
-            )
-        )
+        keep = key == "general.architecture" or key.endswith(_WANTED_SUFFIXES)
         value = reader.value(kind, keep)
         if keep:
             found[key] = value
-        if key == "general.architecture" and isinstance(value, str):
-            wanted.update(k.format(arch=value) for k in _WANTED)
     arch = found.get("general.architecture")
     if not isinstance(arch, str):
         return {}
-    return {
-        k.format(arch=arch): found[k.format(arch=arch)]
-        for k in _WANTED
-        if k.format(arch=arch) in found
-    } | {"arch": arch}
+    header: dict[str, Any] = {"arch": arch}
+    for template in _WANTED:
+        key = template.format(arch=arch)
+        if key in found:
+            header[key] = found[key]
+    return header
 
 
 # ------------------------------------------------------------------ estimate
