@@ -209,6 +209,8 @@ def applyModelsDir(
     discovered, warnings = discoverModels(files)
     for warning in warnings:
         problems.warn(warning, where)
+    if not discovered:
+        problems.warn(f"modelsDir {settings.path}: no *.gguf models found", where)
     explicit = tree.get("models")
     explicit = dict(explicit) if isinstance(explicit, Mapping) else {}
     taken = set(map(str, explicit))

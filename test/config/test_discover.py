@@ -147,6 +147,16 @@ class FolderTests(SynchronousTestCase):
         self.assertEqual(error.path, ("modelsDir",))
         self.assertIn("llama-server was not found on PATH", error.message)
 
+    def test_emptyFolder(self) -> None:
+        """
+        A folder without models loads, with a warning saying so.
+        """
+        empty = self.mktemp()
+        os.makedirs(empty)
+        loaded = loadConfig(None, None, self.environ, modelsDir=empty)
+        self.assertEqual(dict(loaded.config.models), {})
+        self.assertIn("no *.gguf models found", str(loaded.warnings[0]))
+
     def test_missingFolder(self) -> None:
         with self.assertRaises(ConfigError) as caught:
             loadConfig(None, None, self.environ, modelsDir=os.path.join(self.root, "nope"))
