@@ -33,6 +33,11 @@ Rules (llama-swap's FIFO scheduler, with one deliberate improvement):
    request has waited C{maxWaitForSwap} seconds, the models its swap must
    stop are held back: new requests for them queue instead of taking the
    fast path, so their in-flight requests drain and the swap proceeds.
+ - Memory budget (L{llamaswap.routing.memory}): with a C{memoryBudget},
+   L{fromConfig} wraps the policy in a L{MemoryEvictor}, which reads the
+   in-flight counts and the last use (a use count bumped at every grant
+   and finish) from the scheduler; a model bigger than the whole budget is
+   rejected at admission with 507.
 """
 
 from __future__ import annotations
