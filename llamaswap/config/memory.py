@@ -280,7 +280,8 @@ def budgetFields(config: Config, running: Iterable[str]) -> dict[str, Any]:
     The budget and what the C{running} models hold of it, per device, for
     C{/running}.
     """
+    budget = config.memory.budget
     return {
-        "budget": dict(config.memory.budget),
-        "in_use": memoryInUse(modelNeeds(config), running),
+        "budget": dict(budget),
+        "in_use": {d: 0 for d in budget} | memoryInUse(modelNeeds(config), running),
     }

@@ -19,7 +19,7 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 from twisted.web.server import Request
 
-from ..config.memory import modelNeeds
+from ..config.memory import budgetFields, modelNeeds
 from .activity import ActivityLog, ActivityRecord
 from .captures import CaptureCache
 from .events import Event, EventBus, EventStream, modelStatus
@@ -64,7 +64,7 @@ class ObservabilityService(Service):
         self.loads = LoadWatcher(
             app.supervisors,
             self.clock,
-            self.events.publish,
+            self._publishStatus,
             statusPayload=self.modelStatus,
             metrics=self.metrics,
             history=LoadHistory(),
@@ -133,6 +133,30 @@ class ObservabilityService(Service):
         states = {m: s.state.value for m, s in self.app.supervisors.items()}
         return modelStatus(self.app.config, states)
 
+    def memoryStatus(self) -> dict[str, Any] | None:
+        """
+        The C{memory} event: the budget and what the models not stopped
+        hold of it, per device; L{None} without a budget.
+        """
+        config = self.app.config
+        if not config.memory.budget:
+            return None
+        running = [
+            m for m, s in self.app.supervisors.items() if s.state.value in _OCCUPYING
+        ]
+        return budgetFields(config, running)
+
+    def _publishStatus(self, kind: str, data: Any) -> None:
+        """
+        Publish for the load watcher; a C{modelStatus} is followed by the
+        C{memory} event when there is a budget.
+        """
+        self.events.publish(kind, data)
+        if kind == "modelStatus":
+            memory = self.memoryStatus()
+            if memory is not None:
+                self.events.publish("memory", memory)
+
     def uiConfig(self) -> dict[str, Any]:
         return {"activity": {"session_id": list(self.app.config.ui.sessionIDHeaders)}}
 
@@ -161,6 +185,9 @@ class ObservabilityService(Service):
             if history:
                 events.append(Event("logData", {"source": source, "data": _text(history)}))
         events.append(Event("modelStatus", self.modelStatus()))
+        memory = self.memoryStatus()
+        if memory is not None:
+            events.append(Event("memory", memory))
         events.append(Event("uiConfig", self.uiConfig()))
         events.append(Event("profileChanged", {"active": _activeProfile(self.app)}))
         events.append(Event("inflight", self.tracker.snapshot()))
@@ -194,6 +221,10 @@ class ObservabilityService(Service):
         self.store.recordLoad(ts, model, durationMs, ok).addErrback(
             lambda f: log.failure("recording a load time failed", f)
         )
+
+
+#: States in which a model holds its memory.
+_OCCUPYING = frozenset({"starting", "ready", "stopping"})
 
 
 def _text(data: bytes) -> str:

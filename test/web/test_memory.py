@@ -15,7 +15,7 @@ from twisted.trial.unittest import TestCase
 from llamaswap.upstream.lifecycle import State
 
 from ..harness import Running, demoMacros, startLlamaSwap
-from .test_api import samples
+from .test_api import openEvents, samples
 
 GiB = 1024**3
 
@@ -116,3 +116,22 @@ class MemoryTests(TestCase):
         self.assertEqual(states(await runningModels(running)), {"a": "ready", "c": "ready"})
         body = await treq.content(stream)
         self.assertIn(b"data: [DONE]", body)
+
+    async def test_events(self) -> None:
+        """
+        C{/api/events}: C{modelStatus} entries carry each model's memory,
+        and a C{memory} event (in the initial burst and after every state
+        change) the budget and what is in use.
+        """
+        running = await startLlamaSwap(self, CONFIG)
+        reader = await openEvents(self, running)
+        await reader.waitFor(lambda events: any(k == "memory" for k, _ in events))
+        [status] = reader.of("modelStatus")[:1]
+        self.assertEqual({e["id"]: e["memory"] for e in status}["huge"], 11 * GiB)
+        self.assertEqual(reader.of("memory")[0], {"budget": {"memory": 10 * GiB}, "in_use": {"memory": 0}})
+        await self.chat(running, "a")
+        await reader.waitFor(
+            lambda events: any(
+                k == "memory" and d["in_use"].get("memory") == 4 * GiB for k, d in events
+            )
+        )
