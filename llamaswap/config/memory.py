@@ -58,6 +58,14 @@ def _size(value: Any, path: KeyPath, problems: Problems) -> int | None:
         return None
 
 
+def _budgetSize(value: Any, path: KeyPath, problems: Problems) -> int | None:
+    size = _size(value, path, problems)
+    if size == 0:
+        problems.error("must be more than 0 (no budget: leave memoryBudget out)", path)
+        return None
+    return size
+
+
 def decodeBudget(budget: Any, reserve: Any, problems: Problems) -> MemoryConfig:
     """
     C{memoryBudget} and C{memoryReserve}.
@@ -72,13 +80,13 @@ def decodeBudget(budget: Any, reserve: Any, problems: Problems) -> MemoryConfig:
     if isinstance(budget, Mapping):
         devices = {}
         for key, value in budget.items():
-            size = _size(value, ("memoryBudget", str(key)), problems)
+            size = _budgetSize(value, ("memoryBudget", str(key)), problems)
             if size is not None:
                 devices[str(key)] = size
         if not budget:
             problems.error("memoryBudget: needs at least one device", ("memoryBudget",))
         return MemoryConfig(budget=FrozenDict(devices), reserve=reserveBytes)
-    size = _size(budget, ("memoryBudget",), problems)
+    size = _budgetSize(budget, ("memoryBudget",), problems)
     if size is None:
         return MemoryConfig(reserve=reserveBytes)
     return MemoryConfig(budget=FrozenDict({POOL: size}), reserve=reserveBytes)
@@ -175,6 +183,13 @@ def finishMemory(
                 ("memoryBudget",),
             )
         budget = {d: max(0, size - memory.reserve) for d, size in found.items()}
+        for device, size in sorted(found.items()):
+            if size <= memory.reserve:
+                problems.error(
+                    f"memoryBudget: auto: memoryReserve ({formatSize(memory.reserve)}) leaves"
+                    f" nothing of {device}'s {formatSize(size)} ({source})",
+                    ("memoryReserve",),
+                )
         memory = evolve(memory, budget=FrozenDict(budget))
     models = {}
     for modelID, model in config.models.items():
@@ -226,9 +241,7 @@ def modelNeeds(config: Config) -> dict[str, dict[str, int]]:
     return {m: splitNeed(c.memoryNeed, c.devices, budget) for m, c in config.models.items()}
 
 
-def memoryInUse(
-    needs: Mapping[str, Mapping[str, int]], running: Iterable[str]
-) -> dict[str, int]:
+def memoryInUse(needs: Mapping[str, Mapping[str, int]], running: Iterable[str]) -> dict[str, int]:
     """
     The memory the C{running} models hold per device.
     """

@@ -79,6 +79,10 @@ class KeysTests(SynchronousTestCase):
         self.assertIn("models.a.memory", joined)
         self.assertIn("config.yaml:", joined)
 
+    def test_zeroBudget(self) -> None:
+        [found] = errors("memoryBudget: 0GiB\n")
+        self.assertIn("memoryBudget: must be more than 0", found)
+
     def test_unknownDevice(self) -> None:
         found = errors(
             "memoryBudget: {gpu0: 24GiB}\nmodels:\n  a: {cmd: 'x --port ${PORT}', devices: [gpu7]}\n"
@@ -106,6 +110,17 @@ class FinishTests(SynchronousTestCase):
         finished = finishMemory(config, problems, detect=lambda: ({"gpu0": 8 * GiB}, "nvidia-smi"))
         self.assertEqual(dict(finished.memory.budget), {"gpu0": 7 * GiB})
         self.assertFalse(problems.hasErrors())
+
+    def test_reserveTooBig(self) -> None:
+        problems = Problems()
+        finishMemory(
+            Config(memory=MemoryConfig(auto=True, reserve=8 * GiB)),
+            problems,
+            detect=lambda: ({"gpu0": 8 * GiB}, "nvidia-smi"),
+        )
+        [error] = problems.errors
+        self.assertEqual(error.path, ("memoryReserve",))
+        self.assertIn("leaves nothing of gpu0's 8.0 GiB (nvidia-smi)", error.message)
 
     def test_autoFindsNothing(self) -> None:
         problems = Problems()
