@@ -103,7 +103,7 @@ def discoverModels(files: Iterable[str]) -> tuple[dict[str, DiscoveredModel], li
             if not matches and len(here) == 1:
                 matches = here
             for model in matches:
-                if model.mmproj is None:
+                if models[model.modelID].mmproj is None:
                     models[model.modelID] = DiscoveredModel(model.modelID, model.path, projector)
     return models, warnings
 

@@ -59,6 +59,9 @@ class DiscoverTests(SynchronousTestCase):
         self.assertEqual(one["gemma-3-4b"].mmproj, "a/mmproj-F16.gguf")
         two, _ = discoverModels(["x.gguf", "y.gguf", "mmproj-F16.gguf"])
         self.assertEqual({m.mmproj for m in two.values()}, {None})
+        # Of two projectors for one model, the first in sorted order.
+        pair, _ = discoverModels(["m.gguf", "mmproj-m-f16.gguf", "mmproj-m-f32.gguf"])
+        self.assertEqual(pair["m"].mmproj, "mmproj-m-f16.gguf")
 
     def test_command(self) -> None:
         model = DiscoveredModel("m", "sub dir/m.gguf", "sub dir/mmproj-m.gguf")
