@@ -212,7 +212,9 @@ def applyModelsDir(
     if not discovered:
         problems.warn(f"modelsDir {settings.path}: no *.gguf models found", where)
     explicit = tree.get("models")
-    explicit = dict(explicit) if isinstance(explicit, Mapping) else {}
+    if explicit is not None and not isinstance(explicit, Mapping):
+        return tree, settings  # reported by the later stages
+    explicit = dict(explicit or {})
     taken = set(map(str, explicit))
     for body in explicit.values():
         if isinstance(body, Mapping) and isinstance(body.get("aliases"), list):

@@ -160,6 +160,15 @@ class FolderTests(SynchronousTestCase):
         self.assertEqual(dict(loaded.config.models), {})
         self.assertIn("no *.gguf models found", str(loaded.warnings[0]))
 
+    def test_badModelsStillReported(self) -> None:
+        """
+        A C{models} that is not a mapping is reported, not replaced by the
+        discovered models.
+        """
+        with self.assertRaises(ConfigError) as caught:
+            loadConfigText(f"modelsDir: {self.root}\nmodels: [a]\n", "c.yaml", self.environ)
+        self.assertIn("models must be a mapping", str(caught.exception))
+
     def test_missingFolder(self) -> None:
         with self.assertRaises(ConfigError) as caught:
             loadConfig(None, None, self.environ, modelsDir=os.path.join(self.root, "nope"))
