@@ -153,28 +153,34 @@ class Twistd:
 
 
 async def startTwistd(
-    test: TestCase, configText: str, *extra: str, environ: dict[str, str] | None = None
+    test: TestCase,
+    configText: str | None,
+    *extra: str,
+    environ: dict[str, str] | None = None,
 ) -> Twistd:
     """
-    Start C{twistd -n llamaswap} with C{configText} on a free port, wait
-    until it answers C{/health}, and register clean-up: it is killed if
-    still running, and so is every process it left.
+    Start C{twistd -n llamaswap} with C{configText} (L{None}: no
+    C{--config}) on a free port, wait until it answers C{/health}, and
+    register clean-up: it is killed if still running, and so is every
+    process it left.
 
     @param environ: variables to set in its environment (e.g. C{PATH}).
     """
     base = os.path.abspath(test.mktemp())
     os.makedirs(base)
-    configPath = os.path.join(base, "config.yaml")
-    with open(configPath, "w") as f:
-        f.write(configText)
+    config: list[str] = []
+    if configText is not None:
+        configPath = os.path.join(base, "config.yaml")
+        with open(configPath, "w") as f:
+            f.write(configText)
+        config = ["--config", configPath]
     port = freePort()
     protocol = _TwistdProtocol()
     args = TWISTD + [
         "-n",
         "--pidfile=",
         "llamaswap",
-        "--config",
-        configPath,
+        *config,
         "--listen",
         f"127.0.0.1:{port}",
         *extra,
