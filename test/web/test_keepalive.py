@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from llamaswap.config.model import RequestTTLConfig
 from llamaswap.httperrors import BadRequest
 from llamaswap.upstream.lifecycle import State
-from llamaswap.web.inference import ModelRoute
 from llamaswap.web.keepalive import KeepAlive, takeKeepAlive
 
 from ..harness import startLlamaSwap
 from ..util import poll
-from .test_inference import APP, FakeApp, config, lastReceived, postJSON
+from .test_inference import APP, FakeRouter, Parts, config, lastReceived, postJSON
 
 ON = RequestTTLConfig()
 
@@ -70,33 +69,32 @@ class TakeTests(SynchronousTestCase):
 
 
 class RecordingSupervisor:
-    def __init__(self, proxy: str) -> None:
-        self.spec = type("Spec", (), {"proxy": proxy})()
+    def __init__(self) -> None:
         self.idleTimeouts: list[float | None] = []
 
     def setIdleTimeout(self, seconds: float | None) -> None:
         self.idleTimeouts.append(seconds)
 
 
-class Lease:
-    def __init__(self, supervisor: RecordingSupervisor) -> None:
-        self.supervisor = supervisor
+class RecordingRouter(FakeRouter):
+    """
+    A router granting at once, with leases naming one recording supervisor.
+    """
 
-    def release(self) -> None:
-        pass
-
-
-class Router:
-    def __init__(self, app: FakeApp) -> None:
-        self.config = app.config
-        self.supervisor = RecordingSupervisor(app.config.models["a"].proxy)
-
-    def resolve(self, name: str) -> tuple[str, None] | None:
-        real = self.config.realModelName(name)
-        return (real, None) if real is not None else None
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.supervisor = RecordingSupervisor()
 
     def acquire(self, name: str) -> Deferred[Any]:
-        return succeed(Lease(self.supervisor))
+        d = super().acquire(name)
+        self.leases[-1].supervisor = self.supervisor  # type: ignore[attr-defined]
+        return d
+
+
+def parts() -> Parts:
+    app = Parts(APP)
+    app.router = RecordingRouter(app.config.value)
+    return app
 
 
 class HandlerTests(SynchronousTestCase):
@@ -106,24 +104,32 @@ class HandlerTests(SynchronousTestCase):
     """
 
     def test_local(self) -> None:
-        app = FakeApp(APP)
-        router = app.router = Router(app)  # type: ignore[assignment]
-        postJSON(ModelRoute(app), {"model": "a", "keep_alive": "2m"})  # type: ignore[arg-type]
+        app = parts()
+        postJSON(app.handler(), {"model": "a", "keep_alive": "2m"})
         ((args, kwargs),) = app.forwarder.calls
         self.assertEqual(args[3], b'{"model": "a"}')
-        self.assertEqual(router.supervisor.idleTimeouts, [120.0])
+        self.assertEqual(app.router.supervisor.idleTimeouts, [120.0])  # type: ignore[attr-defined]
+
+    def test_noField(self) -> None:
+        """
+        Without the fields the idle timeout is left alone.
+        """
+        app = parts()
+        postJSON(app.handler(), {"model": "a"})
+        self.assertEqual(len(app.forwarder.calls), 1)
+        self.assertEqual(app.router.supervisor.idleTimeouts, [])  # type: ignore[attr-defined]
 
     def test_peerUntouched(self) -> None:
-        app = FakeApp(APP)
-        handler = ModelRoute(app)  # type: ignore[arg-type]
+        app = parts()
+        handler = app.handler()
         handler.peers.forwarder = app.forwarder  # type: ignore[assignment]
         postJSON(handler, {"model": "p/m", "ttl": 5})
         ((args, kwargs),) = app.forwarder.calls
         self.assertEqual(args[3], b'{"model": "m", "ttl": 5}')
 
     def test_badValue(self) -> None:
-        app = FakeApp(APP)
-        request = postJSON(ModelRoute(app), {"model": "a", "ttl": "later"})  # type: ignore[arg-type]
+        app = parts()
+        request = postJSON(app.handler(), {"model": "a", "ttl": "later"})
         self.assertEqual(request.code, 400)
         self.assertEqual(app.forwarder.calls, [])
 
