@@ -109,7 +109,7 @@ class Twistd:
         self.pool = pool
         self.ended = protocol.ended
         self.seen: set[int] = set()
-        #: The configuration file it was started with.
+        #: The configuration file it was started with ("" without --config).
         self.configPath = ""
 
     @property
@@ -169,6 +169,7 @@ async def startTwistd(
     base = os.path.abspath(test.mktemp())
     os.makedirs(base)
     config: list[str] = []
+    configPath = ""
     if configText is not None:
         configPath = os.path.join(base, "config.yaml")
         with open(configPath, "w") as f:
