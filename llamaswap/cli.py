@@ -23,6 +23,7 @@ from typing import Sequence, TextIO
 from . import __version__
 from .config.errors import ConfigError
 from .config.load import LoadedConfig, loadConfig
+from .config.memory import describeBudget, describeMemory
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -104,13 +105,17 @@ def checkConfig(args: Sequence[str], out: TextIO, err: TextIO) -> int:
     )
     parser.add_argument("files", nargs="*", metavar="FILE")
     parser.add_argument("--config-dir", metavar="DIR")
+    parser.add_argument("--models-dir", metavar="DIR", help="serve every *.gguf under DIR")
     try:
         options = parser.parse_args(args)
     except SystemExit as e:
         return int(e.code or 0) and 1
-    if not options.files and not options.config_dir:
+    if not options.files and not options.config_dir and not options.models_dir:
         parser.print_usage(err)
-        print("llamaswap check-config: give at least one FILE or --config-dir", file=err)
+        print(
+            "llamaswap check-config: give at least one FILE, --config-dir or --models-dir",
+            file=err,
+        )
         return 1
     if options.config_dir:
         if len(options.files) > 1:
@@ -118,14 +123,14 @@ def checkConfig(args: Sequence[str], out: TextIO, err: TextIO) -> int:
             return 1
         jobs = [(options.files[0] if options.files else None, options.config_dir)]
     else:
-        jobs = [(path, None) for path in options.files]
+        jobs = [(path, None) for path in options.files] or [(None, None)]
     status = 0
     for index, (path, configDir) in enumerate(jobs):
         if index:
             print(file=out)
-        name = " + ".join(p for p in (path, configDir) if p)
+        name = " + ".join(p for p in (path, configDir, options.models_dir) if p)
         try:
-            loaded = loadConfig(path, configDir)
+            loaded = loadConfig(path, configDir, modelsDir=options.models_dir)
         except ConfigError as e:
             status = 1
             print(f"{name}: {len(e.errors)} error(s)", file=err)
@@ -158,7 +163,11 @@ def summarize(loaded: LoadedConfig) -> str:
             details.append(f"ttl {model.ttl}s")
         if model.unlisted:
             details.append("unlisted")
+        if model.memoryNeed is not None:
+            details.append("memory " + describeMemory(model))
         lines.append(f"    {modelID}: " + "; ".join(details))
+    if config.memory.budget:
+        lines.append("  memory budget: " + ", ".join(describeBudget(config.memory)))
     routing = config.routing
     if routing.use == "matrix" and routing.matrix is not None:
         lines.append(f"  matrix sets ({len(routing.matrix.sets)}):")

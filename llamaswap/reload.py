@@ -44,13 +44,18 @@ Loader = Callable[[Mapping[str, int]], LoadedConfig]
 Apply = Callable[[Config, ConfigDiff], Any]
 
 
-def fileLoader(configPath: str | None, configDir: str | None) -> Loader:
+def fileLoader(
+    configPath: str | None, configDir: str | None, modelsDir: str | None = None
+) -> Loader:
     """
-    A loader reading C{--config} and C{--config-dir} again on every call.
+    A loader reading C{--config} and C{--config-dir} again on every call,
+    and discovering the models of C{--models-dir} again (as the start does).
     """
 
     def load(reservedPorts: Mapping[str, int]) -> LoadedConfig:
-        return loadConfig(configPath, configDir, reservedPorts=reservedPorts)
+        return loadConfig(
+            configPath, configDir, reservedPorts=reservedPorts, modelsDir=modelsDir
+        )
 
     return load
 

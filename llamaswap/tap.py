@@ -29,7 +29,9 @@ class Options(usage.Options):
     Options of C{twistd llamaswap} and of the C{llamaswap} console script.
     """
 
-    synopsis = "[--config FILE] [--config-dir DIR] [--listen ADDRESS] [options]"
+    synopsis = (
+        "[--config FILE] [--config-dir DIR] [--models-dir DIR] [--listen ADDRESS] [options]"
+    )
 
     optParameters = [
         ["config", "c", None, "Configuration file (YAML)."],
@@ -38,6 +40,13 @@ class Options(usage.Options):
             None,
             None,
             "Directory of additional *.yml/*.yaml files merged after --config.",
+        ],
+        [
+            "models-dir",
+            None,
+            None,
+            "Serve every *.gguf under DIR as a model (no configuration needed; "
+            "replaces modelsDir's path).",
         ],
         [
             "listen",
@@ -81,11 +90,11 @@ class Options(usage.Options):
         Check option combinations and make paths absolute (twistd may
         C{chdir} after this).
         """
-        if not self["config"] and not self["config-dir"]:
+        if not self["config"] and not self["config-dir"] and not self["models-dir"]:
             raise usage.UsageError(
-                "at least one of --config or --config-dir must be provided"
+                "at least one of --config, --config-dir or --models-dir must be provided"
             )
-        for key in ("config", "config-dir", "tls-cert-file", "tls-key-file"):
+        for key in ("config", "config-dir", "models-dir", "tls-cert-file", "tls-key-file"):
             if self[key]:
                 self[key] = os.path.abspath(self[key])
         if self["validate"]:
@@ -115,7 +124,9 @@ def loadOrExit(options: Options) -> LoadedConfig:
     exit with status 1 (no traceback: a config error is the user's to fix).
     """
     try:
-        loaded = loadConfig(options["config"], options["config-dir"])
+        loaded = loadConfig(
+            options["config"], options["config-dir"], modelsDir=options["models-dir"]
+        )
     except ConfigError as e:
         print("llamaswap: failed to load config:", file=sys.stderr)
         for problem in e.problems:
@@ -156,7 +167,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     # Added last, stopped first: no reload once a shutdown has begun.
     # TODO(#10 wiring): the app's apply step replaces logOnly.
     reloader = Reloader(
-        fileLoader(options["config"], options["config-dir"]),
+        fileLoader(options["config"], options["config-dir"], options["models-dir"]),
         lambda: app.config,
         logOnly,
         startOnlyFiles={k: options[k] for k in ("tls-cert-file", "tls-key-file")},

@@ -200,6 +200,29 @@ class CheckConfigTests(SynchronousTestCase):
         self.assertIn("aliases bee", out)
         self.assertIn("pair [swap=false exclusive=true persistent=false]: a, b", out)
 
+    def test_modelsDirEstimates(self) -> None:
+        """
+        With --models-dir the folder's models are listed with their
+        estimated memory, and the budget is shown.
+        """
+        from test.integration.gguf import writeTinyModel
+
+        folder = self.mktemp()
+        os.makedirs(folder)
+        writeTinyModel(os.path.join(folder, "tiny.gguf"), 1, name="tiny")
+        config = self.writeConfig(
+            "memoryBudget: 2GiB\n"
+            "modelsDir:\n"
+            "  path: /nonexistent\n"
+            f"  cmd: {sys.executable} -m llamaswap.demo --port ${{PORT}} --model ${{MODEL_PATH}}\n",
+            "dir.yaml",
+        )
+        status, out, err = self.check(config, "--models-dir", folder)
+        self.assertEqual(status, 0, err)
+        self.assertIn("tiny: port", out)
+        self.assertRegex(out, r"memory [0-9.]+ MiB \(estimated\)")
+        self.assertIn("memory budget: memory: 2.0 GiB", out)
+
     def test_exampleConfig(self) -> None:
         """
         The shipped example configuration is valid and warns about nothing.

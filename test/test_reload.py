@@ -298,3 +298,22 @@ class FileLoaderTests(SynchronousTestCase):
         loaded = load({"a": 9000})
         self.assertEqual(sorted(loaded.config.models), ["a", "b", "c"])
         self.assertEqual(loaded.config.models["a"].port, 9000)
+
+    def test_modelsDir(self) -> None:
+        """
+        A reload discovers C{--models-dir} again, as the start does: a
+        model file added to the folder appears, the explicit ones stay.
+        """
+        base = os.path.abspath(self.mktemp())
+        folder = os.path.join(base, "models")
+        os.makedirs(folder)
+        path = os.path.join(base, "config.yaml")
+        with open(path, "w") as f:
+            f.write(GOOD + "modelsDir: {cmd: '/bin/sh --port ${PORT} -m ${MODEL_PATH}'}\n")
+        open(os.path.join(folder, "one.gguf"), "wb").close()
+        load = fileLoader(path, None, folder)
+        self.assertEqual(sorted(load({}).config.models), ["a", "b", "one"])
+        open(os.path.join(folder, "two.gguf"), "wb").close()
+        loaded = load({"a": 9000})
+        self.assertEqual(sorted(loaded.config.models), ["a", "b", "one", "two"])
+        self.assertIn(os.path.join(folder, "two.gguf"), loaded.config.models["two"].cmd)

@@ -25,7 +25,16 @@ class OptionsTests(SynchronousTestCase):
         """
         with self.assertRaises(UsageError) as ctx:
             Options().parseOptions([])
-        self.assertIn("at least one of --config or --config-dir", str(ctx.exception))
+        self.assertIn("at least one of --config, --config-dir or --models-dir", str(ctx.exception))
+
+    def test_modelsDirAlone(self) -> None:
+        """
+        --models-dir alone is enough, and becomes absolute.
+        """
+        options = Options()
+        options.parseOptions(["--models-dir", "models"])
+        self.assertEqual(options["models-dir"], os.path.abspath("models"))
+        self.assertIsNone(options["config"])
 
     def test_defaults(self) -> None:
         """

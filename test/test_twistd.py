@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 
 import treq
 from twisted.internet import reactor
@@ -111,4 +112,25 @@ class DaemonTests(TestCase):
         self.assertEqual(result.returncode, 1)
         self.assertIn("models.m1.ttl", result.stderr)
         self.assertIn("bad.yaml:4", result.stderr)
+        self.assertNotIn("Traceback", result.stderr + result.stdout)
+
+    def test_modelsDirWithoutServer(self) -> None:
+        """
+        C{--models-dir} with no llama-server on C{PATH} exits 1 saying so,
+        no traceback.
+        """
+        base = os.path.abspath(self.mktemp())
+        os.makedirs(base)
+        with open(os.path.join(base, "m.gguf"), "wb") as f:
+            f.write(b"GGUF")
+        result = subprocess.run(
+            TWISTD + ["--nodaemon", "--pidfile=", "llamaswap", "--models-dir", base],
+            env=childEnv(PATH=os.path.dirname(sys.executable)),
+            cwd=base,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("modelsDir: llama-server was not found on PATH", result.stderr)
         self.assertNotIn("Traceback", result.stderr + result.stdout)

@@ -109,7 +109,7 @@ class Twistd:
         self.pool = pool
         self.ended = protocol.ended
         self.seen: set[int] = set()
-        #: The configuration file it was started with.
+        #: The configuration file it was started with ("" without --config).
         self.configPath = ""
 
     @property
@@ -153,28 +153,35 @@ class Twistd:
 
 
 async def startTwistd(
-    test: TestCase, configText: str, *extra: str, environ: dict[str, str] | None = None
+    test: TestCase,
+    configText: str | None,
+    *extra: str,
+    environ: dict[str, str] | None = None,
 ) -> Twistd:
     """
-    Start C{twistd -n llamaswap} with C{configText} on a free port, wait
-    until it answers C{/health}, and register clean-up: it is killed if
-    still running, and so is every process it left.
+    Start C{twistd -n llamaswap} with C{configText} (L{None}: no
+    C{--config}) on a free port, wait until it answers C{/health}, and
+    register clean-up: it is killed if still running, and so is every
+    process it left.
 
     @param environ: variables to set in its environment (e.g. C{PATH}).
     """
     base = os.path.abspath(test.mktemp())
     os.makedirs(base)
-    configPath = os.path.join(base, "config.yaml")
-    with open(configPath, "w") as f:
-        f.write(configText)
+    config: list[str] = []
+    configPath = ""
+    if configText is not None:
+        configPath = os.path.join(base, "config.yaml")
+        with open(configPath, "w") as f:
+            f.write(configText)
+        config = ["--config", configPath]
     port = freePort()
     protocol = _TwistdProtocol()
     args = TWISTD + [
         "-n",
         "--pidfile=",
         "llamaswap",
-        "--config",
-        configPath,
+        *config,
         "--listen",
         f"127.0.0.1:{port}",
         *extra,

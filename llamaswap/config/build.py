@@ -30,6 +30,7 @@ from .decode_settings import decodeHooks, decodeSettings, validateAPIKeys
 from .errors import Location, PathPart, Problem, Problems
 from .expanded import ExpandedTree
 from .keys import GLOBAL_KEYS, HOOKS_KEYS
+from .memory import decodeBudget, decodeRequestTTL
 from .model import Config, FrozenDict
 from .sections import Section
 
@@ -89,6 +90,8 @@ def _build(expanded: ExpandedTree, problems: Problems) -> Config:
         legacyProfiles=FrozenDict(legacyProfiles),
         selectors=FrozenDict(selectors),
         promptCache=promptCache,
+        memory=decodeBudget(top.raw("memoryBudget"), top.raw("memoryReserve"), problems),
+        requestTTL=decodeRequestTTL(top.raw("requestTTL"), problems),
     )
     crossCheck(config, problems, routingValid)
     return config

@@ -19,6 +19,7 @@ from .keys import (
     MODEL_KEYS,
     TIMEOUT_KEYS,
 )
+from .memory import decodeDevices, decodeModelMemory
 from .model import (
     COMFYUI_MODEL_ID,
     MODEL_TIMEOUTS,
@@ -211,6 +212,8 @@ class _ModelsDecoder:
             healthCheckTimeout=healthCheckTimeout,
             port=port,
             promptCache=m.boolean("promptCache", promptCache),
+            memory=decodeModelMemory(m.raw("memory"), path + ("memory",), problems),
+            devices=decodeDevices(m.raw("devices"), path + ("devices",), problems),
         )
 
     def capabilities(self, modelID: str, c: Section) -> Capabilities:

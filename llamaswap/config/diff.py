@@ -38,6 +38,8 @@ capabilities
 useModelName,       live: rewriting of new requests
 filters
 concurrencyLimit    live: admission of new requests
+memory, devices,    live: memory budget scheduling of new requests (the
+estimatedMemory     estimate follows the GGUF file named in cmd)
 sendLoadingState,   live: new requests
 timeouts, compat
 macros              not compared: their effect is in the fields above
@@ -112,6 +114,9 @@ MODEL_LIVE_FIELDS: tuple[str, ...] = (
     "timeouts",
     "compat",
     "capabilities",
+    "memory",
+    "devices",
+    "estimatedMemory",
 )
 
 #: Model fields not compared at all.
@@ -119,7 +124,10 @@ MODEL_IGNORED_FIELDS: tuple[str, ...] = ("id", "macros")
 
 #: Top-level settings that apply to new requests as soon as the new
 #: configuration is current (the default for a setting in neither list).  C{startPort} only matters for ports allocated
-#: from now on; C{models} is compared model by model.
+#: from now on; C{models} is compared model by model.  C{memory} (the
+#: budget) and C{requestTTL} apply to scheduling and new requests;
+#: C{modelsDir} is live because the models it discovers are compared as
+#: models (a reload discovers the folder again).
 LIVE_SETTINGS: tuple[str, ...] = (
     "healthCheckTimeout",
     "logLevel",
@@ -140,6 +148,9 @@ LIVE_SETTINGS: tuple[str, ...] = (
     "legacyProfiles",
     "selectors",
     "upstream",
+    "memory",
+    "requestTTL",
+    "modelsDir",
 )
 
 #: Top-level settings read once at start: a change is reported as "needs

@@ -26,8 +26,11 @@ GLOBAL_KEYS = frozenset(
         "logToStdout",
         "macros",
         "matrix",
+        "memoryBudget",
+        "memoryReserve",
         "metricsMaxInMemory",
         "models",
+        "modelsDir",
         "peers",
         "performance",
         "profiles",
@@ -35,6 +38,7 @@ GLOBAL_KEYS = frozenset(
         "promptCacheDir",
         "promptCacheMaxBytes",
         "promptCacheTimeout",
+        "requestTTL",
         "routing",
         "selectors",
         "sendLoadingState",
@@ -55,10 +59,12 @@ MODEL_KEYS = frozenset(
         "compat",
         "concurrencyLimit",
         "description",
+        "devices",
         "env",
         "filters",
         "healthCheckTimeout",
         "macros",
+        "memory",
         "metadata",
         "name",
         "promptCache",
@@ -99,6 +105,8 @@ UI_KEYS = frozenset({"activity"})
 UI_ACTIVITY_KEYS = frozenset({"session_id"})
 PERFORMANCE_KEYS = frozenset({"disabled", "every"})
 UPSTREAM_KEYS = frozenset({"ignorePaths"})
+REQUEST_TTL_KEYS = frozenset({"enabled", "max"})
+MODELS_DIR_KEYS = frozenset({"path", "cmd"})
 
 KNOWN_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
@@ -129,5 +137,7 @@ KNOWN_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
         "ui.activity": UI_ACTIVITY_KEYS,
         "performance": PERFORMANCE_KEYS,
         "upstream": UPSTREAM_KEYS,
+        "requestTTL": REQUEST_TTL_KEYS,
+        "modelsDir": MODELS_DIR_KEYS,
     }
 )

@@ -6,13 +6,16 @@ The one entry point for loading configuration: sources, macros, objects.
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Mapping
 
-from attrs import frozen
+from attrs import evolve, frozen
 
 from .build import buildConfig
-from .errors import ConfigError, Problem, Problems
+from .discover import applyModelsDir
+from .errors import ConfigError, Problem, Problems, SourceMap
 from .macros import expand
+from .memory import finishMemory
 from .model import Config
 from .sources import readSources, readText
 
@@ -32,6 +35,7 @@ def loadConfig(
     configDir: str | None = None,
     environ: Mapping[str, str] | None = None,
     reservedPorts: Mapping[str, int] | None = None,
+    modelsDir: str | None = None,
 ) -> LoadedConfig:
     """
     Load, merge, expand and validate the configuration sources.
@@ -39,13 +43,18 @@ def loadConfig(
     @param reservedPorts: model ID to the C{${PORT}} it keeps (see
         L{llamaswap.config.macros.expand}); a reload passes the ports of
         the running configuration so that they never move.
+    @param modelsDir: C{--models-dir}: serve the C{*.gguf} files under it
+        (no configuration file needed).
     @raise ConfigError: carrying every error (and warning) found.
     """
     problems = Problems()
-    tree, sourceMap = readSources(
-        configPath, configDir, os.environ if environ is None else environ, problems
-    )
-    return _finish(tree, sourceMap, problems, reservedPorts)
+    environ = os.environ if environ is None else environ
+    if modelsDir and not configPath and not configDir:
+        tree: dict = {}
+        sourceMap = SourceMap()
+    else:
+        tree, sourceMap = readSources(configPath, configDir, environ, problems)
+    return _finish(tree, sourceMap, problems, environ, reservedPorts, modelsDir)
 
 
 def loadConfigText(
@@ -60,20 +69,31 @@ def loadConfigText(
     @raise ConfigError: carrying every error (and warning) found.
     """
     problems = Problems()
-    tree, sourceMap = readText(
-        text, filename, os.environ if environ is None else environ, problems
-    )
-    return _finish(tree, sourceMap, problems, reservedPorts)
+    environ = os.environ if environ is None else environ
+    tree, sourceMap = readText(text, filename, environ, problems)
+    return _finish(tree, sourceMap, problems, environ, reservedPorts)
 
 
 def _finish(
-    tree: dict, sourceMap, problems: Problems, reservedPorts: Mapping[str, int] | None
+    tree: dict,
+    sourceMap: SourceMap,
+    problems: Problems,
+    environ: Mapping[str, str],
+    reservedPorts: Mapping[str, int] | None = None,
+    modelsDir: str | None = None,
 ) -> LoadedConfig:
     problems.sourceMap = sourceMap
+    problems.raiseIfErrors()
+    searchPath = environ.get("PATH", os.defpath)
+    tree, folder = applyModelsDir(
+        tree, problems, modelsDir, which=lambda name: shutil.which(name, path=searchPath)
+    )
     problems.raiseIfErrors()
     expanded = expand(tree, sourceMap, problems, reservedPorts)
     config = buildConfig(expanded, problems)
     problems.raiseIfErrors()
     if config is None:
         raise ConfigError(list(problems) + [Problem("configuration did not load")])
+    config = finishMemory(evolve(config, modelsDir=folder), problems)
+    problems.raiseIfErrors()
     return LoadedConfig(config, tuple(problems.warnings))

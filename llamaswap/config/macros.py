@@ -38,7 +38,7 @@ KNOWN_TOP_LEVEL = frozenset(
     metricsMaxInMemory captureBuffer store ui performance startPort globalTTL
     unloadTimeout sendLoadingState includeAliasesInList apiKeys macros models
     hooks peers groups matrix routing profiles selectors upstream
-    maxWaitForSwap""".split()
+    maxWaitForSwap memoryBudget memoryReserve requestTTL""".split()
 )
 
 # Model fields whose leftovers get llama-swap's "found in <model>.<field>".

@@ -218,6 +218,10 @@ class ModelConfig:
     @ivar port: the port allocated for C{${PORT}}, if the command used it.
     @ivar promptCache: save and restore llama-server's slots across
         swaps (the global C{promptCache} applied when unset).
+    @ivar memory: C{memory} in bytes, if configured.
+    @ivar devices: the budget devices it uses (empty: all).
+    @ivar estimatedMemory: the estimate from its GGUF file (see
+        L{llamaswap.config.ggufsize}), if it loads one.
     """
 
     id: str
@@ -244,6 +248,17 @@ class ModelConfig:
     healthCheckTimeout: int = 120
     port: int | None = None
     promptCache: bool = False
+    memory: int | None = None
+    devices: tuple[str, ...] = ()
+    estimatedMemory: int | None = None
+
+    @property
+    def memoryNeed(self) -> int | None:
+        """
+        The bytes the memory budget charges: C{memory} if configured, else
+        the estimate from its GGUF file, else L{None} (unknown).
+        """
+        return self.memory if self.memory is not None else self.estimatedMemory
 
     @property
     def effectiveConcurrencyLimit(self) -> int:
@@ -475,6 +490,61 @@ class HooksConfig:
     profile: str = ""
 
 
+#: The command template of a discovered model (C{modelsDir.cmd}).
+DEFAULT_MODELS_DIR_CMD = "llama-server --port ${PORT} --model ${MODEL_PATH}"
+
+
+@frozen
+class MemoryConfig:
+    """
+    The memory budget (C{memoryBudget}, C{memoryReserve}).
+
+    @ivar budget: device to bytes (one pool is
+        L{llamaswap.routing.memory.POOL}); empty when there is no budget.
+    @ivar auto: whether the budget was detected (C{memoryBudget: auto}).
+    @ivar reserve: bytes kept back from a detected budget, per device
+        (default 1 GiB).
+    """
+
+    budget: Mapping[str, int] = field(factory=FrozenDict, converter=freeze)
+    auto: bool = False
+    reserve: int = 1024**3
+
+    @property
+    def enabled(self) -> bool:
+        """
+        Whether models are scheduled by memory.
+        """
+        return bool(self.budget) or self.auto
+
+
+@frozen
+class RequestTTLConfig:
+    """
+    Per-request keep-alive (C{requestTTL}): a request's C{ttl} or
+    C{keep_alive} sets its model's idle timeout.
+
+    @ivar enabled: whether the fields are honoured (otherwise they are
+        passed upstream untouched).
+    @ivar max: the longest idle timeout a request may set, in seconds
+        (C{0}: no cap; "never unload" is capped too).
+    """
+
+    enabled: bool = True
+    max: int = 0
+
+
+@frozen
+class ModelsDirConfig:
+    """
+    A folder of C{*.gguf} models served without configuration
+    (C{modelsDir}, C{--models-dir}).
+    """
+
+    path: str
+    cmd: str = DEFAULT_MODELS_DIR_CMD
+
+
 @frozen
 class Config:
     """
@@ -515,6 +585,9 @@ class Config:
     selectors: Mapping[str, SelectorConfig] = field(factory=FrozenDict)
     upstream: UpstreamConfig = UpstreamConfig()
     promptCache: PromptCacheConfig = PromptCacheConfig()
+    memory: MemoryConfig = MemoryConfig()
+    requestTTL: RequestTTLConfig = RequestTTLConfig()
+    modelsDir: ModelsDirConfig | None = None
 
     def realModelName(self, name: str) -> str | None:
         """

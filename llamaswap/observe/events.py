@@ -29,6 +29,7 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from ..compat import isDisconnected
+from ..config.memory import memoryFields
 from ..config.model import Capabilities, Config
 
 log = Logger()
@@ -164,6 +165,7 @@ def modelStatus(config: Config, states: Mapping[str, str]) -> list[dict[str, Any
             entry["capabilities"] = flags
         if model.capabilities.context > 0:
             entry["context_length"] = model.capabilities.context
+        entry.update(memoryFields(model))
         entries.append(entry)
     for peer in config.peers.values():
         for modelID in peer.models:

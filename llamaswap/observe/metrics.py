@@ -13,7 +13,7 @@ llamaswaps in one process (tests, reloads) do not collide.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -165,6 +165,26 @@ class Metrics:
             states=list(STATES),
             registry=registry,
         )
+        self.modelMemory = Gauge(
+            "llamaswap_model_memory_bytes",
+            "Memory each model needs (configured, or estimated from its GGUF file).",
+            ["model"],
+            registry=registry,
+        )
+        self.memoryBudget = Gauge(
+            "llamaswap_memory_budget_bytes",
+            "The memory budget per device (memoryBudget).",
+            ["device"],
+            registry=registry,
+        )
+        self.memoryInUse = Gauge(
+            "llamaswap_memory_in_use_bytes",
+            "Memory held by the models not stopped, per device of the budget.",
+            ["device"],
+            registry=registry,
+        )
+        self._needs: Mapping[str, Mapping[str, int]] = {}
+        self._occupying: set[str] = set()
         self._requests = _Children(self.requests)
         self._duration = _Children(self.duration)
         self._ttfb = _Children(self.ttfb)
@@ -224,6 +244,38 @@ class Metrics:
     def stateChanged(self, model: str, state: str) -> None:
         if state in STATES:
             self.state.labels(model=model).state(state)
+        if state in ("starting", "ready", "stopping"):
+            self._occupying.add(model)
+        else:
+            self._occupying.discard(model)
+        if self._needs:
+            self._updateInUse()
+
+    def memoryConfigured(
+        self,
+        sizes: Mapping[str, int | None],
+        budget: Mapping[str, int],
+        needs: Mapping[str, Mapping[str, int]],
+    ) -> None:
+        """
+        Set each model's memory (known ones), the budget per device and
+        each model's share per device (for the in-use gauge).
+        """
+        for model, size in sizes.items():
+            if size is not None:
+                self.modelMemory.labels(model=model).set(size)
+        for device, size in budget.items():
+            self.memoryBudget.labels(device=device).set(size)
+        self._needs = needs
+        self._updateInUse()
+
+    def _updateInUse(self) -> None:
+        used = {device: 0 for needs in self._needs.values() for device in needs}
+        for model in self._occupying:
+            for device, n in self._needs.get(model, {}).items():
+                used[device] += n
+        for device, n in used.items():
+            self.memoryInUse.labels(device=device).set(n)
 
     def loadStarted(self, model: str) -> None:
         self.loads.labels(model=model).inc()

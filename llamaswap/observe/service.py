@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.server import Request
 
+from ..config.memory import budgetFields, modelNeeds
 from ..config.model import Config
 from ..holder import Holder
 from ..upstream.supervisor import Supervisor
@@ -68,6 +69,7 @@ class ObservabilityService(Service):
         config = self.configHolder.value
         self.events = EventBus()
         self.metrics = Metrics(config.models, processMetrics=processMetrics)
+        self._configureMemory(config)
         storePath = config.store.path if config.store is not None else None
         self.store = ActivityStore(storePath, keep=config.metricsMaxInMemory, reactor=clock)
         self.captures = CaptureCache.fromMegabytes(config.captureBuffer)
@@ -85,7 +87,7 @@ class ObservabilityService(Service):
         self.loads = LoadWatcher(
             supervisors,
             self.clock,
-            self.events.publish,
+            self._publishStatus,
             statusPayload=self.modelStatus,
             metrics=self.metrics,
             history=LoadHistory(),
@@ -105,6 +107,9 @@ class ObservabilityService(Service):
         )
         self._followLogs()
         self._unsubscribe.append(self.activeProfile.addObserver(self._profileChanged))
+        self._unsubscribe.append(
+            self.configHolder.addObserver(lambda old, new: self._configureMemory(new))
+        )
 
     def stopService(self) -> None:
         super().stopService()
@@ -146,6 +151,39 @@ class ObservabilityService(Service):
         states = {m: s.state.value for m, s in self.supervisors.items()}
         return modelStatus(self.configHolder.value, states)
 
+    def _configureMemory(self, config: Config) -> None:
+        """
+        Set the memory gauges' sizes and budget from C{config} (at start
+        and after every reload).
+        """
+        self.metrics.memoryConfigured(
+            {m: c.memoryNeed for m, c in config.models.items()},
+            config.memory.budget,
+            modelNeeds(config),
+        )
+
+    def memoryStatus(self) -> dict[str, Any] | None:
+        """
+        The C{memory} event: the budget and what the models not stopped
+        hold of it, per device; L{None} without a budget.
+        """
+        config = self.configHolder.value
+        if not config.memory.budget:
+            return None
+        running = [m for m, s in self.supervisors.items() if s.state.value in _OCCUPYING]
+        return budgetFields(config, running)
+
+    def _publishStatus(self, kind: str, data: Any) -> None:
+        """
+        Publish for the load watcher; a C{modelStatus} is followed by the
+        C{memory} event when there is a budget.
+        """
+        self.events.publish(kind, data)
+        if kind == "modelStatus":
+            memory = self.memoryStatus()
+            if memory is not None:
+                self.events.publish("memory", memory)
+
     def uiConfig(self) -> dict[str, Any]:
         config = self.configHolder.value
         return {"activity": {"session_id": list(config.ui.sessionIDHeaders)}}
@@ -175,6 +213,9 @@ class ObservabilityService(Service):
                     Event("logData", {"source": monitor.name, "data": _text(history)})
                 )
         events.append(Event("modelStatus", self.modelStatus()))
+        memory = self.memoryStatus()
+        if memory is not None:
+            events.append(Event("memory", memory))
         events.append(Event("uiConfig", self.uiConfig()))
         events.append(Event("profileChanged", {"active": self.activeProfile.value}))
         events.append(Event("inflight", self.tracker.snapshot()))
@@ -210,6 +251,10 @@ class ObservabilityService(Service):
         self.store.recordLoad(ts, model, durationMs, ok).addErrback(
             lambda f: log.failure("recording a load time failed", f)
         )
+
+
+#: States in which a model holds its memory.
+_OCCUPYING = frozenset({"starting", "ready", "stopping"})
 
 
 def _text(data: bytes) -> str:

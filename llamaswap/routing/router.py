@@ -49,6 +49,7 @@ from ..upstream.errors import (
 )
 from ..upstream.lifecycle import State
 from .groups import Evictor
+from .memory import ModelTooLarge
 from .scheduler import (
     NO_LOCAL_SERVER,
     SHUTTING_DOWN,
@@ -114,6 +115,11 @@ class SupervisorLike(Protocol):
     def requestFinished(self) -> None:
         """
         A request was served.
+        """
+
+    def setIdleTimeout(self, seconds: float | None) -> None:
+        """
+        Unload after C{seconds} idle from now on (L{None}: never).
         """
 
     def addStateObserver(self, observer: StateObserver) -> Callable[[], None]:
@@ -581,6 +587,8 @@ class Router:
                 )
             if decision.status == 404:
                 return NoLocalServer(decision.message)
+            if decision.status == 507:
+                return ModelTooLarge(decision.message)
             return RouterShuttingDown(decision.message)
         error = decision.error
         if isinstance(error, Unloaded):

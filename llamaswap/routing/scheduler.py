@@ -33,6 +33,11 @@ Rules (llama-swap's FIFO scheduler, with one deliberate improvement):
    request has waited C{maxWaitForSwap} seconds, the models its swap must
    stop are held back: new requests for them queue instead of taking the
    fast path, so their in-flight requests drain and the swap proceeds.
+ - Memory budget (L{llamaswap.routing.memory}): with a C{memoryBudget},
+   L{fromConfig} wraps the policy in a L{MemoryEvictor}, which reads the
+   in-flight counts and the last use (a use count bumped at every grant
+   and finish) from the scheduler; a model bigger than the whole budget is
+   rejected at admission with 507.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from attrs import define, field, frozen
 from ..config.model import DEFAULT_CONCURRENCY_LIMIT, Config
 from ..upstream.lifecycle import State
 from .groups import Evictor, evictorFor, profileEviction
+from .memory import MemoryEvictor, memoryPolicyFor
 
 __all__ = [
     "AbandonSwap",
@@ -120,8 +126,8 @@ class Reject:
     """
     Turn request C{requestID} away at admission.
 
-    @ivar status: 404 (unknown model), 429 (concurrency limit) or 503
-        (shutting down).
+    @ivar status: 404 (unknown model), 429 (concurrency limit), 503
+        (shutting down) or 507 (bigger than the whole memory budget).
     @ivar retryAfter: seconds for C{Retry-After} (429 only).
     """
 
@@ -286,6 +292,11 @@ class Scheduler:
         self._reserved = {m: 0 for m in self._limits}
         self._inFlight = {m: 0 for m in self._limits}
         self._held: frozenset[str] = frozenset()
+        self._uses = 0
+        self._lastUsed = {m: 0 for m in self._limits}
+        bindUsage = getattr(evictor, "bindUsage", None)
+        if bindUsage is not None:
+            bindUsage(self)
         self._nextSwapID = 1
         self._now = 0.0
         self._shuttingDown = False
@@ -303,12 +314,17 @@ class Scheduler:
         policy, priorities, C{maxWaitForSwap} and v1 profiles.
         """
         served = list(config.models if models is None else models)
+        if evictor is None:
+            evictor = evictorFor(config)
+            policy = memoryPolicyFor(config)
+            if policy is not None:
+                evictor = MemoryEvictor(evictor, policy)
         return cls(
             {
                 m: config.models[m].effectiveConcurrencyLimit if m in config.models else 0
                 for m in served
             },
-            evictor if evictor is not None else evictorFor(config),
+            evictor,
             priorities={m: config.routing.priorityOf(m) for m in served},
             maxWaitForSwap=config.routing.maxWaitForSwap,
             profiles=config.legacyProfiles,
@@ -348,6 +364,13 @@ class Scheduler:
         Requests of C{model} being served.
         """
         return self._inFlight[model]
+
+    def lastUsed(self, model: str) -> int:
+        """
+        When C{model} last started or finished serving a request, as a use
+        count (larger is more recent; 0: never).
+        """
+        return self._lastUsed.get(model, 0)
 
     def state(self, model: str) -> State:
         """
@@ -398,6 +421,10 @@ class Scheduler:
             return [Reject(requestID, 404, NO_LOCAL_SERVER)]
         if self._reserved[model] >= self._limits[model]:
             return [Reject(requestID, 429, TOO_MANY_REQUESTS, retryAfter=1)]
+        refusal = getattr(self._evictor, "refusal", None)
+        reason = refusal(model) if refusal is not None else None
+        if reason is not None:
+            return [Reject(requestID, 507, reason)]
         self._reserved[model] += 1
         request = _Request(requestID, model, profile, self._priorities.get(model, 0))
         self._requests[requestID] = request
@@ -604,10 +631,15 @@ class Scheduler:
         out.append(StartSwap(swap.swapID, model, tuple(sorted(evict)), reason))
         return True
 
+    def _touch(self, model: str) -> None:
+        self._uses += 1
+        self._lastUsed[model] = self._uses
+
     def _grant(self, request: _Request, out: list[Decision]) -> None:
         request.phase = Phase.SERVING
         request.swapID = None
         self._inFlight[request.model] += 1
+        self._touch(request.model)
         out.append(Grant(request.requestID, request.model, request.priority))
 
     def _enqueue(self, request: _Request) -> None:
@@ -670,6 +702,7 @@ class Scheduler:
     def _finishServing(self, request: _Request) -> list[Decision]:
         self._release(request)
         self._inFlight[request.model] -= 1
+        self._touch(request.model)
         out: list[Decision] = []
         if self._inFlight[request.model] == 0 and not self._shuttingDown:
             self._drain(out)

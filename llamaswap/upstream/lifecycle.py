@@ -203,6 +203,16 @@ class RequestFinished:
     """
 
 
+@frozen
+class IdleTimeoutChanged:
+    """
+    A request set the idle timeout from now on (C{ttl}/C{keep_alive}):
+    seconds, C{0} to unload as soon as it is idle, L{None} never.
+    """
+
+    seconds: float | None
+
+
 Event = Union[
     StartRequested,
     StopRequested,
@@ -217,6 +227,7 @@ Event = Union[
     HookDone,
     RequestStarted,
     RequestFinished,
+    IdleTimeoutChanged,
 ]
 
 
@@ -444,7 +455,7 @@ class Lifecycle:
         """
         self._healthCheckTimeout = healthCheckTimeout
         self._unloadTimeout = unloadTimeout
-        self._ttl = ttl
+        self._ttl: float | None = ttl if ttl > 0 else None
         self._probe = probe
         self._stopCommand = stopCommand
         self._abortGrace = abortGrace
@@ -549,7 +560,7 @@ class Lifecycle:
         self._succeed(self._startWaiters, effects)
 
     def _armIdle(self, effects: list[Effect]) -> None:
-        if self._ttl > 0 and self.inFlight == 0 and self.state is State.READY:
+        if self._ttl is not None and self.inFlight == 0 and self.state is State.READY:
             effects.append(ArmTimer(Timer.TTL, self._ttl))
 
     def _gracefulSignal(self, effects: list[Effect]) -> None:
@@ -788,6 +799,14 @@ class Lifecycle:
         self.inFlight += 1
         if self.state is State.READY:
             effects.append(CancelTimer(Timer.TTL))
+
+    def _onIdleTimeoutChanged(
+        self, event: IdleTimeoutChanged, now: float, effects: list[Effect]
+    ) -> None:
+        self._ttl = event.seconds
+        if self.state is State.READY and self.inFlight == 0:
+            effects.append(CancelTimer(Timer.TTL))
+            self._armIdle(effects)
 
     def _onRequestFinished(self, event: RequestFinished, now: float, effects: list[Effect]) -> None:
         if self.inFlight == 0:

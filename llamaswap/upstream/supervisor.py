@@ -51,6 +51,7 @@ from .lifecycle import (
     HealthCheckTimeout,
     Hook,
     HookDone,
+    IdleTimeoutChanged,
     Lifecycle,
     Note,
     ProbeSucceeded,
@@ -323,6 +324,13 @@ class Supervisor:
         A proxied request for this model began (blocks the TTL).
         """
         self._feed(RequestStarted())
+
+    def setIdleTimeout(self, seconds: float | None) -> None:
+        """
+        Unload after C{seconds} idle from now on (C{0}: as soon as it is
+        idle; L{None}: never), as a request's C{ttl}/C{keep_alive} asks.
+        """
+        self._feed(IdleTimeoutChanged(seconds))
 
     def requestFinished(self) -> None:
         """

@@ -51,13 +51,14 @@ from ..holder import Holder
 from ..httperrors import BadRequest, HTTPError, InternalError, ModelNotFound
 from ..observe.tracking import RequestTrack, Tracker
 from ..routes import BODY_ROUTES, QUERY_ROUTES, VERSIONLESS_ROUTES, upstreamPath
-from ..routing.router import Router
+from ..routing.router import Lease, Router
 from ..upstream.lifecycle import State
 from .auth import upstreamAuthHeaders
 from .errors import writeFailure, writeHTTPError
 from .extract import FORM, MULTIPART, QUERY, Extracted, extract
 from .forward import BodyArg, BodyProducer, Forwarder, ForwardResult
 from .headers import HeaderValue
+from .keepalive import KeepAlive, takeKeepAlive
 from .leased import serveLeased
 from .loading import acquireWithLoadingState, wantsLoadingState
 from .multipart import MultipartError
@@ -108,6 +109,8 @@ class Upstream:
         models) rather than the server's (peers).
     @ivar forwardedFor: whether the client's address is appended to
         C{X-Forwarded-For} (local models only).
+    @ivar keepAlive: the idle timeout the request's C{ttl}/C{keep_alive}
+        set for its local model (L{llamaswap.web.keepalive}), if any.
     """
 
     requested: str
@@ -122,6 +125,7 @@ class Upstream:
     timeouts: Timeouts
     preserveHost: bool
     forwardedFor: bool
+    keepAlive: KeepAlive | None = None
 
 
 class ModelRoute:
@@ -210,13 +214,24 @@ class ModelRoute:
                     request,
                     track,
                     lambda: self._acquire(request, name, upstream),
-                    lambda lease: self._relay(request, evolve(upstream, url=lease.url), track),
+                    lambda lease: self._relayLeased(request, upstream, lease, track),
                 )
             else:
                 await self._relay(request, upstream, track)
         finally:
             if choice is not None:
                 choice.release()
+
+    async def _relayLeased(
+        self, request: Request, upstream: Upstream, lease: Lease, track: RequestTrack
+    ) -> None:
+        """
+        Relay to the leased model, first applying the request's keep-alive
+        (its C{ttl}/C{keep_alive}) as the model's idle timeout.
+        """
+        if upstream.keepAlive is not None:
+            lease.supervisor.setIdleTimeout(upstream.keepAlive.seconds)
+        await self._relay(request, evolve(upstream, url=lease.url), track)
 
     def _pinned(self, name: str) -> str:
         """
@@ -256,6 +271,9 @@ class ModelRoute:
         """
         route = self._route(name)
         extraHeaders: dict[str | bytes, HeaderValue] = {}
+        changed, keepAlive = False, None
+        if isinstance(route, Local) and asked.json is not None:
+            changed, keepAlive = takeKeepAlive(asked.json, self.config.value.requestTTL)
         if isinstance(route, Local):
             model = self.config.value.models[route.modelID]
             sent = route.member or name
@@ -273,7 +291,7 @@ class ModelRoute:
                 if lowered.startswith(b"x-forwarded-") or lowered == b"forwarded":
                     extraHeaders[header] = None
             extraHeaders.update(upstreamAuthHeaders(request, route.peer))
-        path, body = self._rewrite(request, asked, sent, filters, name)
+        path, body = self._rewrite(request, asked, sent, filters, name, changed)
         return Upstream(
             requested=name,
             local=local,
@@ -287,6 +305,7 @@ class ModelRoute:
             timeouts=timeouts,
             preserveHost=preserveHost,
             forwardedFor=preserveHost,
+            keepAlive=keepAlive,
         )
 
     def _rewrite(
@@ -296,16 +315,17 @@ class ModelRoute:
         sent: str,
         filters: Filters,
         requested: str,
+        changed: bool = False,
     ) -> tuple[bytes, BodyArg]:
         """
         The upstream path and body: C{sent} as the model where the client
         named it, and for JSON bodies the filters (C{setParamsByID} by the
-        C{requested} name).  The body is L{None} when unchanged.
+        C{requested} name).  The body is L{None} when unchanged (and
+        C{changed} is false: the JSON was already edited).
         """
         path = upstreamPath(request.uri)
         body: BodyArg = None
         if asked.json is not None:
-            changed = False
             if sent != asked.model:
                 asked.json["model"] = sent
                 changed = True

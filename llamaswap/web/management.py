@@ -30,6 +30,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from .. import __version__
 from ..compat import isDisconnected
+from ..config.memory import budgetFields, memoryFields
 from ..config.model import Capabilities, Config, ModelConfig
 from ..holder import Holder
 from ..httperrors import SOURCE, BadRequest, HTTPError, NotFound
@@ -255,6 +256,7 @@ def runningRecords(
                 "ttl": model.ttl,
                 "name": model.name,
                 "description": model.description,
+                **memoryFields(model),
             }
         )
     return entries
@@ -406,9 +408,12 @@ class ManagementRoutes:
         """
         C{GET /running}.
         """
-        return jsonBody(
-            request, {"running": runningRecords(self.config.value, self.router.running())}
-        )
+        config = self.config.value
+        running = self.router.running()
+        document: dict[str, Any] = {"running": runningRecords(config, running)}
+        if config.memory.budget:
+            document["memory"] = budgetFields(config, [m for m, _ in running])
+        return jsonBody(request, document)
 
     def unloadAll(self, request: Request, rest: bytes) -> int:
         """

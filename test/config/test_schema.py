@@ -49,6 +49,8 @@ SECTION_PATHS = {
     "ui.activity": ["ui", "activity"],
     "performance": ["performance"],
     "upstream": ["upstream"],
+    "requestTTL": ["requestTTL"],
+    "modelsDir": ["modelsDir"],
 }
 
 

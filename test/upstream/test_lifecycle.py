@@ -24,6 +24,7 @@ from llamaswap.upstream.lifecycle import (
     HealthCheckTimeout,
     Hook,
     HookDone,
+    IdleTimeoutChanged,
     Lifecycle,
     Note,
     ProbeSucceeded,
@@ -729,6 +730,34 @@ class TTLTests(SynchronousTestCase):
         effects += m.handle(StartRequested("b"), 3)
         self.assertFalse([e for e in effects if isinstance(e, ArmTimer) and e.timer is Timer.TTL])
 
+    def test_requestSetsIdleTimeout(self) -> None:
+        """
+        A request's keep-alive replaces the TTL from then on: armed when
+        the last request finishes; 0 unloads as soon as idle; L{None}
+        never unloads.
+        """
+        m = makeMachine(ttl=0.0)
+        toReady(m)
+        m.handle(RequestStarted(), 1)
+        self.assertEqual(m.handle(IdleTimeoutChanged(30.0), 1), [])
+        self.assertEqual(m.handle(RequestFinished(), 2), [ArmTimer(Timer.TTL, 30.0)])
+        m.handle(RequestStarted(), 3)
+        m.handle(IdleTimeoutChanged(0.0), 3)
+        self.assertEqual(m.handle(RequestFinished(), 4), [ArmTimer(Timer.TTL, 0.0)])
+        self.assertIn(Note("ttl-unload", (("ttl", 0.0),)), m.handle(TimerFired(Timer.TTL), 4))
+
+    def test_neverWhileIdle(self) -> None:
+        """
+        Changed while ready and idle, the timer is re-armed or cancelled.
+        """
+        m = makeMachine(ttl=5.0)
+        toReady(m)
+        self.assertEqual(m.handle(IdleTimeoutChanged(None), 1), [CancelTimer(Timer.TTL)])
+        self.assertEqual(
+            m.handle(IdleTimeoutChanged(7.0), 2),
+            [CancelTimer(Timer.TTL), ArmTimer(Timer.TTL, 7.0)],
+        )
+
     def test_unbalancedFinish(self) -> None:
         """
         A finish without a start is noted and the count stays at zero.
@@ -812,6 +841,8 @@ def allEvents(attempt: int) -> list[Event]:
         TimerFired(Timer.TTL),
         RequestStarted(),
         RequestFinished(),
+        IdleTimeoutChanged(3.0),
+        IdleTimeoutChanged(None),
     ]
 
 
