@@ -173,6 +173,18 @@ class RequestFinished:
     """
 
 
+@frozen
+class SettingsChanged:
+    """
+    A reload changed the timeouts of the running model (the process is
+    kept): the next start, stop and idle period use the new values.
+    """
+
+    healthCheckTimeout: float
+    unloadTimeout: float
+    ttl: float
+
+
 Event = Union[
     StartRequested,
     StopRequested,
@@ -186,6 +198,7 @@ Event = Union[
     TimerFired,
     RequestStarted,
     RequestFinished,
+    SettingsChanged,
 ]
 
 
@@ -668,6 +681,17 @@ class Lifecycle:
         self.inFlight += 1
         if self.state is State.READY:
             effects.append(CancelTimer(Timer.TTL))
+
+    def _onSettingsChanged(self, event: SettingsChanged, now: float, effects: list[Effect]) -> None:
+        self._healthCheckTimeout = event.healthCheckTimeout
+        self._unloadTimeout = event.unloadTimeout
+        if event.ttl == self._ttl:
+            return
+        self._ttl = event.ttl
+        if self.state is State.READY and self.inFlight == 0:
+            # An idle model's timer restarts with the new TTL (none: never).
+            effects.append(CancelTimer(Timer.TTL))
+            self._armIdle(effects)
 
     def _onRequestFinished(self, event: RequestFinished, now: float, effects: list[Effect]) -> None:
         if self.inFlight == 0:

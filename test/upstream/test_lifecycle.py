@@ -28,6 +28,7 @@ from llamaswap.upstream.lifecycle import (
     RequestFinished,
     RequestStarted,
     RunStopCommand,
+    SettingsChanged,
     ShutDown,
     ShutdownRequested,
     SignalGroup,
@@ -809,6 +810,8 @@ def allEvents(attempt: int) -> list[Event]:
         TimerFired(Timer.TTL),
         RequestStarted(),
         RequestFinished(),
+        SettingsChanged(1.0, 1.0, 7.0),
+        SettingsChanged(1.0, 1.0, 0.0),
     ]
 
 
