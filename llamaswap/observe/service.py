@@ -105,6 +105,9 @@ class ObservabilityService(Service):
         )
         self._followLogs()
         self._unsubscribe.append(self.activeProfile.addObserver(self._profileChanged))
+        addObserver = getattr(self.supervisors, "addObserver", None)
+        if addObserver is not None:  # an Upstreams registry: a reload changes it
+            self._unsubscribe.append(addObserver(self.loads.replaced))
 
     def stopService(self) -> None:
         super().stopService()
