@@ -354,7 +354,7 @@ class Router:
         The local model C{name} refers to (model ID, alias or v1
         C{profile/model}) and the v1 profile, if any.
         """
-        if name in self._supervisors:
+        if name in self._supervisors and name in self.config.models:
             return name, None
         real = self.config.aliases.get(name)
         if real is not None and real in self._supervisors:
