@@ -139,6 +139,7 @@ LIVE_SETTINGS: tuple[str, ...] = (
     "legacyProfiles",
     "selectors",
     "upstream",
+    "performance",
 )
 
 #: Top-level settings read once at start: a change is reported as "needs
@@ -150,7 +151,6 @@ RESTART_SETTINGS: tuple[str, ...] = (
     "store",
     "metricsMaxInMemory",
     "captureBuffer",
-    "performance",
 )
 
 
