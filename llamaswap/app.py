@@ -17,7 +17,7 @@ from twisted.web.server import Site
 
 from . import __version__
 from .config.cmdline import splitCommand
-from .config.diff import ConfigDiff
+from .config.diff import ConfigDiff, pinnedPorts
 from .config.model import Config, ModelConfig
 from .holder import Holder
 from .listen import ListenAddress
@@ -159,6 +159,8 @@ class LlamaSwap(MultiService):
         registerHostMetrics(self.observability.metrics.registry, self.performance.latest)
         self.hardware = HardwareDetector(reactor, runner)
         self.hardware.setServiceParent(self)
+        #: Removed models still draining: their C{${PORT}}s stay reserved.
+        self._drainingPorts: dict[str, int] = {}
         self.reloader = Reloader(
             fileLoader(*configPaths),
             lambda: self.configHolder.value,
@@ -166,6 +168,7 @@ class LlamaSwap(MultiService):
             onReloaded=self._reloaded,
             onReloadFailed=self._reloadFailed,
             startOnlyFiles=startOnlyFiles,
+            reservedPorts=lambda c: {**self._drainingPorts, **pinnedPorts(c)},
         )
 
     @property
@@ -213,6 +216,10 @@ class LlamaSwap(MultiService):
             m: self.supervisorFor(new.models[m], new) for m in (*diff.added, *diff.restarted)
         }
         changes.update({m: None for m in diff.removed})
+        for modelID in diff.removed:
+            port = old.models[modelID].port
+            if port is not None:
+                self._drainingPorts[modelID] = port
         for modelID in diff.kept:
             if modelID in diff.updated:
                 supervisor = self.router.upcoming(modelID)
@@ -241,6 +248,7 @@ class LlamaSwap(MultiService):
         The router's C{install}: the registry's change.
         """
         if supervisor is None:
+            self._drainingPorts.pop(modelID, None)
             self.supervisors.remove(modelID)
         else:
             self.supervisors.add(modelID, supervisor)

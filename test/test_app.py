@@ -275,3 +275,21 @@ class ApplyTests(SynchronousTestCase):
         app.startService()
         self.addCleanup(app.stopService)
         self.assertEqual(app.activeProfile.value, "p")
+
+    def test_idleRemovedPortReleased(self) -> None:
+        """
+        A removed model that is not running is gone at once, and so is the
+        reservation of its C{${PORT}} (see test.test_livereload for one
+        that drains).
+        """
+        from llamaswap.config.diff import diffConfigs
+
+        app = LlamaSwap(
+            load("startPort: 7000\nmodels:\n  a:\n    cmd: x --port ${PORT}\n"),
+            self.reactor,
+            runtimeDir=self.mktemp(),
+        )
+        new = load("startPort: 7000\nmodels:\n  b:\n    cmd: x --port ${PORT}\n")
+        app.applyConfig(new, diffConfigs(app.config, new))
+        self.assertEqual(app._drainingPorts, {})
+        self.assertEqual(sorted(app.supervisors), ["b"])

@@ -183,6 +183,30 @@ class LiveReloadTests(TestCase):
         self.assertNotIn("alpha", running.app.supervisors)
         self.assertFalse(pidAlive(pid))
 
+    async def test_drainingPortNotReused(self) -> None:
+        """
+        While a removed model drains its stream, a model added by a later
+        reload does not get its C{${PORT}}; the stream completes intact.
+        """
+        running, path, start = await self.start(ALPHA + SLOW)
+        slowPort = running.app.config.models["slow"].port
+        response = await running.post(
+            "/v1/chat/completions",
+            json={"model": "slow", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+            unbuffered=True,
+        )
+        chunks: list[bytes] = []
+        collected = treq.collect(response, chunks.append)
+        self.rewrite(path, ALPHA)
+        self.assertTrue((await running.app.reloader.reload("api")).ok)
+        self.rewrite(path, ALPHA + "  beta:\n    cmd: ${demo} --model beta\n")
+        result = await running.app.reloader.reload("api")
+        self.assertTrue(result.ok, result.errors)
+        self.assertFalse(collected.called, "the stream ended before the reloads mattered")
+        self.assertNotEqual(running.app.config.models["beta"].port, slowPort)
+        await collected
+        self.assertTrue(b"".join(chunks).rstrip().endswith(b"data: [DONE]"))
+
     async def test_brokenFileKeepsServingThenFixApplies(self) -> None:
         """
         A broken file changes nothing: the reload endpoint answers 422 with
