@@ -485,8 +485,8 @@ class Router:
             elif supervisor is not None:
                 install(model, supervisor)
                 self._removers[model] = supervisor.addStateObserver(self._stateChanged)
-        served = set(self._supervisors) - {m for m, s in changes.items() if s is None}
-        settings = Scheduler.settingsFrom(config, evictor, sorted(served))
+        served = sorted(m for m in self._supervisors if m in config.models)
+        settings = Scheduler.settingsFrom(config, evictor, served)
         self._feed(
             lambda: self._scheduler.onReconfigure(
                 restarted=restarted, **settings  # type: ignore[arg-type]

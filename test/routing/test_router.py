@@ -706,6 +706,21 @@ class ReconfigureTests(RouterTestCase):
         self.assertEqual(router.scheduler.models, frozenset({"b"}))
         self.failureResultOf(router.acquire("a"), NoLocalServer)
 
+    def test_stillDrainingAcrossReloads(self) -> None:
+        """
+        A removed model still draining when the next reload comes stays
+        removed: it goes once its request ends.
+        """
+        router = self.build({"a": {}, "b": {}}, states={"a": State.READY})
+        old = self.sups["a"]
+        lease = self.lease(router.acquire("a"))
+        router.reconfigure(makeConfig({"b": {}}), {"a": None}, self.install)
+        router.reconfigure(makeConfig({"b": {"ttl": 5}}), {}, self.install)
+        lease.release()
+        old.becomeStopped()
+        self.assertNotIn("a", self.sups)
+        self.assertEqual(router.scheduler.models, frozenset({"b"}))
+
     def test_addedServedAtOnce(self) -> None:
         """
         An added model is installed and can be acquired at once; the new
