@@ -5,6 +5,9 @@ How long a configuration reload takes, before anything is applied.
    running ports pinned (L{llamaswap.config.load.loadConfig}) and comparing
    it with the running one (L{llamaswap.config.diff.diffConfigs}); median
    and max of --rounds runs, for each N in --models;
+ - reload + apply: the same through the app's L{Reloader} and
+   L{LlamaSwap.applyConfig} (one model restarted, the others kept; nothing
+   running, on a fake reactor), end to end, median and max;
  - notice: from the rename of a new file over the watched one to the
    L{llamaswap.watch.ConfigWatcher} callback, with inotify and with the
    default debounce (0.3 s) subtracted out, median of --rounds.
@@ -53,6 +56,35 @@ def loadAndDiff(count: int, rounds: int) -> tuple[float, float]:
             diff = diffConfigs(running, new)
             times.append(time.perf_counter() - start)
         assert len(diff.restarted) == 1 and len(diff.kept) == count - 1, diff.describe()
+    return statistics.median(times), max(times)
+
+
+def reloadApply(count: int, rounds: int) -> tuple[float, float]:
+    import tempfile as _tempfile
+
+    from twisted.internet.testing import MemoryReactorClock
+
+    from llamaswap.app import LlamaSwap
+
+    with tempfile.TemporaryDirectory() as base:
+        path = os.path.join(base, "config.yaml")
+        with open(path, "w") as f:
+            f.write(configText(count))
+        app = LlamaSwap(
+            loadConfig(path).config,
+            MemoryReactorClock(),
+            configPaths=(path, None),
+            runtimeDir=_tempfile.mkdtemp(dir=base),
+        )
+        times = []
+        for i in range(rounds):
+            with open(path, "w") as f:
+                f.write(configText(count, changed=count // 2 if i % 2 == 0 else -1))
+            start = time.perf_counter()
+            d = app.reloader.reload("bench")
+            times.append(time.perf_counter() - start)
+            result = d.result  # the fake reactor never waits: fired already
+            assert result.ok and list(result.diff.restarted) == [f"model{count // 2:04d}"], result
     return statistics.median(times), max(times)
 
 
@@ -105,6 +137,10 @@ def main() -> None:
     for count in args.models:
         median, worst = loadAndDiff(count, args.rounds)
         print(f"{count:>8}  {median * 1000:>11.1f} ms  {worst * 1000:>7.1f} ms")
+    print(f"{'models':>8}  {'reload+apply p50':>17}  {'max':>10}")
+    for count in args.models:
+        median, worst = reloadApply(count, args.rounds)
+        print(f"{count:>8}  {median * 1000:>14.1f} ms  {worst * 1000:>7.1f} ms")
     delay = notice(args.rounds)
     print(f"inotify notice after the debounce, p50: {delay * 1000:.1f} ms")
     print(f"load average after: {os.getloadavg()[0]:.2f}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any
+from typing import Any, Mapping
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
@@ -17,6 +17,7 @@ from twisted.web.server import Site
 
 from . import __version__
 from .config.cmdline import splitCommand
+from .config.diff import ConfigDiff, pinnedPorts
 from .config.model import Config, ModelConfig
 from .holder import Holder
 from .listen import ListenAddress
@@ -29,6 +30,7 @@ from .observe.promptcachestats import PromptCacheStats
 from .observe.service import ObservabilityService
 from .observe.tracking import Tracker
 from .promptcachesetup import preparePromptCaches
+from .reload import Reloader, ReloadResult, fileLoader
 from .routing.router import Router
 from .upstream.leftovers import LeftoverRegistry, LeftoversInUse, reapLeftovers
 from .upstream.lifecycle import State
@@ -112,10 +114,18 @@ class LlamaSwap(MultiService):
         listen: ListenAddress | None = None,
         runtimeDir: str | None = None,
         environ: dict[str, str] | None = None,
+        startOnlyFiles: Mapping[str, str | None] | None = None,
+        modelsDir: str | None = None,
     ) -> None:
         """
+        @param configPaths: C{--config} and C{--config-dir}, read again by
+            L{reloader}.
         @param runtimeDir: where the leftover-upstreams file goes.
         @param environ: the base environment of upstreams (default ours).
+        @param startOnlyFiles: files read only at start (TLS certificate
+            and key, by option name) whose change a reload reports as
+            "needs restart".
+        @param modelsDir: C{--models-dir}, discovered again by L{reloader}.
         """
         super().__init__()
         self.configHolder: Holder[Config] = Holder(config)
@@ -160,6 +170,17 @@ class LlamaSwap(MultiService):
         registerHostMetrics(self.observability.metrics.registry, self.performance.latest)
         self.hardware = HardwareDetector(reactor, runner)
         self.hardware.setServiceParent(self)
+        #: Removed models still draining: their C{${PORT}}s stay reserved.
+        self._drainingPorts: dict[str, int] = {}
+        self.reloader = Reloader(
+            fileLoader(*configPaths, modelsDir),
+            lambda: self.configHolder.value,
+            self.applyConfig,
+            onReloaded=self._reloaded,
+            onReloadFailed=self._reloadFailed,
+            startOnlyFiles=startOnlyFiles,
+            reservedPorts=lambda c: {**self._drainingPorts, **pinnedPorts(c)},
+        )
 
     @property
     def config(self) -> Config:
@@ -201,6 +222,68 @@ class LlamaSwap(MultiService):
         supervisor.addStateObserver(self._upstreamStateChanged)
         return supervisor
 
+    def applyConfig(self, new: Config, diff: ConfigDiff) -> None:
+        """
+        Make C{new} current, in this reactor turn (the L{Reloader}'s
+        C{apply}): added models are served at once; restarted and removed
+        ones drain their requests in flight and then stop (the router
+        retires them; requests for a restarted model queue meanwhile);
+        kept ones keep their process and take their live settings; every
+        part reading the configuration holder sees C{new} from now on.
+        """
+        old = self.configHolder.value
+        changes: dict[str, Supervisor | None] = {
+            m: self.supervisorFor(new.models[m], new) for m in (*diff.added, *diff.restarted)
+        }
+        changes.update({m: None for m in diff.removed})
+        for modelID in diff.removed:
+            port = old.models[modelID].port
+            if port is not None:
+                self._drainingPorts[modelID] = port
+        for modelID in diff.kept:
+            if modelID in diff.updated:
+                supervisor = self.router.upcoming(modelID)
+                if supervisor is not None:
+                    supervisor.updateSpec(specFor(new.models[modelID], new))
+        self.router.reconfigure(new, changes, self._install)
+        self.peerRouter.reconfigure(new)
+        self.logs.reconfigure(new)
+        self.upstreamAgent.pool.maxPersistentPerHost = idleConnectionLimit(
+            model.effectiveConcurrencyLimit for model in new.models.values()
+        )
+        self.performance.configure(new.performance)
+        self.configHolder.set(new)
+        if new.hooks.profile and new.hooks.profile in new.profiles:
+            if new.hooks.profile != old.hooks.profile:
+                self._activateProfile(new.hooks.profile)
+        elif self.activeProfile.value is not None and self.activeProfile.value not in new.profiles:
+            self.log.info(
+                'active profile "{profile}" no longer exists, cleared',
+                profile=self.activeProfile.value,
+            )
+            self.activeProfile.set(None)
+
+    def _install(self, modelID: str, supervisor: Any) -> None:
+        """
+        The router's C{install}: the registry's change.
+        """
+        if supervisor is None:
+            self._drainingPorts.pop(modelID, None)
+            self.supervisors.remove(modelID)
+        else:
+            self.supervisors.add(modelID, supervisor)
+
+    def _activateProfile(self, name: str) -> None:
+        if self.activeProfile.value != name:
+            self.log.info('active profile changed to "{profile}"', profile=name)
+            self.activeProfile.set(name)
+
+    def _reloaded(self, result: ReloadResult) -> None:
+        self.observability.events.publish("configReloaded", result.summary())
+
+    def _reloadFailed(self, result: ReloadResult) -> None:
+        self.observability.events.publish("configReloadFailed", result.summary())
+
     def webParts(self) -> WebParts:
         """
         The collaborators of the HTTP handlers.
@@ -219,6 +302,8 @@ class LlamaSwap(MultiService):
             performance=self.performance,
             hardware=self.hardware,
             maxBodyBytes=self.maxBodyBytes,
+            reloader=self.reloader,
+            configPaths=self.configPaths,
         )
 
     def site(self) -> Site:
@@ -278,6 +363,14 @@ class LlamaSwap(MultiService):
                 port=self.listen.port,
             )
         self._claimStateFile()
+        if self.config.hooks.profile:
+            if self.config.hooks.profile in self.config.profiles:
+                self._activateProfile(self.config.hooks.profile)
+            else:
+                self.log.warn(
+                    'hooks.on_startup.profile "{profile}" is not a profile',
+                    profile=self.config.hooks.profile,
+                )
         if self.config.hooks.preload:
             self.reactor.callWhenRunning(self._preload)
 

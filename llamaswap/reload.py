@@ -221,6 +221,20 @@ class Reloader:
         self._lock.run(run).addCallback(deliver)
         return waiter
 
+    def check(self) -> tuple[str, ...]:
+        """
+        The problems of the configuration files as they are on disk now
+        (C{file:line: key path: message}), empty if they would load;
+        nothing is applied.
+        """
+        try:
+            self._load(self._reservedPorts(self._current()))
+        except ConfigError as e:
+            return tuple(str(p) for p in e.errors)
+        except Exception as e:
+            return (f"loading failed: {e}",)
+        return ()
+
     def _reloadOnce(self, trigger: str) -> Deferred[ReloadResult]:
         old = self._current()
         try:
@@ -273,16 +287,6 @@ class Reloader:
         except Exception:
             self.log.failure("reporting the reload failed")
         return result
-
-
-def logOnly(config: Config, diff: ConfigDiff) -> None:
-    """
-    An C{apply} that applies nothing: until the app provides its own, a
-    reload only validates the files and logs what would change.
-    """
-    Reloader.log.warn(
-        "the new configuration is valid but not applied yet: restart llamaswap to use it"
-    )
 
 
 def reloadTriggers(

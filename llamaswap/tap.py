@@ -145,7 +145,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor
     from .app import LlamaSwap
     from .drain import RequestTracker
-    from .reload import Reloader, fileLoader, logOnly, reloadTriggers
+    from .reload import reloadTriggers
     from .shutdown import DrainService, GracefulExit, OrderedShutdown
 
     loaded = loadOrExit(options)
@@ -156,6 +156,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         reactor,
         configPaths=(options["config"], options["config-dir"]),
         listen=options["listenAddress"],
+        startOnlyFiles={k: options[k] for k in ("tls-cert-file", "tls-key-file")},
+        modelsDir=options["models-dir"],
     )
     app.setServiceParent(root)
     tracker = RequestTracker(reactor)
@@ -165,15 +167,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     listener.setServiceParent(root)
     GracefulExit(reactor).setServiceParent(root)
     # Added last, stopped first: no reload once a shutdown has begun.
-    # TODO(#10 wiring): the app's apply step replaces logOnly.
-    reloader = Reloader(
-        fileLoader(options["config"], options["config-dir"], options["models-dir"]),
-        lambda: app.config,
-        logOnly,
-        startOnlyFiles={k: options[k] for k in ("tls-cert-file", "tls-key-file")},
-    )
     for trigger in reloadTriggers(
-        reloader, reactor, options["config"], options["config-dir"], options["watch-config"]
+        app.reloader, reactor, options["config"], options["config-dir"], options["watch-config"]
     ):
         trigger.setServiceParent(root)
     return root

@@ -22,7 +22,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from llamaswap.app import LlamaSwap
-from llamaswap.config.load import loadConfigText
+from llamaswap.config.load import loadConfig, loadConfigText
 from llamaswap.listen import parseListen
 
 from .util import REPO
@@ -99,21 +99,35 @@ async def startLlamaSwap(
     configText: str,
     *,
     environ: dict[str, str] | None = None,
+    configFile: str | None = None,
 ) -> Running:
     """
     Load C{configText}, start llamaswap on a free loopback port and register
     its shutdown (every upstream stopped and waited for) as cleanup.
+
+    @param configFile: write C{configText} there and load it from the file
+        (so that the app's reloader reads it again).
     """
     env = dict(os.environ if environ is None else environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [REPO, env.get("PYTHONPATH", "")] if p)
     if not re.search(r"^startPort:", configText, re.M):
         configText = f"startPort: {freePortRange(16)}\n" + configText
-    loaded = loadConfigText(configText, "test.yaml", environ=env)
+    if configFile is not None:
+        with open(configFile, "w") as f:
+            f.write(configText)
+        loaded = loadConfig(configFile, None)
+    else:
+        loaded = loadConfigText(configText, "test.yaml", environ=env)
     runtime = os.path.abspath(test.mktemp())
     os.makedirs(runtime)
     listen = parseListen("127.0.0.1:0")
     app = LlamaSwap(
-        loaded.config, reactor, listen=listen, runtimeDir=runtime, environ=env
+        loaded.config,
+        reactor,
+        configPaths=(configFile, None),
+        listen=listen,
+        runtimeDir=runtime,
+        environ=env,
     )
     app.startService()
     port = reactor.listenTCP(0, app.site(), interface="127.0.0.1")

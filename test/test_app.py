@@ -195,3 +195,110 @@ class WiringTests(SynchronousTestCase):
         self.app.activeProfile.set("p")
         self.assertEqual(json.loads(self.get(b"/api/profiles").body)["active"], "p")
         self.assertIn(("profileChanged", {"active": "p"}), published)
+
+
+class ApplyTests(SynchronousTestCase):
+    """
+    L{LlamaSwap.applyConfig}: a reload's diff carried out on the app's
+    parts (nothing is started: the reactor is a fake).
+    """
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.app = LlamaSwap(load(WIRED), self.reactor, runtimeDir=self.mktemp())
+        self.published: list[tuple[str, object]] = []
+        self.app.observability.startService()
+        self.addCleanup(self.app.observability.stopService)
+        self.app.observability.events.subscribe(
+            lambda e: self.published.append((e.kind, e.data))
+        )
+
+    def apply(self, text: str) -> Config:
+        from llamaswap.config.diff import diffConfigs
+
+        new = load(text)
+        self.app.applyConfig(new, diffConfigs(self.app.config, new))
+        return new
+
+    def test_addedAndLiveSettings(self) -> None:
+        """
+        An added model gets a supervisor, a log monitor and a route at
+        once; a kept model keeps its supervisor and takes its new TTL; the
+        holder holds the new configuration.
+        """
+        kept = self.app.supervisors["a"]
+        new = self.apply(
+            WIRED.replace("cmd: x", "cmd: x\n    ttl: 42").replace(
+                "profiles:", "  b:\n    cmd: y\n    proxy: http://127.0.0.1:9002\nprofiles:"
+            )
+        )
+        self.assertIs(self.app.config, new)
+        self.assertIs(self.app.supervisors["a"], kept)
+        self.assertEqual(kept.spec.ttl, 42.0)
+        self.assertIn("b", self.app.supervisors)
+        self.assertIn("b", self.app.logs.models)
+        self.assertEqual(self.app.router.resolve("b"), ("b", None))
+
+    def test_removedIdleModelGoes(self) -> None:
+        """
+        A removed model that is not running is dropped at once.
+        """
+        self.apply(WIRED.replace("  a:\n", "  b:\n").replace("{public: a}", "{public: b}"))
+        self.assertEqual(sorted(self.app.supervisors), ["b"])
+
+    def test_profiles(self) -> None:
+        """
+        The active profile is cleared when it no longer exists; a new
+        C{hooks.on_startup.profile} is activated.
+        """
+        self.app.activeProfile.set("p")
+        self.apply(WIRED.replace("  p:\n", "  q:\n"))
+        self.assertIsNone(self.app.activeProfile.value)
+        self.apply(WIRED + "hooks:\n  on_startup:\n    profile: p\n")
+        self.assertEqual(self.app.activeProfile.value, "p")
+
+    def test_events(self) -> None:
+        """
+        Reloads, successful or not, are published on the event bus with
+        their summary.
+        """
+        from llamaswap.reload import ReloadResult
+
+        self.app._reloaded(ReloadResult("api", self.app.config, None, ("x",)))
+        self.app._reloadFailed(ReloadResult("api", self.app.config, None, ("bad",)))
+        kinds = [kind for kind, _ in self.published]
+        self.assertIn("configReloaded", kinds)
+        self.assertIn("configReloadFailed", kinds)
+        failed = dict(self.published)["configReloadFailed"]
+        self.assertEqual(failed["errors"], ["bad"])
+
+    def test_startupProfile(self) -> None:
+        """
+        C{hooks.on_startup.profile} is active once the app starts.
+        """
+        app = LlamaSwap(
+            load(WIRED + "hooks:\n  on_startup:\n    profile: p\n"),
+            self.reactor,
+            runtimeDir=self.mktemp(),
+        )
+        app.startService()
+        self.addCleanup(app.stopService)
+        self.assertEqual(app.activeProfile.value, "p")
+
+    def test_idleRemovedPortReleased(self) -> None:
+        """
+        A removed model that is not running is gone at once, and so is the
+        reservation of its C{${PORT}} (see test.test_livereload for one
+        that drains).
+        """
+        from llamaswap.config.diff import diffConfigs
+
+        app = LlamaSwap(
+            load("startPort: 7000\nmodels:\n  a:\n    cmd: x --port ${PORT}\n"),
+            self.reactor,
+            runtimeDir=self.mktemp(),
+        )
+        new = load("startPort: 7000\nmodels:\n  b:\n    cmd: x --port ${PORT}\n")
+        app.applyConfig(new, diffConfigs(app.config, new))
+        self.assertEqual(app._drainingPorts, {})
+        self.assertEqual(sorted(app.supervisors), ["b"])

@@ -150,6 +150,8 @@ class TwistdTests(TestCase):
         running.signal(signal.SIGHUP)
         await poll(lambda: "configuration reloaded (sighup)" in running.output, 20, "reload")
         self.assertIn("added m2", running.output)
+        listed = await (await treq.get(running.url + "/v1/models", pool=running.pool)).json()
+        self.assertIn("m2", [m["id"] for m in listed["data"]])
         running.signal(signal.SIGHUP)
         await poll(
             lambda: running.output.count("configuration reloaded (sighup)") == 2, 20, "2nd reload"

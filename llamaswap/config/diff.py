@@ -151,6 +151,7 @@ LIVE_SETTINGS: tuple[str, ...] = (
     "memory",
     "requestTTL",
     "modelsDir",
+    "performance",
 )
 
 #: Top-level settings read once at start: a change is reported as "needs
@@ -162,7 +163,6 @@ RESTART_SETTINGS: tuple[str, ...] = (
     "store",
     "metricsMaxInMemory",
     "captureBuffer",
-    "performance",
     "promptCache",
 )
 

@@ -7,7 +7,8 @@ Frames are llama-swap's: C{event:message\\ndata:<json>\\n\\n} where the JSON
 is C{{"type": <kind>, "data": <string>}} and the string is itself JSON
 (double-encoded, as the UI expects).  Kinds: C{modelStatus}, C{logData},
 C{activity}, C{inflight}, C{uiConfig}, C{profileChanged}, and ours,
-C{loadProgress}.
+C{loadProgress}, C{configReloaded} and C{configReloadFailed} (the reload's
+summary: L{llamaswap.reload.ReloadResult.summary}).
 
 Each connection is a push producer on its request: while the client's
 socket is full, events queue (up to L{QUEUE_LIMIT}; beyond that they are

@@ -124,25 +124,44 @@ class LoadWatcher:
         self._onLoad = onLoad
         self._tick = tick
         self._loading: dict[str, _Loading] = {}
-        self._removers: list[Callable[[], None]] = []
+        self._removers: dict[str, list[Callable[[], None]]] = {}
 
     def start(self) -> None:
         """
         Begin watching (a model already starting is picked up).
         """
         for modelID, supervisor in self._supervisors.items():
-            self._removers.append(supervisor.addStateObserver(self._changed))
-            self._removers.append(supervisor.addOutputObserver(self._output))
-            state = supervisor.state
-            if self._metrics is not None:
-                self._metrics.stateChanged(modelID, state.value)
-            if state is State.STARTING:
-                self._begin(modelID)
+            self._watch(modelID, supervisor)
+
+    def _watch(self, modelID: str, supervisor: Watchable) -> None:
+        self._removers[modelID] = [
+            supervisor.addStateObserver(self._changed),
+            supervisor.addOutputObserver(self._output),
+        ]
+        state = supervisor.state
+        if self._metrics is not None:
+            self._metrics.stateChanged(modelID, state.value)
+        if state is State.STARTING:
+            self._begin(modelID)
+
+    def replaced(
+        self, modelID: str, old: Watchable | None, new: Watchable | None
+    ) -> None:
+        """
+        A reload put C{new} in place of C{old} for C{modelID} (an
+        L{llamaswap.upstream.registry.Upstreams} observer): watch the new
+        supervisor instead.
+        """
+        for remove in self._removers.pop(modelID, []):
+            remove()
+        if new is not None:
+            self._watch(modelID, new)
 
     def stop(self) -> None:
-        for remove in self._removers:
-            remove()
-        self._removers = []
+        for removers in self._removers.values():
+            for remove in removers:
+                remove()
+        self._removers = {}
         for loading in self._loading.values():
             if loading.timer is not None and loading.timer.active():
                 loading.timer.cancel()

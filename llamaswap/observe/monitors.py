@@ -255,6 +255,20 @@ class LogMonitors:
             **kw,
         )
 
+    def reconfigure(self, config: Any) -> None:
+        """
+        Apply a reloaded C{logLevel} and C{logTimeFormat} (C{logToStdout}
+        is read only at start); models keep their history, new models get
+        a monitor.
+        """
+        self.level = parseLevel(config.logLevel)
+        self.timeFormat = config.logTimeFormat
+        self.proxyObserver.level = self.level
+        self.proxyObserver.timeFormat = self.timeFormat
+        self.gate.level = self.level
+        for modelID in config.models:
+            self.modelMonitor(modelID)
+
     def monitorFor(self, name: str) -> Monitor | None:
         """
         The monitor C{/logs/stream/<name>} means: C{""} the combined log,

@@ -110,6 +110,9 @@ class ObservabilityService(Service):
         self._unsubscribe.append(
             self.configHolder.addObserver(lambda old, new: self._configureMemory(new))
         )
+        addObserver = getattr(self.supervisors, "addObserver", None)
+        if addObserver is not None:  # an Upstreams registry: a reload changes it
+            self._unsubscribe.append(addObserver(self.loads.replaced))
 
     def stopService(self) -> None:
         super().stopService()

@@ -20,6 +20,10 @@ router only queues another event), so decisions are never interleaved.
    them as they are: 404 L{NoLocalServer}, 429 L{ConcurrencyLimitReached},
    500/503 L{ModelStartFailed} (with the upstream's exit status and last
    output lines), 503 L{ModelUnloaded} and L{RouterShuttingDown}.
+ - L{Router.reconfigure} (a configuration reload) gives the scheduler the
+   new settings; a model whose supervisor is replaced (restarted) or
+   dropped (removed) drains: on the scheduler's L{Retire} its old
+   supervisor is stopped and shut down, the new one installed.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from .scheduler import (
     HoldBack,
     QueuePosition,
     Reject,
+    Retire,
     Scheduler,
     ShuttingDown,
     StartSwap,
@@ -79,6 +84,10 @@ __all__ = [
 ]
 
 StateObserver = Callable[[str, State, State], None]
+
+#: C{install(model, supervisor)}: put C{supervisor} in place for C{model}
+#: in the supervisor registry (L{None}: remove the model).
+Install = Callable[[str, "SupervisorLike | None"], None]
 
 
 class SupervisorLike(Protocol):
@@ -330,9 +339,12 @@ class Router:
         self._preloads: set[Deferred[dict[str, bool]]] = set()
         self._shutdown: Deferred[None] | None = None
         self._shutdownWaiters: list[Deferred[None]] | None = []
-        self._removers = [
-            s.addStateObserver(self._stateChanged) for s in self._supervisors.values()
-        ]
+        self._removers = {
+            m: s.addStateObserver(self._stateChanged) for m, s in self._supervisors.items()
+        }
+        #: Retiring model to its next supervisor (L{None}: removed).
+        self._replacements: dict[str, SupervisorLike | None] = {}
+        self._install: Install | None = None
 
     # ------------------------------------------------------------ public
 
@@ -348,7 +360,7 @@ class Router:
         The local model C{name} refers to (model ID, alias or v1
         C{profile/model}) and the v1 profile, if any.
         """
-        if name in self._supervisors:
+        if name in self._supervisors and name in self.config.models:
             return name, None
         real = self.config.aliases.get(name)
         if real is not None and real in self._supervisors:
@@ -444,6 +456,63 @@ class Router:
             self._shutdown.addBoth(self._shutdownFinished)
             self._feed(self._scheduler.onShutdown, self._shutdown)
         return done
+
+    def reconfigure(
+        self,
+        config: Config,
+        changes: Mapping[str, SupervisorLike | None],
+        install: Install,
+        *,
+        evictor: Evictor | None = None,
+    ) -> None:
+        """
+        Serve C{config} from now on: its routing policy, limits,
+        priorities, aliases and v1 profiles apply to new requests at once.
+
+        @param changes: model to its new supervisor (added or restarted
+            models) or L{None} (removed models).  A new model's supervisor
+            is installed at once; a served model's old supervisor first
+            drains its in-flight requests (requests arriving meanwhile
+            queue), is stopped and shut down, then its successor is
+            installed.
+        @param install: puts a supervisor in place in the registry this
+            router reads (C{None}: removes the model).
+        @param evictor: overrides the policy C{config.routing} selects.
+        """
+        if self._shutdown is not None:
+            return
+        self.config = config
+        self._install = install
+        restarted = []
+        for model, supervisor in sorted(changes.items()):
+            if model in self._supervisors:
+                self._replacements[model] = supervisor
+                restarted.append(model)
+            elif supervisor is not None:
+                install(model, supervisor)
+                self._removers[model] = supervisor.addStateObserver(self._stateChanged)
+        served = sorted(m for m in self._supervisors if m in config.models)
+        settings = Scheduler.settingsFrom(config, evictor, served)
+        self._feed(
+            lambda: self._scheduler.onReconfigure(
+                restarted=restarted, **settings  # type: ignore[arg-type]
+            )
+        )
+
+    def upcoming(self, model: str) -> SupervisorLike | None:
+        """
+        The supervisor that serves C{model}'s next start: a retiring
+        model's successor, else its current one (L{None} if not served).
+        """
+        if model in self._replacements:
+            return self._replacements[model]
+        return self._supervisors.get(model)
+
+    def retiring(self) -> frozenset[str]:
+        """
+        The models draining for a reload.
+        """
+        return frozenset(self._replacements)
 
     def running(self) -> list[tuple[str, State]]:
         """
@@ -553,6 +622,8 @@ class Router:
             self._abandonSwap(decision)
         elif isinstance(decision, Stop):
             return self._stop(decision)
+        elif isinstance(decision, Retire):
+            self._retire(decision.model)
         elif isinstance(decision, HoldBack):
             if decision.models:
                 self.log.info(
@@ -676,6 +747,32 @@ class Router:
             d.addCallback(self._stopBucket, buckets[timeout], timeout)
         return d
 
+    def _retire(self, model: str) -> None:
+        """
+        Stop and shut down C{model}'s drained old supervisor, install its
+        successor, tell the scheduler.
+        """
+        old = self._supervisors[model]
+        d: Deferred[object] = self._stopOne(model, self._unloadTimeout(model))
+
+        def stopped(_: object) -> Deferred[object] | None:
+            if self._shutdown is not None:
+                return None
+            remover = self._removers.pop(model, None)
+            if remover is not None:
+                remover()
+            successor = self._replacements.pop(model, None)
+            assert self._install is not None
+            self._install(model, successor)
+            if successor is not None:
+                self._removers[model] = successor.addStateObserver(self._stateChanged)
+            state = successor.state if successor is not None else State.STOPPED
+            self._feed(lambda: self._scheduler.onRetired(model, state))
+            return old.shutdown()
+
+        d.addCallback(stopped)
+        d.addErrback(lambda f: self.log.failure("[{model}] retiring failed", f, model=model))
+
     def _stopBucket(self, _: object, models: list[str], timeout: float) -> Deferred[object]:
         return DeferredList([self._stopOne(m, timeout) for m in models])
 
@@ -695,9 +792,9 @@ class Router:
     def _shutdownFinished(self, result: object) -> None:
         if isinstance(result, Failure):
             self.log.failure("router shutdown failed", result)
-        for remove in self._removers:
+        for remove in self._removers.values():
             remove()
-        self._removers = []
+        self._removers = {}
         if self._tick is not None and self._tick.active():
             self._tick.cancel()
         self._tick = None

@@ -38,6 +38,16 @@ Rules (llama-swap's FIFO scheduler, with one deliberate improvement):
    in-flight counts and the last use (a use count bumped at every grant
    and finish) from the scheduler; a model bigger than the whole budget is
    rejected at admission with 507.
+
+Reconfiguration (L{Scheduler.onReconfigure}, a configuration reload): the
+settings (limits, policy, priorities, C{maxWaitForSwap}, v1 profiles) are
+replaced at once; added models are served at once.  A model whose process
+definition changed, or that was removed, I{retires}: it is granted nothing
+more, requests for it queue (a removed model's are refused), requests that
+would evict it wait, and once its last in-flight request ends the
+scheduler decides L{Retire}; the shell stops the old process, installs the
+new definition and reports L{Scheduler.onRetired}, after which queued
+requests start the new definition.
 """
 
 from __future__ import annotations
@@ -61,6 +71,7 @@ __all__ = [
     "NO_LOCAL_SERVER",
     "QueuePosition",
     "Reject",
+    "Retire",
     "Scheduler",
     "ShuttingDown",
     "StartSwap",
@@ -179,6 +190,17 @@ class Stop:
 
 
 @frozen
+class Retire:
+    """
+    C{model} retired and has nothing in flight: stop its old process and
+    put its new definition in place (or drop it, if it was removed), then
+    report L{Scheduler.onRetired}.
+    """
+
+    model: str
+
+
+@frozen
 class QueuePosition:
     """
     Queued request C{requestID} is now C{position} (1-based) in the queue.
@@ -210,7 +232,9 @@ class HoldBack:
     models: tuple[str, ...]
 
 
-Decision = Union[Grant, Reject, StartSwap, AbandonSwap, Stop, QueuePosition, Fail, HoldBack]
+Decision = Union[
+    Grant, Reject, StartSwap, AbandonSwap, Stop, QueuePosition, Fail, HoldBack, Retire
+]
 
 
 # ------------------------------------------------------------------ state
@@ -246,6 +270,16 @@ class _Swap:
     waiters: list[Hashable] = field(factory=list)
 
 
+
+def memoryAware(evictor: Evictor, config: Config) -> Evictor:
+    """
+    C{evictor}, deciding by memory for the models outside explicit groups
+    and matrix sets when C{config} sets a C{memoryBudget}.
+    """
+    policy = memoryPolicyFor(config)
+    return evictor if policy is None else MemoryEvictor(evictor, policy)
+
+
 class Scheduler:
     """
     The FIFO scheduler of one router; see the module docstring for the
@@ -279,6 +313,9 @@ class Scheduler:
             m: (n if n > 0 else DEFAULT_CONCURRENCY_LIMIT) for m, n in limits.items()
         }
         self._evictor = evictor
+        bindUsage = getattr(evictor, "bindUsage", None)
+        if bindUsage is not None:
+            bindUsage(self)
         self._priorities = dict(priorities or {})
         self._maxWait = maxWaitForSwap
         self._profiles = {p: frozenset(ms) for p, ms in (profiles or {}).items()}
@@ -300,6 +337,31 @@ class Scheduler:
         self._nextSwapID = 1
         self._now = 0.0
         self._shuttingDown = False
+        #: Models retiring (see L{onReconfigure}), and whether L{Retire} was
+        #: decided for each.
+        self._retiring: dict[str, bool] = {}
+        #: Retiring models that were removed: gone once retired.
+        self._leaving: set[str] = set()
+
+    @staticmethod
+    def settingsFrom(
+        config: Config, evictor: Evictor | None = None, models: Iterable[str] | None = None
+    ) -> dict[str, object]:
+        """
+        The keyword arguments of L{__init__} and L{onReconfigure} that
+        C{config} (for C{models}, default all of its models) determines.
+        """
+        served = list(config.models if models is None else models)
+        return dict(
+            limits={
+                m: config.models[m].effectiveConcurrencyLimit if m in config.models else 0
+                for m in served
+            },
+            evictor=evictor if evictor is not None else memoryAware(evictorFor(config), config),
+            priorities={m: config.routing.priorityOf(m) for m in served},
+            maxWaitForSwap=config.routing.maxWaitForSwap,
+            profiles=config.legacyProfiles,
+        )
 
     @classmethod
     def fromConfig(
@@ -313,23 +375,7 @@ class Scheduler:
         A scheduler for C{config}'s models (or only C{models}), its routing
         policy, priorities, C{maxWaitForSwap} and v1 profiles.
         """
-        served = list(config.models if models is None else models)
-        if evictor is None:
-            evictor = evictorFor(config)
-            policy = memoryPolicyFor(config)
-            if policy is not None:
-                evictor = MemoryEvictor(evictor, policy)
-        return cls(
-            {
-                m: config.models[m].effectiveConcurrencyLimit if m in config.models else 0
-                for m in served
-            },
-            evictor,
-            priorities={m: config.routing.priorityOf(m) for m in served},
-            maxWaitForSwap=config.routing.maxWaitForSwap,
-            profiles=config.legacyProfiles,
-            states=states,
-        )
+        return cls(**Scheduler.settingsFrom(config, evictor, models), states=states)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ views
 
@@ -358,6 +404,12 @@ class Scheduler:
         Requests of C{model} queued, waiting on a swap or being served.
         """
         return self._reserved[model]
+
+    def retiring(self) -> frozenset[str]:
+        """
+        The models retiring (see L{onReconfigure}).
+        """
+        return frozenset(self._retiring)
 
     def inFlight(self, model: str) -> int:
         """
@@ -415,7 +467,7 @@ class Scheduler:
             raise ValueError(f"request {requestID!r} is already scheduled")
         if self._shuttingDown:
             return [Reject(requestID, 503, SHUTTING_DOWN)]
-        if model not in self._limits:
+        if model not in self._limits or model in self._leaving:
             return [Reject(requestID, 404, NO_LOCAL_SERVER)]
         if profile is not None and model not in self._profiles.get(profile, ()):
             return [Reject(requestID, 404, NO_LOCAL_SERVER)]
@@ -544,6 +596,97 @@ class Scheduler:
         self._settle(out)
         return out
 
+    def onReconfigure(
+        self,
+        limits: Mapping[str, int],
+        evictor: Evictor,
+        *,
+        priorities: Mapping[str, int] | None = None,
+        maxWaitForSwap: float | None = 30,
+        profiles: Mapping[str, Collection[str]] | None = None,
+        restarted: Iterable[str] = (),
+    ) -> list[Decision]:
+        """
+        A new configuration is current: serve the models of C{limits} with
+        these settings (as in L{__init__}).  Models no longer in C{limits}
+        and the C{restarted} ones (their process definition changed)
+        retire: see the module docstring.  Requests waiting on a swap of a
+        retiring model go back to the queue (a removed model's fail with
+        L{Unloaded}, like its queued ones).
+        """
+        out: list[Decision] = []
+        if self._shuttingDown:
+            return out
+        removed = set(self._limits) - set(limits)
+        self._leaving = (self._leaving | removed) - set(limits)
+        for m in (set(restarted) & set(self._limits)) | removed:
+            self._retiring.setdefault(m, False)
+        for m, n in limits.items():
+            if m not in self._limits:
+                self._states[m] = State.STOPPED
+                self._reserved[m] = 0
+                self._inFlight[m] = 0
+            self._limits[m] = n if n > 0 else DEFAULT_CONCURRENCY_LIMIT
+        self._evictor = evictor
+        bindUsage = getattr(evictor, "bindUsage", None)
+        if bindUsage is not None:
+            bindUsage(self)
+        self._priorities = dict(priorities or {})
+        self._maxWait = maxWaitForSwap
+        self._profiles = {p: frozenset(ms) for p, ms in (profiles or {}).items()}
+        for swap in list(self._swaps.values()):
+            if swap.target in self._retiring:
+                del self._swaps[swap.swapID]
+                out.append(AbandonSwap(swap.swapID, swap.target))
+                for requestID in swap.waiters:
+                    request = self._requests[requestID]
+                    if swap.target in self._leaving:
+                        self._release(request)
+                        out.append(Fail(requestID, Unloaded(swap.target)))
+                    else:
+                        request.swapID = None
+                        request.position = None
+                        self._enqueue(request)
+        for requestID in list(self._queue):
+            request = self._requests[requestID]
+            if request.model in self._leaving:
+                self._queue.remove(requestID)
+                self._release(request)
+                out.append(Fail(requestID, Unloaded(request.model)))
+        self._retireIdle(out)
+        self._drain(out)
+        self._settle(out)
+        return out
+
+    def onRetired(self, model: str, state: State = State.STOPPED) -> list[Decision]:
+        """
+        Retiring C{model}'s old process is gone: a removed model is
+        forgotten; a restarted one is now its new definition, in C{state}
+        (queued requests for it start it).
+        """
+        if self._retiring.pop(model, None) is None:
+            return []
+        out: list[Decision] = []
+        if model in self._leaving:
+            self._leaving.discard(model)
+            for table in (self._limits, self._states, self._reserved, self._inFlight):
+                table.pop(model, None)
+        else:
+            self._states[model] = state
+        if not self._shuttingDown:
+            self._drain(out)
+            self._settle(out)
+        return out
+
+    def _retireIdle(self, out: list[Decision]) -> None:
+        """
+        Decide L{Retire} for every retiring model with nothing in flight.
+        """
+        for model, decided in sorted(self._retiring.items()):
+            if not decided and self._inFlight.get(model, 0) == 0:
+                self._retiring[model] = True
+                out.append(Retire(model))
+
     def onModelState(self, model: str, state: State) -> list[Decision]:
         """
         C{model}'s process is now in C{state} (the shell relays the
@@ -587,6 +730,8 @@ class Scheduler:
         return self._evictor.evictionFor(request.model, sorted(running)) - {request.model}
 
     def _collides(self, model: str, evict: frozenset[str]) -> bool:
+        if evict & self._retiring.keys():
+            return True
         for swap in self._swaps.values():
             if swap.target in evict or model in swap.evict or evict & swap.evict:
                 return True
@@ -599,6 +744,8 @@ class Scheduler:
         @return: whether it was placed (otherwise it stays queued).
         """
         model = request.model
+        if model in self._retiring:
+            return False
         for swap in self._swaps.values():
             if swap.target == model:
                 swap.waiters.append(request.requestID)
@@ -705,6 +852,7 @@ class Scheduler:
         self._touch(request.model)
         out: list[Decision] = []
         if self._inFlight[request.model] == 0 and not self._shuttingDown:
+            self._retireIdle(out)
             self._drain(out)
         self._settle(out)
         return out

@@ -213,6 +213,18 @@ class IdleTimeoutChanged:
     seconds: float | None
 
 
+@frozen
+class SettingsChanged:
+    """
+    A reload changed the timeouts of the running model (the process is
+    kept): the next start, stop and idle period use the new values.
+    """
+
+    healthCheckTimeout: float
+    unloadTimeout: float
+    ttl: float
+
+
 Event = Union[
     StartRequested,
     StopRequested,
@@ -228,6 +240,7 @@ Event = Union[
     RequestStarted,
     RequestFinished,
     IdleTimeoutChanged,
+    SettingsChanged,
 ]
 
 
@@ -805,6 +818,18 @@ class Lifecycle:
     ) -> None:
         self._ttl = event.seconds
         if self.state is State.READY and self.inFlight == 0:
+            effects.append(CancelTimer(Timer.TTL))
+            self._armIdle(effects)
+
+    def _onSettingsChanged(self, event: SettingsChanged, now: float, effects: list[Effect]) -> None:
+        self._healthCheckTimeout = event.healthCheckTimeout
+        self._unloadTimeout = event.unloadTimeout
+        ttl = event.ttl if event.ttl > 0 else None
+        if ttl == self._ttl:
+            return
+        self._ttl = ttl
+        if self.state is State.READY and self.inFlight == 0:
+            # An idle model's timer restarts with the new TTL (none: never).
             effects.append(CancelTimer(Timer.TTL))
             self._armIdle(effects)
 

@@ -17,6 +17,7 @@ from collections import deque
 from typing import Callable, Protocol
 from urllib.parse import urlsplit
 
+from attrs import evolve
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import (
     IDelayedCall,
@@ -60,6 +61,7 @@ from .lifecycle import (
     RequestStarted,
     RunHook,
     RunStopCommand,
+    SettingsChanged,
     ShutdownRequested,
     SignalGroup,
     Spawn,
@@ -338,6 +340,22 @@ class Supervisor:
         idle clock starts.
         """
         self._feed(RequestFinished())
+
+    def updateSpec(self, spec: UpstreamSpec) -> None:
+        """
+        A reload changed the live settings of this model but not its
+        process: take C{spec}'s C{ttl}, C{unloadTimeout} and
+        C{healthCheckTimeout} (the process fields stay those of the running
+        child).  The next start and stop use the new timeouts; an idle
+        model's TTL timer restarts with the new TTL.
+        """
+        self.spec = evolve(
+            self.spec,
+            healthCheckTimeout=spec.healthCheckTimeout,
+            unloadTimeout=spec.unloadTimeout,
+            ttl=spec.ttl,
+        )
+        self._feed(SettingsChanged(spec.healthCheckTimeout, spec.unloadTimeout, spec.ttl))
 
     def addStateObserver(self, observer: StateObserver) -> Callable[[], None]:
         """

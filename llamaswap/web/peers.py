@@ -220,6 +220,13 @@ class PeerRouter:
         self._inFlight: dict[Deferred[Any], Deferred[None]] = {}
         self._shuttingDown = False
 
+    def reconfigure(self, config: Config) -> None:
+        """
+        Route by C{config}'s peers from now on (a reload); relays in
+        flight finish with the peer they started with.
+        """
+        self.routes = peerRoutes(config)
+
     def resolve(self, name: str) -> PeerModel | None:
         """
         The peer model C{name} refers to, if any.

@@ -22,7 +22,7 @@ from ..observe.monitors import LogMonitors
 from ..observe.performance import PerformanceMonitor
 from ..observe.tracking import Tracker
 from ..routing.router import Router
-from . import api, favicon, inference, logs, management, passthrough, system, ui
+from . import api, configapi, favicon, inference, logs, management, passthrough, system, ui
 from .auth import authenticatorFor
 from .forward import Forwarder
 from .mux import Mux
@@ -53,6 +53,10 @@ class WebParts:
     @ivar performance: samples CPU, memory and GPUs for C{/api/performance}.
     @ivar hardware: describes the machine for C{/api/hardware}.
     @ivar maxBodyBytes: the largest body read to find a request's model.
+    @ivar reloader: reloads the configuration (C{/api/config} routes); L{None}
+        leaves those routes out.
+    @ivar configPaths: C{--config} and C{--config-dir}, shown by
+        C{GET /api/config}.
     """
 
     config: Holder[Config]
@@ -68,6 +72,8 @@ class WebParts:
     performance: PerformanceMonitor
     hardware: HardwareDetector
     maxBodyBytes: int = DEFAULT_MAX_BODY_BYTES
+    reloader: Any = None
+    configPaths: tuple[str | None, str | None] = (None, None)
 
 
 def health(request: Request, rest: bytes) -> bytes:
@@ -132,6 +138,10 @@ def buildResource(parts: WebParts) -> Mux:
         ),
     )
     system.install(mux, parts.performance, parts.hardware)
+    if parts.reloader is not None:
+        configapi.install(
+            mux, configapi.ConfigRoutes(parts.config, parts.reloader, parts.configPaths)
+        )
     favicon.install(mux)
     ui.install(mux)
     return mux

@@ -369,6 +369,21 @@ class LoadWatcherTests(SynchronousTestCase):
         self.assertEqual(self.supervisor.stateObservers, [])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_replaced(self) -> None:
+        """
+        A reload's new supervisor is watched instead of the old one; a
+        removed model is no longer watched.
+        """
+        new = FakeSupervisor("a")
+        self.watcher.replaced("a", self.supervisor, new)
+        self.assertEqual(self.supervisor.stateObservers, [])
+        self.assertEqual(len(new.stateObservers), 1)
+        new.move(State.STARTING)
+        self.assertEqual(self.progress()[0]["phase"], "starting")
+        self.watcher.replaced("a", new, None)
+        self.assertEqual(new.stateObservers, [])
+        self.assertEqual(new.outputObservers, [])
+
     def test_history(self) -> None:
         """
         Stored loads come before newer ones; the median is expected.

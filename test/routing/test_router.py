@@ -643,3 +643,121 @@ class RunningAndPreloadTests(RouterTestCase):
         d = router.preload(["a"])
         router.shutdown()
         self.failureResultOf(d, CancelledError)
+
+
+class ReconfigureTests(RouterTestCase):
+    """
+    L{Router.reconfigure}: a reload's model changes carried out on the
+    supervisors.
+    """
+
+    def install(self, model: str, supervisor: Any) -> None:
+        """
+        The registry's install: C{self.sups} is what the router reads.
+        """
+        if supervisor is None:
+            del self.sups[model]
+        else:
+            self.sups[model] = supervisor
+
+    def test_restartedAfterInFlightRequest(self) -> None:
+        """
+        A restarted model keeps serving its in-flight request on the old
+        supervisor; a request arriving meanwhile waits; when the old one is
+        released the old supervisor is stopped and shut down, the new one
+        installed and started for the waiting request.
+        """
+        router = self.build({"a": {}}, states={"a": State.READY})
+        old = self.sups["a"]
+        lease = self.lease(router.acquire("a"))
+        new = FakeSupervisor("a")
+        router.reconfigure(makeConfig({"a": {}}), {"a": new}, self.install)
+        self.assertEqual(router.retiring(), frozenset({"a"}))
+        self.assertIs(router.upcoming("a"), new)
+        waiting = router.acquire("a")
+        self.assertNoResult(waiting)
+        self.assertEqual(old.stopCalls, [])
+        lease.release()
+        self.assertEqual(len(old.stopCalls), 1)
+        self.assertIs(self.sups["a"], old)
+        old.becomeStopped()
+        self.assertEqual(old.shutdowns, 1)
+        self.assertIs(self.sups["a"], new)
+        self.assertEqual(new.ensureCalls, 1)
+        new.becomeReady()
+        self.assertIs(self.lease(waiting).supervisor, new)
+        self.assertEqual(old.observers, [])
+        self.assertEqual(router.retiring(), frozenset())
+
+    def test_removedDrainsAndGoes(self) -> None:
+        """
+        A removed model serves its in-flight request, then is stopped, shut
+        down and dropped from the registry; new requests get 404 at once.
+        """
+        router = self.build({"a": {}, "b": {}}, states={"a": State.READY})
+        old = self.sups["a"]
+        lease = self.lease(router.acquire("a"))
+        router.reconfigure(makeConfig({"b": {}}), {"a": None}, self.install)
+        self.failureResultOf(router.acquire("a"), NoLocalServer)
+        lease.release()
+        old.becomeStopped()
+        self.assertNotIn("a", self.sups)
+        self.assertEqual(old.shutdowns, 1)
+        self.assertEqual(router.scheduler.models, frozenset({"b"}))
+        self.failureResultOf(router.acquire("a"), NoLocalServer)
+
+    def test_stillDrainingAcrossReloads(self) -> None:
+        """
+        A removed model still draining when the next reload comes stays
+        removed: it goes once its request ends.
+        """
+        router = self.build({"a": {}, "b": {}}, states={"a": State.READY})
+        old = self.sups["a"]
+        lease = self.lease(router.acquire("a"))
+        router.reconfigure(makeConfig({"b": {}}), {"a": None}, self.install)
+        router.reconfigure(makeConfig({"b": {"ttl": 5}}), {}, self.install)
+        lease.release()
+        old.becomeStopped()
+        self.assertNotIn("a", self.sups)
+        self.assertEqual(router.scheduler.models, frozenset({"b"}))
+
+    def test_addedServedAtOnce(self) -> None:
+        """
+        An added model is installed and can be acquired at once; the new
+        configuration's aliases resolve.
+        """
+        router = self.build({"a": {}})
+        new = FakeSupervisor("n")
+        config = makeConfig({"a": {}, "n": {}}, aliases=FrozenDict({"nn": "n"}))
+        router.reconfigure(config, {"n": new}, self.install)
+        d = router.acquire("nn")
+        new.becomeReady()
+        self.assertIs(self.lease(d).supervisor, new)
+        self.assertIs(router.config, config)
+
+    def test_keptUntouched(self) -> None:
+        """
+        A reconfiguration without model changes neither stops nor starts
+        anything; new limits apply.
+        """
+        router = self.build({"a": {}}, states={"a": State.READY})
+        router.reconfigure(makeConfig({"a": {"concurrencyLimit": 1}}), {}, self.install)
+        self.lease(router.acquire("a"))
+        self.failureResultOf(router.acquire("a"), ConcurrencyLimitReached)
+        self.assertEqual(self.sups["a"].stopCalls, [])
+
+    def test_shutdownWhileRetiring(self) -> None:
+        """
+        Shutdown during a drain shuts the old supervisor down and never
+        installs the successor.
+        """
+        router = self.build({"a": {}}, states={"a": State.READY})
+        old = self.sups["a"]
+        lease = self.lease(router.acquire("a"))
+        router.reconfigure(makeConfig({"a": {}}), {"a": FakeSupervisor("a")}, self.install)
+        done = router.shutdown()
+        lease.release()
+        old.becomeStopped()
+        self.successResultOf(done)
+        self.assertIs(self.sups["a"], old)
+        self.assertEqual(old.shutdowns, 1)

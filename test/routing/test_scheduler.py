@@ -30,6 +30,7 @@ from llamaswap.routing.scheduler import (
     HoldBack,
     QueuePosition,
     Reject,
+    Retire,
     Scheduler,
     ShuttingDown,
     StartSwap,
@@ -121,6 +122,8 @@ def apply(scheduler: Scheduler, event: Event) -> list[Decision]:
       - C{("serve", id)}, C{("cancel", id)}
       - C{("unload", models[, timeout])}, C{("shutdown",)}
       - C{("state", model, state)}, C{("tick", now)}
+      - C{("reconfigure", models, restarted[, evictor])}: limits 0
+      - C{("retired", model[, state])}
     """
     kind, *args = event
     if kind == "req":
@@ -136,7 +139,14 @@ def apply(scheduler: Scheduler, event: Event) -> list[Decision]:
         "shutdown": scheduler.onShutdown,
         "state": scheduler.onModelState,
         "tick": scheduler.onTick,
+        "retired": scheduler.onRetired,
     }
+    if kind == "reconfigure":
+        models, restarted, *rest = args
+        evictor = rest[0] if rest else ALONE
+        return scheduler.onReconfigure(
+            {m: 0 for m in models}, evictor, restarted=restarted
+        )
     return handlers[kind](*args)
 
 
@@ -1207,3 +1217,174 @@ class InvariantTests(SynchronousTestCase):
         self.assertEqual(ended, admitted)
         for m in "abc":
             self.assertEqual((s.reserved(m), s.inFlight(m)), (0, 0))
+
+
+class ReconfigureTests(TableTestCase):
+    """
+    A reload: added models serve at once; restarted and removed ones drain
+    their in-flight requests, then retire; requests meanwhile queue.
+    """
+
+    def test_restartedIdleRetiresAtOnce(self) -> None:
+        """
+        A restarted model with nothing in flight retires at once; a
+        request arriving before it is retired queues and then starts the
+        new definition.
+        """
+        s = make(states={"a": READY})
+        self.play(
+            s,
+            [
+                (("reconfigure", "abc", ["a"]), [Retire("a")]),
+                (("req", 1, "a"), [Q(1, 1)]),
+                (("state", "a", State.STOPPED), []),
+                (("retired", "a"), [swap(1, "a")]),
+                (("done", 1), [G(1, "a")]),
+            ],
+        )
+        self.assertEqual(s.retiring(), frozenset())
+
+    def test_restartedDrainsFirst(self) -> None:
+        """
+        A restarted model serving a request is not retired until that
+        request ends; new requests for it queue, they are not granted on
+        the old process nor refused.
+        """
+        s = make(states={"a": READY})
+        self.play(
+            s,
+            [
+                (("req", 1, "a"), [G(1, "a")]),
+                (("reconfigure", "abc", ["a"]), []),
+                (("req", 2, "a"), [Q(2, 1)]),
+                (("serve", 1), [Retire("a")]),
+                (("retired", "a"), [swap(1, "a")]),
+                (("done", 1), [G(2, "a")]),
+            ],
+        )
+
+    def test_evictingRetiringWaits(self) -> None:
+        """
+        A request that would evict a retiring model waits until it is
+        retired (the old process is stopped by the retirement, not by a
+        swap racing it).
+        """
+        s = make(states={"a": READY})
+        self.play(
+            s,
+            [
+                (("req", 1, "a"), [G(1, "a")]),
+                (("reconfigure", "abc", ["a"]), []),
+                (("req", 2, "b"), [Q(2, 1)]),
+                (("serve", 1), [Retire("a")]),
+                (("state", "a", State.STOPPING), []),
+                (("state", "a", State.STOPPED), [swap(1, "b")]),
+                (("retired", "a"), []),
+            ],
+        )
+
+    def test_removedDrainsThenGoes(self) -> None:
+        """
+        A removed model finishes its request, retires and is forgotten;
+        requests for it are refused from the reload on, queued ones fail.
+        """
+        s = make(states={"a": READY, "b": READY}, evictor=NEVER)
+        notFound = Reject(3, 404, "no local server found for requested model")
+        self.play(
+            s,
+            [
+                (("req", 1, "a"), [G(1, "a")]),
+                (("reconfigure", "bc", [], NEVER), []),
+                (("req", 3, "a"), [notFound]),
+                (("serve", 1), [Retire("a")]),
+                (("retired", "a"), []),
+            ],
+        )
+        self.assertEqual(s.models, frozenset("bc"))
+
+    def test_removedQueuedFail(self) -> None:
+        """
+        Requests queued for a removed model fail with L{Unloaded}.
+        """
+        s = make(states={"b": READY})
+        self.play(
+            s,
+            [
+                (("req", 1, "b"), [G(1, "b")]),
+                (("req", 2, "a"), [Q(2, 1)]),
+                (("reconfigure", "bc", []), [Fail(2, Unloaded("a")), Retire("a")]),
+            ],
+        )
+        self.assertEqual(s.queued(), [])
+        self.assertEqual(s.reserved("a"), 0)
+
+    def test_swapOfRestartedRequeues(self) -> None:
+        """
+        A load of the old definition in progress is abandoned; its waiters
+        queue for the new definition.
+        """
+        s = make()
+        self.play(
+            s,
+            [
+                (("req", 1, "a"), [swap(1, "a")]),
+                (
+                    ("reconfigure", "abc", ["a"]),
+                    [AbandonSwap(1, "a"), Retire("a"), Q(1, 1)],
+                ),
+                (("retired", "a"), [swap(2, "a")]),
+                (("done", 1), []),
+                (("done", 2), [G(1, "a")]),
+            ],
+        )
+
+    def test_addedServedAtOnce(self) -> None:
+        """
+        An added model is served at once; kept models keep their state and
+        in-flight requests.
+        """
+        s = make(states={"a": READY}, evictor=NEVER)
+        self.play(
+            s,
+            [
+                (("req", 1, "a"), [G(1, "a")]),
+                (("reconfigure", "abcd", [], NEVER), []),
+                (("req", 2, "d"), [swap(1, "d")]),
+                (("req", 3, "a"), [G(3, "a")]),
+            ],
+        )
+        self.assertEqual(s.inFlight("a"), 2)
+
+    def test_settingsReplaced(self) -> None:
+        """
+        New limits apply to new requests.
+        """
+        s = make(states={"a": READY})
+        s.onReconfigure({"a": 1, "b": 0, "c": 0}, ALONE)
+        self.play(s, [(("req", 1, "a"), [G(1, "a")]), (("req", 2, "a"), [tooMany(2)])])
+
+    def test_reAddedWhileLeaving(self) -> None:
+        """
+        A model removed and added back before it retired stays: it retires
+        as a restart and then serves again.
+        """
+        s = make(states={"a": READY})
+        self.play(
+            s,
+            [
+                (("req", 1, "a"), [G(1, "a")]),
+                (("reconfigure", "bc", []), []),
+                (("reconfigure", "abc", []), []),
+                (("req", 2, "a"), [Q(2, 1)]),
+                (("serve", 1), [Retire("a")]),
+                (("retired", "a"), [swap(1, "a")]),
+            ],
+        )
+
+    def test_ignoredWhileShuttingDown(self) -> None:
+        """
+        After shutdown a reconfiguration decides nothing.
+        """
+        s = make()
+        s.onShutdown()
+        self.assertEqual(s.onReconfigure({"a": 0}, ALONE, restarted=["a"]), [])

@@ -32,6 +32,7 @@ from llamaswap.upstream.lifecycle import (
     RequestStarted,
     RunHook,
     RunStopCommand,
+    SettingsChanged,
     ShutDown,
     ShutdownRequested,
     SignalGroup,
@@ -843,6 +844,8 @@ def allEvents(attempt: int) -> list[Event]:
         RequestFinished(),
         IdleTimeoutChanged(3.0),
         IdleTimeoutChanged(None),
+        SettingsChanged(1.0, 1.0, 7.0),
+        SettingsChanged(1.0, 1.0, 0.0),
     ]
 
 

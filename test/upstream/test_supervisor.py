@@ -733,6 +733,57 @@ class TTLTests(SupervisorTestCase):
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 
 
+class UpdateSpecTests(SupervisorTestCase):
+    """
+    A reload's live changes reach the running supervisor without a restart.
+    """
+
+    def test_newTTLRestartsIdleTimer(self) -> None:
+        """
+        A new TTL on an idle ready model re-arms its idle timer with the
+        new value; the child is kept.
+        """
+        self.signaller.autoExit = True
+        supervisor = self.makeSupervisor(ttl=5.0)
+        self.startReady(supervisor)
+        pid = supervisor.pid
+        self.reactor.advance(4)
+        supervisor.updateSpec(makeSpec(ttl=10.0))
+        self.reactor.advance(9.99)
+        self.assertIs(supervisor.state, State.READY)
+        self.assertEqual(supervisor.pid, pid)
+        self.assertEqual(len(self.reactor.spawned), 1)
+        self.reactor.advance(0.01)
+        self.assertIs(supervisor.state, State.STOPPED)
+
+    def test_zeroTTLDisarms(self) -> None:
+        """
+        Setting the TTL to 0 keeps an idle model loaded.
+        """
+        supervisor = self.makeSupervisor(ttl=5.0)
+        self.startReady(supervisor)
+        supervisor.updateSpec(makeSpec(ttl=0.0))
+        self.reactor.advance(100)
+        self.assertIs(supervisor.state, State.READY)
+
+    def test_busyModelUsesNewTTLWhenIdle(self) -> None:
+        """
+        With requests in flight nothing is armed; the new TTL applies once
+        the last one ends.  The timeouts are taken, the process fields kept.
+        """
+        self.signaller.autoExit = True
+        supervisor = self.makeSupervisor(ttl=5.0)
+        self.startReady(supervisor)
+        supervisor.requestStarted()
+        supervisor.updateSpec(makeSpec(ttl=2.0, unloadTimeout=3.0, argv=["other"]))
+        self.assertEqual(supervisor.spec.unloadTimeout, 3.0)
+        self.assertEqual(supervisor.spec.argv, makeSpec().argv)
+        self.reactor.advance(100)
+        supervisor.requestFinished()
+        self.reactor.advance(2.0)
+        self.assertIs(supervisor.state, State.STOPPED)
+
+
 class KeeperModeTests(SupervisorTestCase):
     """
     In keeper mode the launcher stays the server's parent: the server's PID
