@@ -25,7 +25,7 @@ from .decode_peers import decodePeers
 from .decode_profiles import decodeLegacyProfiles, decodeProfiles
 from .decode_routing import decodeRouting
 from .decode_selectors import decodeSelectors
-from .decode_settings import decodeHooks, decodeSettings, validateAPIKeys
+from .decode_settings import decodeHooks, decodeSettings
 from .errors import Location, PathPart, Problem, Problems
 from .expanded import ExpandedTree
 from .keys import GLOBAL_KEYS, HOOKS_KEYS
@@ -69,7 +69,6 @@ def _build(expanded: ExpandedTree, problems: Problems) -> Config:
 
     routing, routingValid = decodeRouting(top, names, problems)
     hooks = decodeHooks(top.section("hooks", HOOKS_KEYS), names, problems)
-    validateAPIKeys(settings.apiKeys, problems)
     peers = decodePeers(top.section("peers", None), problems)
     selectors = decodeSelectors(top.section("selectors", None), problems)
     profiles = decodeProfiles(profilesSection, problems)

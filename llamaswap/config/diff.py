@@ -130,6 +130,7 @@ LIVE_SETTINGS: tuple[str, ...] = (
     "sendLoadingState",
     "includeAliasesInList",
     "apiKeys",
+    "auth",
     "macros",
     "aliases",
     "hooks",

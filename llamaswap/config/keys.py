@@ -14,6 +14,7 @@ from typing import Mapping
 GLOBAL_KEYS = frozenset(
     {
         "apiKeys",
+        "auth",
         "captureBuffer",
         "globalTTL",
         "groups",
@@ -94,6 +95,8 @@ UI_KEYS = frozenset({"activity"})
 UI_ACTIVITY_KEYS = frozenset({"session_id"})
 PERFORMANCE_KEYS = frozenset({"disabled", "every"})
 UPSTREAM_KEYS = frozenset({"ignorePaths"})
+API_KEY_KEYS = frozenset({"key", "name", "scopes", "models", "concurrencyLimit"})
+AUTH_KEYS = frozenset({"sessionSecret", "sessionTTL"})
 
 KNOWN_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
@@ -124,5 +127,7 @@ KNOWN_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
         "ui.activity": UI_ACTIVITY_KEYS,
         "performance": PERFORMANCE_KEYS,
         "upstream": UPSTREAM_KEYS,
+        "apiKey": API_KEY_KEYS,
+        "auth": AUTH_KEYS,
     }
 )
