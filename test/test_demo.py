@@ -20,7 +20,6 @@ import signal
 import sys
 from typing import Any, Callable
 
-import llamaswap
 from attrs import frozen
 from hypothesis import given
 from hypothesis import strategies as st
@@ -35,6 +34,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.http import HTTPChannel
 
+import llamaswap
 from llamaswap.demo import text
 from llamaswap.demo.cli import DemoProcess, optionsFromArguments, parseArguments
 from llamaswap.demo.server import (

@@ -57,7 +57,7 @@ from .auth import upstreamAuthHeaders
 from .errors import writeFailure, writeHTTPError
 from .extract import FORM, MULTIPART, QUERY, Extracted, extract
 from .forward import BodyArg, BodyProducer, Forwarder, ForwardResult
-from .grants import checkModel
+from .grants import checkModel, principalOf
 from .headers import HeaderValue
 from .leased import serveLeased
 from .loading import acquireWithLoadingState, wantsLoadingState
@@ -188,7 +188,7 @@ class ModelRoute:
 
     async def _handle(self, request: Request) -> None:
         choice: Choice | None = None
-        track = self.tracker.begin(request)
+        track = self.tracker.begin(request, keyName=principalOf(request).name)
         try:
             try:
                 asked = extract(request, self.maxBodyBytes)

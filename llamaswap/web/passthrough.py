@@ -55,7 +55,7 @@ from ..upstream.lifecycle import State
 from .auth import upstreamAuthHeaders
 from .errors import renderHTTPError, writeFailure, writeHTTPError
 from .forward import Forwarder
-from .grants import mayUseModel, modelForbidden
+from .grants import mayUseModel, modelForbidden, principalOf
 from .leased import serveLeased
 from .mux import ANY_METHOD, INFERENCE, Mux, rawQuery, redirect, requestPath
 from .peers import PeerModel, PeerRouter
@@ -375,7 +375,9 @@ class Passthrough:
                 return
             await self.tunneler.tunnel(request, model.proxy, target, **options)
             return
-        track = None if websocket else self.tracker.begin(request, modelID, target)
+        track = None if websocket else self.tracker.begin(
+            request, modelID, target, keyName=principalOf(request).name
+        )
 
         def relay(lease: Any) -> Deferred[Any]:
             if track is None:

@@ -10,7 +10,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from llamaswap.config.errors import Problems
 from llamaswap.config.matrixdsl import MatrixProgram, compileMatrix
-from llamaswap.config.model import Config, FrozenDict, GroupConfig, ModelConfig, RoutingConfig
+from llamaswap.config.model import (
+    Config,
+    FrozenDict,
+    GroupConfig,
+    ModelConfig,
+    RoutingConfig,
+)
 from llamaswap.routing.groups import (
     GroupEvictor,
     MatrixEvictor,
