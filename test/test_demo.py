@@ -20,6 +20,7 @@ import signal
 import sys
 from typing import Any, Callable
 
+import llamaswap
 from attrs import frozen
 from hypothesis import given
 from hypothesis import strategies as st
@@ -34,7 +35,6 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.http import HTTPChannel
 
-import llamaswap
 from llamaswap.demo import text
 from llamaswap.demo.cli import DemoProcess, optionsFromArguments, parseArguments
 from llamaswap.demo.server import (

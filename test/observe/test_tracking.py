@@ -16,7 +16,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from llamaswap.httperrors import ModelNotFound
 from llamaswap.observe.activity import ActivityLog, ActivityRecord
 from llamaswap.observe.captures import REDACTED, CaptureCache
 from llamaswap.observe.metrics import Metrics
@@ -26,6 +25,7 @@ from llamaswap.observe.tracking import (
     RequestTrack,
     Tracker,
 )
+from llamaswap.httperrors import ModelNotFound
 from llamaswap.web.errors import writeHTTPError
 from llamaswap.web.forward import Forwarder
 

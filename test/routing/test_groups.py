@@ -10,13 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from llamaswap.config.errors import Problems
 from llamaswap.config.matrixdsl import MatrixProgram, compileMatrix
-from llamaswap.config.model import (
-    Config,
-    FrozenDict,
-    GroupConfig,
-    ModelConfig,
-    RoutingConfig,
-)
+from llamaswap.config.model import Config, FrozenDict, GroupConfig, ModelConfig, RoutingConfig
 from llamaswap.routing.groups import (
     GroupEvictor,
     MatrixEvictor,

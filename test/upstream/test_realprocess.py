@@ -27,6 +27,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from llamaswap.upstream import PrematureExit, State, Supervisor, UpstreamSpec
+from llamaswap.upstream.process import CHILD_FDS, LAUNCHER, LAUNCHER_KILL_ALL, launcherArgv
 from llamaswap.upstream.leftovers import (
     LeftoverRegistry,
     groupMembers,
@@ -35,12 +36,6 @@ from llamaswap.upstream.leftovers import (
     readStat,
     reapLeftovers,
     waitGone,
-)
-from llamaswap.upstream.process import (
-    CHILD_FDS,
-    LAUNCHER,
-    LAUNCHER_KILL_ALL,
-    launcherArgv,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

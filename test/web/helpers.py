@@ -16,8 +16,7 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
-from twisted.web._newclient import HTTP11ClientProtocol
-from twisted.web._newclient import Request as ClientRequest
+from twisted.web._newclient import HTTP11ClientProtocol, Request as ClientRequest
 from twisted.web.client import URI
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers

@@ -26,6 +26,7 @@ from llamaswap.config.load import loadConfigText
 from llamaswap.demo.server import DemoOptions, DemoUpstream, makeSite
 from llamaswap.holder import Holder
 from llamaswap.observe.tracking import Tracker
+from llamaswap.web.peers import PeerRouter
 from llamaswap.upstream.lifecycle import State
 from llamaswap.web.inference import (
     BODY_ROUTES,
@@ -34,7 +35,6 @@ from llamaswap.web.inference import (
     ModelRoute,
     upstreamPath,
 )
-from llamaswap.web.peers import PeerRouter
 
 from ..harness import Running, demoMacros, startLlamaSwap
 from ..util import freePort, poll
