@@ -19,7 +19,10 @@ llama-swap reads it (L{extractAPIKey}):
  3. the C{x-api-key} header;
 
 and, when none is given, a UI session cookie (L{llamaswap.web.sessions}),
-accepted only from the same origin (L{sameOrigin}).
+accepted only from the same origin (L{sameOrigin}).  The scheme word is
+case-insensitive.  An C{Authorization} header that yields a key wins even
+when C{x-api-key} holds the valid one; a malformed one falls through to
+C{x-api-key}.
 
 Unlike llama-swap (plain string equality, stopping at the first match), the
 key is compared with every configured key, always all of them, with
@@ -31,35 +34,6 @@ missing API key} (content-negotiated like every llamaswap error) with
 C{WWW-Authenticate: Basic realm="llamaswap"} unless a page's script made
 the request (L{wantsBasicPrompt}); a key without the scope is a 403 naming
 the scope; a key over its C{concurrencyLimit} a 429.
-"""
-API keys (C{apiKeys}): who may use llamaswap, and what upstreams see of it.
-
-When the configuration lists keys, every route registered with C{auth=True}
-needs one of them: everything except the few registered with C{auth=False}
-(C{/health}, C{/wol-health}, the C{GET /} and C{GET /upstream} redirects),
-CORS preflights and the mux's own 301/404/405 answers.  A key is read the
-way llama-swap reads it (L{extractAPIKey}):
-
- 1. C{Authorization: Basic <base64(user:password)>}: the password (the user
-    name is ignored), when the value decodes, holds a C{:} and the password
-    is not empty;
- 2. C{Authorization: Bearer <token>}: everything after the first space,
-    untrimmed;
- 3. the C{x-api-key} header.
-
-The scheme word is case-insensitive.  An C{Authorization} header that
-yields a key wins even when C{x-api-key} holds the valid one; a malformed
-one falls through to C{x-api-key}.
-
-Unlike llama-swap (plain string equality, stopping at the first match), the
-key is compared with every configured key, always all of them, with
-L{hmac.compare_digest} over SHA-256 digests: neither the position of the
-matching key nor the length or content of the keys leaks through timing.
-
-A refusal is the 401 envelope C{unauthorized: invalid or missing API key}
-(content-negotiated like every llamaswap error) with C{WWW-Authenticate:
-Basic realm="llamaswap"}, so browsers prompt for credentials and then send
-them on the UI's own requests.
 """
 
 from __future__ import annotations
