@@ -902,3 +902,39 @@ class KeyConcurrencyTests(SynchronousTestCase):
         fourth = Client(site)
         fourth.send(b"GET", b"/hold", headers=bearer("one"))
         self.assertEqual(len(held), 3)
+
+
+class SameOriginTests(SynchronousTestCase):
+    """
+    L{sameOrigin}: where a cookie-authorised request may come from.
+    """
+
+    def check(self, method: bytes, *headers: tuple[bytes, bytes]) -> bool:
+        from llamaswap.web.auth import sameOrigin
+
+        request = FakeRequest((b"Host", b"llama.example:8080"), *headers)
+        request.method = method  # type: ignore[attr-defined]
+        return sameOrigin(request)  # type: ignore[arg-type]
+
+    def test_table(self) -> None:
+        """
+        C{Sec-Fetch-Site} decides when present (C{same-site}, a sibling
+        subdomain, is not enough); else C{Origin} must name the C{Host};
+        with neither only safe methods pass.
+        """
+        cases = [
+            (b"POST", [(b"Sec-Fetch-Site", b"same-origin")], True),
+            (b"POST", [(b"Sec-Fetch-Site", b"none")], True),
+            (b"POST", [(b"Sec-Fetch-Site", b"same-site")], False),
+            (b"GET", [(b"Sec-Fetch-Site", b"cross-site")], False),
+            (b"POST", [(b"Origin", b"http://llama.example:8080")], True),
+            (b"POST", [(b"Origin", b"https://LLAMA.example:8080")], True),
+            (b"POST", [(b"Origin", b"http://llama.example")], False),
+            (b"POST", [(b"Origin", b"null")], False),
+            (b"POST", [], False),
+            (b"PUT", [], False),
+            (b"GET", [], True),
+            (b"HEAD", [], True),
+        ]
+        for method, headers, expected in cases:
+            self.assertEqual(self.check(method, *headers), expected, (method, headers))
