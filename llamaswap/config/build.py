@@ -26,7 +26,7 @@ from .decode_profiles import decodeLegacyProfiles, decodeProfiles
 from .decode_promptcache import decodePromptCache
 from .decode_routing import decodeRouting
 from .decode_selectors import decodeSelectors
-from .decode_settings import decodeHooks, decodeSettings, validateAPIKeys
+from .decode_settings import decodeHooks, decodeSettings
 from .errors import Location, PathPart, Problem, Problems
 from .expanded import ExpandedTree
 from .keys import GLOBAL_KEYS, HOOKS_KEYS
@@ -73,7 +73,6 @@ def _build(expanded: ExpandedTree, problems: Problems) -> Config:
 
     routing, routingValid = decodeRouting(top, names, problems)
     hooks = decodeHooks(top.section("hooks", HOOKS_KEYS), names, problems)
-    validateAPIKeys(settings.apiKeys, problems)
     peers = decodePeers(top.section("peers", None), problems)
     selectors = decodeSelectors(top.section("selectors", None), problems)
     profiles = decodeProfiles(profilesSection, problems)

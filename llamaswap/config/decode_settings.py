@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from attrs import frozen
 
+from .decode_keys import decodeAPIKeys, decodeAuth
 from .errors import Problems
 from .goformats import formatGoDuration
 from .goquote import goQuote
 from .keys import (
+    AUTH_KEYS,
     ON_STARTUP_KEYS,
     PERFORMANCE_KEYS,
     STORE_KEYS,
@@ -26,6 +28,8 @@ from .keys import (
 from .model import (
     DEFAULT_SESSION_ID_HEADERS,
     DEFAULT_UNLOAD_TIMEOUT,
+    APIKey,
+    AuthConfig,
     Config,
     HooksConfig,
     PerformanceConfig,
@@ -79,7 +83,8 @@ class Settings:
     unloadTimeout: int
     sendLoadingState: bool
     includeAliasesInList: bool
-    apiKeys: tuple[str, ...]
+    apiKeys: tuple[APIKey, ...]
+    auth: AuthConfig
     upstream: UpstreamConfig
 
 
@@ -118,7 +123,8 @@ def decodeSettings(top: Section, problems: Problems) -> Settings:
     captureBuffer = top.integer("captureBuffer", 5)
     sendLoadingState = top.boolean("sendLoadingState", False)
     includeAliasesInList = top.boolean("includeAliasesInList", False)
-    apiKeys = top.strings("apiKeys")
+    apiKeys = decodeAPIKeys(top, problems)
+    auth = decodeAuth(top.section("auth", AUTH_KEYS))
     return Settings(
         healthCheckTimeout=healthCheckTimeout,
         logLevel=logLevel,
@@ -135,6 +141,7 @@ def decodeSettings(top: Section, problems: Problems) -> Settings:
         sendLoadingState=sendLoadingState,
         includeAliasesInList=includeAliasesInList,
         apiKeys=apiKeys,
+        auth=auth,
         upstream=upstream,
     )
 
@@ -209,17 +216,6 @@ def _upstream(section: Section, problems: Problems) -> UpstreamConfig:
     if not patterns:
         return UpstreamConfig()
     return UpstreamConfig(ignorePaths=tuple(patterns))
-
-
-def validateAPIKeys(apiKeys: Sequence[str], problems: Problems) -> None:
-    """
-    Reject empty keys and keys with spaces.
-    """
-    for i, key in enumerate(apiKeys):
-        if key == "":
-            problems.error("empty api key found in apiKeys", ("apiKeys", i))
-        elif " " in key:
-            problems.error(f"apiKeys[{i}]: api key cannot contain spaces", ("apiKeys", i))
 
 
 def decodeHooks(hooks: Section, names: Config, problems: Problems) -> HooksConfig:

@@ -139,6 +139,7 @@ LIVE_SETTINGS: tuple[str, ...] = (
     "sendLoadingState",
     "includeAliasesInList",
     "apiKeys",
+    "auth",
     "macros",
     "aliases",
     "hooks",

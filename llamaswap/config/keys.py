@@ -14,6 +14,7 @@ from typing import Mapping
 GLOBAL_KEYS = frozenset(
     {
         "apiKeys",
+        "auth",
         "captureBuffer",
         "globalTTL",
         "groups",
@@ -107,6 +108,8 @@ PERFORMANCE_KEYS = frozenset({"disabled", "every"})
 UPSTREAM_KEYS = frozenset({"ignorePaths"})
 REQUEST_TTL_KEYS = frozenset({"enabled", "max"})
 MODELS_DIR_KEYS = frozenset({"path", "cmd"})
+API_KEY_KEYS = frozenset({"key", "name", "scopes", "models", "concurrencyLimit"})
+AUTH_KEYS = frozenset({"sessionSecret", "sessionTTL"})
 
 KNOWN_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
@@ -139,5 +142,7 @@ KNOWN_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
         "upstream": UPSTREAM_KEYS,
         "requestTTL": REQUEST_TTL_KEYS,
         "modelsDir": MODELS_DIR_KEYS,
+        "apiKey": API_KEY_KEYS,
+        "auth": AUTH_KEYS,
     }
 )

@@ -545,6 +545,60 @@ class ModelsDirConfig:
     cmd: str = DEFAULT_MODELS_DIR_CMD
 
 
+#: The scopes a key may hold (see L{APIKey}).
+SCOPES = ("inference", "monitor", "admin")
+ALL_SCOPES = frozenset(SCOPES)
+#: Twelve hours, in seconds: how long a UI login lasts by default.
+DEFAULT_SESSION_TTL = 12 * 60 * 60
+
+
+@frozen
+class APIKey:
+    """
+    One entry of C{apiKeys}.
+
+    @ivar key: the secret (never shown: left out of C{repr}).
+    @ivar name: what labels the key's requests (activity, events, metrics,
+        the UI); a plain string key is named C{key-<n>} by its position.
+    @ivar scopes: a subset of L{SCOPES}; a plain string key has them all.
+    @ivar models: the names (IDs, aliases, C{fnmatch} globs) the key may
+        use for inference; L{None} for every model.
+    @ivar concurrencyLimit: most requests in flight at once with this key
+        (0: no limit).
+    """
+
+    key: str = field(repr=False)
+    name: str
+    scopes: frozenset[str] = ALL_SCOPES
+    models: tuple[str, ...] | None = None
+    concurrencyLimit: int = 0
+
+
+def toAPIKeys(entries: Any) -> tuple[APIKey, ...]:
+    """
+    C{entries} as L{APIKey}s: a plain string is a full-access key named by
+    its position (C{key-1}, ...), as in llama-swap's string-only list.
+    """
+    return tuple(
+        APIKey(key=e, name=f"key-{i + 1}") if isinstance(e, str) else e
+        for i, e in enumerate(entries)
+    )
+
+
+@frozen
+class AuthConfig:
+    """
+    The C{auth} section: UI login sessions.
+
+    @ivar sessionSecret: signs session cookies; empty for a random secret
+        per process (sessions then end with the process).
+    @ivar sessionTTL: seconds a login lasts.
+    """
+
+    sessionSecret: str = field(default="", repr=False)
+    sessionTTL: int = DEFAULT_SESSION_TTL
+
+
 @frozen
 class Config:
     """
@@ -557,6 +611,9 @@ class Config:
     @ivar legacyProfiles: llama-swap v1 list-form profiles: name to the
         model IDs that run together.
     @ivar macros: the global macro declarations, unexpanded.
+    @ivar apiKeys: the keys clients present (empty: no authentication);
+        plain strings given here are converted by L{toAPIKeys}.
+    @ivar auth: UI login sessions.
     """
 
     healthCheckTimeout: int = 120
@@ -573,7 +630,8 @@ class Config:
     unloadTimeout: int = DEFAULT_UNLOAD_TIMEOUT
     sendLoadingState: bool = False
     includeAliasesInList: bool = False
-    apiKeys: tuple[str, ...] = ()
+    apiKeys: tuple[APIKey, ...] = field(default=(), converter=toAPIKeys)
+    auth: AuthConfig = AuthConfig()
     macros: MacroList = ()
     models: Mapping[str, ModelConfig] = field(factory=FrozenDict)
     aliases: Mapping[str, str] = field(factory=FrozenDict)

@@ -79,6 +79,12 @@ class Metrics:
             ["model", "path", "status"],
             registry=registry,
         )
+        self.keyRequests = Counter(
+            "llamaswap_key_requests",
+            "Model requests finished, by API key name (never the key), model and HTTP status.",
+            ["key", "model", "status"],
+            registry=registry,
+        )
         self.inputTokens = Counter(
             "llamaswap_input_tokens",
             "Prompt tokens reported by upstreams.",
@@ -195,6 +201,7 @@ class Metrics:
         self._promptSpeed = _Children(self.promptSpeed)
         self._genSpeed = _Children(self.genSpeed)
         self._inFlight = _Children(self.inFlight)
+        self._keyRequests = _Children(self.keyRequests)
         for model in models:
             self.state.labels(model=model).state("stopped")
         if processMetrics:
@@ -238,6 +245,12 @@ class Metrics:
                 self._promptSpeed(model).observe(tokens.promptPerSecond)
             if tokens.tokensPerSecond > 0:
                 self._genSpeed(model).observe(tokens.tokensPerSecond)
+
+    def keyRequestFinished(self, key: str, model: str, status: int) -> None:
+        """
+        Count a finished request made with the API key named C{key}.
+        """
+        self._keyRequests(key, model, str(status)).inc()
 
     # -- models ----------------------------------------------------------------
 

@@ -102,6 +102,10 @@ def requestPath(request: Request) -> str:
     return path
 
 
+#: The metadata entry naming the API key a request used.
+KEY_NAME = "key_name"
+
+
 class RequestTrack:
     """
     One model request being handled; also the forwarder tap that watches
@@ -558,7 +562,11 @@ class Tracker:
         self.grantNotes: list[Callable[[str], Mapping[str, str]]] = []
 
     def begin(
-        self, request: Request, model: str = "", path: str | bytes | None = None
+        self,
+        request: Request,
+        model: str = "",
+        path: str | bytes | None = None,
+        keyName: str | None = None,
     ) -> RequestTrack:
         """
         Start tracking C{request} for C{model} (the name as asked; may be
@@ -566,6 +574,9 @@ class Tracker:
 
         @param path: the path to record (without query; for C{/upstream},
             the part after the model); by default L{requestPath}.
+        @param keyName: the name (never the value) of the API key the
+            request used: stored as C{key_name} metadata (activity rows,
+            in-flight events) and counted in C{llamaswap_key_requests}.
         """
         if path is None:
             path = requestPath(request)
@@ -573,6 +584,8 @@ class Tracker:
             path = path.decode("utf-8", "replace")
         path = path.split("?", 1)[0]
         track = RequestTrack(self, str(next(self._ids)), request, model, path)
+        if keyName:
+            track.metadata[KEY_NAME] = keyName
         self.inflight[track.id] = track
         self._upsert(track)
         request.notifyFinish().addBoth(track.requestEnded)
@@ -638,12 +651,18 @@ class Tracker:
                 queueWait=(record.queueMs / 1000.0) if track.queuedAt is not None else None,
                 tokens=record.tokens if record.status == 200 else None,
             )
+            keyName = track.metadata.get(KEY_NAME)
+            if keyName:
+                self.metrics.keyRequestFinished(
+                    keyName, record.model if known else UNKNOWN_LABEL, record.status
+                )
         if self.activity is not None and track.metered:
             self.activity.record(record, capture)
 
 
 __all__ = [
     "ABANDON_AFTER",
+    "KEY_NAME",
     "CLIENT_CLOSED",
     "Exchange",
     "RequestTrack",

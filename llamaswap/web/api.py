@@ -35,7 +35,7 @@ from ..observe.metrics import Metrics
 from ..observe.store import SORT_COLUMNS, ActivityQuery
 from ..observe.tracking import Tracker
 from .errors import renderHTTPError, writeHTTPError
-from .mux import Mux
+from .mux import ADMIN, MONITOR, Mux
 
 log = Logger()
 
@@ -257,12 +257,12 @@ def install(mux: Mux, api: ObserveAPI) -> None:
     """
     Register the observability routes.
     """
-    mux.route("GET", "/api/events", api.events)
-    mux.route("GET", "/api/metrics/activity", api.activity)
-    mux.route("GET", "/api/metrics/stats", api.stats)
-    mux.route("GET", "/api/captures/", api.capture)
-    mux.route("POST", "/api/inflight/", api.inflight)
-    mux.route("GET", "/metrics", api.metrics)
+    mux.route("GET", "/api/events", api.events, scope=MONITOR)
+    mux.route("GET", "/api/metrics/activity", api.activity, scope=MONITOR)
+    mux.route("GET", "/api/metrics/stats", api.stats, scope=MONITOR)
+    mux.route("GET", "/api/captures/", api.capture, scope=MONITOR)
+    mux.route("POST", "/api/inflight/", api.inflight, scope=ADMIN)
+    mux.route("GET", "/metrics", api.metrics, scope=MONITOR)
 
 
 __all__ = ["ObserveAPI", "activityQuery", "install", "jsonBody", "parseRFC3339"]

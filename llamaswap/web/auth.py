@@ -1,33 +1,39 @@
 # -*- test-case-name: test.web.test_auth -*-
 """
-API keys (C{apiKeys}): who may use llamaswap, and what upstreams see of it.
+API keys (C{apiKeys}): who may use llamaswap, for what, and what upstreams
+see of it.
 
 When the configuration lists keys, every route registered with C{auth=True}
-needs one of them: everything except the few registered with C{auth=False}
-(C{/health}, C{/wol-health}, the C{GET /} and C{GET /upstream} redirects),
-CORS preflights and the mux's own 301/404/405 answers.  A key is read the
-way llama-swap reads it (L{extractAPIKey}):
+needs a key holding the route's scope (C{inference}, C{monitor} or
+C{admin}; see L{llamaswap.web.grants} and docs/security.rst); routes
+registered with C{auth=False} (C{/health}, C{/wol-health}, the C{GET /} and
+C{GET /upstream} redirects, the favicon, the login routes), CORS preflights
+and the mux's own 301/404/405 answers need none.  A key is read the way
+llama-swap reads it (L{extractAPIKey}):
 
  1. C{Authorization: Basic <base64(user:password)>}: the password (the user
     name is ignored), when the value decodes, holds a C{:} and the password
     is not empty;
  2. C{Authorization: Bearer <token>}: everything after the first space,
     untrimmed;
- 3. the C{x-api-key} header.
+ 3. the C{x-api-key} header;
 
-The scheme word is case-insensitive.  An C{Authorization} header that
-yields a key wins even when C{x-api-key} holds the valid one; a malformed
-one falls through to C{x-api-key}.
+and, when none is given, a UI session cookie (L{llamaswap.web.sessions}),
+accepted only from the same origin (L{sameOrigin}).  The scheme word is
+case-insensitive.  An C{Authorization} header that yields a key wins even
+when C{x-api-key} holds the valid one; a malformed one falls through to
+C{x-api-key}.
 
 Unlike llama-swap (plain string equality, stopping at the first match), the
 key is compared with every configured key, always all of them, with
 L{hmac.compare_digest} over SHA-256 digests: neither the position of the
 matching key nor the length or content of the keys leaks through timing.
 
-A refusal is the 401 envelope C{unauthorized: invalid or missing API key}
-(content-negotiated like every llamaswap error) with C{WWW-Authenticate:
-Basic realm="llamaswap"}, so browsers prompt for credentials and then send
-them on the UI's own requests.
+A missing or unknown key is the 401 envelope C{unauthorized: invalid or
+missing API key} (content-negotiated like every llamaswap error) with
+C{WWW-Authenticate: Basic realm="llamaswap"} unless a page's script made
+the request (L{wantsBasicPrompt}); a key without the scope is a 403 naming
+the scope; a key over its C{concurrencyLimit} a 429.
 """
 
 from __future__ import annotations
@@ -40,11 +46,13 @@ from typing import Any, Callable, Sequence
 
 from twisted.web.server import Request
 
-from ..config.model import Config
+from ..config.model import APIKey, Config, toAPIKeys
 from ..holder import Holder
-from ..httperrors import Unauthorized
+from ..httperrors import Forbidden, TooManyRequests, Unauthorized
 from .errors import renderHTTPError
+from .grants import ANONYMOUS, Principal, missingScope
 from .mux import firstHeader
+from .sessions import COOKIE, Sessions
 
 #: Compares two digests; L{hmac.compare_digest} (injectable for tests).
 Compare = Callable[[bytes, bytes], bool]
@@ -90,31 +98,89 @@ def _digest(value: bytes) -> bytes:
     return hashlib.sha256(value).digest()
 
 
+#: Methods that change nothing (a cookie-authorised one needs no C{Origin}).
+SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+
+
+def wantsBasicPrompt(request: Request) -> bool:
+    """
+    Whether a 401 should carry C{WWW-Authenticate: Basic} (which makes
+    browsers show their password dialog): not for scripted browser
+    requests (C{X-Requested-With}, or a C{Sec-Fetch-Mode} other than
+    C{navigate}), whose page shows its own login form; clients that send
+    neither header (curl, SDKs) keep the header.
+    """
+    if firstHeader(request, b"x-requested-with"):
+        return False
+    mode = firstHeader(request, b"sec-fetch-mode")
+    return mode is None or mode.lower() == b"navigate"
+
+
+def sameOrigin(request: Request) -> bool:
+    """
+    Whether a request authorised by a session cookie comes from llamaswap's
+    own pages (CSRF protection): C{Sec-Fetch-Site} when present must be
+    C{same-origin} or C{none}; else an C{Origin} when present must name
+    the C{Host} the request was sent to; a request with neither is
+    accepted only for a safe method (the C{SameSite=Strict} cookie is not
+    sent cross-site anyway).
+    """
+    site = firstHeader(request, b"sec-fetch-site")
+    if site is not None:
+        return site.lower() in (b"same-origin", b"none")
+    origin = firstHeader(request, b"origin")
+    if origin is not None:
+        host = firstHeader(request, b"host") or b""
+        _, sep, originHost = origin.partition(b"://")
+        return bool(sep) and bool(host) and originHost.lower() == host.lower()
+    return request.method in SAFE_METHODS
+
+
+def sessionCookie(request: Request) -> bytes | None:
+    """
+    The session cookie C{request} carries, if any.
+    """
+    value = request.getCookie(COOKIE)
+    return value or None
+
+
 class APIKeyAuthenticator:
     """
-    The mux's authenticator: lets requests with a configured key through
-    and answers the rest with a 401.
+    The mux's authenticator: finds the key a request presents (a header,
+    or a UI session cookie), checks the route's scope and the key's
+    concurrency limit, and attaches the L{Principal} to the request as
+    C{request.principal}.
 
-    @ivar keys: returns the configured keys at the time of the request
-        (empty: authentication disabled).
+    Answers: 401 for a missing or unknown key, 403 (naming the missing
+    scope, never other keys) for a key without the route's scope or a
+    cookie request from another origin, 429 over the key's limit.
+
+    @ivar keys: returns the configured keys (L{APIKey}s or plain strings)
+        at the time of the request (empty: authentication disabled).
+    @ivar sessions: checks session cookies (L{None}: no UI sessions).
     """
 
     def __init__(
         self,
-        keys: Callable[[], Sequence[str]],
+        keys: Callable[[], Sequence[APIKey | str]],
         compare: Compare = hmac.compare_digest,
+        sessions: Sessions | None = None,
     ) -> None:
         self.keys = keys
+        self.sessions = sessions
         self._compare = compare
-        self._cachedFor: Sequence[str] | None = None
-        self._digests: tuple[bytes, ...] = ()
+        self._cachedFor: Sequence[APIKey | str] | None = None
+        self._entries: tuple[tuple[bytes, APIKey], ...] = ()
+        self._inflight: dict[str, int] = {}
 
-    def _keyDigests(self) -> tuple[bytes, ...]:
+    def _keyDigests(self) -> tuple[tuple[bytes, APIKey], ...]:
         keys = self.keys()
         if keys is not self._cachedFor:
-            self._digests = tuple(_digest(k.encode("utf-8")) for k in keys)
+            self._entries = tuple(
+                (_digest(k.key.encode("utf-8")), k) for k in toAPIKeys(keys)
+            )
             self._cachedFor = keys
-        return self._digests
+        return self._entries
 
     @property
     def enabled(self) -> bool:
@@ -123,34 +189,111 @@ class APIKeyAuthenticator:
         """
         return bool(self._keyDigests())
 
-    def isValid(self, provided: bytes) -> bool:
+    def find(self, provided: bytes) -> APIKey | None:
         """
-        Whether C{provided} is one of the keys.  Every key is compared, in
-        constant time, whatever the outcome of earlier comparisons.
+        The configured key C{provided} is, if any.  Every key is compared,
+        in constant time, whatever the outcome of earlier comparisons.
         """
         offered = _digest(provided)
-        valid = False
-        for digest in self._keyDigests():
-            valid |= self._compare(offered, digest)
-        return valid and bool(provided)
+        found: APIKey | None = None
+        for digest, key in self._keyDigests():
+            if self._compare(offered, digest) and found is None:
+                found = key
+        return found if provided else None
 
-    def __call__(self, request: Request) -> bytes | None:
+    def isValid(self, provided: bytes) -> bool:
         """
-        L{None} to let C{request} through, or the rendered 401.
+        Whether C{provided} is one of the keys.
+        """
+        return self.find(provided) is not None
+
+    def identify(self, request: Request) -> Principal | None:
+        """
+        The principal of C{request}'s key (a header first, else a session
+        cookie), L{None} when it presents none or an unknown one.
+        """
+        provided = extractAPIKey(request)
+        if provided:
+            key = self.find(provided)
+            return Principal.forKey(key) if key is not None else None
+        cookie = sessionCookie(request)
+        if cookie is not None and self.sessions is not None:
+            key = self.sessions.lookup(cookie)
+            if key is not None:
+                return Principal.forKey(key, viaSession=True)
+        return None
+
+    def __call__(self, request: Request, scope: str = "admin") -> bytes | None:
+        """
+        L{None} to let C{request} through to a route needing C{scope}, or
+        the rendered refusal.
         """
         if not self.enabled:
+            request.principal = ANONYMOUS  # type: ignore[attr-defined]
             return None
-        if self.isValid(extractAPIKey(request)):
-            return None
-        return renderHTTPError(request, Unauthorized())
+        principal = self.identify(request)
+        if principal is None:
+            refusal = Unauthorized()
+            if not wantsBasicPrompt(request):
+                refusal.headers.pop("WWW-Authenticate", None)
+            return renderHTTPError(request, refusal)
+        if principal.viaSession and not sameOrigin(request):
+            return renderHTTPError(
+                request,
+                Forbidden(
+                    "forbidden: cross-origin request with a session cookie",
+                    code="forbidden",
+                ),
+            )
+        if not principal.has(scope):
+            return renderHTTPError(request, missingScope(scope))
+        request.principal = principal  # type: ignore[attr-defined]
+        return self._admit(request, principal)
+
+    def _admit(self, request: Request, principal: Principal) -> bytes | None:
+        """
+        Count the request against its key's concurrency limit until it
+        finishes; the 429 when the limit is reached.
+        """
+        name = principal.name or ""
+        current = self._inflight.get(name, 0)
+        if principal.concurrencyLimit and current >= principal.concurrencyLimit:
+            return renderHTTPError(
+                request,
+                TooManyRequests(
+                    f"too many requests: API key {name} has {current} requests in flight"
+                    f" (limit {principal.concurrencyLimit})",
+                    code="key_concurrency_limit",
+                ),
+            )
+        self._inflight[name] = current + 1
+
+        def release(result: object) -> None:
+            left = self._inflight.get(name, 1) - 1
+            if left > 0:
+                self._inflight[name] = left
+            else:
+                self._inflight.pop(name, None)
+
+        request.notifyFinish().addBoth(release)
+        return None
+
+    def inflight(self, name: str) -> int:
+        """
+        Requests in flight with the key named C{name}.
+        """
+        return self._inflight.get(name, 0)
 
 
-def authenticatorFor(config: Holder[Config]) -> APIKeyAuthenticator:
+def authenticatorFor(
+    config: Holder[Config], sessions: Sessions | None = None
+) -> APIKeyAuthenticator:
     """
     The authenticator checking the current configuration's C{apiKeys},
-    read on every request (a configuration swapped in later is honoured).
+    read on every request (a configuration swapped in later is honoured),
+    and UI sessions from C{sessions}.
     """
-    return APIKeyAuthenticator(lambda: config.value.apiKeys)
+    return APIKeyAuthenticator(lambda: config.value.apiKeys, sessions=sessions)
 
 
 def upstreamAuthHeaders(request: Request, config: Any) -> dict[str, str]:
@@ -180,6 +323,8 @@ def upstreamAuthHeaders(request: Request, config: Any) -> dict[str, str]:
 
 __all__ = [
     "APIKeyAuthenticator",
+    "sameOrigin",
+    "wantsBasicPrompt",
     "authenticatorFor",
     "extractAPIKey",
     "upstreamAuthHeaders",

@@ -57,12 +57,13 @@ from .auth import upstreamAuthHeaders
 from .errors import writeFailure, writeHTTPError
 from .extract import FORM, MULTIPART, QUERY, Extracted, extract
 from .forward import BodyArg, BodyProducer, Forwarder, ForwardResult
+from .grants import checkModel, principalOf
 from .headers import HeaderValue
 from .keepalive import KeepAlive, takeKeepAlive
 from .leased import serveLeased
 from .loading import acquireWithLoadingState, wantsLoadingState
 from .multipart import MultipartError
-from .mux import Mux
+from .mux import INFERENCE, Mux
 from .peers import PeerModel, PeerRouter, PeerShuttingDown
 from .rewrite import applyFilters, replaceEncodedValue, replaceQueryValue
 from .selectors import Choice, Selectors
@@ -191,7 +192,7 @@ class ModelRoute:
 
     async def _handle(self, request: Request) -> None:
         choice: Choice | None = None
-        track = self.tracker.begin(request)
+        track = self.tracker.begin(request, keyName=principalOf(request).name)
         try:
             try:
                 asked = extract(request, self.maxBodyBytes)
@@ -202,6 +203,7 @@ class ModelRoute:
                     name = choice.target
                 if not name:
                     raise ModelNotFound(NO_MODEL)
+                checkModel(request, self.config.value, asked.model, name)
                 upstream = self._plan(request, asked, name, choice)
                 if upstream.local is None:
                     self.peers.checkOpen()
@@ -411,8 +413,8 @@ def install(mux: Mux, handler: ModelRoute) -> ModelRoute:
     """
     for path in BODY_ROUTES + VERSIONLESS_ROUTES:
         methods = ["POST", "GET"] if path in QUERY_ROUTES else ["POST"]
-        mux.route(methods, path, handler)
+        mux.route(methods, path, handler, scope=INFERENCE)
     for path in QUERY_ROUTES:
         if path not in BODY_ROUTES:
-            mux.route(["GET"], path, handler)
+            mux.route(["GET"], path, handler, scope=INFERENCE)
     return handler

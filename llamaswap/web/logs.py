@@ -39,7 +39,7 @@ from ..observe.logs import Monitor, Subscription
 from ..observe.monitors import LogMonitors
 from ..routing.router import Router
 from .errors import renderHTTPError
-from .mux import Mux
+from .mux import MONITOR, Mux
 
 #: Seconds between SSE heartbeat comments.
 HEARTBEAT = 15.0
@@ -241,12 +241,12 @@ def install(mux: Mux, logs: LogMonitors, router: Router, clock: IReactorTime) ->
 
         return render
 
-    mux.route("GET", "/logs", history)
-    mux.route("GET", "/log", history)
-    mux.route("GET", "/logs/stream", stream(False))
-    mux.route("GET", "/logs/stream/", stream(False))
-    mux.route("GET", "/logs/streamSSE", stream(True))
-    mux.route("GET", "/logs/streamSSE/", stream(True))
+    mux.route("GET", "/logs", history, scope=MONITOR)
+    mux.route("GET", "/log", history, scope=MONITOR)
+    mux.route("GET", "/logs/stream", stream(False), scope=MONITOR)
+    mux.route("GET", "/logs/stream/", stream(False), scope=MONITOR)
+    mux.route("GET", "/logs/streamSSE", stream(True), scope=MONITOR)
+    mux.route("GET", "/logs/streamSSE/", stream(True), scope=MONITOR)
 
 
 class AccessLogSite(Site):

@@ -38,7 +38,8 @@ from ..observe.events import capabilityFlags
 from ..routing.router import Router
 from ..upstream.lifecycle import State
 from .errors import renderHTTPError, writeFailure
-from .mux import Mux, decodePath, firstHeader, redirect
+from .grants import mayUseModel
+from .mux import ADMIN, INFERENCE, MONITOR, Mux, decodePath, firstHeader, redirect
 
 log = Logger()
 
@@ -390,15 +391,18 @@ class ManagementRoutes:
 
     def listModels(self, request: Request, rest: bytes) -> bytes:
         """
-        C{GET /v1/models}: the model list; a request's C{Origin} is echoed
-        in C{Access-Control-Allow-Origin} so browser clients can read it.
+        C{GET /v1/models}: the model list (only the models the request's
+        key may use); a request's C{Origin} is echoed in
+        C{Access-Control-Allow-Origin} so browser clients can read it.
         """
+        config = self.config.value
         records = modelRecords(
-            self.config.value,
+            config,
             dict(self.router.running()),
             self.activeProfile.value,
             int(self.clock.seconds()),
         )
+        records = [r for r in records if mayUseModel(request, config, r["id"])]
         origin = firstHeader(request, b"origin")
         if origin:
             request.setHeader(b"access-control-allow-origin", origin)
@@ -500,15 +504,15 @@ def install(mux: Mux, routes: ManagementRoutes) -> None:
     """
     Register the management routes.
     """
-    mux.route("GET", "/v1/models", routes.listModels)
-    mux.route("GET", "/models", routes.listModels)
-    mux.route("GET", "/running", routes.running)
-    mux.route("GET", "/unload", routes.unloadAll)
-    mux.route("POST", "/api/models/unload", routes.apiUnloadAll)
-    mux.route("POST", "/api/models/unload/", routes.apiUnloadModel)
-    mux.route("GET", "/api/profiles", routes.profiles)
-    mux.route("PUT", "/api/profiles/active", routes.setProfile)
-    mux.route("GET", "/api/version", routes.version)
+    mux.route("GET", "/v1/models", routes.listModels, scope=INFERENCE)
+    mux.route("GET", "/models", routes.listModels, scope=INFERENCE)
+    mux.route("GET", "/running", routes.running, scope=MONITOR)
+    mux.route("GET", "/unload", routes.unloadAll, scope=ADMIN)
+    mux.route("POST", "/api/models/unload", routes.apiUnloadAll, scope=ADMIN)
+    mux.route("POST", "/api/models/unload/", routes.apiUnloadModel, scope=ADMIN)
+    mux.route("GET", "/api/profiles", routes.profiles, scope=MONITOR)
+    mux.route("PUT", "/api/profiles/active", routes.setProfile, scope=ADMIN)
+    mux.route("GET", "/api/version", routes.version, scope=MONITOR)
     mux.route("GET", "/", routes.root, auth=False)
 
 

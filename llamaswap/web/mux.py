@@ -43,9 +43,16 @@ from twisted.web.server import NOT_DONE_YET, Request
 #: The rest is the client's raw (still percent-encoded) text, so a relay
 #: can forward it byte for byte; L{decodePath} gives Go's decoded value.
 Handler = Callable[[Request, bytes], Union[bytes, int]]
-#: An authentication check: C{None} to let the request through, or the
-#: rendered refusal.
-Authenticator = Callable[[Request], Union[bytes, int, None]]
+#: An authentication check given the request and the scope its route
+#: needs: C{None} to let the request through, or the rendered refusal.
+Authenticator = Callable[[Request, str], Union[bytes, int, None]]
+
+#: The scopes a route may need (see L{llamaswap.web.grants}); a route
+#: registered without one needs C{admin}, so a new route is never more
+#: open than intended.
+INFERENCE = "inference"
+MONITOR = "monitor"
+ADMIN = "admin"
 
 #: Stands for every method in L{Mux.route}.
 ANY_METHOD = "*"
@@ -68,6 +75,8 @@ class Route:
         C{/}.
     @ivar prefix: whether the route matches every path under C{path}.
     @ivar auth: whether the API key check applies.
+    @ivar scope: the scope a key needs (L{INFERENCE}, L{MONITOR},
+        L{ADMIN}).
     """
 
     methods: frozenset[bytes]
@@ -75,6 +84,7 @@ class Route:
     handler: Handler
     prefix: bool = False
     auth: bool = True
+    scope: str = ADMIN
 
     def allows(self, method: bytes) -> bool:
         """
@@ -235,6 +245,7 @@ class Mux(Resource):
         handler: Handler,
         *,
         auth: bool = True,
+        scope: str = ADMIN,
     ) -> None:
         """
         Register C{handler} for C{path}. A path ending in C{/} (other than
@@ -242,6 +253,7 @@ class Mux(Resource):
 
         @param methods: method names; L{ANY_METHOD} (C{"*"}) for all.
         @param auth: whether the API key check applies.
+        @param scope: the scope a key needs for this route.
         """
         if isinstance(methods, str):
             methods = [methods]
@@ -255,6 +267,7 @@ class Mux(Resource):
             handler,
             isPrefix,
             auth,
+            scope,
         )
         self._order.append(route)
         segments = _segments(encoded)
@@ -313,7 +326,7 @@ class Mux(Resource):
         route, rest = chosen
         result = None
         if route.auth and self.authenticator is not None:
-            result = self.authenticator(request)
+            result = self.authenticator(request, route.scope)
         if result is None:
             result = route.handler(request, rest)
         if method == b"HEAD" and isinstance(result, bytes):
@@ -353,7 +366,10 @@ class Mux(Resource):
 
 
 __all__ = [
+    "ADMIN",
     "ANY_METHOD",
+    "INFERENCE",
+    "MONITOR",
     "Mux",
     "Route",
     "Handler",

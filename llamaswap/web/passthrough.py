@@ -55,8 +55,9 @@ from ..upstream.lifecycle import State
 from .auth import upstreamAuthHeaders
 from .errors import renderHTTPError, writeFailure, writeHTTPError
 from .forward import Forwarder
+from .grants import mayUseModel, modelForbidden, principalOf
 from .leased import serveLeased
-from .mux import ANY_METHOD, Mux, rawQuery, redirect, requestPath
+from .mux import ANY_METHOD, INFERENCE, Mux, rawQuery, redirect, requestPath
 from .peers import PeerModel, PeerRouter
 from .tunnel import Tunneler, isWebsocketUpgrade
 
@@ -284,6 +285,8 @@ class Passthrough:
         if match.remaining == "/" and not _decode(requestPath(request)).endswith("/"):
             location = b"/upstream/" + escapePath(match.name) + b"/"
             return redirect(request, withQuery(location, query), redirectCode(request.method))
+        if not mayUseModel(request, config, match.name):
+            return renderHTTPError(request, modelForbidden(match.name))
         target = withQuery(match.upstreamPath, query)
         local = self.router.resolve(match.name)
         if local is not None:
@@ -322,6 +325,8 @@ class Passthrough:
         modelID = COMFYUI_MODEL_ID
         if self.router.resolve(modelID) is None:
             return renderHTTPError(request, NotFound(f"local model {modelID} not found"))
+        if not mayUseModel(request, self.config.value, modelID):
+            return renderHTTPError(request, modelForbidden(modelID))
         if rest and not self._ready(modelID):
             return renderHTTPError(
                 request, Conflict(f"model {modelID} is not loaded; only /comfyui/ can start it")
@@ -370,7 +375,9 @@ class Passthrough:
                 return
             await self.tunneler.tunnel(request, model.proxy, target, **options)
             return
-        track = None if websocket else self.tracker.begin(request, modelID, target)
+        track = None if websocket else self.tracker.begin(
+            request, modelID, target, keyName=principalOf(request).name
+        )
 
         def relay(lease: Any) -> Deferred[Any]:
             if track is None:
@@ -429,9 +436,9 @@ def install(mux: Mux, passthrough: Passthrough) -> Passthrough:
     C{/comfyui} and C{/comfyui/...}.
     """
     mux.route("GET", "/upstream", passthrough.models, auth=False)
-    mux.route(ANY_METHOD, "/upstream/", passthrough.upstream)
-    mux.route(ANY_METHOD, "/comfyui", passthrough.comfyRoot)
-    mux.route(ANY_METHOD, "/comfyui/", passthrough.comfy)
+    mux.route(ANY_METHOD, "/upstream/", passthrough.upstream, scope=INFERENCE)
+    mux.route(ANY_METHOD, "/comfyui", passthrough.comfyRoot, scope=INFERENCE)
+    mux.route(ANY_METHOD, "/comfyui/", passthrough.comfy, scope=INFERENCE)
     return passthrough
 
 

@@ -22,11 +22,23 @@ from ..observe.monitors import LogMonitors
 from ..observe.performance import PerformanceMonitor
 from ..observe.tracking import Tracker
 from ..routing.router import Router
-from . import api, configapi, favicon, inference, logs, management, passthrough, system, ui
+from . import (
+    api,
+    configapi,
+    favicon,
+    inference,
+    login,
+    logs,
+    management,
+    passthrough,
+    system,
+    ui,
+)
 from .auth import authenticatorFor
 from .forward import Forwarder
 from .mux import Mux
 from .peers import PeerRouter
+from .sessions import Sessions
 from .tunnel import Tunneler
 
 #: Largest request body read to find the model (JSON, urlencoded forms).
@@ -89,9 +101,12 @@ def buildResource(parts: WebParts) -> Mux:
     """
     The root resource: every route family on one L{Mux}.
     """
-    mux = Mux(authenticator=authenticatorFor(parts.config))
+    sessions = Sessions(parts.config, parts.clock)
+    authenticator = authenticatorFor(parts.config, sessions)
+    mux = Mux(authenticator=authenticator)
     mux.route("GET", "/health", health, auth=False)
     mux.route("GET", "/wol-health", health, auth=False)
+    login.install(mux, authenticator, sessions)
     inference.install(
         mux,
         inference.ModelRoute(

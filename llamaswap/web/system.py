@@ -23,7 +23,7 @@ from ..compat import isDisconnected
 from ..httperrors import BadRequest, HTTPError
 from ..observe.sysstats import parseStamp
 from .errors import renderHTTPError, writeHTTPError
-from .mux import Mux
+from .mux import MONITOR, Mux
 
 log = Logger()
 
@@ -106,8 +106,8 @@ def install(mux: Mux, sampler: Sampler, hardware: Hardware) -> None:
     Register C{/api/performance} and C{/api/hardware}.
     """
     routes = SystemRoutes(sampler, hardware)
-    mux.route("GET", "/api/performance", routes.performance)
-    mux.route("GET", "/api/hardware", routes.hardwareSnapshot)
+    mux.route("GET", "/api/performance", routes.performance, scope=MONITOR)
+    mux.route("GET", "/api/hardware", routes.hardwareSnapshot, scope=MONITOR)
 
 
 __all__ = ["HardwareUnavailable", "SystemRoutes", "afterParameter", "install"]

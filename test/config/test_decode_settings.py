@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import tempfile
 
+from llamaswap.config.load import loadConfigText
+
 from .helpers import MODELS, BuildTestCase
 
 
@@ -294,7 +296,9 @@ class GlobalKeyTests(BuildTestCase):
         API keys must be non-empty and contain no spaces; the index of a
         bad key is named.
         """
-        self.assertEqual(self.loads("apiKeys: [k1, k2]").apiKeys, ("k1", "k2"))
+        self.assertEqual(
+            [k.key for k in self.loads("apiKeys: [k1, k2]").apiKeys], ["k1", "k2"]
+        )
         self.assertEqual(
             self.fails("apiKeys: ['']", "empty").message, "empty api key found in apiKeys"
         )
@@ -303,6 +307,86 @@ class GlobalKeyTests(BuildTestCase):
             "apiKeys[1]: api key cannot contain spaces",
         )
         self.fails("apiKeys: [' lead', x]", "apiKeys[0]: api key cannot contain spaces")
+
+    def test_scopedKeys(self) -> None:
+        """
+        A mapping entry names its key, scopes, models and limit; a string
+        entry is a full-access key named by its position; the key is kept
+        out of C{repr}.
+        """
+        keys = self.loads(
+            "apiKeys:\n"
+            "  - plain\n"
+            "  - {key: k2, name: app-a, scopes: [inference], models: [llama*, qwen],"
+            " concurrencyLimit: 2}\n"
+            "  - {key: k3}\n"
+        ).apiKeys
+        self.assertEqual(
+            [(k.key, k.name, sorted(k.scopes), k.models, k.concurrencyLimit) for k in keys],
+            [
+                ("plain", "key-1", ["admin", "inference", "monitor"], None, 0),
+                ("k2", "app-a", ["inference"], ("llama*", "qwen"), 2),
+                ("k3", "key-3", ["admin", "inference", "monitor"], None, 0),
+            ],
+        )
+        self.assertNotIn("k2", repr(keys))
+
+    def test_scopedKeyEnv(self) -> None:
+        """
+        C{key} accepts C{${env.X}}.
+        """
+        keys = loadConfigText(
+            "apiKeys: [{key: '${env.APP_KEY}', name: app}]\n", environ={"APP_KEY": "s3"}
+        ).config.apiKeys
+        self.assertEqual(keys[0].key, "s3")
+
+    def test_scopedKeyErrors(self) -> None:
+        """
+        Bad entries are errors at their key path; no message shows a key.
+        """
+        cases = [
+            ("apiKeys: [{name: a}]", "key is required", ("apiKeys", 0, "key")),
+            ("apiKeys: [{key: ''}]", "empty api key found in apiKeys", ("apiKeys", 0, "key")),
+            ("apiKeys: [{key: 'a b'}]", "api key cannot contain spaces", ("apiKeys", 0, "key")),
+            ("apiKeys: [{key: k, scopes: [root]}]", "unknown scope 'root'",
+             ("apiKeys", 0, "scopes", 0)),
+            ("apiKeys: [{key: k, scopes: []}]", "scopes must not be empty",
+             ("apiKeys", 0, "scopes")),
+            ("apiKeys: [{key: k, name: 'a b'}]", "name must be", ("apiKeys", 0, "name")),
+            ("apiKeys: [{key: k, models: ['']}]", "model name must not be empty",
+             ("apiKeys", 0, "models", 0)),
+            ("apiKeys: [{key: k, concurrencyLimit: -1}]", "concurrencyLimit must be >= 0",
+             ("apiKeys", 0, "concurrencyLimit")),
+            ("apiKeys: [{key: k, name: a}, {key: k2, name: a}]", "duplicate key name 'a'",
+             ("apiKeys", 1)),
+            ("apiKeys: [samesecret, {key: samesecret}]", "the same key is listed twice",
+             ("apiKeys", 1)),
+            ("apiKeys: [[x]]", "must be a key string or a mapping", ("apiKeys", 0)),
+        ]
+        for text, fragment, path in cases:
+            problem = self.fails(text, fragment)
+            self.assertEqual(problem.path, path, text)
+            self.assertNotIn("samesecret", problem.message)
+
+    def test_scopedKeyUnknownField(self) -> None:
+        """
+        An unknown field of an entry is warned about.
+        """
+        self.loads("apiKeys: [{key: k, scope: [admin]}]")
+        self.assertEqual(self.warned("scope").path, ("apiKeys", 0, "scope"))
+
+    def test_auth(self) -> None:
+        """
+        C{auth} sets the session secret and lifetime (a duration or
+        seconds; default 12 h); a non-positive lifetime is an error.
+        """
+        self.assertEqual(self.loads("").auth.sessionTTL, 12 * 3600)
+        auth = loadConfigText(
+            "auth: {sessionSecret: '${env.S}', sessionTTL: 90m}\n", environ={"S": "x"}
+        ).config.auth
+        self.assertEqual((auth.sessionSecret, auth.sessionTTL), ("x", 5400))
+        self.assertEqual(self.loads("auth: {sessionTTL: 60}").auth.sessionTTL, 60)
+        self.fails("auth: {sessionTTL: 0s}", "sessionTTL must be positive")
 
 
 class HooksTests(BuildTestCase):

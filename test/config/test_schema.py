@@ -51,6 +51,8 @@ SECTION_PATHS = {
     "upstream": ["upstream"],
     "requestTTL": ["requestTTL"],
     "modelsDir": ["modelsDir"],
+    "apiKey": ["apiKeys", "[]"],
+    "auth": ["auth"],
 }
 
 
@@ -79,6 +81,8 @@ def sectionSchema(schema: dict[str, Any], steps: list[str]) -> dict[str, Any]:
     for step in steps:
         if step == "*":
             node = resolve(schema, node["additionalProperties"])
+        elif step == "[]":
+            node = resolve(schema, node["items"])
         else:
             node = resolve(schema, node["properties"][step])
     return node
@@ -99,7 +103,10 @@ globalTTL: 300
 unloadTimeout: 15
 sendLoadingState: true
 includeAliasesInList: true
-apiKeys: [sk-one, sk-two]
+apiKeys:
+  - sk-one
+  - {key: sk-two, name: app-a, scopes: [inference, monitor], models: [llama*], concurrencyLimit: 2}
+auth: {sessionSecret: s3cret, sessionTTL: 8h}
 x-common: &common
   ttl: 60
 macros:

@@ -97,7 +97,7 @@ class TypeTests(BuildTestCase):
                 ("models", "m", "timeouts"),
                 "must be a mapping, got integer 5",
             ),
-            ("apiKeys: secret", ("apiKeys",), 'must be a list of strings, got string "secret"'),
+            ("apiKeys: secret", ("apiKeys",), 'must be a list of keys, got string "secret"'),
             (
                 "hooks: {on_startup: {preload: [[a]]}}",
                 ("hooks", "on_startup", "preload", 0),
@@ -185,8 +185,8 @@ class TypeTests(BuildTestCase):
                 (1, ("startPort",)),
                 (2, ("globalTTL",)),
                 (3, ("logToStdout",)),
-                (6, ("models", "m", "ttl")),
                 (4, ("apiKeys", 0)),
+                (6, ("models", "m", "ttl")),
             ],
         )
 

@@ -13,7 +13,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Request, Site
 
 from llamaswap.web.mux import (
+    ADMIN,
     DEFAULT_ALLOW_HEADERS,
+    MONITOR,
     Mux,
     cleanPath,
     decodePath,
@@ -45,9 +47,11 @@ class Refuser:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.scopes: list[str] = []
 
-    def __call__(self, request: Request) -> bytes:
+    def __call__(self, request: Request, scope: str) -> bytes:
         self.calls += 1
+        self.scopes.append(scope)
         request.setResponseCode(401)
         return b"refused"
 
@@ -394,6 +398,19 @@ class AuthenticationTests(SynchronousTestCase):
         self.assertEqual(refuser.calls, 1)
         self.assertEqual(protected.calls, [])
         self.assertEqual(len(open_.calls), 1)
+
+    def test_scopePassed(self) -> None:
+        """
+        The authenticator is told the scope the route was registered with;
+        a route registered without one needs C{admin}.
+        """
+        refuser = Refuser()
+        mux = Mux(authenticator=refuser)
+        mux.route("GET", "/a", Recorder(), scope=MONITOR)
+        mux.route("GET", "/b", Recorder())
+        send(mux, b"GET", b"/a")
+        send(mux, b"GET", b"/b")
+        self.assertEqual(refuser.scopes, [MONITOR, ADMIN])
 
     def test_headRefusedWithoutBody(self) -> None:
         """

@@ -40,7 +40,7 @@ HARDWARE_KEYS = {"schema_version", "captured_at", "capture", "architecture", "op
                  "environment", "cpu", "memory", "accelerators"}
 
 
-def refuseWithoutKey(request: Request) -> bytes | None:
+def refuseWithoutKey(request: Request, scope: str) -> bytes | None:
     if request.getHeader(b"authorization") == b"Bearer k":
         return None
     request.setResponseCode(401)

@@ -380,7 +380,7 @@ class AuthenticationTests(SynchronousTestCase):
         """
         directory = writeTree(self.mktemp(), {"index.html": INDEX})
 
-        def authenticator(request):  # type: ignore[no-untyped-def]
+        def authenticator(request, scope):  # type: ignore[no-untyped-def]
             if request.getHeader(b"authorization") == b"Bearer k":
                 return None
             request.setResponseCode(401)
