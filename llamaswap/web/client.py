@@ -34,7 +34,6 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 from twisted.web.client import (
     URI,
-    Agent,
     BrowserLikePolicyForHTTPS,
     HTTPConnectionPool,
     RequestNotSent,
@@ -46,7 +45,12 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResponse
 from zope.interface import implementer
 
-from ..compat import newPoolConnection, popIdleConnection, retryingConnection
+from ..compat import (
+    ParsedOnceAgent,
+    newPoolConnection,
+    popIdleConnection,
+    retryingConnection,
+)
 from .bodies import BodyProducer
 
 
@@ -298,7 +302,7 @@ class UpstreamAgent:
         timeout = timeout or None
         agent = self._agents.get(timeout)
         if agent is None:
-            agent = self._agents[timeout] = Agent.usingEndpointFactory(
+            agent = self._agents[timeout] = ParsedOnceAgent.usingEndpointFactory(
                 self._reactor, UpstreamEndpoints(self._reactor, timeout), pool=self.pool
             )
         return agent
