@@ -51,6 +51,7 @@ from ..compat import (
     popIdleConnection,
     retryingConnection,
 )
+from ..tlsgate import TLS_MISSING, tlsAvailable
 from .bodies import BodyProducer
 
 
@@ -264,6 +265,8 @@ class UpstreamEndpoints:
                 attemptDelay=ATTEMPT_DELAY,
             )
         if uri.scheme == b"https":
+            if not tlsAvailable():
+                raise SchemeNotSupported(TLS_MISSING)
             if self._tls is None:
                 self._tls = BrowserLikePolicyForHTTPS()
             endpoint = wrapClientTLS(
