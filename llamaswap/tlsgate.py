@@ -55,7 +55,9 @@ class _NoOpenSSL(MetaPathFinder):
     Makes C{OpenSSL} (and its submodules) unimportable.
     """
 
-    def find_spec(self, name: str, path: Sequence[str] | None = None, target: object = None) -> None:
+    def find_spec(
+        self, name: str, path: Sequence[str] | None = None, target: object = None
+    ) -> None:
         if name == _BLOCKED or name.startswith(_BLOCKED + "."):
             raise ModuleNotFoundError(f"{name} left out: no TLS configured", name=name)
         return None
