@@ -126,6 +126,18 @@ class ServiceTests(SynchronousTestCase):
         """
         self.assertEqual(self.probe("https://127.0.0.1:5800"), {"openssl": True, "error": None})
 
+    def test_tlsListener(self) -> None:
+        """
+        A TLS listener keeps TLS support (and can be built with it).
+        """
+        import twisted.test
+
+        pem = os.path.join(os.path.dirname(twisted.test.__file__), "server.pem")
+        listen = f"ssl:0:interface=127.0.0.1:privateKey={pem}"
+        self.assertEqual(
+            self.probe("http://127.0.0.1:5800", listen=listen), {"openssl": True, "error": None}
+        )
+
     def test_forced(self) -> None:
         """
         C{LLAMASWAP_TLS=1} keeps TLS support.
