@@ -341,7 +341,10 @@ def startLlamaSwap(
     """
     configPath = os.path.join(tmp, f"llamaswap-{tokens}.yaml")
     with open(configPath, "w") as f:
+        # LLAMASWAP_BENCH_CONFIG_EXTRA: YAML appended to the configuration
+        # (e.g. "logToStdout: none" to measure the stdout access log).
         f.write(llamaswapConfig(tokens, freePort()))
+        f.write("\n" + os.environ.get("LLAMASWAP_BENCH_CONFIG_EXTRA", "") + "\n")
     port = freePort()
     argv = [*twistdCommand(), "-n", "--pidfile="]
     if profile:

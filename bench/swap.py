@@ -82,7 +82,6 @@ async def run(reactor: Any, swaps: int, delay: float) -> int:
     from llamaswap.config.load import loadConfigText
     from llamaswap.listen import parseListen
     from llamaswap.upstream import State
-    from llamaswap.web.site import buildSite
 
     demo = f"{sys.executable} -m llamaswap.demo --port ${{PORT}} --silent --startup-delay {delay}"
     # Not the default 5800, which test runs on this machine share, and
@@ -106,7 +105,7 @@ models:
         loaded.config, reactor, listen=parseListen("127.0.0.1:0"), runtimeDir=runtime, environ=env
     )
     app.startService()
-    port = reactor.listenTCP(0, buildSite(app), interface="127.0.0.1")
+    port = reactor.listenTCP(0, app.site(), interface="127.0.0.1")
     url = f"http://127.0.0.1:{port.getHost().port}/v1/chat/completions"
     pool = HTTPConnectionPool(reactor, persistent=False)
 

@@ -49,7 +49,6 @@ async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:
     from llamaswap.config.load import loadConfigText
     from llamaswap.listen import parseListen
     from llamaswap.upstream import State
-    from llamaswap.web.site import buildSite
     from test.integration.llamaserver import findLlamaServer
     from test.integration.realconfig import RealModel, llamaServerEnviron, realConfig
 
@@ -66,7 +65,7 @@ async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:
         loaded.config, reactor, listen=parseListen("127.0.0.1:0"), runtimeDir=runtime, environ=env
     )
     app.startService()
-    port = reactor.listenTCP(0, buildSite(app), interface="127.0.0.1")
+    port = reactor.listenTCP(0, app.site(), interface="127.0.0.1")
     url = f"http://127.0.0.1:{port.getHost().port}/v1/chat/completions"
     pool = HTTPConnectionPool(reactor, persistent=False)
 

@@ -387,7 +387,7 @@ class LlamaSwap(MultiService):
                     model=reaped.leftover.model,
                     pid=reaped.leftover.pid,
                 )
-            self.registry = LeftoverRegistry(self.stateFile)
+            self.registry = LeftoverRegistry(self.stateFile, clock=self.reactor)
         except LeftoversInUse as e:
             self.log.error("not recording upstreams: {error}", error=str(e))
         except OSError as e:

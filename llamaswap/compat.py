@@ -12,10 +12,18 @@ from __future__ import annotations
 
 from typing import Any, Callable, Hashable
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import LogPublisher
-from twisted.web.client import HTTPConnectionPool, _RetryingHTTP11ClientProtocol
+from twisted.python.failure import Failure
+from twisted.web._newclient import _ensureValidURI
+from twisted.web.client import (
+    URI,
+    Agent,
+    HTTPConnectionPool,
+    _RetryingHTTP11ClientProtocol,
+)
+from twisted.web.error import SchemeNotSupported
 from twisted.web.http import _ChunkedTransferDecoder, _IdentityTransferDecoder
 from twisted.web.http_headers import Headers
 from twisted.web.server import Request
@@ -179,6 +187,52 @@ def retryingConnection(
     return _PolicyRetryingProtocol(connection, newConnection, policy)
 
 
+class ParsedOnceAgent(Agent):
+    """
+    An L{Agent} that validates and parses each request URL once: the
+    relay sends every request for a model to the same few URLs, and
+    C{Agent.request} validates, parses and re-serialises the URL (and asks
+    its endpoint factory for the endpoint) on every call.  What it then
+    does with them is C{_AgentBase._requestWithEndpoint}, which is private.
+    The parsed L{URI} is shared between requests; the agent only reads it.
+    Build it with L{Agent.usingEndpointFactory}.
+    """
+
+    #: The most URLs remembered (the cache is dropped when full).
+    maxParsed = 256
+    #: URL to (pool key, endpoint, parsed URI, request path); made on first
+    #: use (C{usingEndpointFactory} does not call C{__init__}).
+    _parsed: dict[bytes, tuple[Any, Any, URI, bytes]] | None = None
+
+    def request(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        bodyProducer: Any = None,
+    ) -> Deferred[Any]:
+        cache = self._parsed
+        if cache is None:
+            cache = self._parsed = {}
+        parsed = cache.get(uri)
+        if parsed is None:
+            parsedURI = URI.fromBytes(_ensureValidURI(uri.strip()))
+            try:
+                endpoint = self._getEndpoint(parsedURI)
+            except SchemeNotSupported:
+                return fail(Failure())
+            key = (parsedURI.scheme, parsedURI.host, parsedURI.port)
+            parsed = (key, endpoint, parsedURI, parsedURI.originForm)
+            if len(cache) >= self.maxParsed:
+                cache.clear()
+            cache[uri] = parsed
+        key, endpoint, parsedURI, path = parsed
+        result: Deferred[Any] = self._requestWithEndpoint(  # type: ignore[attr-defined]
+            key, endpoint, method, parsedURI, headers, bodyProducer, path
+        )
+        return result
+
+
 # -- logging -------------------------------------------------------------------
 
 
@@ -194,6 +248,7 @@ def logObservers(publisher: LogPublisher) -> list[Any] | None:
 
 
 __all__ = [
+    "ParsedOnceAgent",
     "RetryPolicy",
     "chunkedDecoder",
     "connectionHeaders",

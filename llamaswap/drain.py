@@ -100,7 +100,10 @@ class RequestTracker:
         channel = getattr(request, "channel", None)
         self._requests[request] = channel
         if channel is not None:
-            self._channels.add(channel)
+            # A keep-alive channel brings many requests; adding it again
+            # would make a new weak reference each time.
+            if channel not in self._channels:
+                self._channels.add(channel)
             if self.draining:
                 self._closeAfterResponse(channel, request)
         request.notifyFinish().addBoth(self._finished, request)

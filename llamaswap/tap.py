@@ -14,7 +14,6 @@ import os
 import sys
 from typing import Any
 
-from twisted.application import strports
 from twisted.application.service import IService
 from twisted.python import usage
 
@@ -22,6 +21,7 @@ from . import __version__
 from .config.errors import ConfigError
 from .config.load import LoadedConfig, loadConfig
 from .listen import DEFAULT_LISTEN, DEFAULT_TLS_LISTEN, ListenError, parseListen
+from .tlsgate import needsTLS, withoutTLS
 
 
 class Options(usage.Options):
@@ -141,14 +141,22 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     """
     Wire the configured llamaswap service: upstreams, routing, HTTP.
     """
+    loaded = loadOrExit(options)
+    config = loaded.config
+    upstreams = [m.proxy for m in config.models.values()]
+    upstreams += [p.proxy for p in config.peers.values()]
+    if not needsTLS(options["listenAddress"].endpoint, upstreams):
+        # Before anything imports Twisted's networking (see tlsgate).
+        withoutTLS()
     if reactor is None:
         from twisted.internet import reactor
+    from twisted.application import strports
+
     from .app import LlamaSwap
     from .drain import RequestTracker
     from .reload import reloadTriggers
     from .shutdown import DrainService, GracefulExit, OrderedShutdown
 
-    loaded = loadOrExit(options)
     # Stopped last added first: signals, listener, drain, then upstreams.
     root = OrderedShutdown()
     app = LlamaSwap(

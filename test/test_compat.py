@@ -20,16 +20,18 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web._newclient import HTTP11ClientProtocol
 from twisted.web._newclient import Request as ClientRequest
-from twisted.web.client import HTTPConnectionPool, ResponseNeverReceived
+from twisted.web.client import URI, HTTPConnectionPool, ResponseNeverReceived
+from twisted.web.error import SchemeNotSupported
 from twisted.web.http import HTTPChannel
 from twisted.web.http import Request as HTTPRequest
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer
+from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyChannel
 from zope.interface import implementer
 
 from llamaswap.compat import (
+    ParsedOnceAgent,
     chunkedDecoder,
     connectionHeaders,
     identityDecoder,
@@ -228,6 +230,76 @@ class PoolTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
         self.assertIsNone(popIdleConnection(pool, key))
         self.assertIsNone(popIdleConnection(pool, (b"http", b"10.0.0.1", 1)))
+
+
+@implementer(IAgentEndpointFactory)
+class _CountingEndpoints:
+    """
+    One L{_MemoryEndpoint}, counting how often an endpoint is asked for.
+    """
+
+    def __init__(self) -> None:
+        self.endpoint = _MemoryEndpoint()
+        self.asked: list[bytes] = []
+
+    def endpointForURI(self, uri: URI) -> _MemoryEndpoint:
+        if uri.scheme not in (b"http", b"https"):
+            raise SchemeNotSupported(uri.scheme)
+        self.asked.append(uri.toBytes())
+        return self.endpoint
+
+
+class ParsedOnceAgentTests(SynchronousTestCase):
+    """
+    L{ParsedOnceAgent} sends what L{Agent} sends, through
+    C{_AgentBase._requestWithEndpoint}, parsing each URL once.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.endpoints = _CountingEndpoints()
+        self.pool = HTTPConnectionPool(self.clock, persistent=True)
+        self.agent = ParsedOnceAgent.usingEndpointFactory(
+            self.clock, self.endpoints, pool=self.pool
+        )
+
+    def test_requestsReuseTheParsedURL(self) -> None:
+        """
+        Two requests for one URL go out with its path and query and the
+        host as Host, on the pooled connection, and the endpoint is asked
+        for once.
+        """
+        url = b"http://127.0.0.1:5800/api/v1/models?x=1"
+        for _ in range(2):
+            d = self.agent.request(b"GET", url, Headers({b"x-a": [b"1"]}))
+            (protocol,) = self.endpoints.endpoint.protocols
+            sent = protocol.transport.value()
+            protocol.transport.clear()
+            self.assertTrue(sent.startswith(b"GET /api/v1/models?x=1 HTTP/1.1\r\n"), sent)
+            self.assertIn(b"Host: 127.0.0.1:5800\r\n", sent)
+            self.assertIn(b"X-A: 1\r\n", sent)
+            protocol.dataReceived(OK_EMPTY)
+            self.assertEqual(self.successResultOf(d).code, 200)
+        self.assertEqual(self.endpoints.asked, [b"http://127.0.0.1:5800/api/v1/models?x=1"])
+
+    def test_invalid(self) -> None:
+        """
+        An unsupported scheme fails the request's Deferred and an invalid
+        URL raises, as with L{Agent}; neither is remembered.
+        """
+        self.failureResultOf(self.agent.request(b"GET", b"ftp://h/x"), SchemeNotSupported)
+        self.assertRaises(ValueError, self.agent.request, b"GET", b"http://h/\x00")
+        self.failureResultOf(self.agent.request(b"GET", b"ftp://h/x"), SchemeNotSupported)
+
+    def test_bounded(self) -> None:
+        """
+        The cache is dropped when it holds C{maxParsed} URLs.
+        """
+        self.agent.maxParsed = 2
+        for port in (1, 2, 3):
+            self.agent.request(b"GET", b"http://127.0.0.1:%d/" % (port,))
+        self.agent.request(b"GET", b"http://127.0.0.1:1/")
+        self.assertEqual(len(self.endpoints.asked), 4)
 
 
 class RetryingConnectionTests(SynchronousTestCase):

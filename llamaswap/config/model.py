@@ -10,6 +10,7 @@ router, the processes and the HTTP layer.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Mapping, NoReturn, TypeVar
 from urllib.parse import SplitResult, urlsplit
@@ -146,6 +147,7 @@ class Filters:
         return self.setParamsByID.get(requested)
 
 
+@functools.lru_cache(maxsize=256)
 def sanitizeStripParams(raw: str) -> tuple[str, ...]:
     """
     Split a C{stripParams} string into the sorted, unique parameter names

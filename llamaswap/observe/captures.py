@@ -232,6 +232,8 @@ class CaptureCache:
         self.budget = max(0, budget)
         self.used = 0
         self._entries: OrderedDict[int, Capture] = OrderedDict()
+        #: Each entry's size as counted when it was added.
+        self._sizes: dict[int, int] = {}
 
     @classmethod
     def fromMegabytes(cls, megabytes: int) -> CaptureCache:
@@ -250,16 +252,16 @@ class CaptureCache:
             return False
         self.discard(capture.id)
         while self._entries and self.used + size > self.budget:
-            _, oldest = self._entries.popitem(last=False)
-            self.used -= oldest.size
+            oldest, _ = self._entries.popitem(last=False)
+            self.used -= self._sizes.pop(oldest)
         self._entries[capture.id] = capture
+        self._sizes[capture.id] = size
         self.used += size
         return True
 
     def discard(self, id: int) -> None:
-        old = self._entries.pop(id, None)
-        if old is not None:
-            self.used -= old.size
+        if self._entries.pop(id, None) is not None:
+            self.used -= self._sizes.pop(id)
 
     def get(self, id: int) -> Capture | None:
         return self._entries.get(id)
@@ -272,6 +274,7 @@ class CaptureCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._sizes.clear()
         self.used = 0
 
 

@@ -164,9 +164,14 @@ def formatEventLine(event: dict, timeFormat: str = "", tz: tzinfo | None = None)
     The log line for a Twisted log event: its formatted message (and a
     failure's traceback on the following lines).
     """
-    text = eventAsText(
-        event, includeTraceback=True, includeTimestamp=False, includeSystem=False
-    )
+    if event.get("log_format") == "{line}" and "line" in event and "log_failure" not in event:
+        # A pre-rendered line (the access log's): Twisted's formatter would
+        # only call str() on it, through string.Formatter's slow path.
+        text = str(event["line"])
+    else:
+        text = eventAsText(
+            event, includeTraceback=True, includeTimestamp=False, includeSystem=False
+        )
     level = event.get("log_level", LogLevel.info)
     when = event.get("log_time")
     if when is None:

@@ -34,7 +34,6 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 from twisted.web.client import (
     URI,
-    Agent,
     BrowserLikePolicyForHTTPS,
     HTTPConnectionPool,
     RequestNotSent,
@@ -46,7 +45,13 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResponse
 from zope.interface import implementer
 
-from ..compat import newPoolConnection, popIdleConnection, retryingConnection
+from ..compat import (
+    ParsedOnceAgent,
+    newPoolConnection,
+    popIdleConnection,
+    retryingConnection,
+)
+from ..tlsgate import TLS_MISSING, tlsAvailable
 from .bodies import BodyProducer
 
 
@@ -260,6 +265,8 @@ class UpstreamEndpoints:
                 attemptDelay=ATTEMPT_DELAY,
             )
         if uri.scheme == b"https":
+            if not tlsAvailable():
+                raise SchemeNotSupported(TLS_MISSING)
             if self._tls is None:
                 self._tls = BrowserLikePolicyForHTTPS()
             endpoint = wrapClientTLS(
@@ -298,7 +305,7 @@ class UpstreamAgent:
         timeout = timeout or None
         agent = self._agents.get(timeout)
         if agent is None:
-            agent = self._agents[timeout] = Agent.usingEndpointFactory(
+            agent = self._agents[timeout] = ParsedOnceAgent.usingEndpointFactory(
                 self._reactor, UpstreamEndpoints(self._reactor, timeout), pool=self.pool
             )
         return agent

@@ -364,7 +364,7 @@ class _Relay(Protocol):
             self._end(CLIENT_GONE, self._clientGone)
             return
         request = self._request
-        complete = reason is None or reason.check(ResponseDone, PotentialDataLoss)
+        complete = reason is None or isinstance(reason.value, (ResponseDone, PotentialDataLoss))
         try:
             request.unregisterProducer()
         except Exception:

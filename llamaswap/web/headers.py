@@ -30,10 +30,20 @@ HOP_BY_HOP: frozenset[bytes] = frozenset(
 HeaderValue = Union[str, bytes, Sequence[Union[str, bytes]], None]
 
 
+#: Raw header name to its lower-case form (names repeat on every request;
+#: bounded, since clients choose them).
+_LOWERED: dict[bytes | str, bytes] = {}
+_MAX_LOWERED = 1024
+
+
 def _lower(name: bytes | str) -> bytes:
-    if isinstance(name, str):
-        name = name.encode("latin-1")
-    return name.lower()
+    lowered = _LOWERED.get(name)
+    if lowered is None:
+        lowered = (name.encode("latin-1") if isinstance(name, str) else name).lower()
+        if len(_LOWERED) >= _MAX_LOWERED:
+            _LOWERED.clear()
+        _LOWERED[name] = lowered
+    return lowered
 
 
 def connectionTokens(headers: Headers) -> frozenset[bytes]:
@@ -72,13 +82,16 @@ def endToEnd(
         values there) instead of new ones.
     @return: the copy (C{into} if given).
     """
-    named = connectionTokens(headers)
+    named = connectionTokens(headers) if headers.hasHeader(b"connection") else frozenset()
     if drop:
         named = named | {_lower(d) for d in drop}
     out = Headers() if into is None else into
+    setRawHeaders = out.setRawHeaders
     for name, values in headers.getAllRawHeaders():
-        if not isHopByHop(name, named):
-            out.setRawHeaders(name, values if isinstance(values, list) else list(values))
+        lower = _lower(name)
+        if lower in HOP_BY_HOP or lower in named or lower.startswith(b"proxy-"):
+            continue
+        setRawHeaders(name, values)
     return out
 
 

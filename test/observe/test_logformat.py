@@ -162,6 +162,25 @@ class LineTests(SynchronousTestCase):
         self.assertIn(b"ZeroDivisionError", line)
         self.assertTrue(line.endswith(b"\n"))
 
+    def test_eventPreRenderedLine(self) -> None:
+        """
+        An event whose format is C{{line}} (the access log's) is written as
+        its line's text, as Twisted's formatter would write it.
+        """
+
+        class Line:
+            def __str__(self) -> str:
+                return "Request 1.2.3.4 done"
+
+        event = {
+            "log_format": "{line}",
+            "line": Line(),
+            "log_level": LogLevel.info,
+            "log_time": REFERENCE,
+        }
+        self.assertEqual(formatEventLine(event), b"[INFO] Request 1.2.3.4 done\n")
+        self.assertEqual(formatEventLine({**event, "line": "plain"}), b"[INFO] plain\n")
+
     def test_parseLevel(self) -> None:
         """
         Level names ignore case and surrounding space; unknown is info.

@@ -243,6 +243,41 @@ class ReapTests(SynchronousTestCase):
         with open(self.path) as f:
             self.assertIsNone(json.load(f)["owner"])
 
+    def test_coalescedWrites(self) -> None:
+        """
+        With a clock, additions and removals are written together C{delay}
+        seconds after the first; C{close} writes at once and cancels a
+        pending write.
+        """
+        clock = Clock()
+        self.proc.add(7, pgrp=7, start=42)
+        self.proc.add(100, pgrp=100, start=5000)
+        self.proc.add(200, pgrp=200, start=6000)
+        registry = LeftoverRegistry(
+            self.path, procRoot=self.proc.root, ownPid=7, clock=clock, delay=0.25
+        )
+
+        def recorded() -> list[int]:
+            with open(self.path) as f:
+                return [entry["pid"] for entry in json.load(f)["upstreams"]]
+
+        self.assertEqual(recorded(), [])
+        registry.add("a", 100, "llama-server", 1.0)
+        clock.advance(0.1)
+        registry.remove(100)
+        registry.add("b", 200, "llama-server", 2.0)
+        self.assertEqual(recorded(), [])
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(0.15)
+        self.assertEqual(recorded(), [200])
+        self.assertEqual(clock.getDelayedCalls(), [])
+        registry.remove(200)
+        registry.close()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        with open(self.path) as f:
+            data = json.load(f)
+        self.assertEqual((data["owner"], data["upstreams"]), (None, []))
+
     def test_reapAfterOwnerDied(self) -> None:
         """
         Upstreams of a dead owner are killed by group with SIGKILL and the
