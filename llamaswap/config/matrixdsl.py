@@ -30,7 +30,16 @@ from __future__ import annotations
 import enum
 import itertools
 import re
-from typing import Any, Collection, Iterable, Iterator, Mapping, Sequence, Union
+from typing import (
+    Any,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+    Union,
+)
 
 from attrs import field, frozen
 
@@ -250,31 +259,33 @@ class _Parser:
             self._index += 1
         return token
 
+    def _chain(
+        self,
+        operand: Callable[[], Syntax],
+        operator: TokenKind,
+        node: Callable[[tuple[Syntax, ...]], Syntax],
+    ) -> Syntax:
+        """
+        C{operand (operator operand)*}: the operand alone, or a C{node} of
+        two or more.
+        """
+        children = [operand()]
+        while self.peek().kind is operator:
+            self.next()
+            children.append(operand())
+        return children[0] if len(children) == 1 else node(tuple(children))
+
     def parseOr(self) -> Syntax:
         """
         C{expr := and ('|' and)*}
         """
-        first = self.parseAnd()
-        if self.peek().kind is not TokenKind.OR:
-            return first
-        children = [first]
-        while self.peek().kind is TokenKind.OR:
-            self.next()
-            children.append(self.parseAnd())
-        return Or(tuple(children))
+        return self._chain(self.parseAnd, TokenKind.OR, Or)
 
     def parseAnd(self) -> Syntax:
         """
         C{and := atom ('&' atom)*}
         """
-        first = self.parseAtom()
-        if self.peek().kind is not TokenKind.AND:
-            return first
-        children = [first]
-        while self.peek().kind is TokenKind.AND:
-            self.next()
-            children.append(self.parseAtom())
-        return And(tuple(children))
+        return self._chain(self.parseAtom, TokenKind.AND, And)
 
     def parseAtom(self) -> Syntax:
         """

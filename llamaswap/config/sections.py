@@ -8,11 +8,13 @@ keys with their defaults and reports each wrong type, and each unknown key
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from .errors import KeyPath, PathPart, Problems, formatPath
 from .goformats import parseGoDuration
 from .goquote import goQuote
+
+T = TypeVar("T")
 
 _TRUE_WORDS = frozenset({"y", "yes", "on", "true"})
 _FALSE_WORDS = frozenset({"n", "no", "off", "false"})
@@ -161,29 +163,30 @@ class Section:
             return {}
         return {str(k): v for k, v in value.items()}
 
-    def integer(self, key: str, default: int) -> int:
+    def _scalar(
+        self, key: str, convert: Callable[[Any, KeyPath, Problems], T | None], default: T
+    ) -> T:
+        """
+        C{key}'s value through C{convert}; C{default} when it is absent,
+        null or (reported by C{convert}) of the wrong type.
+        """
         value = self.data.get(key)
         if value is None:
             return default
-        result = toInt(value, self.at(key), self.problems)
+        result = convert(value, self.at(key), self.problems)
         return default if result is None else result
+
+    def integer(self, key: str, default: int) -> int:
+        return self._scalar(key, toInt, default)
 
     def optionalBoolean(self, key: str) -> bool | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        return toBool(value, self.at(key), self.problems)
+        return self._scalar(key, toBool, None)
 
     def boolean(self, key: str, default: bool) -> bool:
-        result = self.optionalBoolean(key)
-        return default if result is None else result
+        return self._scalar(key, toBool, default)
 
     def string(self, key: str, default: str) -> str:
-        value = self.data.get(key)
-        if value is None:
-            return default
-        result = toStr(value, self.at(key), self.problems)
-        return default if result is None else result
+        return self._scalar(key, toStr, default)
 
     def strings(self, key: str, default: Sequence[str] = ()) -> tuple[str, ...]:
         if key not in self.data:

@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 from types import FrameType
-from typing import Any, Callable, Protocol, TextIO
+from typing import Any, Callable, Protocol, TextIO, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError, ProcessExitedAlready
@@ -96,36 +96,35 @@ class DemoReactor(Protocol):
         """
 
 
-def nonNegativeFloat(value: str) -> float:
-    """
-    Parse a non-negative, finite number of seconds for argparse.
-
-    @param value: The argument.
-    @raise argparse.ArgumentTypeError: If it isn't one.
-    """
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a number: %r" % (value,))
-    if not (0 <= number < math.inf):
-        raise argparse.ArgumentTypeError("must be a non-negative number: %r" % (value,))
-    return number
+N = TypeVar("N", int, float)
 
 
-def nonNegativeInt(value: str) -> int:
+def _argument(
+    parse: Callable[[str], N], notOne: str, valid: Callable[[N], bool], invalid: str
+) -> Callable[[str], N]:
     """
-    Parse a non-negative integer for argparse.
+    An argparse C{type}: C{parse} the argument, refusing what it cannot
+    parse (C{notOne}) and what is not C{valid} (C{invalid}).
+    """
 
-    @param value: The argument.
-    @raise argparse.ArgumentTypeError: If it isn't one.
-    """
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not an integer: %r" % (value,))
-    if number < 0:
-        raise argparse.ArgumentTypeError("must not be negative: %r" % (value,))
-    return number
+    def argument(value: str) -> N:
+        try:
+            number = parse(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError("%s: %r" % (notOne, value))
+        if not valid(number):
+            raise argparse.ArgumentTypeError("%s: %r" % (invalid, value))
+        return number
+
+    return argument
+
+
+#: A non-negative, finite number of seconds.
+nonNegativeFloat = _argument(
+    float, "not a number", lambda n: 0 <= n < math.inf, "must be a non-negative number"
+)
+#: A non-negative integer.
+nonNegativeInt = _argument(int, "not an integer", lambda n: n >= 0, "must not be negative")
 
 
 def parseArguments(argv: list[str] | None = None) -> argparse.Namespace:

@@ -19,7 +19,6 @@ import os
 import platform
 from typing import Any, Callable, Mapping, NamedTuple
 
-from twisted.application.service import Service
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
@@ -27,13 +26,14 @@ from twisted.internet.defer import (
     gatherResults,
     succeed,
 )
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .. import __version__
 from . import sysstats
 from .commands import CommandRunner, Locator, locate
+from .lateservice import LateStartService
 
 log = Logger()
 
@@ -251,7 +251,7 @@ ACCELERATOR_TOOLS = (
 )
 
 
-class HardwareDetector(Service):
+class HardwareDetector(LateStartService):
     """
     Detects once when started and keeps the snapshot; L{current} gives
     it to C{/api/hardware}.
@@ -282,17 +282,12 @@ class HardwareDetector(Service):
         self._capturedAt: float | None = None
         self._detecting: Deferred[dict[str, Any] | None] | None = None
         self._waiters: list[Deferred[dict[str, Any] | None]] = []
-        self._starting: IDelayedCall | None = None
 
-    def startService(self) -> None:
-        super().startService()
-        # Not synchronously: start-up runs before the reactor does.
-        self._starting = self.clock.callLater(0, self.refresh)
+    def startLate(self) -> object:
+        return self.refresh()
 
     def stopService(self) -> None:
         super().stopService()
-        if self._starting is not None and self._starting.active():
-            self._starting.cancel()
         detecting, self._detecting = self._detecting, None
         if detecting is not None:
             detecting.cancel()

@@ -21,9 +21,8 @@ from collections import deque
 from typing import Any, Callable, Sequence
 
 from attrs import frozen
-from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, gatherResults
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -31,6 +30,7 @@ from twisted.python.failure import Failure
 from ..config.model import PerformanceConfig
 from . import sysstats
 from .commands import CommandRunner, Locator, locate
+from .lateservice import LateStartService
 
 log = Logger()
 
@@ -75,7 +75,7 @@ def capacityFor(every: float) -> int:
     return max(1, math.ceil(RETENTION / every))
 
 
-class PerformanceMonitor(Service):
+class PerformanceMonitor(LateStartService):
     """
     Samples on C{clock} while running and enabled; L{snapshot} is the
     C{/api/performance} document.
@@ -106,22 +106,17 @@ class PerformanceMonitor(Service):
             maxlen=capacityFor(self.every)
         )
         self._loop: LoopingCall | None = None
-        self._starting: IDelayedCall | None = None
         self._cpu: dict[str, sysstats.CPUTimes] | None = None
         self._query: Deferred[Any] | None = None
         self._reported: set[str] = set()
 
     # -- lifecycle -----------------------------------------------------------
 
-    def startService(self) -> None:
-        super().startService()
-        # Not synchronously: start-up runs before the reactor does.
-        self._starting = self.clock.callLater(0, self._startLoop)
+    def startLate(self) -> object:
+        return self._startLoop()
 
     def stopService(self) -> None:
         super().stopService()
-        if self._starting is not None and self._starting.active():
-            self._starting.cancel()
         self._stopLoop()
 
     def configure(self, config: PerformanceConfig) -> None:

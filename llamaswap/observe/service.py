@@ -32,7 +32,7 @@ from .loads import LoadHistory, LoadWatcher
 from .logs import Monitor
 from .metrics import Metrics
 from .monitors import LogMonitors
-from .store import ActivityStore
+from .store import ActivityStore, Pool, threadPool
 from .tracking import Tracker
 
 log = Logger()
@@ -52,6 +52,7 @@ class ObservabilityService(Service):
         activeProfile: Holder[str | None],
         logs: LogMonitors | None = None,
         processMetrics: bool = True,
+        openPool: Callable[[str, Any], Pool] = threadPool,
     ) -> None:
         """
         @param config: the current configuration.
@@ -60,6 +61,7 @@ class ObservabilityService(Service):
         @param activeProfile: the runtime profile, announced when it changes.
         @param logs: the L{llamaswap.observe.monitors.LogMonitors} whose
             C{proxy} and C{upstream} logs the event stream carries.
+        @param openPool: where the activity store runs its jobs.
         """
         self.configHolder = config
         self.supervisors = supervisors
@@ -71,7 +73,9 @@ class ObservabilityService(Service):
         self.metrics = Metrics(config.models, processMetrics=processMetrics)
         self._configureMemory(config)
         storePath = config.store.path if config.store is not None else None
-        self.store = ActivityStore(storePath, keep=config.metricsMaxInMemory, reactor=clock)
+        self.store = ActivityStore(
+            storePath, keep=config.metricsMaxInMemory, reactor=clock, openPool=openPool
+        )
         self.captures = CaptureCache.fromMegabytes(config.captureBuffer)
         self.activity = ActivityLog(self.store, self.captures, self._announce)
         self.tracker = Tracker(

@@ -17,13 +17,17 @@ than the insert itself, so new rows wait (at most L{FLUSH_DELAY} seconds,
 or until L{FLUSH_ROWS} are queued) and go in one job.  Every read, and
 closing, writes the queued rows first, so reads see every row inserted
 before them.
+
+Where the database runs is L{ActivityStore}'s C{openPool}: adbapi's thread
+by default; L{InThreadPool} runs the same jobs at once on the calling
+thread (tools, and handler tests on a fake reactor that runs no threads).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from attrs import frozen
 from twisted.enterprise import adbapi
@@ -342,6 +346,56 @@ def recentLoads(cursor: Any) -> dict[str, list[int]]:
     return {m: d[-LOAD_HISTORY:] for m, d in loads.items()}
 
 
+class Pool(Protocol):
+    """
+    What runs the store's jobs: the part of L{adbapi.ConnectionPool} used.
+    """
+
+    def runInteraction(self, interaction: Any, *args: Any) -> Deferred[Any]: ...
+
+    def close(self) -> None: ...
+
+
+def threadPool(path: str, reactor: Any) -> Pool:
+    """
+    One database thread with one connection to C{path}.
+    """
+    return adbapi.ConnectionPool(  # type: ignore[no-any-return]
+        "sqlite3",
+        path,
+        check_same_thread=False,
+        cp_min=1,
+        cp_max=1,
+        cp_openfun=lambda connection: setUp(connection, path),
+        cp_reactor=reactor,
+    )
+
+
+class InThreadPool:
+    """
+    A L{Pool} running each job at once on the calling thread, over one
+    connection, committing after a job and rolling back when it raises.
+    """
+
+    def __init__(self, path: str, reactor: Any = None) -> None:
+        self.connection = connect(path)
+
+    def runInteraction(self, interaction: Any, *args: Any) -> Deferred[Any]:
+        cursor = self.connection.cursor()
+        try:
+            result = interaction(cursor, *args)
+        except BaseException:
+            self.connection.rollback()
+            return fail()
+        finally:
+            cursor.close()
+        self.connection.commit()
+        return succeed(result)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
 class ActivityStore:
     """
     The store, run on one database thread.
@@ -357,6 +411,7 @@ class ActivityStore:
         reactor: Any = None,
         flushDelay: float = FLUSH_DELAY,
         flushRows: int = FLUSH_ROWS,
+        openPool: Callable[[str, Any], Pool] = threadPool,
     ) -> None:
         """
         @param path: the file (C{store.path}); L{None} or L{MEMORY} for an
@@ -364,6 +419,7 @@ class ActivityStore:
         @param reactor: runs the database thread and times the batches.
         @param flushDelay: seconds a new row may wait to be written.
         @param flushRows: how many queued rows are written without waiting.
+        @param openPool: opens the L{Pool} for a path and the reactor.
         """
         if reactor is None:
             from twisted.internet import reactor as globalReactor
@@ -374,7 +430,8 @@ class ActivityStore:
         self._reactor = reactor
         self._flushDelay = flushDelay
         self._flushRows = max(1, flushRows)
-        self._pool: adbapi.ConnectionPool | None = None
+        self._openPool = openPool
+        self._pool: Pool | None = None
         self._closed = False
         self._queued: list[tuple[ActivityRecord, Deferred[int]]] = []
         self._timer: IDelayedCall | None = None
@@ -384,15 +441,7 @@ class ActivityStore:
             return fail(StoreClosed())
         if self._pool is None:
             # Opened on first use: a store never used starts no thread.
-            self._pool = adbapi.ConnectionPool(
-                "sqlite3",
-                self.path,
-                check_same_thread=False,
-                cp_min=1,
-                cp_max=1,
-                cp_openfun=lambda connection: setUp(connection, self.path),
-                cp_reactor=self._reactor,
-            )
+            self._pool = self._openPool(self.path, self._reactor)
         return self._pool.runInteraction(function, *args)
 
     def _read(self, function: Any, *args: Any) -> Deferred[Any]:
@@ -483,7 +532,9 @@ __all__ = [
     "ActivityStore",
     "FLUSH_DELAY",
     "FLUSH_ROWS",
+    "InThreadPool",
     "MEMORY",
+    "Pool",
     "SORT_COLUMNS",
     "StoreClosed",
     "activityStats",
@@ -494,4 +545,5 @@ __all__ = [
     "queryActivity",
     "recentLoads",
     "setUp",
+    "threadPool",
 ]

@@ -3,8 +3,8 @@ import { html, render, useEffect, useState } from './lib/html.js';
 import { useStore, stored } from './lib/store.js';
 import { PAGES, router, href, parseHash } from './lib/router.js';
 import { live, connect, isLoaded } from './lib/live.js';
-import { sendJSON } from './lib/api.js';
 import { StateDot } from './lib/components.js';
+import { useProfiles } from './lib/profiles.js';
 import { ActivityPage } from './pages/activity.js';
 import { ModelsPage } from './pages/models.js';
 import { ModelPage } from './pages/model.js';
@@ -24,19 +24,9 @@ if (location.href.startsWith(base.href) && !location.hash) {
 }
 
 function ProfilePicker() {
-  const profiles = useStore(live, (s) => s.profiles);
-  const activeProfile = useStore(live, (s) => s.activeProfile);
-  const [error, setError] = useState('');
+  const { profiles, activeProfile, error, activate } = useProfiles();
   if (!profiles.length) return null;
-  const change = async (e) => {
-    setError('');
-    const name = e.target.value || null;
-    try {
-      await sendJSON('PUT', 'api/profiles/active', { name });
-    } catch (err) {
-      setError(err.message);
-    }
-  };
+  const change = (e) => activate(e.target.value || null);
   return html`<label class="profile-picker">
     <span>Profile</span>
     <select value=${activeProfile || ''} onChange=${change} aria-label="Active profile">

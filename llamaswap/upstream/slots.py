@@ -109,11 +109,17 @@ class SlotsClient:
             raise SlotsUnsupported(None, "/props has no total_slots")
         return total
 
+    async def _slotAction(self, slot: int, action: str, filename: str) -> dict[str, Any]:
+        """
+        C{POST /slots/<slot>?action=<action>} with C{filename}.
+        """
+        return await self._call(b"POST", f"/slots/{slot}?action={action}", {"filename": filename})
+
     async def save(self, slot: int, filename: str) -> SlotSaved:
         """
         Save C{slot} to C{filename} (relative to C{--slot-save-path}).
         """
-        body = await self._call(b"POST", f"/slots/{slot}?action=save", {"filename": filename})
+        body = await self._slotAction(slot, "save", filename)
         return SlotSaved(
             slot,
             _count(body, "n_saved"),
@@ -125,7 +131,7 @@ class SlotsClient:
         """
         Restore C{slot} from C{filename}.
         """
-        body = await self._call(b"POST", f"/slots/{slot}?action=restore", {"filename": filename})
+        body = await self._slotAction(slot, "restore", filename)
         return SlotRestored(
             slot,
             _count(body, "n_restored"),

@@ -99,30 +99,39 @@ def _time(args: Mapping[bytes, Sequence[bytes]], name: str) -> int | None:
     return value
 
 
+def _count(
+    args: Mapping[bytes, Sequence[bytes]],
+    name: str,
+    default: int,
+    highest: int | None,
+    outOfRange: str,
+) -> int:
+    """
+    The whole number parameter C{name}, from 1 up to C{highest}.
+
+    @raise BadRequest: C{invalid <name>} when it is not a number,
+        C{outOfRange} when it is out of range.
+    """
+    text = _last(args, name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequest(f"invalid {name}")
+    if value < 1 or (highest is not None and value > highest):
+        raise BadRequest(outOfRange)
+    return value
+
+
 def activityQuery(args: Mapping[bytes, Sequence[bytes]]) -> ActivityQuery:
     """
     The query C{/api/metrics/activity}'s parameters ask for.
 
     @raise BadRequest: with llama-swap's message for a bad parameter.
     """
-    limit = 25
-    text = _last(args, "limit")
-    if text:
-        try:
-            limit = int(text)
-        except ValueError:
-            raise BadRequest("invalid limit")
-        if not 1 <= limit <= 999:
-            raise BadRequest("limit must be between 1 and 999")
-    page = 1
-    text = _last(args, "page")
-    if text:
-        try:
-            page = int(text)
-        except ValueError:
-            raise BadRequest("invalid page")
-        if page < 1:
-            raise BadRequest("page must be >= 1")
+    limit = _count(args, "limit", 25, 999, "limit must be between 1 and 999")
+    page = _count(args, "page", 1, None, "page must be >= 1")
     sort = _last(args, "sort") or "id"
     if sort not in SORT_COLUMNS:
         raise BadRequest("invalid sort column")

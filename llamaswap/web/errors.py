@@ -109,22 +109,6 @@ def writeError(
     return True
 
 
-def renderError(
-    request: Request,
-    status: int,
-    message: str,
-    *,
-    code: str | None = None,
-    headers: HeaderMap | None = None,
-    verbatim: bool = False,
-) -> bytes:
-    """
-    Set the status and headers of an error on C{request} and return its body,
-    for a C{render_*} method to return.
-    """
-    return _prepare(request, status, message, code, headers, verbatim)
-
-
 def writeHTTPError(request: Request, error: HTTPError) -> bool:
     """
     L{writeError} C{error} to C{request}.
@@ -141,15 +125,11 @@ def writeHTTPError(request: Request, error: HTTPError) -> bool:
 
 def renderHTTPError(request: Request, error: HTTPError) -> bytes:
     """
-    L{renderError} C{error}: set status and headers, return the body.
+    Set the status and headers of C{error} on C{request} and return its
+    body, for a C{render_*} method to return.
     """
-    return renderError(
-        request,
-        error.status,
-        error.message,
-        code=error.code,
-        headers=error.headers,
-        verbatim=error.verbatim,
+    return _prepare(
+        request, error.status, error.message, error.code, error.headers, error.verbatim
     )
 
 

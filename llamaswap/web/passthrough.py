@@ -400,30 +400,21 @@ class Passthrough:
             return
         extra = peerHeaders(request, config)
         timeouts = config.timeouts
+        # A peer sees its own host and no forwarding headers.
+        options: dict[str, Any] = dict(
+            connectTimeout=timeouts.connect,
+            responseHeaderTimeout=timeouts.responseHeader,
+            extraHeaders=extra,
+            preserveHost=False,
+            forwardedFor=False,
+        )
         relay: Deferred[Any]
         if isWebsocketUpgrade(request.requestHeaders):
             relay = self.tunneler.tunnel(
-                request,
-                config.proxy,
-                target,
-                connectTimeout=timeouts.connect,
-                responseHeaderTimeout=timeouts.responseHeader,
-                extraHeaders=extra,
-                preserveHost=False,
-                forwardedFor=False,
-                failureMessage="peer proxy error",
+                request, config.proxy, target, failureMessage="peer proxy error", **options
             )
         else:
-            relay = self.peers.forwarder.forward(
-                request,
-                config.proxy,
-                target,
-                connectTimeout=timeouts.connect,
-                responseHeaderTimeout=timeouts.responseHeader,
-                extraHeaders=extra,
-                preserveHost=False,
-                forwardedFor=False,
-            )
+            relay = self.peers.forwarder.forward(request, config.proxy, target, **options)
         try:
             await self.peers.track(relay)
         except HTTPError as e:

@@ -98,8 +98,18 @@ class ModelsPageTests(TestCase):
             page.get_by_role("switch", name="Show unlisted").check()
             page.wait_for_selector("text=demo-hidden")
             self.assertEqual(page.locator(".model-row").count(), 3)
-            self.assertIn("quick", page.locator(".card", has_text="Profiles").inner_text())
+            profilesCard = page.locator(".card", has_text="Profiles")
+            self.assertIn("quick", profilesCard.inner_text())
             b.shot("models")
+
+            # The card and the header's picker switch the same profile.
+            profilesCard.get_by_role("button", name="Activate").click()
+            profilesCard.locator(".tag", has_text="active").wait_for()
+            picker = page.get_by_label("Active profile")
+            waitFor(lambda: picker.input_value() == "quick", 10, "the picker to follow")
+            picker.select_option("")
+            profilesCard.get_by_role("button", name="Activate").wait_for()
+            self.assertEqual(profilesCard.locator(".tag", has_text="active").count(), 0)
 
             slow = modelRow(b, "Demo slow")
             slow.get_by_role("button", name="Load demo-slow", exact=True).click()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -18,6 +18,7 @@ from llamaswap.observe.store import (
     LOAD_HISTORY,
     ActivityQuery,
     ActivityStore,
+    InThreadPool,
     StoreClosed,
     activityStats,
     connect,
@@ -257,6 +258,29 @@ class ActivityStoreTests(TestCase):
         self.assertEqual(([r.id for r in rows], total), ([3, 2, 1], 3))
 
 
+class InThreadPoolTests(SynchronousTestCase):
+    """
+    L{InThreadPool} runs a job at once, committing it, or rolling it back
+    when it raises.
+    """
+
+    def test_commitAndRollback(self) -> None:
+        path = self.mktemp()
+        pool = InThreadPool(path)
+        self.addCleanup(pool.close)
+
+        def broken(cursor: Any) -> None:
+            insertRecord(cursor, row(ts=2))
+            raise sqlite3.IntegrityError("no")
+
+        self.assertEqual(self.successResultOf(pool.runInteraction(insertRecord, row(ts=1))), 1)
+        self.failureResultOf(pool.runInteraction(broken), sqlite3.IntegrityError)
+        db = connect(path)
+        self.addCleanup(db.close)
+        rows, total = queryActivity(db.cursor(), ActivityQuery())
+        self.assertEqual(([r.timestamp for r in rows], total), ([1], 1))
+
+
 class BatchingTests(SynchronousTestCase):
     """
     L{ActivityStore} writes queued rows in one database job, after
@@ -266,19 +290,23 @@ class BatchingTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.store = ActivityStore(None, keep=1000, reactor=self.clock)
+        self.jobs: list[str] = []
+        self.store = ActivityStore(None, keep=1000, reactor=self.clock, openPool=self.openPool)
         self.db = connect()
         self.addCleanup(self.db.close)
-        self.jobs: list[str] = []
 
-        def run(function: Any, *args: Any) -> Deferred[Any]:
-            # The database thread's job, run at once on a plain connection.
-            self.jobs.append(function.__name__)
-            result = function(self.db.cursor(), *args)
-            self.db.commit()
-            return succeed(result)
+    def openPool(self, path: str, reactor: Any) -> InThreadPool:
+        """
+        The database thread's jobs, run at once and recorded by name.
+        """
+        jobs = self.jobs
 
-        self.patch(self.store, "_run", run)
+        class Recording(InThreadPool):
+            def runInteraction(self, interaction: Any, *args: Any) -> Deferred[Any]:
+                jobs.append(interaction.__name__)
+                return super().runInteraction(interaction, *args)
+
+        return Recording(path, reactor)
 
     def test_afterDelay(self) -> None:
         """
@@ -337,7 +365,9 @@ class BatchingTests(SynchronousTestCase):
         """
         A batch that cannot be written fails every row's Deferred.
         """
-        self.patch(self.store, "_run", lambda *a: fail(sqlite3.OperationalError("disk I/O")))
+        self.patch(
+            InThreadPool, "runInteraction", lambda *a: fail(sqlite3.OperationalError("disk I/O"))
+        )
         inserted = [self.store.insert(row(ts=i)) for i in range(2)]
         self.clock.advance(FLUSH_DELAY)
         for d in inserted:

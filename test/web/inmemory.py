@@ -10,8 +10,8 @@ L{llamaswap.web.site.buildSite} from in-memory collaborators:
    upstream exchanges the test answers with raw HTTP bytes, and a real
    L{Tunneler} whose upstream connections are in-memory transports;
  - the real observability service and its tracker and metrics, started
-   on a L{MemoryReactorClock} (its activity store queues rows but never
-   starts its database thread: the fake reactor never runs).
+   on a L{MemoryReactorClock}; its activity store is real SQLite, run on
+   the test's thread (L{InThreadPool}: the fake reactor runs no threads).
 
 The client is L{StubTreq}, talking to the same L{Site} the app serves
 (L{buildSite}) over in-memory connections.
@@ -35,6 +35,7 @@ from llamaswap.observe.hardware import HardwareDetector
 from llamaswap.observe.monitors import LogMonitors
 from llamaswap.observe.performance import PerformanceMonitor
 from llamaswap.observe.service import ObservabilityService
+from llamaswap.observe.store import InThreadPool
 from llamaswap.observe.tracking import Tracker
 from llamaswap.routing.router import Router
 from llamaswap.upstream.lifecycle import State
@@ -134,6 +135,7 @@ class InMemoryLlamaSwap:
             activeProfile=self.activeProfile,
             logs=self.logs,
             processMetrics=False,
+            openPool=InThreadPool,
         )
         self.tracker: Tracker = self.observability.tracker
         self.observability.startService()

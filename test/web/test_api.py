@@ -1,8 +1,10 @@
 """
-Tests for L{llamaswap.web.api}: parameter checking on its own, and the
-observability routes over real HTTP with demo upstreams (C{/api/events}
-during a load, activity rows, captures, stats, cancelling in-flight
-requests, C{/metrics}, and the store surviving a restart).
+Tests for L{llamaswap.web.api}: parameter checking on its own; the
+observability routes in memory (C{/api/events} during a load, activity
+rows in a real SQLite store run on the test's thread, cancelling in-flight
+requests, C{/metrics}); and two end-to-end tests over real HTTP with demo
+upstreams: activity rows, captures and stats of real streams, and the
+store file surviving a restart.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import json
 import os
 from typing import Any, Callable
 
-import treq
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -248,6 +249,11 @@ class InMemoryAPITests(SynchronousTestCase):
         self.addCleanup(lambda: None if reader.ended.called else reader.close())
         return reader
 
+    def rows(self, app: InMemoryLlamaSwap) -> list[dict[str, Any]]:
+        answer = app.send("GET", "/api/metrics/activity")
+        self.assertEqual(answer.code, 200, answer.body)
+        return answer.json()["data"]  # type: ignore[no-any-return]
+
     def test_initialBurst(self) -> None:
         """
         A client of C{/api/events} first gets the model status, the UI
@@ -262,7 +268,12 @@ ui:
   activity:
     session_id: [X-Session-ID]
 """)
+        app.logs.proxy.write(b"llamaswap listening\n")
         reader = self.events(app)
+        kinds = [kind for kind, _ in reader.events]
+        self.assertEqual(kinds[0], "logData")  # the proxy log's history
+        self.assertEqual(reader.of("logData")[0]["source"], "proxy")
+        self.assertIn("llamaswap", reader.of("logData")[0]["data"])
         kinds = [kind for kind, _ in reader.events if kind != "logData"]
         self.assertEqual(kinds, ["modelStatus", "uiConfig", "profileChanged", "inflight"])
         self.assertEqual(reader.of("modelStatus")[0][0]["state"], "stopped")
@@ -322,6 +333,8 @@ profiles:
         self.failureResultOf(body, ResponseFailed)
         self.assertTrue(exchange.transport.closed)
         self.assertEqual(app.tracker.inflight, {})
+        [row] = self.rows(app)
+        self.assertEqual(row["error_msg"], "client disconnected during the response")
 
 
     def test_eventsDuringLoad(self) -> None:
@@ -351,6 +364,10 @@ profiles:
         self.assertIn("upsert", operations)
         phases = [e["request"]["phase"] for e in reader.of("inflight") if "request" in e]
         self.assertIn("loading", phases)
+        [row] = self.rows(app)
+        self.assertEqual(reader.of("activity"), [{"id": row["id"]}])
+        self.assertGreaterEqual(row["queue_ms"], 2000)
+        self.assertGreaterEqual(row["ttfb_ms"], row["queue_ms"])
 
         unloading = app.request("POST", "/api/models/unload")
         app.settle()
@@ -398,6 +415,34 @@ profiles:
         state = ("llamaswap_model_state", "ready"), ("model", "a")
         self.assertEqual(after[("llamaswap_model_state", state)], 1.0)
 
+    def test_unknownModelRow(self) -> None:
+        """
+        A request for an unknown model gets a 404 row with the message.
+        """
+        app = InMemoryLlamaSwap(self, ONE_MODEL)
+        answer = app.answer(app.chat("nope"))
+        self.assertEqual(answer.code, 404)
+        [row] = self.rows(app)
+        self.assertEqual((row["model"], row["resp_status_code"]), ("nope", 404))
+        self.assertEqual(row["error_msg"], answer.json()["error"]["message"])
+
+    def test_upstreamPassthroughRow(self) -> None:
+        """
+        A request through C{/upstream/<model>/...} is recorded too, with its
+        model and the path the upstream saw, and its tokens.
+        """
+        app = InMemoryLlamaSwap(self, ONE_MODEL)
+        answer, _ = app.roundTrip(
+            "POST", "/upstream/a/v1/chat/completions",
+            json={"model": "a", "messages": [{"role": "user", "content": "hi"}]},
+            reply=CHAT_REPLY,
+        )
+        self.assertEqual(answer.code, 200, answer.body)
+        [row] = self.rows(app)
+        self.assertEqual((row["model"], row["resp_status_code"]), ("a", 200))
+        self.assertEqual(row["req_path"], "/v1/chat/completions")
+        self.assertEqual(row["tokens"]["output_tokens"], answer.json()["usage"]["completion_tokens"])
+
 
 ONE_MODEL = """
 models:
@@ -417,69 +462,11 @@ CHAT_REPLY = json.dumps({
 
 class APITests(TestCase):
     """
-    The observability routes of a whole llamaswap.
+    The observability routes of a whole llamaswap, end to end (the rest
+    is in L{InMemoryAPITests}).
     """
 
     timeout = 90
-
-    async def test_eventsDuringLoad(self) -> None:
-        """
-        A client of C{/api/events} gets the initial burst, then sees the
-        model go starting -> ready with load progress in between, the
-        request in flight, and an activity event for its row.
-        """
-        running = await startLlamaSwap(self, demoMacros() + """
-models:
-  a:
-    cmd: ${demo} --startup-delay 2.5
-ui:
-  activity:
-    session_id: [X-Session-ID]
-""")
-        reader = await openEvents(self, running)
-        await reader.waitFor(lambda events: any(k == "inflight" for k, _ in events))
-        kinds = [kind for kind, _ in reader.events]
-        self.assertEqual(kinds[0], "logData")  # the proxy log's history
-        self.assertEqual(reader.of("logData")[0]["source"], "proxy")
-        self.assertIn("llamaswap", reader.of("logData")[0]["data"])
-        self.assertEqual(
-            [k for k in kinds if k != "logData"],
-            ["modelStatus", "uiConfig", "profileChanged", "inflight"],
-        )
-        self.assertEqual(reader.of("modelStatus")[0][0]["state"], "stopped")
-        self.assertEqual(reader.of("uiConfig")[0], {"activity": {"session_id": ["X-Session-ID"]}})
-        self.assertEqual(reader.of("inflight")[0], {"operation": "snapshot"})
-
-        status, body = await running.chat("a")
-        self.assertEqual(status, 200, body)
-        await reader.waitFor(lambda events: any(k == "activity" for k, _ in events))
-
-        states = [s[0]["state"] for s in reader.of("modelStatus")]
-        self.assertEqual(states[:3], ["stopped", "starting", "ready"])
-        progress = reader.of("loadProgress")
-        self.assertEqual(progress[0]["phase"], "starting")
-        self.assertEqual(progress[-1]["phase"], "ready")
-        self.assertGreaterEqual(len(progress), 3, progress)
-        self.assertGreaterEqual(progress[-1]["elapsed_ms"], 2000)
-        self.assertEqual(progress[-1]["progress"], 1.0)
-        operations = [e["operation"] for e in reader.of("inflight")[1:]]
-        self.assertEqual(operations[-1], "remove")
-        self.assertIn("upsert", operations)
-        phases = [e["request"]["phase"] for e in reader.of("inflight") if "request" in e]
-        self.assertIn("loading", phases)
-        [row] = (await activity(running))["data"]
-        self.assertEqual(reader.of("activity"), [{"id": row["id"]}])
-        self.assertGreaterEqual(row["queue_ms"], 2000)
-        self.assertGreaterEqual(row["ttfb_ms"], row["queue_ms"])
-
-        # A second client learns how long a load of "a" takes.
-        await running.post("/api/models/unload")
-        second = await openEvents(self, running)
-        chat = Deferred.fromCoroutine(running.chat("a"))
-        await second.waitFor(lambda events: any(k == "loadProgress" for k, _ in events))
-        expected = second.of("loadProgress")[0]["expected_ms"]
-        self.assertEqual(expected, progress[-1]["elapsed_ms"])
-        await chat
 
     async def test_activityCapturesStats(self) -> None:
         """
@@ -552,66 +539,6 @@ models:
         self.assertEqual(sum(stats["gen_histogram"]["bins"]), 3)
         self.assertGreater(messages["tokens"]["tokens_per_second"], 0)
         self.assertEqual(messages["tokens"]["prompt_per_second"], -1)
-
-    async def test_unknownModelRow(self) -> None:
-        """
-        A request for an unknown model gets a 404 row with the message.
-        """
-        running = await startLlamaSwap(self, demoMacros() + "models:\n  a:\n    cmd: ${demo}\n")
-        status, body = await running.chat("nope")
-        self.assertEqual(status, 404)
-        [row] = await waitForRows(running, 1)
-        self.assertEqual((row["model"], row["resp_status_code"]), ("nope", 404))
-        self.assertEqual(row["error_msg"], body["error"]["message"])
-
-    async def test_upstreamPassthroughRow(self) -> None:
-        """
-        A request through C{/upstream/<model>/...} is recorded too, with its
-        model and the path the upstream saw, and its tokens.
-        """
-        running = await startLlamaSwap(self, demoMacros() + "models:\n  a:\n    cmd: ${demo}\n")
-        response = await running.post(
-            "/upstream/a/v1/chat/completions",
-            json={"model": "a", "messages": [{"role": "user", "content": "hi"}]},
-        )
-        self.assertEqual(response.code, 200, await response.text())
-        body = await response.json()
-        [row] = await waitForRows(running, 1)
-        self.assertEqual((row["model"], row["resp_status_code"]), ("a", 200))
-        self.assertEqual(row["req_path"], "/v1/chat/completions")
-        self.assertEqual(row["tokens"]["output_tokens"], body["usage"]["completion_tokens"])
-
-    async def test_cancelInflight(self) -> None:
-        """
-        C{POST /api/inflight/<id>/cancel} stops a streaming request: the
-        client's stream breaks and the row says so; unknown IDs are 404.
-        """
-        running = await startLlamaSwap(self, demoMacros() + """
-models:
-  a:
-    cmd: ${demo} --tokens 2000 --token-delay 0.02
-""")
-        response = await running.post(
-            CHAT,
-            json={"model": "a", "stream": True, "messages": [{"role": "user", "content": "go"}]},
-            unbuffered=True,
-        )
-        self.assertEqual(response.code, 200)
-        body = treq.collect(response, lambda data: None)
-        tracker = running.app.tracker  # type: ignore[attr-defined]
-        await poll(lambda: any(t.respBytes for t in tracker.inflight.values()), 20,
-                   "bytes streamed")
-        [id] = list(tracker.inflight)
-        missing = await running.post("/api/inflight/999/cancel")
-        self.assertEqual(missing.code, 404)
-        self.assertEqual((await missing.json())["error"]["message"], "inflight request not found")
-        cancelled = await running.post(f"/api/inflight/{id}/cancel")
-        self.assertEqual(await cancelled.json(), {"msg": "ok"})
-        with self.assertRaises(ResponseFailed):
-            await body
-        [row] = await waitForRows(running, 1)
-        self.assertEqual(row["error_msg"], "client disconnected during the response")
-        self.assertEqual(tracker.inflight, {})
 
     async def test_storeSurvivesRestart(self) -> None:
         """

@@ -35,6 +35,7 @@ from llamaswap.web.mux import Mux
 
 from ..harness import demoMacros, startLlamaSwap
 from .helpers import Client, ParsedResponse
+from .inmemory import InMemoryLlamaSwap
 
 NOW = 1_760_000_000
 
@@ -867,7 +868,8 @@ class MiscTests(SynchronousTestCase):
 
 class EndToEndTests(TestCase):
     """
-    The management routes of a whole llamaswap with demo upstreams.
+    The management routes of a whole llamaswap with demo upstreams: real
+    processes loaded and stopped (the rest is in memory).
     """
 
     timeout = 60
@@ -923,37 +925,39 @@ models:
         statuses = {r["id"]: r["status"]["value"] for r in (await response.json())["data"]}
         self.assertEqual(statuses, {"a": "unloaded", "b": "unloaded"})
 
-    async def test_apiKeys(self) -> None:
+
+class InMemoryEndToEndTests(SynchronousTestCase):
+    """
+    The management routes over the whole site, in memory.
+    """
+
+    def test_apiKeys(self) -> None:
         """
         With API keys the management routes need one, the health check does
         not, and every accepted form of the key works.
         """
-        running = await startLlamaSwap(
-            self,
-            demoMacros()
-            + """
+        app = InMemoryLlamaSwap(self, """
 apiKeys: [sesame]
 models:
   a:
-    cmd: ${demo}
-""",
-        )
-        response = await running.get("/v1/models")
-        self.assertEqual(response.code, 401)
+    cmd: x
+    proxy: http://127.0.0.1:9001
+""")
+        answer = app.send("GET", "/v1/models")
+        self.assertEqual(answer.code, 401)
         self.assertEqual(
-            response.headers.getRawHeaders("www-authenticate"), ['Basic realm="llamaswap"']
+            answer.headers.getRawHeaders("www-authenticate"), ['Basic realm="llamaswap"']
         )
-        await response.text()
-        response = await running.get("/health")
-        self.assertEqual((response.code, await response.text()), (200, "OK"))
+        answer = app.send("GET", "/health")
+        self.assertEqual((answer.code, answer.body), (200, b"OK"))
         for kw in (
             {"headers": {"Authorization": "Bearer sesame"}},
             {"headers": {"x-api-key": "sesame"}},
             {"auth": ("anyone", "sesame")},
         ):
-            response = await running.get("/v1/models", **kw)
-            self.assertEqual(response.code, 200, kw)
-            self.assertEqual([r["id"] for r in (await response.json())["data"]], ["a"])
+            answer = app.send("GET", "/v1/models", **kw)
+            self.assertEqual(answer.code, 200, kw)
+            self.assertEqual([r["id"] for r in answer.json()["data"]], ["a"])
 
 
 def _alive(pid: int) -> bool:

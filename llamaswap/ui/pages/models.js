@@ -8,6 +8,7 @@ import { request, sendJSON, url } from '../lib/api.js';
 import { Card, Note, Progress, StateDot, Toggle, useTicker } from '../lib/components.js';
 import { fmtMs } from '../lib/format.js';
 import { redactCommand } from '../lib/redact.js';
+import { useProfiles } from '../lib/profiles.js';
 
 /** Start a model: any request through /upstream/<id>/ loads it. */
 export async function loadModel(id) {
@@ -109,18 +110,8 @@ function ModelRow({ model }) {
 }
 
 function ProfilesCard() {
-  const profiles = useStore(live, (s) => s.profiles);
-  const activeProfile = useStore(live, (s) => s.activeProfile);
-  const [error, setError] = useState('');
+  const { profiles, activeProfile, error, activate } = useProfiles();
   if (!profiles.length) return null;
-  const activate = async (name) => {
-    setError('');
-    try {
-      await sendJSON('PUT', 'api/profiles/active', { name });
-    } catch (e) {
-      setError(e.message);
-    }
-  };
   return html`<${Card} title="Profiles">
     <ul class="plain-list">
       ${profiles.map((p) => html`<li class=${p.id === activeProfile ? 'selected' : ''}>
