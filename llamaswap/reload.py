@@ -37,6 +37,7 @@ from .config.errors import ConfigError
 from .config.load import LoadedConfig, loadConfig
 from .config.model import Config
 from .httperrors import envelope
+from .modelswatch import FolderSource, ModelsWatcher
 from .reloadsignal import ReloadSignalService
 from .watch import ConfigWatcher
 
@@ -76,7 +77,8 @@ class ReloadResult:
     """
     The outcome of one reload.
 
-    @ivar trigger: what asked for it (C{"sighup"}, C{"watch"}, C{"api"}).
+    @ivar trigger: what asked for it (C{"sighup"}, C{"watch"}, C{"api"},
+        C{"models-dir"}).
     @ivar config: the configuration now current (the old one on failure).
     @ivar diff: what changed; L{None} when the reload failed.
     @ivar errors: C{file:line: key path: message} of each problem that
@@ -295,13 +297,29 @@ def reloadTriggers(
     configPath: str | None,
     configDir: str | None,
     watch: bool,
+    modelsFolder: FolderSource | None = None,
 ) -> list[IService]:
     """
-    The services that call C{reloader}: SIGHUP always, and with
-    C{--watch-config} a L{ConfigWatcher} on the configuration files
+    The services that call C{reloader}: SIGHUP always, with
+    C{--watch-config} a L{ConfigWatcher} on the configuration files, and
+    with C{modelsFolder} a L{ModelsWatcher} on the current models folder
     (inotify on Linux, polling elsewhere).
+
+    @param modelsFolder: returns the models folder to watch now (L{None}
+        when there is none or C{modelsDir.watch} is false); a models
+        folder is live without C{--watch-config}.
     """
+    inotifyReactor = reactor if sys.platform.startswith("linux") else None
     services: list[IService] = [ReloadSignalService(reactor, lambda: reloader.reload("sighup"))]
+    if modelsFolder is not None:
+        services.append(
+            ModelsWatcher(
+                modelsFolder,
+                lambda paths: reloader.reload("models-dir"),
+                reactor,
+                inotifyReactor=inotifyReactor,
+            )
+        )
     if watch:
         services.append(
             ConfigWatcher(
@@ -309,7 +327,7 @@ def reloadTriggers(
                 lambda paths: reloader.reload("watch"),
                 reactor,
                 configDirs=[configDir] if configDir else [],
-                inotifyReactor=reactor if sys.platform.startswith("linux") else None,
+                inotifyReactor=inotifyReactor,
             )
         )
     return services

@@ -154,6 +154,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     from .app import LlamaSwap
     from .drain import RequestTracker
+    from .modelswatch import watchedModelsFolder
     from .reload import reloadTriggers
     from .shutdown import DrainService, GracefulExit, OrderedShutdown
 
@@ -176,7 +177,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     GracefulExit(reactor).setServiceParent(root)
     # Added last, stopped first: no reload once a shutdown has begun.
     for trigger in reloadTriggers(
-        app.reloader, reactor, options["config"], options["config-dir"], options["watch-config"]
+        app.reloader,
+        reactor,
+        options["config"],
+        options["config-dir"],
+        options["watch-config"],
+        modelsFolder=lambda: watchedModelsFolder(app.configHolder.value),
     ):
         trigger.setServiceParent(root)
     return root

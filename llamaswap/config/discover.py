@@ -148,14 +148,14 @@ def listGGUF(root: str) -> list[str]:
 
 
 def _decode(value: Any, override: str | None, problems: Problems) -> ModelsDirConfig | None:
-    path, cmd = override, DEFAULT_MODELS_DIR_CMD
+    path, cmd, watch = override, DEFAULT_MODELS_DIR_CMD, True
     if isinstance(value, str):
         path = path or value
     elif isinstance(value, Mapping):
         for key in value:
             if str(key) not in MODELS_DIR_KEYS:
                 problems.warn(
-                    f"unknown key {str(key)!r} (valid: path, cmd)", ("modelsDir", str(key))
+                    f"unknown key {str(key)!r} (valid: path, cmd, watch)", ("modelsDir", str(key))
                 )
         if value.get("path") is not None and not isinstance(value["path"], str):
             problems.error("must be a directory path", ("modelsDir", "path"))
@@ -166,13 +166,18 @@ def _decode(value: Any, override: str | None, problems: Problems) -> ModelsDirCo
                 problems.error("must be a command line", ("modelsDir", "cmd"))
             else:
                 cmd = value["cmd"]
+        if value.get("watch") is not None:
+            if not isinstance(value["watch"], bool):
+                problems.error("must be true or false", ("modelsDir", "watch"))
+            else:
+                watch = value["watch"]
     elif value is not None:
         problems.error("must be a directory path or a mapping with path and cmd", ("modelsDir",))
     if not path:
         if value is not None:
             problems.error("needs a path", ("modelsDir",))
         return None
-    return ModelsDirConfig(path=os.path.expanduser(path), cmd=cmd)
+    return ModelsDirConfig(path=os.path.expanduser(path), cmd=cmd, watch=watch)
 
 
 def applyModelsDir(

@@ -107,7 +107,7 @@ UI_ACTIVITY_KEYS = frozenset({"session_id"})
 PERFORMANCE_KEYS = frozenset({"disabled", "every"})
 UPSTREAM_KEYS = frozenset({"ignorePaths"})
 REQUEST_TTL_KEYS = frozenset({"enabled", "max"})
-MODELS_DIR_KEYS = frozenset({"path", "cmd"})
+MODELS_DIR_KEYS = frozenset({"path", "cmd", "watch"})
 API_KEY_KEYS = frozenset({"key", "name", "scopes", "models", "concurrencyLimit"})
 AUTH_KEYS = frozenset({"sessionSecret", "sessionTTL"})
 

@@ -541,10 +541,14 @@ class ModelsDirConfig:
     """
     A folder of C{*.gguf} models served without configuration
     (C{modelsDir}, C{--models-dir}).
+
+    @ivar watch: whether files added to or removed from the folder are
+        noticed without a restart (L{llamaswap.modelswatch}).
     """
 
     path: str
     cmd: str = DEFAULT_MODELS_DIR_CMD
+    watch: bool = True
 
 
 #: The scopes a key may hold (see L{APIKey}).
