@@ -9,13 +9,22 @@ import os
 from typing import Any, Mapping
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from llamaswap.config.diff import ConfigDiff
 from llamaswap.config.load import LoadedConfig, loadConfigText
 from llamaswap.config.model import Config
 from llamaswap.holder import Holder
-from llamaswap.reload import Reloader, ReloadResult, fileLoader, httpAnswer
+from llamaswap.modelswatch import ModelsWatcher
+from llamaswap.reload import (
+    Reloader,
+    ReloadResult,
+    fileLoader,
+    httpAnswer,
+    reloadTriggers,
+)
+from llamaswap.watch import ConfigWatcher
 
 GOOD = """startPort: 7100
 models:
@@ -317,3 +326,34 @@ class FileLoaderTests(SynchronousTestCase):
         loaded = load({"a": 9000})
         self.assertEqual(sorted(loaded.config.models), ["a", "b", "one", "two"])
         self.assertIn(os.path.join(folder, "two.gguf"), loaded.config.models["two"].cmd)
+
+
+class ReloadTriggersTests(SynchronousTestCase):
+    """
+    L{reloadTriggers}: which services call the reloader.
+    """
+
+    def test_modelsFolderWithoutWatchConfig(self) -> None:
+        """
+        A models folder is watched without C{--watch-config}; a change in it
+        reloads with the trigger C{models-dir}.
+        """
+        clock = Clock()
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        reloads: list[str] = []
+        reloader: Any = type("R", (), {"reload": lambda self, trigger: reloads.append(trigger)})()
+        services = reloadTriggers(reloader, clock, None, None, False, lambda: folder)
+        [watcher] = [s for s in services if isinstance(s, ModelsWatcher)]
+        self.assertFalse([s for s in services if type(s) is ConfigWatcher])
+        self.assertEqual(watcher.folder(), folder)
+        watcher.callback(("x.gguf",))
+        self.assertEqual(reloads, ["models-dir"])
+
+    def test_noModelsFolder(self) -> None:
+        """
+        Without a models folder source there is no models watcher.
+        """
+        reloader: Any = object()
+        services = reloadTriggers(reloader, Clock(), None, None, False)
+        self.assertFalse([s for s in services if isinstance(s, ModelsWatcher)])

@@ -174,3 +174,21 @@ class FolderTests(SynchronousTestCase):
             loadConfig(None, None, self.environ, modelsDir=os.path.join(self.root, "nope"))
         self.assertIn("modelsDir", str(caught.exception))
         self.assertIn("not a directory", str(caught.exception))
+
+    def test_watchSetting(self) -> None:
+        """
+        C{modelsDir.watch} (default true) says whether the folder is
+        watched; anything but a boolean is an error naming the key.
+        """
+        config = loadConfigText(f"modelsDir: {self.root}\n", "c.yaml", self.environ).config
+        assert config.modelsDir is not None
+        self.assertTrue(config.modelsDir.watch)
+        text = f"modelsDir: {{path: {self.root}, watch: false}}\n"
+        config = loadConfigText(text, "c.yaml", self.environ).config
+        assert config.modelsDir is not None
+        self.assertFalse(config.modelsDir.watch)
+        with self.assertRaises(ConfigError) as caught:
+            loadConfigText(
+                f"modelsDir: {{path: {self.root}, watch: sometimes}}\n", "c.yaml", self.environ
+            )
+        self.assertIn("modelsDir.watch: must be true or false", str(caught.exception))
