@@ -243,11 +243,14 @@ def runningRecords(
 ) -> list[dict[str, Any]]:
     """
     The C{running} list of C{GET /running}: one entry per local upstream
-    that is not stopped, sorted by model.
+    that is not stopped, sorted by model.  A model a reload removed is
+    left out while its upstream is still stopping.
     """
     entries = []
     for modelID, state in sorted(running, key=lambda item: item[0]):
-        model = config.models[modelID]
+        model = config.models.get(modelID)
+        if model is None:
+            continue
         entries.append(
             {
                 "model": modelID,

@@ -594,6 +594,17 @@ class RunningTests(SynchronousTestCase):
             },
         )
 
+    def test_removedModelStopping(self) -> None:
+        """
+        A model a reload removed (e.g. its file left a models folder) whose
+        upstream is still stopping is left out, not a 500.
+        """
+        served = Served(load(RUNNING))
+        served.app.router.states = {"gone": State.STOPPING, "m3": State.READY}
+        status, body = served.json(b"GET", b"/running")
+        self.assertEqual(status, 200)
+        self.assertEqual([e["model"] for e in body["running"]], ["m3"])
+
     def test_nothingRunning(self) -> None:
         """
         Always an array.
