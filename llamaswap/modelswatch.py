@@ -33,7 +33,6 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from .config.discover import listGGUF
@@ -43,6 +42,7 @@ from .watch import (
     DEFAULT_MAX_DELAY,
     ConfigWatcher,
     Entry,
+    Snapshot,
     changedPaths,
 )
 
@@ -119,6 +119,8 @@ class ModelsWatcher(ConfigWatcher):
     folder were added, removed, renamed or rewritten, and are stable.
     """
 
+    what = "models folder"
+
     def __init__(
         self,
         folder: FolderSource,
@@ -179,15 +181,12 @@ class ModelsWatcher(ConfigWatcher):
         if relevantName(name):
             self.poke()
 
-    def _settle(self) -> None:
-        self._pending = None
-        self._burstStart = None
-        try:
-            self._syncWatches()
-        except Exception:
-            self.log.failure("updating the inotify watches failed")
-        snapshot = self._scan()
-        self._polled = snapshot
+    def _report(self, snapshot: Snapshot) -> None:
+        """
+        Report the changes of stable files only: a file seen changing less
+        than C{settle} seconds ago keeps its last reported state until a
+        recheck finds it unchanged.
+        """
         now = self.clock.seconds()
         # A file that appears with the size and mtime of one that just
         # disappeared was renamed (renames keep the mtime): it is complete.
@@ -210,14 +209,7 @@ class ModelsWatcher(ConfigWatcher):
                     del stable[path]
         if settling:
             self._scheduleRecheck(max(since[p][1] for p in settling) + self.settle - now)
-        changed = changedPaths(self._reported, stable)
-        if not changed:
-            return
-        self._reported = stable
-        self.log.info("models folder changed: {paths}", paths=", ".join(changed))
-        maybeDeferred(self.callback, changed).addErrback(
-            lambda f: self.log.failure("reacting to a models folder change failed", f)
-        )
+        super()._report(stable)
 
     def _scheduleRecheck(self, delay: float) -> None:
         """

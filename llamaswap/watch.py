@@ -223,6 +223,8 @@ class ConfigWatcher(Service):
     """
 
     log = Logger()
+    #: What is watched, for the log.
+    what = "configuration"
 
     def __init__(
         self,
@@ -346,12 +348,19 @@ class ConfigWatcher(Service):
         except Exception:
             self.log.failure("updating the inotify watches failed")
         snapshot = self._scan()
-        changed = changedPaths(self._reported, snapshot)
         self._polled = snapshot
+        self._report(snapshot)
+
+    def _report(self, snapshot: Snapshot) -> None:
+        """
+        Report what differs between the last reported scan and
+        C{snapshot}, if anything, and make C{snapshot} the reported one.
+        """
+        changed = changedPaths(self._reported, snapshot)
         if not changed:
             return
         self._reported = snapshot
-        self.log.info("configuration changed: {paths}", paths=", ".join(changed))
+        self.log.info("{what} changed: {paths}", what=self.what, paths=", ".join(changed))
         maybeDeferred(self.callback, changed).addErrback(
-            lambda f: self.log.failure("reacting to a configuration change failed", f)
+            lambda f: self.log.failure("reacting to a change failed", f)
         )

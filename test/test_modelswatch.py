@@ -10,7 +10,7 @@ import shutil
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -280,10 +280,10 @@ class InotifyTests(TestCase):
     def setUp(self) -> None:
         self.root = os.path.abspath(self.mktemp())
         os.makedirs(self.root)
-        self.waiting: Deferred[tuple[str, ...]] | None = None
+        self.reports: DeferredQueue[tuple[str, ...]] = DeferredQueue()
         watcher = ModelsWatcher(
             lambda: self.root,
-            self.changed,
+            self.reports.put,
             reactor,
             settle=0.2,
             debounce=0.05,
@@ -294,17 +294,11 @@ class InotifyTests(TestCase):
         self.addCleanup(watcher.stopService)
         self.assertTrue(watcher.usingInotify)
 
-    def changed(self, paths: tuple[str, ...]) -> None:
-        if self.waiting is not None:
-            waiting, self.waiting = self.waiting, None
-            waiting.callback(paths)
-
     def next(self) -> Deferred[Any]:
         """
         Fires with the next report, or fails after 10 seconds.
         """
-        self.waiting = Deferred()
-        return self.waiting.addTimeout(10, reactor)
+        return self.reports.get().addTimeout(10, reactor)
 
     async def test_addRenameDelete(self) -> None:
         """
@@ -323,6 +317,7 @@ class InotifyTests(TestCase):
         waiting = self.next()
         shutil.rmtree(os.path.join(self.root, "sub"))
         self.assertEqual(await waiting, ("sub/deep/b.gguf",))
+        self.assertEqual(self.reports.pending, [])
 
     async def test_partialDownloadRenamed(self) -> None:
         """
