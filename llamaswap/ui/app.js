@@ -2,9 +2,10 @@
 import { html, render, useEffect, useState } from './lib/html.js';
 import { useStore, stored } from './lib/store.js';
 import { PAGES, router, href, parseHash } from './lib/router.js';
-import { live, connect, isLoaded } from './lib/live.js';
+import { live, connect, disconnect, isLoaded } from './lib/live.js';
 import { sendJSON } from './lib/api.js';
 import { StateDot } from './lib/components.js';
+import { LoginGate, signOut, useAllowed, needsScope } from './lib/login.js';
 import { ActivityPage } from './pages/activity.js';
 import { ModelsPage } from './pages/models.js';
 import { ModelPage } from './pages/model.js';
@@ -27,6 +28,7 @@ function ProfilePicker() {
   const profiles = useStore(live, (s) => s.profiles);
   const activeProfile = useStore(live, (s) => s.activeProfile);
   const [error, setError] = useState('');
+  const admin = useAllowed('admin');
   if (!profiles.length) return null;
   const change = async (e) => {
     setError('');
@@ -39,7 +41,8 @@ function ProfilePicker() {
   };
   return html`<label class="profile-picker">
     <span>Profile</span>
-    <select value=${activeProfile || ''} onChange=${change} aria-label="Active profile">
+    <select value=${activeProfile || ''} onChange=${change} aria-label="Active profile" disabled=${!admin}
+      title=${admin ? undefined : `Switching profiles ${needsScope('admin')}`}>
       <option value="">(none)</option>
       ${profiles.map((p) => html`<option value=${p.id}>${p.id}</option>`)}
     </select>
@@ -47,7 +50,17 @@ function ProfilePicker() {
   </label>`;
 }
 
-function Sidebar({ route, open, onNavigate }) {
+/** Who is signed in, and the way out (only with a session: keys configured). */
+function SessionBox({ session }) {
+  if (!session?.keysRequired || !session.authenticated) return null;
+  return html`<div class="session-box">
+    <span class="muted small">Signed in as <strong>${session.name || 'key'}</strong>
+      <span class="scopes">${(session.scopes || []).join(', ')}</span></span>
+    <button type="button" class="small" onClick=${signOut}>Sign out</button>
+  </div>`;
+}
+
+function Sidebar({ route, open, onNavigate, session }) {
   const connection = useStore(live, (s) => s.connection);
   const models = useStore(live, (s) => s.models);
   const local = models.filter((m) => !m.peerID && !m.unlisted);
@@ -70,6 +83,7 @@ function Sidebar({ route, open, onNavigate }) {
         </ul>`}
       </li>`)}
     </ul>
+    <${SessionBox} session=${session} />
   </nav>`;
 }
 
@@ -86,13 +100,18 @@ function Page({ route }) {
   }
 }
 
-function App() {
+function App({ session }) {
   const route = useStore(router);
   const connection = useStore(live, (s) => s.connection);
   const models = useStore(live, (s) => s.models);
   const [menu, setMenu] = useState(false);
   const [playgroundSeen, setPlaygroundSeen] = useState(route.page === 'playground');
   const label = PAGES.find((p) => p.id === route.page)?.label || 'Activity';
+
+  useEffect(() => {
+    connect();
+    return disconnect;
+  }, []);
 
   useEffect(() => {
     if (route.page === 'playground') setPlaygroundSeen(true);
@@ -108,7 +127,7 @@ function App() {
 
   return html`<div class="frame">
     <a class="skip" href="#main" onClick=${(e) => { e.preventDefault(); document.getElementById('main').focus(); }}>Skip to content</a>
-    <${Sidebar} route=${route} open=${menu} onNavigate=${() => setMenu(false)} />
+    <${Sidebar} route=${route} open=${menu} onNavigate=${() => setMenu(false)} session=${session} />
     <div class="content">
       <header class="topbar">
         <button type="button" class="icon menu-button" aria-label="Menu" aria-expanded=${menu ? 'true' : 'false'}
@@ -129,7 +148,6 @@ function App() {
 }
 
 applyTheme(stored('theme', 'system'));
-connect();
 const root = document.getElementById('app');
 root.textContent = '';
-render(html`<${App} />`, root);
+render(html`<${LoginGate}>${(session) => html`<${App} session=${session} />`}</${LoginGate}>`, root);

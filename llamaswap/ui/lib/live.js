@@ -134,7 +134,23 @@ export function connect() {
     live.set({ connection: 'closed' });
     timer = setTimeout(connect, retry);
     retry = Math.min(retry * 2, RETRY_MAX);
+    // An EventSource cannot tell a 401 from a dropped connection: ask
+    // whether the session ended (the login gate then shows its form).
+    getJSON('api/session').then((s) => {
+      if (s.keysRequired && !s.authenticated) window.dispatchEvent(new CustomEvent('llamaswap:unauthorized'));
+    }, () => {});
   };
+}
+
+/** Close the event stream (signed out); `connect()` opens it again. */
+export function disconnect() {
+  clearTimeout(timer);
+  retry = RETRY_FIRST;
+  if (source) {
+    source.close();
+    source = null;
+  }
+  live.set({ connection: 'closed' });
 }
 
 /** Whether a model's state counts as loaded (llama-swap's rule). */
