@@ -55,7 +55,7 @@ function SessionBox({ session }) {
   if (!session?.keysRequired || !session.authenticated) return null;
   return html`<div class="session-box">
     <span class="muted small">Signed in as <strong>${session.name || 'key'}</strong>
-      <span class="scopes">${(session.scopes || []).join(', ')}</span></span>
+      <span class="scopes">scopes: ${(session.scopes || []).join(', ') || 'none'}</span></span>
     <button type="button" class="small" onClick=${signOut}>Sign out</button>
   </div>`;
 }

@@ -2,6 +2,7 @@
 // it, reconnects with back-off, and keeps the state pages render from.
 import { Store } from './store.js';
 import { url, getJSON } from './api.js';
+import { allowed, session } from './login.js';
 
 const LOG_LIMIT = 100 * 1024;
 const RETRY_FIRST = 500;
@@ -42,7 +43,12 @@ function appendLog(text, chunk) {
 /** Re-read the model listing and profiles (after connect, reload, profile change). */
 export async function refreshListing() {
   try {
-    const [models, profiles] = await Promise.all([getJSON('v1/models'), getJSON('api/profiles')]);
+    // The listing is an inference route: a monitor-only key goes without.
+    const inference = allowed(session.state.current, 'inference');
+    const [models, profiles] = await Promise.all([
+      inference ? getJSON('v1/models') : { data: [] },
+      getJSON('api/profiles'),
+    ]);
     live.set({ listing: models.data || [], profiles: profiles.profiles || [], activeProfile: profiles.active ?? null });
   } catch {
     // the event stream's state shows the problem

@@ -23,7 +23,7 @@ export function ReloadSummary({ summary }) {
     ['Settings', list(summary.settings)], ['Needs a llamaswap restart', list(summary.needsRestart)],
   ].filter(([, v]) => v.length);
   return html`<div class="reload-summary" role="status">
-    <${Note}>Reloaded${summary.changed === false || (!rows.length && summary.changed === undefined) ? ': no changes' : ''}${summary.kept?.length ? ` · ${summary.kept.length} models kept running` : ''}.</${Note}>
+    <${Note}>Reloaded${summary.changed === false || (!rows.length && summary.changed === undefined) ? ': no changes' : ''}${summary.kept?.length ? ` · ${summary.kept.length} models unchanged` : ''}.</${Note}>
     ${rows.length > 0 && html`<dl class="facts">${rows.map(([k, v]) => html`<dt>${k}</dt><dd>${v.join(', ')}</dd>`)}</dl>`}
     ${summary.warnings?.length > 0 && html`<h3>Warnings</h3><ul>${summary.warnings.map((w) => html`<li>${w}</li>`)}</ul>`}
   </div>`;
@@ -53,7 +53,7 @@ export function ConfigPage() {
   const [busy, setBusy] = useState(false);
   const admin = useAllowed('admin');
   const load = () => getJSON('api/config').then((c) => { setConfig(c); setProblem(null); }, setProblem);
-  useEffect(() => { load(); }, []);
+  useEffect(() => { if (admin) load(); }, [admin]);
   const doReload = async () => {
     setBusy(true);
     setReload(null);
@@ -72,6 +72,8 @@ export function ConfigPage() {
       setBusy(false);
     }
   };
+  // A refused reload lists the file's errors already.
+  const refused = reload && !reload.ok && !reload.missing;
   const shown = config ? redactValue(config.config ?? config) : null;
   return html`<div class="page">
     <${Card} title="Configuration" actions=${html`${!admin && html`<span class="muted needs-scope">Reloading ${needsScope('admin')}</span>`}
@@ -80,11 +82,12 @@ export function ConfigPage() {
       ${reload?.ok && html`<${ReloadSummary} summary=${reload.body || {}} />`}
       ${reload?.missing && html`<${Note}>Reloading from the UI is not available on this llamaswap; send SIGHUP instead.</${Note}>`}
       ${reload && !reload.ok && !reload.missing && html`<${ReloadRefused} reload=${reload} />`}
+      ${!admin && html`<${Note}>Viewing the configuration ${needsScope('admin')}; your API key does not have it.</${Note}>`}
       ${problem && (problem.missing
         ? html`<${Note}>Viewing the effective configuration is not available on this llamaswap (no <code>/api/config</code>).</${Note}>`
         : html`<${Note} kind="error">${problem.message}</${Note}>`)}
-      ${config && html`${config.errors?.length > 0 && html`<${Note} kind="error">The configuration file on disk has ${config.errors.length} error${config.errors.length > 1 ? 's' : ''}; a reload would be refused. Shown below: the configuration running now.</${Note}>`}
-        <${Problems} errors=${config.errors} />
+      ${config && html`${config.errors?.length > 0 && !refused && html`<${Note} kind="error">The configuration file on disk has ${config.errors.length} error${config.errors.length > 1 ? 's' : ''}; a reload would be refused. Shown below: the configuration running now.</${Note}>
+        <${Problems} errors=${config.errors} />`}
         ${!reload && html`<${LastReload} last=${config.lastReload} />`}
         ${(config.path || config.dir) && html`<p class="muted small">${config.path && html`File: <code>${config.path}</code>`}${config.dir && html` · directory: <code>${config.dir}</code>`}</p>`}
         <pre class="code-block config">${typeof shown === 'string' ? shown : JSON.stringify(shown, null, 2)}</pre>`}
