@@ -2,10 +2,9 @@
 import { html, render, useEffect, useState } from './lib/html.js';
 import { useStore, stored } from './lib/store.js';
 import { PAGES, router, href, parseHash } from './lib/router.js';
-import { live, connect, disconnect, isLoaded } from './lib/live.js';
+import { live, connect, isLoaded } from './lib/live.js';
 import { sendJSON } from './lib/api.js';
 import { StateDot } from './lib/components.js';
-import { LoginGate, signOut, useAllowed, needsScope } from './lib/login.js';
 import { ActivityPage } from './pages/activity.js';
 import { ModelsPage } from './pages/models.js';
 import { ModelPage } from './pages/model.js';
@@ -15,6 +14,8 @@ import { PerformancePage } from './pages/performance.js';
 import { HardwarePage } from './pages/hardware.js';
 import { ConfigPage } from './pages/config.js';
 import { SettingsPage, applyTheme } from './pages/settings.js';
+import { LoginGate, signOut } from './lib/login.js';
+import { ScopeGate } from './lib/session.js';
 
 // Opened as /ui/models (a path, not a hash)? Move the path into the hash.
 const base = new URL('./', import.meta.url);
@@ -28,7 +29,6 @@ function ProfilePicker() {
   const profiles = useStore(live, (s) => s.profiles);
   const activeProfile = useStore(live, (s) => s.activeProfile);
   const [error, setError] = useState('');
-  const admin = useAllowed('admin');
   if (!profiles.length) return null;
   const change = async (e) => {
     setError('');
@@ -41,8 +41,7 @@ function ProfilePicker() {
   };
   return html`<label class="profile-picker">
     <span>Profile</span>
-    <select value=${activeProfile || ''} onChange=${change} aria-label="Active profile" disabled=${!admin}
-      title=${admin ? undefined : `Switching profiles ${needsScope('admin')}`}>
+    <select value=${activeProfile || ''} onChange=${change} aria-label="Active profile">
       <option value="">(none)</option>
       ${profiles.map((p) => html`<option value=${p.id}>${p.id}</option>`)}
     </select>
@@ -108,10 +107,8 @@ function App({ session }) {
   const [playgroundSeen, setPlaygroundSeen] = useState(route.page === 'playground');
   const label = PAGES.find((p) => p.id === route.page)?.label || 'Activity';
 
-  useEffect(() => {
-    connect();
-    return disconnect;
-  }, []);
+  // Opened once signed in (the login gate closes it on sign-out).
+  useEffect(() => { connect(); }, []);
 
   useEffect(() => {
     if (route.page === 'playground') setPlaygroundSeen(true);
@@ -137,7 +134,7 @@ function App({ session }) {
           ${route.rest && html`<li aria-current="page">${route.rest}</li>`}
         </ol>
         ${connection !== 'open' && html`<span class="badge badge-warn" role="status">${connection === 'connecting' ? 'connecting…' : 'offline, reconnecting'}</span>`}
-        <${ProfilePicker} />
+        <${ScopeGate} scope="admin" what="Switching profiles" quiet><${ProfilePicker} /></${ScopeGate}>
       </header>
       <main id="main" tabindex="-1">
         <${Page} route=${route} />

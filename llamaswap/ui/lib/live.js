@@ -2,7 +2,7 @@
 // it, reconnects with back-off, and keeps the state pages render from.
 import { Store } from './store.js';
 import { url, getJSON } from './api.js';
-import { allowed, session } from './login.js';
+import { allowed, session } from './session.js';
 
 const LOG_LIMIT = 100 * 1024;
 const RETRY_FIRST = 500;

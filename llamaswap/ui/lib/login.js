@@ -5,11 +5,10 @@
 // same-origin fetch() and the EventSource carry.
 import { html, useEffect, useState } from './html.js';
 import { getJSON, sendJSON, HTTPError } from './api.js';
-import { Store, useStore } from './store.js';
+import { useStore } from './store.js';
+import { disconnect } from './live.js';
+import { session } from './session.js';
 import { Card } from './components.js';
-
-/** The current session: {authenticated, name, scopes, keysRequired}, or null before it is known. */
-export const session = new Store({ current: null });
 
 /** {authenticated, name, scopes, keysRequired}; no keys when the server predates sessions. */
 export async function getSession() {
@@ -25,21 +24,6 @@ export async function getSession() {
 
 export const login = (key) => sendJSON('POST', 'api/login', { key });
 export const logout = () => sendJSON('POST', 'api/logout', {});
-
-/** Whether the session holds `scope` (admin includes monitor). */
-export function allowed(current, scope) {
-  return !current?.keysRequired || (current.scopes || []).includes(scope);
-}
-
-/** Whether the signed-in key holds `scope` (re-renders when the session changes). */
-export function useAllowed(scope) {
-  return useStore(session, (s) => allowed(s.current, scope));
-}
-
-/** Why a button is disabled for want of `scope` (its title and visible hint). */
-export function needsScope(scope) {
-  return `needs the ${scope} scope`;
-}
 
 /** The login form; `onLogin(session)` once a key was accepted. */
 export function LoginForm({ onLogin }) {
@@ -85,6 +69,8 @@ export function LoginGate({ children }) {
   const current = useStore(session, (s) => s.current);
   const [error, setError] = useState('');
   const set = (value) => session.set({ current: value });
+  const signedOut = current?.keysRequired && !current.authenticated;
+  useEffect(() => { if (signedOut) disconnect(); }, [signedOut]);
   const refresh = () => getSession().then((value) => { setError(''); set(value); }, (e) => setError(e.message));
   useEffect(() => {
     refresh();
@@ -96,13 +82,13 @@ export function LoginGate({ children }) {
       <button type="button" onClick=${refresh}>Try again</button></main>`;
   }
   if (!current) return null;
-  if (current.keysRequired && !current.authenticated) {
+  if (signedOut) {
     return html`<${LoginForm} onLogin=${set} />`;
   }
   return children(current);
 }
 
-/** Sign out: the cookie is cleared, the login form shown. */
+/** Sign out: the cookie is cleared, the event stream closed, the login form shown. */
 export async function signOut() {
   try {
     await logout();

@@ -4,7 +4,7 @@ import { useStore, stored, remember } from '../lib/store.js';
 import { live } from '../lib/live.js';
 import { href } from '../lib/router.js';
 import { getJSON, sendJSON } from '../lib/api.js';
-import { useAllowed, needsScope } from '../lib/login.js';
+import { useAllowed, needsScope, ScopeGate } from '../lib/session.js';
 import { Card, CopyButton, Dialog, Note, Tabs, useTicker } from '../lib/components.js';
 import { Histogram } from '../lib/charts.js';
 import { fmtBytes, fmtInt, fmtMs, fmtRate, fmtDateTime } from '../lib/format.js';

@@ -3,7 +3,7 @@
 // Server side: llamaswap/web/configapi.py (GET api/config, POST api/config/reload).
 import { html, useEffect, useState } from '../lib/html.js';
 import { getJSON, errorMessage, refusal, url, SCRIPT_HEADERS } from '../lib/api.js';
-import { useAllowed, needsScope } from '../lib/login.js';
+import { useAllowed, needsScope, ScopeGate } from '../lib/session.js';
 import { redactValue } from '../lib/redact.js';
 import { Card, Note } from '../lib/components.js';
 

@@ -4,10 +4,10 @@ import { html, useState } from '../lib/html.js';
 import { useStore, stored, remember } from '../lib/store.js';
 import { live, isLoaded } from '../lib/live.js';
 import { href } from '../lib/router.js';
+import { useAllowed, needsScope, ScopeGate } from '../lib/session.js';
 import { request, sendJSON, url } from '../lib/api.js';
 import { Card, Note, Progress, StateDot, Toggle, useTicker } from '../lib/components.js';
 import { fmtMs } from '../lib/format.js';
-import { useAllowed, needsScope } from '../lib/login.js';
 import { redactCommand } from '../lib/redact.js';
 
 /** Start a model: any request through /upstream/<id>/ loads it. */
@@ -119,7 +119,6 @@ function ProfilesCard() {
   const profiles = useStore(live, (s) => s.profiles);
   const activeProfile = useStore(live, (s) => s.activeProfile);
   const [error, setError] = useState('');
-  const admin = useAllowed('admin');
   if (!profiles.length) return null;
   const activate = async (name) => {
     setError('');
@@ -135,12 +134,10 @@ function ProfilesCard() {
         <div><strong>${p.id}</strong>${p.id === activeProfile && html` <span class="tag">active</span>`}
           ${p.description && html`<span class="muted"> — ${p.description}</span>`}</div>
         <div class="muted small">${Object.entries(p.pins || {}).map(([k, v]) => `${k} → ${v || '(disabled)'}`).join(' · ')}</div>
-        <button type="button" class="small" onClick=${() => activate(p.id === activeProfile ? null : p.id)}
-          disabled=${!admin} title=${admin ? undefined : needsScope('admin')}>
+        <button type="button" class="small" onClick=${() => activate(p.id === activeProfile ? null : p.id)}>
           ${p.id === activeProfile ? 'Deactivate' : 'Activate'}</button>
       </li>`)}
     </ul>
-    ${!admin && html`<p class="muted small">Switching profiles ${needsScope('admin')}.</p>`}
     ${error && html`<${Note} kind="error">${error}</${Note}>`}
   </${Card}>`;
 }
@@ -202,7 +199,7 @@ export function ModelsPage() {
       <ul class="model-list">${shown.map((m) => html`<${ModelRow} key=${m.id} model=${m} />`)}</ul>
     </${Card}>
     <div class="grid-2">
-      <${ProfilesCard} />
+      <${ScopeGate} scope="admin" what="Switching profiles"><${ProfilesCard} /></${ScopeGate}>
       <${SelectorsCard} />
       <${PeersCard} peers=${peers} />
     </div>
