@@ -457,7 +457,7 @@ class LoginTests(TestCase):
         cookie; signing out brings the form back.  A monitor-only key sees
         the activity but the buttons needing other scopes say so.
         """
-        server = await startServer(self, MODELS, KEYS)
+        server = await startServer(self, MODELS, KEYS + PROFILES)
         page = await server.get("/ui/")
         self.assertEqual(page.code, 200)
         await page.content()
@@ -511,6 +511,10 @@ class LoginTests(TestCase):
             self.assertTrue(slow.get_by_role("button", name="Load demo-slow", exact=True).is_disabled())
             self.assertIn("needs the inference scope", slow.inner_text())
             self.assertTrue(page.get_by_role("button", name="Unload all").is_disabled())
+            profiles = page.locator(".scope-gate", has_text="Profiles")
+            self.assertTrue(profiles.get_by_role("button", name="Activate").is_disabled())
+            self.assertIn("Switching profiles needs the admin scope.", profiles.inner_text())
+            self.assertTrue(page.get_by_label("Active profile").is_disabled())
             b.shot("monitor-key-models")
             page.goto(url + "/ui/#/config")
             self.assertTrue(page.get_by_role("button", name="Reload from disk").is_disabled())
