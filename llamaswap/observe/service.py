@@ -111,9 +111,7 @@ class ObservabilityService(Service):
         )
         self._followLogs()
         self._unsubscribe.append(self.activeProfile.addObserver(self._profileChanged))
-        self._unsubscribe.append(
-            self.configHolder.addObserver(lambda old, new: self._configureMemory(new))
-        )
+        self._unsubscribe.append(self.configHolder.addObserver(self._configChanged))
         addObserver = getattr(self.supervisors, "addObserver", None)
         if addObserver is not None:  # an Upstreams registry: a reload changes it
             self._unsubscribe.append(addObserver(self.loads.replaced))
@@ -246,6 +244,15 @@ class ObservabilityService(Service):
         The logs the event stream carries: the proxy's and the upstreams'.
         """
         return [] if self.logs is None else [self.logs.proxy, self.logs.upstream]
+
+    def _configChanged(self, old: Config, new: Config) -> None:
+        """
+        A reload: the memory gauges follow, and event stream clients get
+        the new model list (models added or removed change no state, so
+        the load watcher would not tell them).
+        """
+        self._configureMemory(new)
+        self._publishStatus("modelStatus", self.modelStatus())
 
     def _profileChanged(self, old: str | None, new: str | None) -> None:
         self.events.publish("profileChanged", {"active": new})

@@ -14,6 +14,8 @@ import { PerformancePage } from './pages/performance.js';
 import { HardwarePage } from './pages/hardware.js';
 import { ConfigPage } from './pages/config.js';
 import { SettingsPage, applyTheme } from './pages/settings.js';
+import { LoginGate, signOut } from './lib/login.js';
+import { ScopeGate } from './lib/session.js';
 
 // Opened as /ui/models (a path, not a hash)? Move the path into the hash.
 const base = new URL('./', import.meta.url);
@@ -37,7 +39,17 @@ function ProfilePicker() {
   </label>`;
 }
 
-function Sidebar({ route, open, onNavigate }) {
+/** Who is signed in, and the way out (only with a session: keys configured). */
+function SessionBox({ session }) {
+  if (!session?.keysRequired || !session.authenticated) return null;
+  return html`<div class="session-box">
+    <span class="muted small">Signed in as <strong>${session.name || 'key'}</strong>
+      <span class="scopes">scopes: ${(session.scopes || []).join(', ') || 'none'}</span></span>
+    <button type="button" class="small" onClick=${signOut}>Sign out</button>
+  </div>`;
+}
+
+function Sidebar({ route, open, onNavigate, session }) {
   const connection = useStore(live, (s) => s.connection);
   const models = useStore(live, (s) => s.models);
   const local = models.filter((m) => !m.peerID && !m.unlisted);
@@ -60,6 +72,7 @@ function Sidebar({ route, open, onNavigate }) {
         </ul>`}
       </li>`)}
     </ul>
+    <${SessionBox} session=${session} />
   </nav>`;
 }
 
@@ -76,13 +89,16 @@ function Page({ route }) {
   }
 }
 
-function App() {
+function App({ session }) {
   const route = useStore(router);
   const connection = useStore(live, (s) => s.connection);
   const models = useStore(live, (s) => s.models);
   const [menu, setMenu] = useState(false);
   const [playgroundSeen, setPlaygroundSeen] = useState(route.page === 'playground');
   const label = PAGES.find((p) => p.id === route.page)?.label || 'Activity';
+
+  // Opened once signed in (the login gate closes it on sign-out).
+  useEffect(() => { connect(); }, []);
 
   useEffect(() => {
     if (route.page === 'playground') setPlaygroundSeen(true);
@@ -98,7 +114,7 @@ function App() {
 
   return html`<div class="frame">
     <a class="skip" href="#main" onClick=${(e) => { e.preventDefault(); document.getElementById('main').focus(); }}>Skip to content</a>
-    <${Sidebar} route=${route} open=${menu} onNavigate=${() => setMenu(false)} />
+    <${Sidebar} route=${route} open=${menu} onNavigate=${() => setMenu(false)} session=${session} />
     <div class="content">
       <header class="topbar">
         <button type="button" class="icon menu-button" aria-label="Menu" aria-expanded=${menu ? 'true' : 'false'}
@@ -108,7 +124,7 @@ function App() {
           ${route.rest && html`<li aria-current="page">${route.rest}</li>`}
         </ol>
         ${connection !== 'open' && html`<span class="badge badge-warn" role="status">${connection === 'connecting' ? 'connecting…' : 'offline, reconnecting'}</span>`}
-        <${ProfilePicker} />
+        <${ScopeGate} scope="admin" what="Switching profiles" quiet><${ProfilePicker} /></${ScopeGate}>
       </header>
       <main id="main" tabindex="-1">
         <${Page} route=${route} />
@@ -119,7 +135,6 @@ function App() {
 }
 
 applyTheme(stored('theme', 'system'));
-connect();
 const root = document.getElementById('app');
 root.textContent = '';
-render(html`<${App} />`, root);
+render(html`<${LoginGate}>${(session) => html`<${App} session=${session} />`}</${LoginGate}>`, root);

@@ -15,7 +15,9 @@ read and compressed once at start.
  - C{Content-Encoding: gzip} when the client accepts it and it saves
    bytes (precomputed);
  - a strict C{Content-Security-Policy}: only this origin's scripts, styles
-   and connections, no inline code, no framing.
+   and connections, no inline code, no framing;
+ - no API key needed: the assets are not secret, and the page must load to
+   show its login form when C{apiKeys} are set.
 """
 
 from __future__ import annotations
@@ -256,12 +258,14 @@ def shippedAssets() -> dict[str, Asset]:
 def install(mux: Mux, directory: str | None = None) -> UIFiles:
     """
     Serve the UI in C{directory} (default: the package's) under C{/ui/},
-    with the API key check as llama-swap: the browser asks for the key
-    once, then re-sends it.
+    open to all (unlike llama-swap, whose UI sits behind the browser's
+    Basic prompt): the files hold no secret, and with C{apiKeys} the page
+    must load to show its login form (L{llamaswap.web.login}); every API
+    call it makes is checked.
     """
     assets = shippedAssets() if directory is None else loadAssets(directory)
     files = UIFiles(assets)
-    mux.route("GET", "/ui/", files)
+    mux.route("GET", "/ui/", files, auth=False)
     return files
 
 

@@ -439,32 +439,101 @@ class LibraryTests(TestCase):
         await inBrowser(self, server, scenario)
 
 
-class APIKeyTests(TestCase):
-    timeout = 120
+KEYS = """\
+apiKeys:
+  - sk-ui-full
+  - {key: sk-ui-watch, name: watcher, scopes: [monitor]}
+"""
 
-    async def test_basicPrompt(self) -> None:
+
+def signIn(b: Browser, key: str) -> None:
+    """
+    Type C{key} into the login form and submit it.
+    """
+    page = b.page
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+
+
+class LoginTests(TestCase):
+    timeout = 180
+
+    async def test_loginForm(self) -> None:
         """
-        With API keys configured, the UI works once the user answered the
-        browser's Basic prompt with a key as the password: the page, the
-        event stream and API calls all carry it.
+        With API keys the page loads without one and shows its login form
+        (no Basic dialog: the assets are open and the UI's requests say they
+        are scripted); a wrong key is refused there, the right one opens
+        the app, whose event stream and API calls ride on the session
+        cookie; signing out brings the form back.  A monitor-only key sees
+        the activity but the buttons needing other scopes say so.
         """
-        server = await startServer(self, MODELS, "apiKeys: [sk-ui-test]\n")
-        response = await server.get("/ui/")
-        self.assertEqual(response.code, 401)
-        self.assertIn(b"Basic", response.headers.getRawHeaders(b"www-authenticate")[0])
-        await response.content()
+        server = await startServer(self, MODELS, KEYS + PROFILES)
+        page = await server.get("/ui/")
+        self.assertEqual(page.code, 200)
+        await page.content()
+        # curl-style clients still get the Basic challenge from the API.
+        refused = await server.get("/api/events")
+        self.assertEqual(refused.code, 401)
+        self.assertIn(b"Basic", refused.headers.getRawHeaders(b"www-authenticate")[0])
+        await refused.content()
 
         def scenario(b: Browser, url: str) -> None:
             page = b.page
             page.goto(url + "/ui/#/models")
+            form = page.locator("form.login-form")
+            form.wait_for()
+            self.assertEqual(page.locator(".sidebar").count(), 0)
+            self.assertEqual(page.get_by_label("API key").get_attribute("type"), "password")
+            b.shot("login")
+            signIn(b, "sk-wrong")
+            alert = page.get_by_role("alert")
+            alert.wait_for()
+            self.assertEqual(alert.inner_text(), "That key is not valid.")
+            self.assertEqual(page.get_by_label("API key").get_attribute("aria-invalid"), "true")
+            b.shot("login-wrong-key")
+
+            signIn(b, "sk-ui-full")
             page.wait_for_selector(".model-row")
             page.wait_for_selector(".brand .dot-ready")
-            modelRow(b, "Demo fast").get_by_role("button", name="Load demo-fast", exact=True).click()
-            modelRow(b, "Demo fast").locator(".state-ready").wait_for()
+            self.assertIn("Signed in as", page.locator(".session-box").inner_text())
+            fast = modelRow(b, "Demo fast")
+            fast.get_by_role("button", name="Load demo-fast", exact=True).click()
+            fast.locator(".state-ready").wait_for()  # modelStatus over the EventSource
             page.goto(url + "/ui/#/activity")
             page.wait_for_selector(".stats")
+            b.shot("signed-in-activity")
+            page.get_by_role("button", name="Sign out").click()
+            form.wait_for()
+            self.assertEqual(page.locator(".sidebar").count(), 0)
+            page.reload()
+            form.wait_for()
 
-        await inBrowser(self, server, scenario, credentials={"username": "me", "password": "sk-ui-test"})
+            signIn(b, "sk-ui-watch")
+            page.wait_for_selector(".stats")
+            self.assertIn("watcher", page.locator(".session-box").inner_text())
+            page.goto(url + "/ui/#/models")
+            fast = modelRow(b, "Demo fast")
+            unload = fast.get_by_role("button", name="Unload demo-fast", exact=True)
+            unload.wait_for()
+            self.assertTrue(unload.is_disabled())
+            self.assertIn("needs the admin scope", fast.inner_text())
+            slow = modelRow(b, "Demo slow")
+            self.assertTrue(slow.get_by_role("button", name="Load demo-slow", exact=True).is_disabled())
+            self.assertIn("needs the inference scope", slow.inner_text())
+            self.assertTrue(page.get_by_role("button", name="Unload all").is_disabled())
+            profiles = page.locator(".scope-gate", has_text="Profiles")
+            self.assertTrue(profiles.get_by_role("button", name="Activate").is_disabled())
+            self.assertIn("Switching profiles needs the admin scope.", profiles.inner_text())
+            self.assertTrue(page.get_by_label("Active profile").is_disabled())
+            b.shot("monitor-key-models")
+            page.goto(url + "/ui/#/config")
+            self.assertTrue(page.get_by_role("button", name="Reload from disk").is_disabled())
+            self.assertIn("needs the admin scope", page.locator("main .card-head").inner_text())
+            page.get_by_text("Viewing the configuration needs the admin scope").wait_for()
+            page.goto(url + "/ui/#/logs")
+            page.locator("pre.log").first.wait_for()
+
+        await inBrowser(self, server, scenario, allowed=("/api/login",))
 
 
 def rfc3339(seconds: float) -> str:
@@ -509,13 +578,11 @@ HARDWARE = {
 class DocumentedShapesTests(TestCase):
     timeout = 120
 
-    async def test_chartsAndReload(self) -> None:
+    async def test_charts(self) -> None:
         """
-        Against answers in the documented shapes (served by the browser
-        for the endpoints this branch's llamaswap may lack), the
-        performance page draws its charts, the hardware page its facts,
-        and the config page a reload's summary and a refused reload's
-        errors.
+        Against answers in the documented shapes (served by the browser,
+        as the machine's own would vary), the performance page draws its
+        charts and the hardware page its facts.
         """
         server = await startServer(self, MODELS)
 
@@ -548,30 +615,90 @@ class DocumentedShapesTests(TestCase):
             self.assertIn("8.0 GB", accelerator)
             b.shot("hardware-facts")
 
-            summary = {"ok": True, "trigger": "api", "changed": True, "kept": ["demo-fast"],
-                       "restarted": {"demo-slow": ["cmd"]}, "added": ["demo-new"], "removed": [],
-                       "updated": {}, "settings": [], "needsRestart": [], "errors": [],
-                       "warnings": ["models.demo-new: unknown key 'tll' (did you mean 'ttl'?)"]}
-            page.route("**/api/config/reload", fulfil(summary))
+        await inBrowser(self, server, scenario)
+
+
+BROKEN_MODEL = """\
+  demo-new:
+    cmd: ${demo}
+    ttl: soon
+"""
+FIXED_MODEL = """\
+  demo-new:
+    cmd: ${demo}
+    name: Demo new
+"""
+
+
+class ConfigReloadTests(TestCase):
+    timeout = 180
+
+    async def test_brokenThenFixed(self) -> None:
+        """
+        Against the real C{/api/config} and C{/api/config/reload}: the
+        config page shows the running configuration with its secrets
+        masked; once the file on disk is broken it names the problem
+        (file:line: key path: message), Reload is refused with a 422 and
+        the old configuration keeps serving; once fixed, Reload applies it
+        and the new model appears on the models page.
+        """
+        server = await startServer(self, MODELS, "apiKeys: [sk-config-secret]\n")
+        with open(server.configPath) as f:
+            original = f.read()
+
+        def rewrite(text: str) -> None:
+            with open(server.configPath, "w") as f:
+                f.write(text)
+
+        def scenario(b: Browser, url: str) -> None:
+            page = b.page
+            page.goto(url + "/ui/#/config")
+            signIn(b, "sk-config-secret")
+            block = page.locator("main pre.config")
+            block.wait_for()
+            shown = block.inner_text()
+            self.assertIn('"demo-fast"', shown)
+            self.assertNotIn("sk-config-secret", shown)
+            self.assertIn("***", shown)
+            self.assertIn("config.yaml", page.locator("main .card").inner_text())
+            self.assertEqual(page.locator("main .problems").count(), 0)
+
+            rewrite(original + BROKEN_MODEL)
+            page.reload()
+            problem = page.locator("main .problems li").first
+            problem.wait_for()
+            error = problem.inner_text()
+            self.assertRegex(error, r"config\.yaml:\d+: models\.demo-new\.ttl: ")
+            self.assertIn("a reload would be refused", page.locator("main .note-error").first.inner_text())
+            b.shot("config-file-errors")
+
+            page.get_by_role("button", name="Reload from disk").click()
+            refusedNote = page.locator("main .note-error", has_text="running configuration is unchanged")
+            refusedNote.wait_for()
+            self.assertIn("Not reloaded: 1 error", refusedNote.inner_text())
+            page.locator("main .problems li", has_text="models.demo-new.ttl").first.wait_for()
+            b.shot("config-reload-refused")
+            page.goto(url + "/ui/#/models")
+            page.wait_for_selector(".model-row")
+            self.assertEqual(page.locator(".model-name").all_inner_texts(), ["Demo fast", "Demo slow"])
+
+            rewrite(original + FIXED_MODEL)
             page.goto(url + "/ui/#/config")
             page.get_by_role("button", name="Reload from disk").click()
-            result = page.locator(".reload-summary")
-            result.wait_for()
-            text = result.inner_text()
+            summary = page.locator(".reload-summary")
+            summary.wait_for()
+            text = summary.inner_text()
+            self.assertIn("Added", text)
             self.assertIn("demo-new", text)
-            self.assertIn("demo-slow (cmd)", text)
-            self.assertIn("1 models kept running", text)
-            self.assertIn("did you mean", text)
-            page.unroute("**/api/config/reload")
-            refused = {"error": {"message": "configuration not reloaded: config.yaml:4: models.x.cmd: "
-                                 "required", "type": "invalid_request_error", "code": "invalid_config"},
-                       "reload": {"ok": False, "trigger": "api",
-                                  "errors": ["config.yaml:4: models.x.cmd: required"], "warnings": []}}
-            page.route("**/api/config/reload", fulfil(refused, 422))
-            page.get_by_role("button", name="Reload from disk").click()
-            page.locator(".problems", has_text="config.yaml:4: models.x.cmd: required").wait_for()
-            self.assertIn("running configuration is unchanged", page.locator("main .note-error").inner_text())
-            b.shot("config-refused")
+            self.assertIn("3 models unchanged", text)
+            self.assertEqual(page.locator("main .problems").count(), 0)
+            b.shot("config-reloaded")
+            page.goto(url + "/ui/#/models")
+            modelRow(b, "Demo new").wait_for()
+            page.reload()
+            page.goto(url + "/ui/#/config")
+            page.locator("details.last-reload").wait_for()
+            self.assertIn("Last reload (api): applied", page.locator("details.last-reload summary").inner_text())
 
         await inBrowser(self, server, scenario, allowed=("/api/config/reload",))
 

@@ -303,6 +303,29 @@ profiles:
         self.assertEqual(reader.of("profileChanged"), [{"active": None}, {"active": "coding"}])
         self.assertEqual(reader.events[-1][0], "modelStatus")
 
+    def test_reloadAnnouncesModels(self) -> None:
+        """
+        A new configuration (a reload) sends a fresh C{modelStatus} with
+        the models added and without the ones removed.
+        """
+        app = InMemoryLlamaSwap(self, """
+models:
+  a:
+    cmd: x
+    proxy: http://127.0.0.1:9001
+""")
+        reader = self.events(app)
+        self.assertEqual([m["id"] for m in reader.of("modelStatus")[-1]], ["a"])
+        app.config.set(loadConfigText("""
+models:
+  b:
+    cmd: x
+    proxy: http://127.0.0.1:9002
+""", "test.yaml", environ={}).config)
+        app.flush()
+        self.assertEqual(reader.events[-1][0], "modelStatus")
+        self.assertEqual([(m["id"], m["state"]) for m in reader.of("modelStatus")[-1]], [("b", "stopped")])
+
     def test_cancelInflight(self) -> None:
         """
         C{POST /api/inflight/<id>/cancel} stops a streaming request: the

@@ -329,6 +329,7 @@ OPEN_ROUTES = {
     (b"POST", b"/api/login"),
     (b"POST", b"/api/logout"),
     (b"GET", b"/api/session"),
+    (b"GET", b"/ui/"),
 }
 
 MATRIX_CONFIG = """
@@ -509,7 +510,6 @@ ROUTE_SCOPES = {
     b"/api/inflight/": "admin",
     b"/api/config": "admin",
     b"/api/config/reload": "admin",
-    b"/ui/": "admin",
 }
 
 SCOPED_CONFIG = """

@@ -370,30 +370,34 @@ class ShippedUITests(SynchronousTestCase):
 
 class AuthenticationTests(SynchronousTestCase):
     """
-    The UI is behind the API key check, as llama-swap's.
+    The UI's files are open (unlike llama-swap's): with API keys the page
+    must load to show its login form; the API it calls stays protected.
     """
 
-    def test_keyChecked(self) -> None:
+    def test_openWithoutKey(self) -> None:
         """
-        Without a key the authenticator's refusal answers; with it, the
-        file.
+        An authenticator refusing every request is never asked about the
+        UI's files: the page, a module and an app path are served without a
+        key, with no Basic challenge.
         """
-        directory = writeTree(self.mktemp(), {"index.html": INDEX})
+        directory = writeTree(self.mktemp(), {"index.html": INDEX, "app.js": b"export {};\n"})
+        asked: list[bytes] = []
 
         def authenticator(request, scope):  # type: ignore[no-untyped-def]
-            if request.getHeader(b"authorization") == b"Bearer k":
-                return None
+            asked.append(request.path)
             request.setResponseCode(401)
-            request.setHeader(b"www-authenticate", b'Basic realm="llama-swap"')
+            request.setHeader(b"www-authenticate", b'Basic realm="llamaswap"')
             return b"unauthorized"
 
         mux = Mux(authenticator=authenticator)
         ui.install(mux, directory)
-        client = Client(Site(mux, reactor=Clock()))
-        client.send(b"GET", b"/ui/")
-        refused = client.response()
-        self.assertEqual(refused.status, 401)
-        self.assertEqual(refused.header(b"www-authenticate"), b'Basic realm="llama-swap"')
-        client = Client(Site(mux, reactor=Clock()))
-        client.send(b"GET", b"/ui/", headers=[(b"Authorization", b"Bearer k")])
-        self.assertEqual(client.response().body, INDEX)
+        for path, body in ((b"/ui/", INDEX), (b"/ui/app.js", b"export {};\n"), (b"/ui/models", None)):
+            client = Client(Site(mux, reactor=Clock()))
+            client.send(b"GET", path)
+            response = client.response()
+            self.assertEqual(response.status, 200, path)
+            self.assertIsNone(response.header(b"www-authenticate"), path)
+            if body is not None:
+                self.assertEqual(response.body, body)
+        self.assertEqual(asked, [])
+        self.assertFalse(next(r for r in mux.routes() if r.path == b"/ui/").auth)

@@ -8,6 +8,13 @@ export function url(path) {
   return new URL(path.replace(/^\/+/, ''), ROOT).toString();
 }
 
+/**
+ * Sent with every fetch: tells llamaswap a page's script asks, so a 401
+ * carries no `WWW-Authenticate: Basic` (no browser password dialog; the
+ * UI shows its login form instead).
+ */
+export const SCRIPT_HEADERS = { 'x-requested-with': 'llamaswap-ui' };
+
 /** A failed request: `status` 0 when the network failed. */
 export class HTTPError extends Error {
   constructor(status, message) {
@@ -18,6 +25,29 @@ export class HTTPError extends Error {
   /** Whether the endpoint does not exist on this server (an older llamaswap). */
   get missing() {
     return this.status === 404 || this.status === 405;
+  }
+
+  /** Whether the key lacks the scope (or other right) the action needs. */
+  get forbidden() {
+    return this.status === 403;
+  }
+}
+
+/** The scope a 403 names ("this API key lacks the 'admin' scope"), if any. */
+export function missingScope(message) {
+  return /lacks the '(\w+)' scope/.exec(message || '')?.[1] ?? null;
+}
+
+/** What to tell the user about a refused action. */
+export function refusal(status, message) {
+  const scope = status === 403 ? missingScope(message) : null;
+  return scope ? `This needs the ${scope} scope; your API key does not have it.` : message;
+}
+
+/** Tell the login gate a request was refused for want of a key (session expired). */
+function unauthorized(path) {
+  if (!/^\/?api\/(login|session)$/.test(path)) {
+    window.dispatchEvent(new CustomEvent('llamaswap:unauthorized'));
   }
 }
 
@@ -36,7 +66,7 @@ export function errorMessage(text, status) {
 
 /** fetch() that throws HTTPError for non-2xx answers. */
 export async function request(method, path, { json, body, headers = {}, signal } = {}) {
-  const init = { method, headers: { ...headers }, signal, credentials: 'same-origin' };
+  const init = { method, headers: { ...SCRIPT_HEADERS, ...headers }, signal, credentials: 'same-origin' };
   if (json !== undefined) {
     init.body = JSON.stringify(json);
     init.headers['content-type'] = 'application/json';
@@ -51,7 +81,8 @@ export async function request(method, path, { json, body, headers = {}, signal }
     throw new HTTPError(0, `network error: ${e.message}`);
   }
   if (!response.ok) {
-    throw new HTTPError(response.status, errorMessage(await response.text(), response.status));
+    if (response.status === 401) unauthorized(path);
+    throw new HTTPError(response.status, refusal(response.status, errorMessage(await response.text(), response.status)));
   }
   return response;
 }

@@ -2,6 +2,7 @@
 // it, reconnects with back-off, and keeps the state pages render from.
 import { Store } from './store.js';
 import { url, getJSON } from './api.js';
+import { allowed, session } from './session.js';
 
 const LOG_LIMIT = 100 * 1024;
 const RETRY_FIRST = 500;
@@ -42,7 +43,12 @@ function appendLog(text, chunk) {
 /** Re-read the model listing and profiles (after connect, reload, profile change). */
 export async function refreshListing() {
   try {
-    const [models, profiles] = await Promise.all([getJSON('v1/models'), getJSON('api/profiles')]);
+    // The listing is an inference route: a monitor-only key goes without.
+    const inference = allowed(session.state.current, 'inference');
+    const [models, profiles] = await Promise.all([
+      inference ? getJSON('v1/models') : { data: [] },
+      getJSON('api/profiles'),
+    ]);
     live.set({ listing: models.data || [], profiles: profiles.profiles || [], activeProfile: profiles.active ?? null });
   } catch {
     // the event stream's state shows the problem
@@ -134,7 +140,23 @@ export function connect() {
     live.set({ connection: 'closed' });
     timer = setTimeout(connect, retry);
     retry = Math.min(retry * 2, RETRY_MAX);
+    // An EventSource cannot tell a 401 from a dropped connection: ask
+    // whether the session ended (the login gate then shows its form).
+    getJSON('api/session').then((s) => {
+      if (s.keysRequired && !s.authenticated) window.dispatchEvent(new CustomEvent('llamaswap:unauthorized'));
+    }, () => {});
   };
+}
+
+/** Close the event stream (signed out); `connect()` opens it again. */
+export function disconnect() {
+  clearTimeout(timer);
+  retry = RETRY_FIRST;
+  if (source) {
+    source.close();
+    source = null;
+  }
+  live.set({ connection: 'closed' });
 }
 
 /** Whether a model's state counts as loaded (llama-swap's rule). */

@@ -2,12 +2,15 @@
 // llamaswap has apiKeys. Server side: llamaswap/web/login.py; rules:
 // docs/security.rst. The key is posted once to api/login and never stored:
 // the server answers with an HttpOnly session cookie, which every later
-// same-origin fetch() carries.
+// same-origin fetch() and the EventSource carry.
 import { html, useEffect, useState } from './html.js';
 import { getJSON, sendJSON, HTTPError } from './api.js';
+import { useStore } from './store.js';
+import { disconnect } from './live.js';
+import { session } from './session.js';
 import { Card } from './components.js';
 
-/** {authenticated, name, scopes, keysRequired}, or null when unknown. */
+/** {authenticated, name, scopes, keysRequired}; no keys when the server predates sessions. */
 export async function getSession() {
   try {
     return await getJSON('api/session');
@@ -22,11 +25,6 @@ export async function getSession() {
 export const login = (key) => sendJSON('POST', 'api/login', { key });
 export const logout = () => sendJSON('POST', 'api/logout', {});
 
-/** Whether the session holds `scope` (admin includes monitor). */
-export function allowed(session, scope) {
-  return !session?.keysRequired || (session.scopes || []).includes(scope);
-}
-
 /** The login form; `onLogin(session)` once a key was accepted. */
 export function LoginForm({ onLogin }) {
   const [key, setKey] = useState('');
@@ -37,27 +35,29 @@ export function LoginForm({ onLogin }) {
     setBusy(true);
     setError('');
     try {
-      const session = await login(key);
+      const current = await login(key);
       setKey('');
-      onLogin(session);
+      onLogin(current);
     } catch (err) {
       setError(err.status === 401 ? 'That key is not valid.' : err.message);
     } finally {
       setBusy(false);
     }
   };
-  return html`<div class="page login-page">
-    <${Card} title="Sign in to llamaswap">
-      <form onSubmit=${submit}>
-        <label>API key
-          <input type="password" autocomplete="current-password" value=${key} required autofocus
-            onInput=${(e) => setKey(e.target.value)} />
-        </label>
-        <button class="primary" type="submit" disabled=${busy || !key}>Sign in</button>
-        ${error && html`<p class="error-text" role="alert">${error}</p>`}
+  return html`<main class="login-page" id="main">
+    <${Card} title=${html`<img src="./favicon.svg" alt="" width="22" height="22" /> Sign in to llamaswap`}>
+      <form class="login-form" onSubmit=${submit} aria-describedby="login-help">
+        <p id="login-help" class="muted small">This llamaswap needs an API key. Enter one of its keys
+          (<code>apiKeys</code> in the configuration); the browser keeps a session cookie, not the key.</p>
+        <label for="login-key">API key</label>
+        <input id="login-key" name="key" type="password" autocomplete="current-password" value=${key} required autofocus
+          aria-invalid=${error ? 'true' : undefined} aria-describedby=${error ? 'login-error' : undefined}
+          onInput=${(e) => setKey(e.target.value)} />
+        <button class="primary" type="submit" disabled=${busy || !key}>${busy ? 'Signing in…' : 'Sign in'}</button>
+        ${error && html`<p id="login-error" class="note note-error" role="alert">${error}</p>`}
       </form>
     </${Card}>
-  </div>`;
+  </main>`;
 }
 
 /**
@@ -66,19 +66,33 @@ export function LoginForm({ onLogin }) {
  * seen elsewhere, e.g. after the session expired) shows the form again.
  */
 export function LoginGate({ children }) {
-  const [session, setSession] = useState(null);
+  const current = useStore(session, (s) => s.current);
   const [error, setError] = useState('');
-  const refresh = () => getSession().then(setSession, (e) => setError(e.message));
+  const set = (value) => session.set({ current: value });
+  const signedOut = current?.keysRequired && !current.authenticated;
+  useEffect(() => { if (signedOut) disconnect(); }, [signedOut]);
+  const refresh = () => getSession().then((value) => { setError(''); set(value); }, (e) => setError(e.message));
   useEffect(() => {
     refresh();
-    const expired = () => refresh();
-    window.addEventListener('llamaswap:unauthorized', expired);
-    return () => window.removeEventListener('llamaswap:unauthorized', expired);
+    window.addEventListener('llamaswap:unauthorized', refresh);
+    return () => window.removeEventListener('llamaswap:unauthorized', refresh);
   }, []);
-  if (error) return html`<p class="error-text" role="alert">${error}</p>`;
-  if (!session) return null;
-  if (session.keysRequired && !session.authenticated) {
-    return html`<${LoginForm} onLogin=${setSession} />`;
+  if (error) {
+    return html`<main class="login-page" id="main"><p class="note note-error" role="alert">${error}</p>
+      <button type="button" onClick=${refresh}>Try again</button></main>`;
   }
-  return children(session);
+  if (!current) return null;
+  if (signedOut) {
+    return html`<${LoginForm} onLogin=${set} />`;
+  }
+  return children(current);
+}
+
+/** Sign out: the cookie is cleared, the event stream closed, the login form shown. */
+export async function signOut() {
+  try {
+    await logout();
+  } finally {
+    session.set({ current: await getSession().catch(() => null) });
+  }
 }

@@ -4,6 +4,7 @@ import { useStore, stored, remember } from '../lib/store.js';
 import { live } from '../lib/live.js';
 import { href } from '../lib/router.js';
 import { getJSON, sendJSON } from '../lib/api.js';
+import { useAllowed, needsScope, ScopeGate } from '../lib/session.js';
 import { Card, CopyButton, Dialog, Note, Tabs, useTicker } from '../lib/components.js';
 import { Histogram } from '../lib/charts.js';
 import { fmtBytes, fmtInt, fmtMs, fmtRate, fmtDateTime } from '../lib/format.js';
@@ -42,6 +43,7 @@ export function InflightTable({ model }) {
   const rows = Object.values(inflight).filter((r) => !model || r.model === model);
   const now = useTicker(500, rows.length > 0);
   const [error, setError] = useState('');
+  const admin = useAllowed('admin');
   const cancel = async (id) => {
     setError('');
     try {
@@ -60,7 +62,8 @@ export function InflightTable({ model }) {
         const elapsed = Number.isFinite(started) ? Math.max(r.elapsed_ms, now - started) : r.elapsed_ms;
         const agent = Object.entries(r.req_headers || {}).find(([k]) => k.toLowerCase() === 'user-agent')?.[1] || '';
         return html`<tr key=${r.id}>
-          <td><button type="button" class="small danger" onClick=${() => cancel(r.id)} aria-label=${`Cancel request ${r.id}`}>Cancel</button></td>
+          <td><button type="button" class="small danger" onClick=${() => cancel(r.id)} aria-label=${`Cancel request ${r.id}`}
+            disabled=${!admin} title=${admin ? undefined : `Cancelling ${needsScope('admin')}`}>Cancel</button></td>
           <td class="num">${fmtMs(elapsed)}</td>
           <td><span class=${`tag phase-${r.phase || 'running'}`}>${r.phase || 'running'}</span></td>
           <td><a href=${href('models', r.model)}>${r.model}</a></td>

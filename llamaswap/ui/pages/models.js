@@ -4,6 +4,7 @@ import { html, useState } from '../lib/html.js';
 import { useStore, stored, remember } from '../lib/store.js';
 import { live, isLoaded } from '../lib/live.js';
 import { href } from '../lib/router.js';
+import { useAllowed, needsScope, ScopeGate } from '../lib/session.js';
 import { request, sendJSON, url } from '../lib/api.js';
 import { Card, Note, Progress, StateDot, Toggle, useTicker } from '../lib/components.js';
 import { fmtMs } from '../lib/format.js';
@@ -15,8 +16,10 @@ export async function loadModel(id) {
   try {
     const response = await request('GET', `upstream/${encodeURIComponent(id)}/health?_=${Date.now()}`);
     await response.text();
-  } catch {
-    // failures show up as the model's state and its loadProgress message
+  } catch (e) {
+    // Failures to start show up as the model's state and its loadProgress
+    // message; a refused request (no key, no scope) only here.
+    if (e.status === 401 || e.status === 403) throw e;
   }
 }
 
@@ -50,12 +53,15 @@ export function LoadButton({ model }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState('');
   const loaded = isLoaded(model.state);
+  // Loading goes through /upstream (inference), unloading is management (admin).
+  const scope = loaded ? 'admin' : 'inference';
+  const permitted = useAllowed(scope);
   const act = async () => {
     setError('');
     setBusy(true);
     try {
       if (loaded) await unloadModel(model.id);
-      else loadModel(model.id); // resolves when ready; the state shows progress
+      else loadModel(model.id).catch((e) => setError(e.message)); // resolves when ready; the state shows progress
     } catch (e) {
       setError(e.message);
     } finally {
@@ -65,8 +71,9 @@ export function LoadButton({ model }) {
   const label = model.state === 'starting' ? 'Loading…' : model.state === 'stopping' ? 'Unloading…'
     : loaded ? 'Unload' : 'Load';
   return html`<span class="load-button">
-    <button type="button" class=${loaded ? '' : 'primary'} disabled=${busy || model.state === 'stopping'}
-      onClick=${act} aria-label=${`${label} ${model.id}`}>${label}</button>
+    <button type="button" class=${loaded ? '' : 'primary'} disabled=${busy || model.state === 'stopping' || !permitted}
+      onClick=${act} aria-label=${`${label} ${model.id}`} title=${permitted ? undefined : needsScope(scope)}>${label}</button>
+    ${!permitted && html`<span class="muted needs-scope">${needsScope(scope)}</span>`}
     ${error && html`<span class="error-text" role="alert">${error}</span>`}
   </span>`;
 }
@@ -155,6 +162,7 @@ export function ModelsPage() {
   const connection = useStore(live, (s) => s.connection);
   const [showUnlisted, setShowUnlisted] = useState(stored('showUnlisted', false));
   const [error, setError] = useState('');
+  const admin = useAllowed('admin');
   const local = models.filter((m) => !m.peerID);
   const peers = models.filter((m) => m.peerID);
   const shown = local.filter((m) => showUnlisted || !m.unlisted);
@@ -175,13 +183,14 @@ export function ModelsPage() {
   return html`<div class="page">
     <${Card} className="models-card" title=${html`Models <span class="muted">(${shown.length} of ${local.length})</span> · <span class="ready-count">${ready} ready</span>`}
       actions=${html`<${Toggle} checked=${showUnlisted} onChange=${toggle} label="Show unlisted" />
-        <button type="button" onClick=${unloadAll} disabled=${!loaded}>Unload all</button>`}>
+        <button type="button" onClick=${unloadAll} disabled=${!loaded || !admin}
+          title=${admin ? undefined : needsScope('admin')}>Unload all</button>`}>
       ${error && html`<${Note} kind="error">${error}</${Note}>`}
       ${models.length === 0 && html`<${Note}>${connection === 'open' ? 'No models configured.' : 'Waiting for the event stream…'}</${Note}>`}
       <ul class="model-list">${shown.map((m) => html`<${ModelRow} key=${m.id} model=${m} />`)}</ul>
     </${Card}>
     <div class="grid-2">
-      <${ProfilesCard} />
+      <${ScopeGate} scope="admin" what="Switching profiles"><${ProfilesCard} /></${ScopeGate}>
       <${SelectorsCard} />
       <${PeersCard} peers=${peers} />
     </div>
