@@ -67,11 +67,15 @@ def _plain(value: Any) -> Any:
 def redactedConfig(config: Config) -> dict[str, Any]:
     """
     C{config} as plain JSON data, secrets replaced by L{REDACTED}: API
-    keys (llamaswap's and the peers'), environment values and secret
+    keys (llamaswap's and the peers'), the session secret, environment
+    values and secret
     command-line flags (C{cmd}, C{cmdStop}).
     """
     data = _plain(config)
     data["apiKeys"] = [REDACTED for _ in data.get("apiKeys", ())]
+    auth = data.get("auth")
+    if isinstance(auth, dict) and auth.get("sessionSecret"):
+        auth["sessionSecret"] = REDACTED
     for model in data.get("models", {}).values():
         model["env"] = [entry.partition("=")[0] + "=" + REDACTED for entry in model.get("env", ())]
         for key in ("cmd", "cmdStop"):

@@ -31,6 +31,8 @@ from .helpers import Client
 
 SECRET = """
 apiKeys: [topsecret]
+auth:
+  sessionSecret: cookiesecret
 peers:
   far:
     proxy: http://127.0.0.1:9100
@@ -78,7 +80,7 @@ class RedactionTests(SynchronousTestCase):
         """
         data = redactedConfig(load(SECRET))
         text = json.dumps(data)
-        for secret in ("topsecret", "peersecret", "cmdsecret", "tok123", "envsecret"):
+        for secret in ("topsecret", "cookiesecret", "peersecret", "cmdsecret", "tok123", "envsecret"):
             self.assertNotIn(secret, text)
         self.assertEqual(data["apiKeys"], [REDACTED])
         model = data["models"]["a"]
