@@ -15,8 +15,6 @@ validates across sections once all are decoded.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import attrs
 
 from .crosscheck import crossCheck
@@ -27,7 +25,7 @@ from .decode_promptcache import decodePromptCache
 from .decode_routing import decodeRouting
 from .decode_selectors import decodeSelectors
 from .decode_settings import decodeHooks, decodeSettings
-from .errors import Location, PathPart, Problems
+from .errors import Problem, Problems
 from .expanded import ExpandedTree
 from .keys import GLOBAL_KEYS, HOOKS_KEYS
 from .memory import decodeBudget, decodeRequestTTL
@@ -114,14 +112,10 @@ class _LaterStage(Problems):
         self._items = shared._items
         self.rejected = {p.path for p in shared.errors}
 
-    def error(
-        self,
-        message: str,
-        path: Sequence[PathPart] = (),
-        location: Location | None = None,
-    ) -> None:
-        if tuple(path) not in self.rejected:
-            super().error(message, path, location)
+    def _accepts(self, problem: Problem) -> bool:
+        if not problem.warning and problem.path in self.rejected:
+            return False
+        return super()._accepts(problem)
 
 
 __all__ = ["buildConfig"]
