@@ -16,7 +16,7 @@ import itertools
 import os
 from typing import Callable
 
-from attrs import define, field, frozen
+from attrs import define, field, frozen, setters
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -85,7 +85,7 @@ class CacheReport:
 ReportObserver = Callable[[CacheReport], None]
 
 
-@define(eq=False, slots=False)
+@define(eq=False, slots=False, on_setattr=setters.NO_OP)
 class PromptCacheHooks:
     """
     The prompt cache of one model.

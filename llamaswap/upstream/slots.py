@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from attrs import define, field, frozen
+from attrs import define, field, frozen, setters
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
@@ -82,7 +82,7 @@ class SlotRestored:
     milliseconds: float
 
 
-@define(eq=False, slots=False)
+@define(eq=False, slots=False, on_setattr=setters.NO_OP)
 class SlotsClient:
     """
     Talks to the slot API of the server at C{baseURL}.
