@@ -673,11 +673,8 @@ class Lifecycle:
             self._stopWaiters.append(event.waiter)
             self._fail(self._queuedStarts, StartAborted(), effects)
             self._shortenGrace(event.timeout, now, effects)
-        elif self.childAlive:
-            self._stopWaiters.append(event.waiter)
-            self._shortenGrace(event.timeout, now, effects)
         else:
-            effects.append(Succeed((event.waiter,)))
+            self._awaitExit(self._stopWaiters, event.waiter, event.timeout, now, effects)
 
     def _onShutdownRequested(self, event: ShutdownRequested, now: float, effects: list[Effect]) -> None:
         self._fail(self._startWaiters, ShutDown(), effects)
@@ -692,11 +689,26 @@ class Lifecycle:
         elif self.state is State.STOPPED:
             self._setState(State.SHUTDOWN, effects)
             effects.append(Succeed((event.waiter,)))
-        elif self.childAlive:
-            self._shutdownWaiters.append(event.waiter)
-            self._shortenGrace(event.grace, now, effects)
         else:
-            effects.append(Succeed((event.waiter,)))
+            self._awaitExit(self._shutdownWaiters, event.waiter, event.grace, now, effects)
+
+    def _awaitExit(
+        self,
+        waiters: list[Hashable],
+        waiter: Hashable,
+        grace: float,
+        now: float,
+        effects: list[Effect],
+    ) -> None:
+        """
+        Outside the stop states: C{waiter} waits among C{waiters} for a
+        child still alive to exit (within C{grace}), else is told at once.
+        """
+        if self.childAlive:
+            waiters.append(waiter)
+            self._shortenGrace(grace, now, effects)
+        else:
+            effects.append(Succeed((waiter,)))
 
     def _onWaiterCancelled(self, event: WaiterCancelled, now: float, effects: list[Effect]) -> None:
         for waiters in (
