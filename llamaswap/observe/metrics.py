@@ -184,13 +184,13 @@ class Metrics:
             Gauge,
             "llamaswap_memory_budget_bytes",
             "The memory budget per device (memoryBudget).",
-            ("device"),
+            ("device",),
         )
         self.memoryInUse = family(
             Gauge,
             "llamaswap_memory_in_use_bytes",
             "Memory held by the models not stopped, per device of the budget.",
-            ("device"),
+            ("device",),
         )
         self._needs: Mapping[str, Mapping[str, int]] = {}
         self._occupying: set[str] = set()
