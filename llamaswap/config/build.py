@@ -15,8 +15,6 @@ validates across sections once all are decoded.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
-
 import attrs
 
 from .crosscheck import crossCheck
@@ -27,7 +25,7 @@ from .decode_promptcache import decodePromptCache
 from .decode_routing import decodeRouting
 from .decode_selectors import decodeSelectors
 from .decode_settings import decodeHooks, decodeSettings
-from .errors import Location, PathPart, Problem, Problems
+from .errors import Problem, Problems
 from .expanded import ExpandedTree
 from .keys import GLOBAL_KEYS, HOOKS_KEYS
 from .memory import decodeBudget, decodeRequestTTL
@@ -105,47 +103,19 @@ class _LaterStage(Problems):
     A view of the shared collector for a later loading stage: an error
     about a key an earlier stage already rejected (C{startPort: abcd} is
     reported by macro expansion too) is not reported a second time.
+    Everything else (warnings, counting, iteration) is the shared
+    collector's, whose list of problems this view records into.
     """
 
     def __init__(self, shared: Problems) -> None:
-        self.shared = shared
-        self.sourceMap = shared.sourceMap
+        super().__init__(shared.sourceMap)
+        self._items = shared._items
         self.rejected = {p.path for p in shared.errors}
 
-    def error(
-        self,
-        message: str,
-        path: Sequence[PathPart] = (),
-        location: Location | None = None,
-    ) -> None:
-        if tuple(path) in self.rejected:
-            return
-        self.shared.error(message, path, location)
-
-    def warn(
-        self,
-        message: str,
-        path: Sequence[PathPart] = (),
-        location: Location | None = None,
-    ) -> None:
-        self.shared.warn(message, path, location)
-
-    def __iter__(self) -> Iterator[Problem]:
-        return iter(self.shared)
-
-    def __len__(self) -> int:
-        return len(self.shared)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return self.shared.errors
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return self.shared.warnings
-
-    def hasErrors(self) -> bool:
-        return self.shared.hasErrors()
+    def _accepts(self, problem: Problem) -> bool:
+        if not problem.warning and problem.path in self.rejected:
+            return False
+        return super()._accepts(problem)
 
 
 __all__ = ["buildConfig"]

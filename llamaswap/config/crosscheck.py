@@ -7,9 +7,9 @@ profile pins against models, peers and selectors.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
-from .errors import Problems
+from .errors import KeyPath, Problems
 from .goquote import goQuote
 from .model import Config
 
@@ -41,30 +41,31 @@ def _peerNamespace(config: Config, problems: Problems) -> None:
                 )
                 continue
             owners[fqn] = (peerID, modelID)
-    suffix = "conflicts with fully qualified peer model name"
     for fqn in sorted(owners):
-        if fqn in config.models:
-            problems.error(f"model ID {goQuote(fqn)} {suffix}", ("models", fqn))
-        for modelID, model in config.models.items():
-            if fqn in model.aliases:
-                problems.error(
-                    f"model {modelID} alias {goQuote(fqn)} {suffix}",
-                    ("models", modelID, "aliases"),
-                )
-        if fqn in config.selectors:
-            problems.error(f"selector ID {goQuote(fqn)} {suffix}", ("selectors", fqn))
-        for profileID, profile in config.profiles.items():
-            if fqn in profile.pins:
-                problems.error(
-                    f"profile {profileID} pin {goQuote(fqn)} {suffix}",
-                    ("profiles", profileID, "pins", fqn),
-                )
-        legacy = config.resolveLegacyProfile(fqn)
-        if legacy is not None:
+        for what, path in _localClaims(config, fqn):
             problems.error(
-                f"profile {legacy[0]} model name {goQuote(fqn)} {suffix}",
-                ("profiles", legacy[0]),
+                f"{what} {goQuote(fqn)} conflicts with fully qualified peer model name", path
             )
+
+
+def _localClaims(config: Config, name: str) -> Iterator[tuple[str, KeyPath]]:
+    """
+    What local definition already uses C{name}, and where: model IDs and
+    aliases, selector IDs, profile pins and legacy profile model names.
+    """
+    if name in config.models:
+        yield "model ID", ("models", name)
+    for modelID, model in config.models.items():
+        if name in model.aliases:
+            yield f"model {modelID} alias", ("models", modelID, "aliases")
+    if name in config.selectors:
+        yield "selector ID", ("selectors", name)
+    for profileID, profile in config.profiles.items():
+        if name in profile.pins:
+            yield f"profile {profileID} pin", ("profiles", profileID, "pins", name)
+    legacy = config.resolveLegacyProfile(name)
+    if legacy is not None:
+        yield f"profile {legacy[0]} model name", ("profiles", legacy[0])
 
 
 def _selectors(config: Config, problems: Problems, routingValid: bool) -> None:

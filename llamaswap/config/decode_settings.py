@@ -147,30 +147,36 @@ def decodeSettings(top: Section, problems: Problems) -> Settings:
 
 
 def _logLevel(top: Section, problems: Problems) -> str:
-    raw = top.string("logLevel", "info")
-    level = raw.strip().lower()
-    if level in LOG_LEVELS:
-        return level
-    if level:
-        problems.warn(
-            f"unknown logLevel {goQuote(raw)}, using info (valid: debug, info, warn, error)",
-            ("logLevel",),
-        )
-    return "info"
+    return _oneOf(top, problems, "logLevel", LOG_LEVELS, "info", ", using info")
 
 
 def _logTimeFormat(top: Section, problems: Problems) -> str:
-    raw = top.string("logTimeFormat", "")
+    return _oneOf(
+        top, problems, "logTimeFormat", LOG_TIME_FORMATS, "", "; log lines will have no timestamp"
+    )
+
+
+def _oneOf(
+    top: Section,
+    problems: Problems,
+    key: str,
+    valid: tuple[str, ...],
+    default: str,
+    otherwise: str,
+) -> str:
+    """
+    The setting C{key}, trimmed and lower-cased, if it is one of C{valid};
+    else C{default}, with a warning saying so (C{otherwise}) unless empty.
+    """
+    raw = top.string(key, default)
     name = raw.strip().lower()
-    if name in LOG_TIME_FORMATS:
+    if name in valid:
         return name
     if name:
         problems.warn(
-            f"unknown logTimeFormat {goQuote(raw)}; log lines will have no"
-            " timestamp (valid: " + ", ".join(LOG_TIME_FORMATS) + ")",
-            ("logTimeFormat",),
+            f"unknown {key} {goQuote(raw)}{otherwise} (valid: {', '.join(valid)})", (key,)
         )
-    return ""
+    return default
 
 
 def _performance(section: Section, problems: Problems) -> PerformanceConfig:

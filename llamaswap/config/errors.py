@@ -171,8 +171,15 @@ class Problems:
         if location is None:
             location = self.sourceMap.locate(path)
         problem = Problem(message, path, location, warning)
-        if problem not in self._items:
+        if self._accepts(problem):
             self._items.append(problem)
+
+    def _accepts(self, problem: Problem) -> bool:
+        """
+        Whether C{problem} is recorded: once only.  A view for a later
+        loading stage narrows this.
+        """
+        return problem not in self._items
 
     def __iter__(self) -> Iterator[Problem]:
         return iter(self._items)

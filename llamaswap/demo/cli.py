@@ -20,6 +20,7 @@ import sys
 from types import FrameType
 from typing import Any, Callable, Protocol, TextIO, TypeVar
 
+from attrs import define, field
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError, ProcessExitedAlready
 from twisted.internet.interfaces import IDelayedCall, IProcessTransport
@@ -230,6 +231,7 @@ class GrandchildProtocol(ProcessProtocol):
         self.ended.callback(None)
 
 
+@define(eq=False, slots=False)
 class DemoProcess:
     """
     The process-level behaviours, driven by the reactor once it runs.
@@ -239,20 +241,13 @@ class DemoProcess:
 
     log = Logger()
 
-    def __init__(
-        self,
-        reactor: DemoReactor,
-        upstream: DemoUpstream,
-        args: argparse.Namespace,
-        stderr: TextIO,
-    ) -> None:
-        self._reactor = reactor
-        self._upstream = upstream
-        self._args = args
-        self._stderr = stderr
-        self._grandchild: IProcessTransport | None = None
-        self._grandchildProtocol: GrandchildProtocol | None = None
-        self.exitCode = 0
+    _reactor: DemoReactor
+    _upstream: DemoUpstream
+    _args: argparse.Namespace
+    _stderr: TextIO
+    _grandchild: IProcessTransport | None = field(default=None, init=False)
+    _grandchildProtocol: GrandchildProtocol | None = field(default=None, init=False)
+    exitCode: int = field(default=0, init=False)
 
     def start(self) -> None:
         """

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from attrs import frozen
+from attrs import define, field, frozen
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -355,6 +355,7 @@ class AnthropicEmitter(BaseEmitter):
 
 
 @implementer(IPushProducer)
+@define(eq=False, slots=False)
 class Generation:
     """
     Emit pieces one per C{tokenDelay} on C{clock} until done or the client
@@ -370,25 +371,17 @@ class Generation:
 
     log = Logger()
 
-    def __init__(
-        self,
-        request: Request,
-        emitter: Emitter,
-        pieces: list[str],
-        clock: IReactorTime,
-        tokenDelay: float,
-    ) -> None:
-        self._request = request
-        self._emitter = emitter
-        self._pieces = pieces
-        self._clock = clock
-        self._tokenDelay = tokenDelay
-        self._index = 0
-        self._startedAt = 0.0
-        self._call: IDelayedCall | None = None
-        self._paused = False
-        self._producing = False
-        self.done = False
+    _request: Request
+    _emitter: Emitter
+    _pieces: list[str]
+    _clock: IReactorTime
+    _tokenDelay: float
+    _index: int = field(default=0, init=False)
+    _startedAt: float = field(default=0.0, init=False)
+    _call: IDelayedCall | None = field(default=None, init=False)
+    _paused: bool = field(default=False, init=False)
+    _producing: bool = field(default=False, init=False)
+    done: bool = field(default=False, init=False)
 
     def start(self) -> None:
         """

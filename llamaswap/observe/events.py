@@ -24,6 +24,7 @@ import json
 from collections import deque
 from typing import Any, Callable, Iterable, Mapping
 
+from attrs import define, field
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.web.server import Request
@@ -184,6 +185,7 @@ def modelStatus(config: Config, states: Mapping[str, str]) -> list[dict[str, Any
 
 
 @implementer(IPushProducer)
+@define(eq=False, slots=False)
 class EventStream:
     """
     One C{/api/events} connection.
@@ -191,32 +193,21 @@ class EventStream:
     @ivar dropped: events dropped because the client was too slow.
     """
 
-    def __init__(
-        self,
-        request: Request,
-        clock: IReactorTime,
-        *,
-        limit: int = QUEUE_LIMIT,
-        heartbeat: float = HEARTBEAT,
-        resync: Callable[[], Event] | None = None,
-    ) -> None:
-        """
-        @param resync: makes a fresh C{inflight} snapshot event, sent after
-            in-flight updates had to be dropped.
-        """
-        self._request = request
-        self._clock = clock
-        self._limit = limit
-        self._heartbeat = heartbeat
-        self._resync = resync
-        self._queue: deque[Event] = deque()
-        self._paused = False
-        self._closed = False
-        self._needResync = False
-        self._timer: IDelayedCall | None = None
-        self._unsubscribe: Callable[[], None] | None = None
-        self._onClose: list[Callable[[], None]] = []
-        self.dropped = 0
+    _request: Request
+    _clock: IReactorTime
+    _limit: int = field(default=QUEUE_LIMIT, kw_only=True)
+    _heartbeat: float = field(default=HEARTBEAT, kw_only=True)
+    #: Makes a fresh C{inflight} snapshot event, sent after in-flight
+    #: updates had to be dropped.
+    _resync: Callable[[], Event] | None = field(default=None, kw_only=True)
+    _queue: deque[Event] = field(factory=deque, init=False)
+    _paused: bool = field(default=False, init=False)
+    _closed: bool = field(default=False, init=False)
+    _needResync: bool = field(default=False, init=False)
+    _timer: IDelayedCall | None = field(default=None, init=False)
+    _unsubscribe: Callable[[], None] | None = field(default=None, init=False)
+    _onClose: list[Callable[[], None]] = field(factory=list, init=False)
+    dropped: int = field(default=0, init=False)
 
     def start(self, initial: Iterable[Event], bus: EventBus) -> None:
         """

@@ -19,6 +19,7 @@ import os
 import platform
 from typing import Any, Callable, Mapping, NamedTuple
 
+from attrs import define, field
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
@@ -251,6 +252,7 @@ ACCELERATOR_TOOLS = (
 )
 
 
+@define(eq=False, slots=False)
 class HardwareDetector(LateStartService):
     """
     Detects once when started and keeps the snapshot; L{current} gives
@@ -261,27 +263,17 @@ class HardwareDetector(LateStartService):
     @ivar error: why the last detection failed, if it did.
     """
 
-    def __init__(
-        self,
-        clock: IReactorTime,
-        runner: CommandRunner,
-        *,
-        reader: FileReader = readFile,
-        locator: Locator = locate,
-        uname: Callable[[], Uname] = localUname,
-        refreshAfter: float = REFRESH_AFTER,
-    ) -> None:
-        self.clock = clock
-        self.runner = runner
-        self.reader = reader
-        self.locator = locator
-        self.uname = uname
-        self.refreshAfter = refreshAfter
-        self.snapshot: dict[str, Any] | None = None
-        self.error: str | None = None
-        self._capturedAt: float | None = None
-        self._detecting: Deferred[dict[str, Any] | None] | None = None
-        self._waiters: list[Deferred[dict[str, Any] | None]] = []
+    clock: IReactorTime
+    runner: CommandRunner
+    reader: FileReader = field(default=readFile, kw_only=True)
+    locator: Locator = field(default=locate, kw_only=True)
+    uname: Callable[[], Uname] = field(default=localUname, kw_only=True)
+    refreshAfter: float = field(default=REFRESH_AFTER, kw_only=True)
+    snapshot: dict[str, Any] | None = field(default=None, init=False)
+    error: str | None = field(default=None, init=False)
+    _capturedAt: float | None = field(default=None, init=False)
+    _detecting: Deferred[dict[str, Any] | None] | None = field(default=None, init=False)
+    _waiters: list[Deferred[dict[str, Any] | None]] = field(factory=list, init=False)
 
     def startLate(self) -> object:
         return self.refresh()

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 
+from attrs import define, field
 from twisted.logger import Logger
 
 #: History kept per monitor (llama-swap's 100 KiB).
@@ -88,6 +89,7 @@ class Ring:
         self._size = 0
 
 
+@define(eq=False, slots=False)
 class Subscription:
     """
     One consumer of a L{Monitor}'s writes.
@@ -107,23 +109,16 @@ class Subscription:
 
     log = Logger()
 
-    def __init__(
-        self,
-        monitor: Monitor,
-        deliver: Deliver,
-        maxQueued: int = SUBSCRIBER_BYTES,
-        onClose: Callable[[], None] | None = None,
-    ) -> None:
-        self.monitor = monitor
-        self.deliver = deliver
-        self.maxQueued = maxQueued
-        self._onClose = onClose
-        self._queue: deque[bytes] = deque()
-        self.queuedBytes = 0
-        self.paused = False
-        self.droppedLines = 0
-        self.totalDropped = 0
-        self.active = True
+    monitor: Monitor
+    deliver: Deliver
+    maxQueued: int = SUBSCRIBER_BYTES
+    _onClose: Callable[[], None] | None = None
+    _queue: deque[bytes] = field(factory=deque, init=False)
+    queuedBytes: int = field(default=0, init=False)
+    paused: bool = field(default=False, init=False)
+    droppedLines: int = field(default=0, init=False)
+    totalDropped: int = field(default=0, init=False)
+    active: bool = field(default=True, init=False)
 
     def offer(self, data: bytes) -> None:
         """

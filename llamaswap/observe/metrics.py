@@ -13,7 +13,8 @@ llamaswaps in one process (tests, reloads) do not collide.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from functools import partial
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from prometheus_client import (
     CollectorRegistry,
@@ -36,6 +37,21 @@ _LATENCY_BUCKETS = (
 )
 _LOAD_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 _SPEED_BUCKETS = (1, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120, 10240)
+
+
+def metricFamily(
+    registry: CollectorRegistry,
+    kind: Callable[..., Any],
+    name: str,
+    documentation: str,
+    labels: Sequence[str] = ("model",),
+    **options: Any,
+) -> Any:
+    """
+    A metric family of C{kind} (L{Counter}, L{Gauge}, ...) registered in
+    C{registry}, labelled by model unless C{labels} says otherwise.
+    """
+    return kind(name, documentation, list(labels), registry=registry, **options)
 
 
 class _Children:
@@ -73,121 +89,108 @@ class Metrics:
         @param processMetrics: include C{process_*} metrics of this process.
         """
         registry = self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
+        family = partial(metricFamily, registry)
+        self.requests = family(
+            Counter,
             "llamaswap_requests",
             "Model requests finished, by model, path and HTTP status.",
-            ["model", "path", "status"],
-            registry=registry,
+            ("model", "path", "status"),
         )
-        self.keyRequests = Counter(
+        self.keyRequests = family(
+            Counter,
             "llamaswap_key_requests",
             "Model requests finished, by API key name (never the key), model and HTTP status.",
-            ["key", "model", "status"],
-            registry=registry,
+            ("key", "model", "status"),
         )
-        self.inputTokens = Counter(
+        self.inputTokens = family(
+            Counter,
             "llamaswap_input_tokens",
             "Prompt tokens reported by upstreams.",
-            ["model"],
-            registry=registry,
         )
-        self.outputTokens = Counter(
+        self.outputTokens = family(
+            Counter,
             "llamaswap_output_tokens",
             "Generated tokens reported by upstreams.",
-            ["model"],
-            registry=registry,
         )
-        self.cachedTokens = Counter(
+        self.cachedTokens = family(
+            Counter,
             "llamaswap_cached_tokens",
             "Prompt tokens served from the upstream's cache.",
-            ["model"],
-            registry=registry,
         )
-        self.duration = Histogram(
+        self.duration = family(
+            Histogram,
             "llamaswap_request_duration_seconds",
             "Wall time of model requests, from arrival to the end of the response.",
-            ["model"],
             buckets=_LATENCY_BUCKETS,
-            registry=registry,
         )
-        self.ttfb = Histogram(
+        self.ttfb = family(
+            Histogram,
             "llamaswap_time_to_first_byte_seconds",
             "Time from a request's arrival to the first response body byte, "
             "measured by llamaswap (queueing and loading included).",
-            ["model"],
             buckets=_LATENCY_BUCKETS,
-            registry=registry,
         )
-        self.queueWait = Histogram(
+        self.queueWait = family(
+            Histogram,
             "llamaswap_queue_wait_seconds",
             "Time requests waited for their model (queued or loading).",
-            ["model"],
             buckets=_LATENCY_BUCKETS,
-            registry=registry,
         )
-        self.promptSpeed = Histogram(
+        self.promptSpeed = family(
+            Histogram,
             "llamaswap_prompt_tokens_per_second",
             "Prompt processing speed of requests that reported it.",
-            ["model"],
             buckets=_SPEED_BUCKETS,
-            registry=registry,
         )
-        self.genSpeed = Histogram(
+        self.genSpeed = family(
+            Histogram,
             "llamaswap_generation_tokens_per_second",
             "Generation speed of requests that reported it.",
-            ["model"],
             buckets=_SPEED_BUCKETS,
-            registry=registry,
         )
-        self.inFlight = Gauge(
+        self.inFlight = family(
+            Gauge,
             "llamaswap_requests_in_flight",
             "Model requests granted their model and not yet finished.",
-            ["model"],
-            registry=registry,
         )
-        self.loads = Counter(
+        self.loads = family(
+            Counter,
             "llamaswap_model_loads",
             "Model starts (swaps in), successful or not.",
-            ["model"],
-            registry=registry,
         )
-        self.loadDuration = Histogram(
+        self.loadDuration = family(
+            Histogram,
             "llamaswap_model_load_duration_seconds",
             "Time from starting a model's process to its readiness.",
-            ["model"],
             buckets=_LOAD_BUCKETS,
-            registry=registry,
         )
-        self.startFailures = Counter(
+        self.startFailures = family(
+            Counter,
             "llamaswap_model_start_failures",
             "Starts that did not reach ready (exited, timed out or were aborted).",
-            ["model"],
-            registry=registry,
         )
-        self.state = Enum(
+        self.state = family(
+            Enum,
             "llamaswap_model_state",
             "Current lifecycle state of each model.",
-            ["model"],
             states=list(STATES),
-            registry=registry,
         )
-        self.modelMemory = Gauge(
+        self.modelMemory = family(
+            Gauge,
             "llamaswap_model_memory_bytes",
             "Memory each model needs (configured, or estimated from its GGUF file).",
-            ["model"],
-            registry=registry,
         )
-        self.memoryBudget = Gauge(
+        self.memoryBudget = family(
+            Gauge,
             "llamaswap_memory_budget_bytes",
             "The memory budget per device (memoryBudget).",
-            ["device"],
-            registry=registry,
+            ("device",),
         )
-        self.memoryInUse = Gauge(
+        self.memoryInUse = family(
+            Gauge,
             "llamaswap_memory_in_use_bytes",
             "Memory held by the models not stopped, per device of the budget.",
-            ["device"],
-            registry=registry,
+            ("device",),
         )
         self._needs: Mapping[str, Mapping[str, int]] = {}
         self._occupying: set[str] = set()

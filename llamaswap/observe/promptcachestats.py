@@ -6,11 +6,13 @@ the activity note of the first request after a restore.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ..upstream.promptcachehooks import CacheReport
+from .metrics import metricFamily
 
 _SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -28,42 +30,40 @@ class PromptCacheStats:
         publish: Callable[[str, Any], None] = lambda kind, data: None,
     ) -> None:
         self._publish = publish
-        self.savedBytes = Counter(
+        family = partial(metricFamily, registry)
+        self.savedBytes = family(
+            Counter,
             "llamaswap_promptcache_saved_bytes",
             "Bytes of KV cache saved to disk before models stopped.",
-            ["model"],
-            registry=registry,
         )
-        self.restoredBytes = Counter(
+        self.restoredBytes = family(
+            Counter,
             "llamaswap_promptcache_restored_bytes",
             "Bytes of KV cache restored from disk after models started.",
-            ["model"],
-            registry=registry,
         )
-        self.restoredTokens = Counter(
+        self.restoredTokens = family(
+            Counter,
             "llamaswap_promptcache_restored_tokens",
             "Tokens of KV cache restored (prefill the next requests skip).",
-            ["model"],
-            registry=registry,
         )
-        self.saves = Counter(
+        self.saves = family(
+            Counter,
             "llamaswap_promptcache_saves",
             "Prompt-cache saves by outcome (saved, empty, unsupported, error).",
-            ["model", "outcome"],
-            registry=registry,
+            ("model", "outcome"),
         )
-        self.restores = Counter(
+        self.restores = family(
+            Counter,
             "llamaswap_promptcache_restores",
             "Prompt-cache restores by outcome (hit, miss, unsupported, error).",
-            ["model", "outcome"],
-            registry=registry,
+            ("model", "outcome"),
         )
-        self.seconds = Histogram(
+        self.seconds = family(
+            Histogram,
             "llamaswap_promptcache_seconds",
             "Time spent saving or restoring a model's slots.",
-            ["model", "action"],
+            ("model", "action"),
             buckets=_SECONDS_BUCKETS,
-            registry=registry,
         )
         self._pending: dict[str, CacheReport] = {}
 

@@ -78,11 +78,35 @@ EXTRA_COLUMNS = (
     ("queue_ms", "INTEGER NOT NULL DEFAULT 0"),
 )
 
-_COLUMNS = (
-    "id, ts_created, model_id, req_path, resp_content_type, resp_status_code, "
-    "cache_tokens, draft_tokens, draft_acc_tokens, input_tokens, output_tokens, "
-    "prompt_per_second, tokens_per_second, duration_ms, error_msg, metadata_json, "
-    "ttfb_ms, queue_ms"
+#: The activity row's columns and the L{ActivityRecord} attribute each
+#: holds, in C{SELECT} order; the written row is the same without C{id}.
+_RECORD_COLUMNS = (
+    ("id", "id"),
+    ("ts_created", "timestamp"),
+    ("model_id", "model"),
+    ("req_path", "reqPath"),
+    ("resp_content_type", "respContentType"),
+    ("resp_status_code", "status"),
+    ("duration_ms", "durationMs"),
+    ("error_msg", "errorMsg"),
+    ("ttfb_ms", "ttfbMs"),
+    ("queue_ms", "queueMs"),
+)
+#: The columns holding L{TokenMetrics} attributes (its C{durationMs} is
+#: the record's C{duration_ms}).
+_TOKEN_COLUMNS = (
+    ("cache_tokens", "cacheTokens"),
+    ("draft_tokens", "draftTokens"),
+    ("draft_acc_tokens", "draftAcceptedTokens"),
+    ("input_tokens", "inputTokens"),
+    ("output_tokens", "outputTokens"),
+    ("prompt_per_second", "promptPerSecond"),
+    ("tokens_per_second", "tokensPerSecond"),
+)
+_COLUMN_NAMES = tuple(c for c, _ in _RECORD_COLUMNS + _TOKEN_COLUMNS) + ("metadata_json",)
+_COLUMNS = ", ".join(_COLUMN_NAMES)
+_INSERT = "INSERT INTO activity ({}) VALUES ({})".format(
+    ", ".join(_COLUMN_NAMES[1:]), ", ".join("?" * (len(_COLUMN_NAMES) - 1))
 )
 
 #: C{sort} parameter to column.
@@ -160,33 +184,7 @@ def insertRecord(cursor: Any, record: ActivityRecord, keep: int | None = None) -
 
     @return: the new row's ID.
     """
-    tokens = record.tokens
-    cursor.execute(
-        "INSERT INTO activity (ts_created, model_id, req_path, resp_content_type, "
-        "resp_status_code, cache_tokens, draft_tokens, draft_acc_tokens, input_tokens, "
-        "output_tokens, prompt_per_second, tokens_per_second, duration_ms, error_msg, "
-        "metadata_json, ttfb_ms, queue_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            int(record.timestamp),
-            record.model,
-            record.reqPath,
-            record.respContentType,
-            record.status,
-            tokens.cacheTokens,
-            tokens.draftTokens,
-            tokens.draftAcceptedTokens,
-            tokens.inputTokens,
-            tokens.outputTokens,
-            tokens.promptPerSecond,
-            tokens.tokensPerSecond,
-            record.durationMs,
-            record.errorMsg,
-            json.dumps(record.metadata, sort_keys=True) if record.metadata else "",
-            record.ttfbMs,
-            record.queueMs,
-        ),
-    )
+    cursor.execute(_INSERT, _rowValues(record))
     id = int(cursor.lastrowid)
     if keep is not None:
         cursor.execute("DELETE FROM activity WHERE id <= ?", (id - max(keep, 1),))
@@ -208,37 +206,35 @@ def insertRecords(
     return ids
 
 
+def _rowValues(record: ActivityRecord) -> list[Any]:
+    """
+    The values of the columns L{_INSERT} writes for C{record}.
+    """
+    values = [getattr(record, attr) for _, attr in _RECORD_COLUMNS[1:]]
+    values[0] = int(record.timestamp)
+    values += [getattr(record.tokens, attr) for _, attr in _TOKEN_COLUMNS]
+    values.append(json.dumps(record.metadata, sort_keys=True) if record.metadata else "")
+    return values
+
+
 def _record(row: Sequence[Any]) -> ActivityRecord:
+    values = dict(zip(_COLUMN_NAMES, row))
     metadata: dict[str, str] = {}
-    if row[15]:
+    if values["metadata_json"]:
         try:
-            parsed = json.loads(row[15])
+            parsed = json.loads(values["metadata_json"])
         except ValueError:
             parsed = None
         if isinstance(parsed, dict):
             metadata = {str(k): str(v) for k, v in parsed.items()}
+    tokens = TokenMetrics(
+        durationMs=values["duration_ms"],
+        **{attr: values[column] for column, attr in _TOKEN_COLUMNS},
+    )
     return ActivityRecord(
-        id=row[0],
-        timestamp=row[1],
-        model=row[2],
-        reqPath=row[3],
-        respContentType=row[4],
-        status=row[5],
-        tokens=TokenMetrics(
-            cacheTokens=row[6],
-            draftTokens=row[7],
-            draftAcceptedTokens=row[8],
-            inputTokens=row[9],
-            outputTokens=row[10],
-            promptPerSecond=row[11],
-            tokensPerSecond=row[12],
-            durationMs=row[13],
-        ),
-        durationMs=row[13],
-        errorMsg=row[14],
+        tokens=tokens,
         metadata=metadata,
-        ttfbMs=row[16],
-        queueMs=row[17],
+        **{attr: values[column] for column, attr in _RECORD_COLUMNS},
     )
 
 

@@ -312,13 +312,7 @@ class Scheduler:
         self._limits = {
             m: (n if n > 0 else DEFAULT_CONCURRENCY_LIMIT) for m, n in limits.items()
         }
-        self._evictor = evictor
-        bindUsage = getattr(evictor, "bindUsage", None)
-        if bindUsage is not None:
-            bindUsage(self)
-        self._priorities = dict(priorities or {})
-        self._maxWait = maxWaitForSwap
-        self._profiles = {p: frozenset(ms) for p, ms in (profiles or {}).items()}
+        self._applySettings(evictor, priorities, maxWaitForSwap, profiles)
         self._states = {m: State.STOPPED for m in self._limits}
         for m, s in (states or {}).items():
             if m in self._states:
@@ -331,9 +325,6 @@ class Scheduler:
         self._held: frozenset[str] = frozenset()
         self._uses = 0
         self._lastUsed = {m: 0 for m in self._limits}
-        bindUsage = getattr(evictor, "bindUsage", None)
-        if bindUsage is not None:
-            bindUsage(self)
         self._nextSwapID = 1
         self._now = 0.0
         self._shuttingDown = False
@@ -596,6 +587,26 @@ class Scheduler:
         self._settle(out)
         return out
 
+    def _applySettings(
+        self,
+        evictor: Evictor,
+        priorities: Mapping[str, int] | None,
+        maxWaitForSwap: float | None,
+        profiles: Mapping[str, Collection[str]] | None,
+    ) -> None:
+        """
+        Take the settings L{__init__} and L{onReconfigure} share; an
+        evictor that reads usage (L{MemoryEvictor}) is bound to this
+        scheduler.
+        """
+        self._evictor = evictor
+        bindUsage = getattr(evictor, "bindUsage", None)
+        if bindUsage is not None:
+            bindUsage(self)
+        self._priorities = dict(priorities or {})
+        self._maxWait = maxWaitForSwap
+        self._profiles = {p: frozenset(ms) for p, ms in (profiles or {}).items()}
+
     def onReconfigure(
         self,
         limits: Mapping[str, int],
@@ -627,13 +638,7 @@ class Scheduler:
                 self._reserved[m] = 0
                 self._inFlight[m] = 0
             self._limits[m] = n if n > 0 else DEFAULT_CONCURRENCY_LIMIT
-        self._evictor = evictor
-        bindUsage = getattr(evictor, "bindUsage", None)
-        if bindUsage is not None:
-            bindUsage(self)
-        self._priorities = dict(priorities or {})
-        self._maxWait = maxWaitForSwap
-        self._profiles = {p: frozenset(ms) for p, ms in (profiles or {}).items()}
+        self._applySettings(evictor, priorities, maxWaitForSwap, profiles)
         for swap in list(self._swaps.values()):
             if swap.target in self._retiring:
                 del self._swaps[swap.swapID]

@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Protocol
 from urllib.parse import urlsplit
 
+from attrs import define, field
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -250,6 +251,7 @@ class ProbeLoop:
         return delay
 
 
+@define(eq=False, slots=False)
 class HTTPHealthProber:
     """
     A L{HealthProber} that C{GET}s the URL with an L{IAgent}; only status
@@ -258,16 +260,10 @@ class HTTPHealthProber:
     how long each URL took to become ready, for the next watch of it.
     """
 
-    def __init__(
-        self,
-        agent: IAgent,
-        clock: IReactorTime,
-        probeTimeout: float = PROBE_TIMEOUT,
-    ) -> None:
-        self._agent = agent
-        self._clock = clock
-        self._probeTimeout = probeTimeout
-        self.learned: dict[str, float] = {}
+    _agent: IAgent
+    _clock: IReactorTime
+    _probeTimeout: float = PROBE_TIMEOUT
+    learned: dict[str, float] = field(factory=dict, init=False)
 
     def probeOnce(self, url: str) -> Deferred[bool]:
         """

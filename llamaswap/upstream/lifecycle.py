@@ -32,7 +32,7 @@ import signal
 from enum import Enum
 from typing import Hashable, Union
 
-from attrs import field, frozen
+from attrs import define, field, frozen, setters
 
 
 class State(Enum):
@@ -430,6 +430,14 @@ Effect = Union[
 # ---------------------------------------------------------------- machine
 
 
+def _positiveOrNone(seconds: float) -> float | None:
+    return seconds if seconds > 0 else None
+
+
+# The TTL converter runs at construction only: handlers assign the
+# already-normalised value, and the machine's hot path keeps plain
+# attribute writes.
+@define(eq=False, slots=False, on_setattr=setters.NO_OP)
 class Lifecycle:
     """
     The state machine of one upstream.
@@ -440,54 +448,39 @@ class Lifecycle:
     @ivar attempt: the number of the latest start attempt (0 before any).
     """
 
-    def __init__(
-        self,
-        *,
-        healthCheckTimeout: float,
-        unloadTimeout: float,
-        ttl: float = 0.0,
-        probe: bool = True,
-        stopCommand: bool = False,
-        abortGrace: float = 5.0,
-        afterReadyTimeout: float = 0.0,
-        beforeStopTimeout: float = 0.0,
-    ) -> None:
-        """
-        @param healthCheckTimeout: seconds from spawn to readiness.
-        @param unloadTimeout: grace before C{SIGKILL} on a TTL unload.
-        @param ttl: idle seconds before unloading; C{0} disables.
-        @param probe: C{False} when C{checkEndpoint} is C{none}: ready at
-            spawn.
-        @param stopCommand: C{True} when C{cmdStop} replaces C{SIGTERM}.
-        @param abortGrace: grace before C{SIGKILL} after a failed start.
-        @param afterReadyTimeout: when positive, a healthy child stays
-            C{starting} while L{Hook.AFTER_READY} runs, at most this long.
-        @param beforeStopTimeout: when positive, stopping a ready child
-            runs L{Hook.BEFORE_STOP} first, for at most this long, before
-            the stop signal (the stop's grace starts after it).
-        """
-        self._healthCheckTimeout = healthCheckTimeout
-        self._unloadTimeout = unloadTimeout
-        self._ttl: float | None = ttl if ttl > 0 else None
-        self._probe = probe
-        self._stopCommand = stopCommand
-        self._abortGrace = abortGrace
-        self._afterReadyTimeout = afterReadyTimeout
-        self._beforeStopTimeout = beforeStopTimeout
-        #: The hook running now, if any.
-        self._hook: Hook | None = None
-        #: The grace of a stop that waits for L{Hook.BEFORE_STOP}.
-        self._pendingGrace: float | None = None
-        self.state = State.STOPPED
-        self.inFlight = 0
-        self.attempt = 0
-        self._child = _Child.NONE
-        self._startWaiters: list[Hashable] = []
-        self._queuedStarts: list[Hashable] = []
-        self._stopWaiters: list[Hashable] = []
-        self._shutdownWaiters: list[Hashable] = []
-        self._escalateAt: float | None = None
-        self._killed = False
+    #: Seconds from spawn to readiness.
+    _healthCheckTimeout: float = field(kw_only=True)
+    #: Grace before C{SIGKILL} on a TTL unload.
+    _unloadTimeout: float = field(kw_only=True)
+    #: Idle seconds before unloading; C{0} (stored as L{None}) disables.
+    _ttl: float | None = field(default=0.0, kw_only=True, converter=_positiveOrNone)
+    #: C{False} when C{checkEndpoint} is C{none}: ready at spawn.
+    _probe: bool = field(default=True, kw_only=True)
+    #: C{True} when C{cmdStop} replaces C{SIGTERM}.
+    _stopCommand: bool = field(default=False, kw_only=True)
+    #: Grace before C{SIGKILL} after a failed start.
+    _abortGrace: float = field(default=5.0, kw_only=True)
+    #: When positive, a healthy child stays C{starting} while
+    #: L{Hook.AFTER_READY} runs, at most this long.
+    _afterReadyTimeout: float = field(default=0.0, kw_only=True)
+    #: When positive, stopping a ready child runs L{Hook.BEFORE_STOP}
+    #: first, for at most this long, before the stop signal (the stop's
+    #: grace starts after it).
+    _beforeStopTimeout: float = field(default=0.0, kw_only=True)
+    #: The hook running now, if any.
+    _hook: Hook | None = field(default=None, init=False)
+    #: The grace of a stop that waits for L{Hook.BEFORE_STOP}.
+    _pendingGrace: float | None = field(default=None, init=False)
+    state: State = field(default=State.STOPPED, init=False)
+    inFlight: int = field(default=0, init=False)
+    attempt: int = field(default=0, init=False)
+    _child: _Child = field(default=_Child.NONE, init=False)
+    _startWaiters: list[Hashable] = field(factory=list, init=False)
+    _queuedStarts: list[Hashable] = field(factory=list, init=False)
+    _stopWaiters: list[Hashable] = field(factory=list, init=False)
+    _shutdownWaiters: list[Hashable] = field(factory=list, init=False)
+    _escalateAt: float | None = field(default=None, init=False)
+    _killed: bool = field(default=False, init=False)
 
     @property
     def childAlive(self) -> bool:
@@ -680,11 +673,8 @@ class Lifecycle:
             self._stopWaiters.append(event.waiter)
             self._fail(self._queuedStarts, StartAborted(), effects)
             self._shortenGrace(event.timeout, now, effects)
-        elif self.childAlive:
-            self._stopWaiters.append(event.waiter)
-            self._shortenGrace(event.timeout, now, effects)
         else:
-            effects.append(Succeed((event.waiter,)))
+            self._awaitExit(self._stopWaiters, event.waiter, event.timeout, now, effects)
 
     def _onShutdownRequested(self, event: ShutdownRequested, now: float, effects: list[Effect]) -> None:
         self._fail(self._startWaiters, ShutDown(), effects)
@@ -699,11 +689,26 @@ class Lifecycle:
         elif self.state is State.STOPPED:
             self._setState(State.SHUTDOWN, effects)
             effects.append(Succeed((event.waiter,)))
-        elif self.childAlive:
-            self._shutdownWaiters.append(event.waiter)
-            self._shortenGrace(event.grace, now, effects)
         else:
-            effects.append(Succeed((event.waiter,)))
+            self._awaitExit(self._shutdownWaiters, event.waiter, event.grace, now, effects)
+
+    def _awaitExit(
+        self,
+        waiters: list[Hashable],
+        waiter: Hashable,
+        grace: float,
+        now: float,
+        effects: list[Effect],
+    ) -> None:
+        """
+        Outside the stop states: C{waiter} waits among C{waiters} for a
+        child still alive to exit (within C{grace}), else is told at once.
+        """
+        if self.childAlive:
+            waiters.append(waiter)
+            self._shortenGrace(grace, now, effects)
+        else:
+            effects.append(Succeed((waiter,)))
 
     def _onWaiterCancelled(self, event: WaiterCancelled, now: float, effects: list[Effect]) -> None:
         for waiters in (

@@ -24,7 +24,7 @@ import sys
 from collections import deque
 from typing import Callable, Iterable, Mapping, Sequence
 
-from attrs import frozen
+from attrs import define, field, frozen
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import (
@@ -233,6 +233,7 @@ class ExitStatus:
 OutputObserver = Callable[[str, str], None]
 
 
+@define(eq=False, slots=False)
 class UpstreamProtocol(ProcessProtocol):
     """
     The C{ProcessProtocol} for one upstream child (spawned through the
@@ -262,38 +263,35 @@ class UpstreamProtocol(ProcessProtocol):
 
     log = Logger()
 
-    def __init__(
-        self,
-        modelID: str,
-        clock: IReactorTime,
-        onLine: OutputObserver | None = None,
-        *,
-        signaller: Callable[..., bool] = signalGroup,
-        launcherSignaller: Callable[[int, int], bool] = signalProcess,
-        maxLineLength: int = MAX_LINE_LENGTH,
-        keepLines: int = KEEP_LINES,
-        drainGrace: float = DRAIN_GRACE,
-        pipeCloseGrace: float = PIPE_CLOSE_GRACE,
-    ) -> None:
-        self.modelID = modelID
-        self._clock = clock
-        self._onLine = onLine
-        self._signaller = signaller
-        self._launcherSignaller = launcherSignaller
-        self._buffers = {fd: LineBuffer(maxLineLength) for fd in _STREAMS}
-        self._reportBuffer = bytearray()
-        self._lines: deque[str] = deque(maxlen=keepLines)
-        self._drainGrace = drainGrace
-        self._pipeCloseGrace = pipeCloseGrace
-        self.launcherPid: int | None = None
-        self.pid: int | None = None
-        self.serverStarted: Deferred[int] = Deferred()
-        self.exitStatus: ExitStatus | None = None
-        self.exited: Deferred[ExitStatus] = Deferred()
-        self.ended: Deferred[None] = Deferred()
-        self._reported = False
-        self._isEnded = False
-        self._timers: list[IDelayedCall] = []
+    modelID: str
+    _clock: IReactorTime
+    _onLine: OutputObserver | None = None
+    _signaller: Callable[..., bool] = field(default=signalGroup, kw_only=True)
+    _launcherSignaller: Callable[[int, int], bool] = field(default=signalProcess, kw_only=True)
+    _maxLineLength: int = field(default=MAX_LINE_LENGTH, kw_only=True)
+    _keepLines: int = field(default=KEEP_LINES, kw_only=True)
+    _drainGrace: float = field(default=DRAIN_GRACE, kw_only=True)
+    _pipeCloseGrace: float = field(default=PIPE_CLOSE_GRACE, kw_only=True)
+    _buffers: dict[int, LineBuffer] = field(init=False)
+    _reportBuffer: bytearray = field(factory=bytearray, init=False)
+    _lines: deque[str] = field(init=False)
+    launcherPid: int | None = field(default=None, init=False)
+    pid: int | None = field(default=None, init=False)
+    serverStarted: Deferred[int] = field(factory=Deferred, init=False)
+    exitStatus: ExitStatus | None = field(default=None, init=False)
+    exited: Deferred[ExitStatus] = field(factory=Deferred, init=False)
+    ended: Deferred[None] = field(factory=Deferred, init=False)
+    _reported: bool = field(default=False, init=False)
+    _isEnded: bool = field(default=False, init=False)
+    _timers: list[IDelayedCall] = field(factory=list, init=False)
+
+    @_buffers.default
+    def _newBuffers(self) -> dict[int, LineBuffer]:
+        return {fd: LineBuffer(self._maxLineLength) for fd in _STREAMS}
+
+    @_lines.default
+    def _newLines(self) -> deque[str]:
+        return deque(maxlen=self._keepLines)
 
     @property
     def lastLines(self) -> tuple[str, ...]:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Callable, Sequence
+from typing import Callable
 
-from attrs import frozen
+from attrs import define, field, frozen, setters
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -85,6 +85,7 @@ class CacheReport:
 ReportObserver = Callable[[CacheReport], None]
 
 
+@define(eq=False, slots=False, on_setattr=setters.NO_OP)
 class PromptCacheHooks:
     """
     The prompt cache of one model.
@@ -95,36 +96,33 @@ class PromptCacheHooks:
 
     log = Logger()
 
-    def __init__(
-        self,
-        modelID: str,
-        argv: Sequence[str],
-        *,
-        directory: CacheDirectory,
-        client: SlotsClient,
-        clock: IReactorTime,
-        cwd: str | None = None,
-        observe: ReportObserver | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-    ) -> None:
-        """
-        @param argv: the effective command (with C{--slot-save-path}).
-        @param directory: where the server saves (its C{--slot-save-path}).
-        @param client: the server's slot API.
-        @param observe: told about every save and restore.
-        """
-        self.modelID = modelID
-        self.afterReadyTimeout = timeout
-        self.beforeStopTimeout = timeout
-        self._argv = tuple(argv)
-        self._cwd = cwd
-        self._directory = directory
-        self._client = client
-        self._clock = clock
-        self._observe = observe
-        self._tag = modelTag(modelID)
-        self._key: str | None = None
-        self._slots: int | None = None
+    modelID: str
+    #: The effective command (with C{--slot-save-path}).
+    _argv: tuple[str, ...] = field(converter=tuple)
+    #: Where the server saves (its C{--slot-save-path}).
+    _directory: CacheDirectory = field(kw_only=True)
+    #: The server's slot API.
+    _client: SlotsClient = field(kw_only=True)
+    _clock: IReactorTime = field(kw_only=True)
+    _cwd: str | None = field(default=None, kw_only=True)
+    #: Told about every save and restore.
+    _observe: ReportObserver | None = field(default=None, kw_only=True)
+    _timeout: float = field(default=DEFAULT_TIMEOUT, kw_only=True)
+    _tag: str = field(init=False)
+    _key: str | None = field(default=None, init=False)
+    _slots: int | None = field(default=None, init=False)
+
+    @_tag.default
+    def _modelTag(self) -> str:
+        return modelTag(self.modelID)
+
+    @property
+    def afterReadyTimeout(self) -> float:
+        return self._timeout
+
+    @property
+    def beforeStopTimeout(self) -> float:
+        return self._timeout
 
     # -- LifecycleHooks
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from attrs import frozen
+from attrs import define, field, frozen, setters
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
@@ -82,22 +82,16 @@ class SlotRestored:
     milliseconds: float
 
 
+@define(eq=False, slots=False, on_setattr=setters.NO_OP)
 class SlotsClient:
     """
     Talks to the slot API of the server at C{baseURL}.
     """
 
-    def __init__(
-        self,
-        agent: IAgent,
-        clock: IReactorTime,
-        baseURL: str,
-        timeout: float = REQUEST_TIMEOUT,
-    ) -> None:
-        self._agent = agent
-        self._clock = clock
-        self._base = baseURL.rstrip("/")
-        self._timeout = timeout
+    _agent: IAgent
+    _clock: IReactorTime
+    _base: str = field(alias="baseURL", converter=lambda url: url.rstrip("/"))
+    _timeout: float = REQUEST_TIMEOUT
 
     async def totalSlots(self) -> int:
         """
@@ -109,34 +103,28 @@ class SlotsClient:
             raise SlotsUnsupported(None, "/props has no total_slots")
         return total
 
-    async def _slotAction(self, slot: int, action: str, filename: str) -> dict[str, Any]:
+    async def _slotAction(
+        self, slot: int, action: str, filename: str, done: str, moved: str
+    ) -> tuple[int, int, int, float]:
         """
-        C{POST /slots/<slot>?action=<action>} with C{filename}.
+        C{POST /slots/<slot>?action=<action>} with C{filename}: the slot,
+        the answer's C{done} and C{moved} counts and C{<action>_ms}.
         """
-        return await self._call(b"POST", f"/slots/{slot}?action={action}", {"filename": filename})
+        body = await self._call(b"POST", f"/slots/{slot}?action={action}", {"filename": filename})
+        return slot, _count(body, done), _count(body, moved), _millis(body, f"{action}_ms")
 
     async def save(self, slot: int, filename: str) -> SlotSaved:
         """
         Save C{slot} to C{filename} (relative to C{--slot-save-path}).
         """
-        body = await self._slotAction(slot, "save", filename)
-        return SlotSaved(
-            slot,
-            _count(body, "n_saved"),
-            _count(body, "n_written"),
-            _millis(body, "save_ms"),
-        )
+        return SlotSaved(*await self._slotAction(slot, "save", filename, "n_saved", "n_written"))
 
     async def restore(self, slot: int, filename: str) -> SlotRestored:
         """
         Restore C{slot} from C{filename}.
         """
-        body = await self._slotAction(slot, "restore", filename)
         return SlotRestored(
-            slot,
-            _count(body, "n_restored"),
-            _count(body, "n_read"),
-            _millis(body, "restore_ms"),
+            *await self._slotAction(slot, "restore", filename, "n_restored", "n_read")
         )
 
     async def _call(self, method: bytes, path: str, payload: object) -> dict[str, Any]:

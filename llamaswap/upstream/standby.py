@@ -22,6 +22,7 @@ import os
 import sys
 from typing import Mapping, Sequence
 
+from attrs import define, field
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import (
@@ -111,6 +112,7 @@ class _StandbyProtocol(ProcessProtocol):
         self.ended.callback(None)
 
 
+@define(eq=False, slots=False)
 class StandbyLaunchers(Service):
     """
     Spawns upstreams through a launcher started in advance when one is
@@ -126,21 +128,14 @@ class StandbyLaunchers(Service):
 
     log = Logger()
 
-    def __init__(
-        self,
-        processReactor: IReactorProcess,
-        clock: IReactorTime,
-        refillDelay: float = REFILL_DELAY,
-        size: int = STANDBYS,
-    ) -> None:
-        self._processReactor = processReactor
-        self._clock = clock
-        self._refillDelay = refillDelay
-        self._size = size
-        self._idle: list[_StandbyProtocol] = []
-        self._refill: IDelayedCall | None = None
-        self._started = False
-        self.used = 0
+    _processReactor: IReactorProcess
+    _clock: IReactorTime
+    _refillDelay: float = REFILL_DELAY
+    _size: int = STANDBYS
+    _idle: list[_StandbyProtocol] = field(factory=list, init=False)
+    _refill: IDelayedCall | None = field(default=None, init=False)
+    _started: bool = field(default=False, init=False)
+    used: int = field(default=0, init=False)
 
     @property
     def idlePids(self) -> list[int]:
@@ -220,10 +215,13 @@ class StandbyLaunchers(Service):
             self._refill.cancel()
         self._refill = self._clock.callLater(delay, self._topUp)
 
-    def _topUp(self) -> None:
+    def _cancelRefill(self) -> None:
         if self._refill is not None and self._refill.active():
             self._refill.cancel()
         self._refill = None
+
+    def _topUp(self) -> None:
+        self._cancelRefill()
         self._idle = [p for p in self._idle if not p.exited]
         while self.running and len(self._idle) < self._size:
             protocol = _StandbyProtocol()
@@ -250,9 +248,7 @@ class StandbyLaunchers(Service):
         closes).
         """
         super().stopService()
-        if self._refill is not None and self._refill.active():
-            self._refill.cancel()
-        self._refill = None
+        self._cancelRefill()
         idle, self._idle = self._idle, []
         return DeferredList([self._end(p) for p in idle], consumeErrors=True).addCallback(
             lambda _: None

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
-from llamaswap.observe.metrics import Metrics
+from llamaswap.observe.metrics import Metrics, metricFamily
 from llamaswap.observe.usage import TokenMetrics
 
 
@@ -33,6 +34,29 @@ class MetricsTests(SynchronousTestCase):
     """
     The calls move the families they should.
     """
+
+    def test_familyLabels(self) -> None:
+        """
+        L{metricFamily} labels by model unless told otherwise, and
+        registers the family.
+        """
+        registry = CollectorRegistry()
+        byModel = metricFamily(registry, Gauge, "by_model", "By model.")
+        byDevice = metricFamily(registry, Gauge, "by_device", "By device.", ("device",))
+        byModel.labels(model="m").set(1)
+        byDevice.labels(device="gpu0").set(2)
+        self.assertEqual(registry.get_sample_value("by_model", {"model": "m"}), 1)
+        self.assertEqual(registry.get_sample_value("by_device", {"device": "gpu0"}), 2)
+
+    def test_memoryLabels(self) -> None:
+        """
+        The memory budget and use gauges are labelled by device.
+        """
+        metrics = Metrics(processMetrics=False)
+        metrics.memoryBudget.labels(device="gpu0").set(8)
+        metrics.memoryInUse.labels(device="gpu0").set(4)
+        self.assertEqual(value(metrics, "llamaswap_memory_budget_bytes", device="gpu0"), 8)
+        self.assertEqual(value(metrics, "llamaswap_memory_in_use_bytes", device="gpu0"), 4)
 
     def test_requests(self) -> None:
         """
