@@ -35,7 +35,6 @@ rewritten in the query.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from attrs import evolve, frozen
@@ -44,6 +43,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
+from .. import safejson
 from ..config.model import Filters, Timeouts
 from ..httperrors import BadRequest, HTTPError, InternalError, ModelNotFound
 from ..observe.tracking import beginTrack
@@ -300,7 +300,11 @@ class ModelRoute:
                 changed = True
             changed = applyFilters(asked.json, filters, requested) or changed
             if changed:
-                body = json.dumps(asked.json, ensure_ascii=False).encode("utf-8")
+                try:
+                    text = safejson.dumps(asked.json, ensure_ascii=False)
+                except safejson.JSONError as e:
+                    raise BadRequest(str(e))
+                body = text.encode("utf-8")
         elif sent != asked.model:
             if asked.source == QUERY:
                 path = replaceQueryValue(path, "model", sent)
