@@ -29,9 +29,6 @@ from .upstream.spec import UpstreamSpec
 from .upstream.supervisor import Supervisor
 from .web.forward import Forwarder, UpstreamAgent, idleConnectionLimit
 
-#: Largest request body read to find the model (JSON, urlencoded forms).
-DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024
-
 
 def specFor(model: ModelConfig, config: Config) -> UpstreamSpec:
     """
@@ -109,7 +106,7 @@ class LlamaSwap(MultiService):
         self.reactor = reactor
         self.configPaths = configPaths
         self.listen = listen
-        self.maxBodyBytes = DEFAULT_MAX_BODY_BYTES
+        self.maxBodyBytes = config.limits.maxRequestBodyBytes
         self.activeProfile: str | None = None
         self.profileObservers: list[Callable[[str | None], None]] = []
         self.stateFile = stateFileFor(runtimeDir or defaultRuntimeDir(), listen)

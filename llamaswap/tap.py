@@ -21,7 +21,14 @@ from twisted.python import usage
 from . import __version__
 from .config.errors import ConfigError
 from .config.load import LoadedConfig, loadConfig
-from .listen import DEFAULT_LISTEN, DEFAULT_TLS_LISTEN, ListenError, parseListen
+from .listen import (
+    DEFAULT_LISTEN,
+    DEFAULT_TLS_LISTEN,
+    ListenError,
+    hostBacklog,
+    parseListen,
+    withBacklog,
+)
 
 
 class Options(usage.Options):
@@ -137,7 +144,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     tracker = RequestTracker(reactor)
     DrainService(tracker, options["shutdown-timeout"]).setServiceParent(root)
     site = tracker.watch(buildSite(app))
-    listener = strports.service(options["listenAddress"].endpoint, site)
+    endpoint = withBacklog(options["listenAddress"].endpoint, hostBacklog())
+    listener = strports.service(endpoint, site)
     listener.setServiceParent(root)
     GracefulExit(reactor).setServiceParent(root)
     return root

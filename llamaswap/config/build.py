@@ -23,6 +23,14 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from .errors import KeyPath, Location, PathPart, Problem, Problems, formatPath
 from .expanded import ExpandedTree
 from .goquote import goQuote
+from .limits import (
+    CORS_KEYS,
+    LIMITS_KEYS,
+    SECURITY_KEYS,
+    decodeLimits,
+    decodeSecurity,
+    idleOverride,
+)
 from .model import (
     DEFAULT_GROUP_ID,
     DEFAULT_MAX_WAIT_FOR_SWAP,
@@ -83,6 +91,8 @@ GLOBAL_KEYS = frozenset(
         "ui",
         "unloadTimeout",
         "upstream",
+        "limits",
+        "security",
     }
 )
 MODEL_KEYS = frozenset(
@@ -113,7 +123,15 @@ MODEL_KEYS = frozenset(
 MODEL_FILTER_KEYS = frozenset({"stripParams", "strip_params", "setParams", "setParamsByID"})
 PEER_FILTER_KEYS = frozenset({"stripParams", "setParams"})
 TIMEOUT_KEYS = frozenset(
-    {"connect", "keepalive", "responseHeader", "tlsHandshake", "expectContinue", "idleConn"}
+    {
+        "connect",
+        "keepalive",
+        "responseHeader",
+        "tlsHandshake",
+        "expectContinue",
+        "idleConn",
+        "idle",
+    }
 )
 CAPABILITY_KEYS = frozenset({"in", "out", "tools", "reranker", "context"})
 COMPAT_KEYS = frozenset({"ignoreWebsockets"})
@@ -145,6 +163,9 @@ KNOWN_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
         "model": MODEL_KEYS,
         "model.filters": MODEL_FILTER_KEYS,
         "model.timeouts": TIMEOUT_KEYS,
+        "limits": LIMITS_KEYS,
+        "security": SECURITY_KEYS,
+        "security.cors": CORS_KEYS,
         "model.capabilities": CAPABILITY_KEYS,
         "model.compat": COMPAT_KEYS,
         "peer": PEER_KEYS,
@@ -845,6 +866,8 @@ class _Builder:
         ui = self.ui(top.section("ui", UI_KEYS))
         store = self.store(top)
         upstream = self.upstream(top.section("upstream", UPSTREAM_KEYS))
+        limits = decodeLimits(top.section("limits", LIMITS_KEYS), self.error)
+        security = decodeSecurity(top.section("security", SECURITY_KEYS), self.error)
 
         logToStdout = top.string("logToStdout", "proxy")
         if logToStdout not in LOG_TO_STDOUT:
@@ -906,6 +929,8 @@ class _Builder:
             legacyProfiles=FrozenDict(self.legacyProfiles),
             selectors=FrozenDict(selectors),
             upstream=upstream,
+            limits=limits,
+            security=security,
         )
         self.validatePeerNamespace(config)
         self.validateSelectors(config)
@@ -1151,6 +1176,7 @@ class _Builder:
             tlsHandshake=t.integer("tlsHandshake", defaults.tlsHandshake),
             expectContinue=t.integer("expectContinue", defaults.expectContinue),
             idleConn=t.integer("idleConn", defaults.idleConn),
+            idle=idleOverride(t.integer("idle", -1)),
         )
 
     def setParams(self, value: Any, path: KeyPath) -> Mapping[str, Any]:

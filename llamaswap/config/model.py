@@ -17,6 +17,7 @@ from urllib.parse import SplitResult, urlsplit
 from attrs import field, frozen
 
 from .expanded import MacroList
+from .limits import LimitsConfig, SecurityConfig
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -114,6 +115,9 @@ class Timeouts:
     tlsHandshake: int = 10
     expectContinue: int = 1
     idleConn: int = 90
+    #: Seconds without a byte from the upstream before a relay is cut;
+    #: L{None}: C{limits.upstreamIdleTimeout}; 0: never.
+    idle: int | None = None
 
 
 MODEL_TIMEOUTS = Timeouts()
@@ -490,6 +494,8 @@ class Config:
     legacyProfiles: Mapping[str, tuple[str, ...]] = field(factory=FrozenDict)
     selectors: Mapping[str, SelectorConfig] = field(factory=FrozenDict)
     upstream: UpstreamConfig = UpstreamConfig()
+    limits: LimitsConfig = LimitsConfig()
+    security: SecurityConfig = SecurityConfig()
 
     def realModelName(self, name: str) -> str | None:
         """

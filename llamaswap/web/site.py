@@ -11,6 +11,7 @@ from twisted.web.server import Request, Site
 
 from . import api, inference, logs, management, passthrough
 from .auth import authenticatorFor
+from .limits import applyLimits
 from .mux import Mux
 
 if TYPE_CHECKING:
@@ -47,4 +48,5 @@ def buildSite(app: LlamaSwap) -> Site:
     they are relayed untouched (and a multipart upload would otherwise be
     read into memory once more).
     """
-    return logs.AccessLogSite(buildResource(app), app.reactor, parsePOSTFormSubmission=False)
+    site = logs.AccessLogSite(buildResource(app), app.reactor, parsePOSTFormSubmission=False)
+    return applyLimits(site, lambda: app.config.limits)

@@ -49,6 +49,9 @@ SECTION_PATHS = {
     "ui.activity": ["ui", "activity"],
     "performance": ["performance"],
     "upstream": ["upstream"],
+    "limits": ["limits"],
+    "security": ["security"],
+    "security.cors": ["security", "cors"],
 }
 
 
