@@ -44,6 +44,7 @@ def specFor(model: ModelConfig, config: Config) -> UpstreamSpec:
         unloadTimeout=float(model.unloadTimeout),
         ttl=float(model.ttl),
         cmdStop=model.cmdStop or None,
+        secrets=config.envSecrets,
     )
 
 

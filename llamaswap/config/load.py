@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from attrs import frozen
+from attrs import evolve, frozen
 
 from .build import buildConfig
 from .errors import ConfigError, Problem, Problems
 from .macros import expand
 from .model import Config
+from .redact import RecordingEnviron
 from .sources import readSources, readText
 
 
@@ -38,10 +39,9 @@ def loadConfig(
     @raise ConfigError: carrying every error (and warning) found.
     """
     problems = Problems()
-    tree, sourceMap = readSources(
-        configPath, configDir, os.environ if environ is None else environ, problems
-    )
-    return _finish(tree, sourceMap, problems)
+    recording = RecordingEnviron(os.environ if environ is None else environ)
+    tree, sourceMap = readSources(configPath, configDir, recording, problems)
+    return _finish(tree, sourceMap, problems, recording.secrets())
 
 
 def loadConfigText(
@@ -55,13 +55,14 @@ def loadConfigText(
     @raise ConfigError: carrying every error (and warning) found.
     """
     problems = Problems()
-    tree, sourceMap = readText(
-        text, filename, os.environ if environ is None else environ, problems
-    )
-    return _finish(tree, sourceMap, problems)
+    recording = RecordingEnviron(os.environ if environ is None else environ)
+    tree, sourceMap = readText(text, filename, recording, problems)
+    return _finish(tree, sourceMap, problems, recording.secrets())
 
 
-def _finish(tree: dict, sourceMap, problems: Problems) -> LoadedConfig:
+def _finish(
+    tree: dict, sourceMap, problems: Problems, envSecrets: frozenset[str] = frozenset()
+) -> LoadedConfig:
     problems.sourceMap = sourceMap
     problems.raiseIfErrors()
     expanded = expand(tree, sourceMap, problems)
@@ -69,4 +70,4 @@ def _finish(tree: dict, sourceMap, problems: Problems) -> LoadedConfig:
     problems.raiseIfErrors()
     if config is None:
         raise ConfigError(list(problems) + [Problem("configuration did not load")])
-    return LoadedConfig(config, tuple(problems.warnings))
+    return LoadedConfig(evolve(config, envSecrets=envSecrets), tuple(problems.warnings))

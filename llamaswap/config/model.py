@@ -18,6 +18,7 @@ from attrs import field, frozen
 
 from .expanded import MacroList
 from .limits import LimitsConfig, SecurityConfig
+from .redact import redactCommand
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -496,6 +497,15 @@ class Config:
     upstream: UpstreamConfig = UpstreamConfig()
     limits: LimitsConfig = LimitsConfig()
     security: SecurityConfig = SecurityConfig()
+    #: Values substituted from C{${env.NAME}}: masked wherever a command
+    #: is shown (L{llamaswap.config.redact}).
+    envSecrets: frozenset[str] = frozenset()
+
+    def shownCommand(self, command: str) -> str:
+        """
+        C{command} as llamaswap shows it: secrets masked.
+        """
+        return redactCommand(command, self.envSecrets)
 
     def realModelName(self, name: str) -> str | None:
         """

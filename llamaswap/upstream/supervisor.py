@@ -386,7 +386,11 @@ class Supervisor:
                 self._processReactor, protocol, argv, env, self.spec.cwd, self._parentPid
             )
         except Exception as e:
-            self._feed(SpawnFailed(attempt, f"failed to start command '{' '.join(argv)}': {e}"))
+            self._feed(
+                SpawnFailed(
+                    attempt, f"failed to start command '{self.spec.shownArgv()}': {e}"
+                )
+            )
             return
         if protocol.launcherPid is None:
             protocol.launcherPid = transport.pid
@@ -516,7 +520,11 @@ class Supervisor:
             )
             self._feed(StopCommandFailed(attempt, str(e)))
             return
-        self.log.info("[{model}] running cmdStop: {argv}", model=self.modelID, argv=argv)
+        self.log.info(
+            "[{model}] running cmdStop: {argv}",
+            model=self.modelID,
+            argv=self.spec.shownArgv(argv),
+        )
 
     def _doStateChanged(self, effect: StateChanged) -> None:
         self.log.info(

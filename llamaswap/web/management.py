@@ -257,7 +257,7 @@ def runningRecords(
             {
                 "model": modelID,
                 "state": state.value,
-                "cmd": model.cmd,
+                "cmd": config.shownCommand(model.cmd),
                 "proxy": model.proxy,
                 "ttl": model.ttl,
                 "name": model.name,
