@@ -23,7 +23,13 @@ from .observe.quiet import quietPool
 from .observe.service import ObservabilityService
 from .routing.peers import PeerRouter
 from .routing.router import Router
-from .upstream.leftovers import LeftoverRegistry, LeftoversInUse, reapLeftovers
+from .upstream.leftovers import (
+    LeftoverRegistry,
+    LeftoversInUse,
+    MarkedEnviron,
+    newMarker,
+    reapLeftovers,
+)
 from .upstream.lifecycle import State
 from .upstream.spec import UpstreamSpec
 from .upstream.supervisor import Supervisor
@@ -112,6 +118,9 @@ class LlamaSwap(MultiService):
         self.profileObservers: list[Callable[[str | None], None]] = []
         self.stateFile = stateFileFor(runtimeDir or defaultRuntimeDir(), listen)
         self.registry: LeftoverRegistry | None = None
+        #: Carried by every upstream and its descendants (leftover reaping).
+        self.marker = newMarker()
+        upstreamEnviron = MarkedEnviron(environ, self.marker)
         self.logs = LogMonitors.fromConfig(config)
         self.upstreamAgent = UpstreamAgent(reactor)
         quietPool(self.upstreamAgent.pool)
@@ -129,7 +138,7 @@ class LlamaSwap(MultiService):
                 clock=reactor,
                 agent=probeAgent,
                 recorder=self,
-                environ=environ,
+                environ=upstreamEnviron,
             )
             for modelID, model in config.models.items()
         }
@@ -200,7 +209,7 @@ class LlamaSwap(MultiService):
                     model=reaped.leftover.model,
                     pid=reaped.leftover.pid,
                 )
-            self.registry = LeftoverRegistry(self.stateFile)
+            self.registry = LeftoverRegistry(self.stateFile, marker=self.marker)
         except LeftoversInUse as e:
             self.log.error("not recording upstreams: {error}", error=str(e))
         except OSError as e:

@@ -150,18 +150,28 @@ class Twistd:
         os.kill(self.pid, sig)
 
 
-async def startTwistd(test: TestCase, configText: str, *extra: str) -> Twistd:
+async def startTwistd(
+    test: TestCase,
+    configText: str,
+    *extra: str,
+    base: str | None = None,
+    port: int | None = None,
+) -> Twistd:
     """
     Start C{twistd -n llamaswap} with C{configText} on a free port, wait
     until it answers C{/health}, and register clean-up: it is killed if
     still running, and so is every process it left.
+
+    @param base: its working and runtime directory (default a new one);
+        the same C{base} and C{port} make a restart of the same instance.
     """
-    base = os.path.abspath(test.mktemp())
-    os.makedirs(base)
+    if base is None:
+        base = os.path.abspath(test.mktemp())
+    os.makedirs(base, exist_ok=True)
     configPath = os.path.join(base, "config.yaml")
     with open(configPath, "w") as f:
         f.write(configText)
-    port = freePort()
+    port = freePort() if port is None else port
     protocol = _TwistdProtocol()
     args = TWISTD + [
         "-n",
