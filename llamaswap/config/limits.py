@@ -160,6 +160,16 @@ def idleOverride(value: int) -> int | None:
     return None if value < 0 else value
 
 
+def idleTimeoutFor(idle: int | None, limits: LimitsConfig) -> float | None:
+    """
+    The upstream idle timeout of a model or peer whose C{timeouts.idle} is
+    C{idle}: its own, else the global C{limits.upstreamIdleTimeout}; L{None}
+    when that is 0 (never).
+    """
+    seconds = limits.upstreamIdleTimeout if idle is None else idle
+    return float(seconds) if seconds > 0 else None
+
+
 def decodeSecurity(section: Section, error: Any) -> SecurityConfig:
     """
     The C{security} section.
@@ -208,4 +218,5 @@ __all__ = [
     "decodeLimits",
     "decodeSecurity",
     "idleOverride",
+    "idleTimeoutFor",
 ]

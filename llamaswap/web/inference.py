@@ -44,6 +44,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
 from .. import safejson
+from ..config.limits import idleTimeoutFor
 from ..config.model import Filters, Timeouts
 from ..httperrors import BadRequest, HTTPError, InternalError, ModelNotFound
 from ..observe.tracking import beginTrack
@@ -58,6 +59,7 @@ from .headers import HeaderValue
 from .loading import acquireWithLoadingState, wantsLoadingState
 from .multipart import MultipartError
 from .mux import Mux
+from .recovery import HoldEnd, refusedUnanswered, restartAfterRefusal
 from .rewrite import applyFilters, replaceEncodedValue, replaceQueryValue
 from .selectors import Choice, Selectors
 
@@ -183,7 +185,25 @@ class ModelRoute:
                 track.finished(None, e)
                 return
             try:
-                await self._relay(request, upstream)
+                if lease is None:
+                    await self._relay(request, upstream)
+                else:
+                    held = HoldEnd(self._taps(request, upstream))
+                    result = await self._relay(request, upstream, [held], deferRefused=True)
+                    if refusedUnanswered(result):
+                        # The server died (or stopped listening) after it
+                        # was granted: restart it and serve the request.
+                        old, lease = lease, None
+                        try:
+                            lease = await restartAfterRefusal(
+                                old, lambda: self._acquire(request, name, upstream)
+                            )
+                        except BaseException:
+                            held.release()
+                            raise
+                        track.granted(lease)
+                        upstream = evolve(upstream, url=lease.supervisor.spec.proxy)
+                        await self._relay(request, upstream)
             except CancelledError:
                 # Cut off by a shutdown; one that had not answered yet
                 # still gets an answer.
@@ -361,10 +381,19 @@ class ModelRoute:
             return ()
         return tracker.tapsFor(request, upstream)  # type: ignore[no-any-return]
 
-    def _relay(self, request: Request, upstream: Upstream) -> Deferred[ForwardResult]:
+    def _relay(
+        self,
+        request: Request,
+        upstream: Upstream,
+        taps: Iterable[Tap] | None = None,
+        deferRefused: bool = False,
+    ) -> Deferred[ForwardResult]:
         """
         Hand the request to the forwarder of its kind: the one place where
         a model request goes upstream.
+
+        @param taps: instead of the tracker's.
+        @param deferRefused: leave a refused connection unanswered.
         """
         forwarder = self.app.forwarder if upstream.peer is None else self.peers.forwarder
         relay = forwarder.forward(
@@ -375,9 +404,11 @@ class ModelRoute:
             connectTimeout=upstream.timeouts.connect,
             responseHeaderTimeout=upstream.timeouts.responseHeader,
             extraHeaders=upstream.extraHeaders,
-            taps=self._taps(request, upstream),
+            taps=self._taps(request, upstream) if taps is None else taps,
             preserveHost=upstream.preserveHost,
             forwardedFor=upstream.forwardedFor,
+            idleTimeout=idleTimeoutFor(upstream.timeouts.idle, self.app.config.limits),
+            deferRefused=deferRefused,
         )
         if upstream.peer is not None:
             relay = self.peers.track(relay)

@@ -47,6 +47,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from ..compat import isDisconnected
 from ..config.build import COMFYUI_MODEL_ID
+from ..config.limits import idleTimeoutFor
 from ..config.model import PeerConfig
 from ..httperrors import Conflict, HTTPError, NotFound
 from ..observe.tracking import NullTrack, beginTrack
@@ -399,6 +400,7 @@ class Passthrough:
                     responseHeaderTimeout=timeouts.responseHeader,
                     extraHeaders=extra,
                     taps=track.forwarding(),
+                    idleTimeout=idleTimeoutFor(timeouts.idle, app.config.limits),
                 )
         finally:
             lease.release()
@@ -452,6 +454,7 @@ class Passthrough:
                 extraHeaders=extra,
                 preserveHost=False,
                 forwardedFor=False,
+                idleTimeout=idleTimeoutFor(timeouts.idle, self.app.config.limits),
             )
         try:
             await self.peers.track(relay)

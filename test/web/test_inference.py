@@ -681,7 +681,10 @@ class HandlerTests(SynchronousTestCase):
         app.tracker = Tracker()  # type: ignore[attr-defined]
         postJSON(ModelRoute(app), {"model": "s"}, b"/v/chat/completions")  # type: ignore[arg-type]
         (args, kwargs), = app.forwarder.calls
-        self.assertEqual(kwargs["taps"], [tap])
+        # A local model's first attempt holds back a refused end (retry).
+        (held,) = kwargs["taps"]
+        self.assertEqual(held.taps, [tap])
+        self.assertTrue(kwargs["deferRefused"])
         self.assertEqual((seen[0].requested, seen[0].selector, seen[0].path),
                          ("a", "s", b"/chat/completions"))
 
