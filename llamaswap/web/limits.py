@@ -89,6 +89,17 @@ class LimitedRequest(Request):
             return
         super().handleContentChunk(data)
 
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting:
+            # Hooks that adjust the head (the CORS policy) run once, just
+            # before it is written.
+            hooks = getattr(self, "responseStartHooks", None)
+            if hooks:
+                self.responseStartHooks = []
+                for hook in hooks:
+                    hook(self)
+        super().write(data)
+
     def setResponseCode(self, code: int, message: bytes | None = None) -> None:
         if not message:
             message = reasonPhrase(code)

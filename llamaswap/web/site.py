@@ -11,6 +11,7 @@ from twisted.web.server import Request, Site
 
 from . import api, inference, logs, management, passthrough
 from .auth import authenticatorFor
+from .guard import Guard
 from .limits import applyLimits
 from .mux import Mux
 
@@ -48,5 +49,7 @@ def buildSite(app: LlamaSwap) -> Site:
     they are relayed untouched (and a multipart upload would otherwise be
     read into memory once more).
     """
-    site = logs.AccessLogSite(buildResource(app), app.reactor, parsePOSTFormSubmission=False)
+    loopbackOnly = app.listen is not None and app.listen.isLoopbackOnly
+    root = Guard(buildResource(app), lambda: app.config, loopbackOnly)
+    site = logs.AccessLogSite(root, app.reactor, parsePOSTFormSubmission=False)
     return applyLimits(site, lambda: app.config.limits)
