@@ -741,7 +741,7 @@ class IntegrationTests(TestCase):
             def connectionMade(self) -> None:
                 body = json.dumps({"model": "slow", "stream": True, **CHAT}).encode()
                 self.transport.write(
-                    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                    b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
                     b"Content-Type: application/json\r\n"
                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
                 )
