@@ -19,6 +19,7 @@ from llamaswap.web.limits import applyLimits
 from llamaswap.web.mux import Mux
 
 from .helpers import Client, ParsedResponse
+from .inmemory import InMemoryLlamaSwap
 
 
 def handler(request: Request, rest: bytes) -> bytes:
@@ -144,3 +145,44 @@ class CorsTests(SynchronousTestCase):
         site = serve("models: {}\n")
         response = send(site, headers=[(b"Origin", b"https://x.example")])
         self.assertEqual(response.header(b"access-control-allow-origin"), b"*")
+
+
+class WiredSiteTests(SynchronousTestCase):
+    """
+    The site L{llamaswap.web.site.buildSite} makes from L{WebParts} passes
+    every request through the L{Guard} and the limits, reading the current
+    configuration.
+    """
+
+    CONFIG = "models:\n  a:\n    cmd: x\n    proxy: http://127.0.0.1:9001\n"
+
+    def test_hostCheckWhenLoopbackOnly(self) -> None:
+        """
+        Listening on loopback only without API keys, a foreign C{Host} is
+        refused (403) and a loopback one served; a reload adding the name
+        to C{security.allowedHosts} lets it in.
+        """
+        app = InMemoryLlamaSwap(self, self.CONFIG, loopbackOnly=True)
+        answer, exchange = app.roundTrip("GET", "/v1/models")
+        self.assertEqual((answer.code, exchange), (403, None))
+        answer, _ = app.roundTrip("GET", "/v1/models", headers={"Host": "127.0.0.1:8080"})
+        self.assertEqual(answer.code, 200)
+        app.config.set(
+            loadConfigText(self.CONFIG + "security: {allowedHosts: [llamaswap.test]}\n").config
+        )
+        answer, _ = app.roundTrip("GET", "/v1/models")
+        self.assertEqual(answer.code, 200)
+
+    def test_bodyLimitFromCurrentConfig(self) -> None:
+        """
+        C{limits.maxRequestBodyBytes} is read at request time: a reload
+        lowering it refuses the next larger body with 413.
+        """
+        app = InMemoryLlamaSwap(self, self.CONFIG)
+        body = {"model": "a", "input": "x" * 200}
+        answer, exchange = app.roundTrip("POST", "/v1/embeddings", json=body)
+        self.assertEqual(answer.code, 200)
+        self.assertIsNotNone(exchange)
+        app.config.set(loadConfigText(self.CONFIG + "limits: {maxRequestBodyBytes: 100}\n").config)
+        answer, exchange = app.roundTrip("POST", "/v1/embeddings", json=body)
+        self.assertEqual((answer.code, exchange), (413, None))
