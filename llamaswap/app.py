@@ -32,7 +32,13 @@ from .observe.tracking import Tracker
 from .promptcachesetup import preparePromptCaches
 from .reload import Reloader, ReloadResult, fileLoader
 from .routing.router import Router
-from .upstream.leftovers import LeftoverRegistry, LeftoversInUse, reapLeftovers
+from .upstream.leftovers import (
+    LeftoverRegistry,
+    LeftoversInUse,
+    MarkedEnviron,
+    newMarker,
+    reapLeftovers,
+)
 from .upstream.lifecycle import State
 from .upstream.registry import Upstreams
 from .upstream.spec import UpstreamSpec
@@ -41,7 +47,7 @@ from .upstream.supervisor import Supervisor
 from .web.client import UpstreamAgent, idleConnectionLimit
 from .web.forward import Forwarder
 from .web.peers import PeerRouter
-from .web.site import DEFAULT_MAX_BODY_BYTES, WebParts, buildSite
+from .web.site import WebParts, buildSite
 from .web.tunnel import Tunneler
 
 
@@ -59,6 +65,7 @@ def specFor(model: ModelConfig, config: Config) -> UpstreamSpec:
         unloadTimeout=float(model.unloadTimeout),
         ttl=float(model.ttl),
         cmdStop=model.cmdStop or None,
+        secrets=config.envSecrets,
     )
 
 
@@ -101,7 +108,6 @@ class LlamaSwap(MultiService):
     @ivar forwarder: relays requests to upstreams.
     @ivar peerRouter: resolves and relays to peer models.
     @ivar observability: events, metrics, activity and the request tracker.
-    @ivar maxBodyBytes: the largest body read to find a request's model.
     """
 
     log = Logger()
@@ -133,9 +139,11 @@ class LlamaSwap(MultiService):
         self.reactor = reactor
         self.configPaths = configPaths
         self.listen = listen
-        self.maxBodyBytes = DEFAULT_MAX_BODY_BYTES
         self.stateFile = stateFileFor(runtimeDir or defaultRuntimeDir(), listen)
         self.registry: LeftoverRegistry | None = None
+        #: Carried by every upstream and its descendants (leftover reaping).
+        self.marker = newMarker()
+        upstreamEnviron = MarkedEnviron(environ, self.marker)
         self.logs = LogMonitors.fromConfig(config)
         self.upstreamAgent = UpstreamAgent(reactor)
         self.upstreamAgent.pool.maxPersistentPerHost = idleConnectionLimit(
@@ -145,7 +153,7 @@ class LlamaSwap(MultiService):
         self.peerRouter = PeerRouter(config, self.upstreamAgent, reactor)
         self._probePool = HTTPConnectionPool(reactor, persistent=False)
         self._probeAgent = UpstreamAgent(reactor, self._probePool, connectTimeout=5.0)
-        self._environ = environ
+        self._environ = upstreamEnviron
         self.launchers = StandbyLaunchers(reactor, reactor)
         self.launchers.setServiceParent(self)
         self.supervisors: Upstreams[Supervisor] = Upstreams()
@@ -301,7 +309,7 @@ class LlamaSwap(MultiService):
             clock=self.reactor,
             performance=self.performance,
             hardware=self.hardware,
-            maxBodyBytes=self.maxBodyBytes,
+            loopbackOnly=self.listen is not None and self.listen.isLoopbackOnly,
             reloader=self.reloader,
             configPaths=self.configPaths,
         )
@@ -387,7 +395,9 @@ class LlamaSwap(MultiService):
                     model=reaped.leftover.model,
                     pid=reaped.leftover.pid,
                 )
-            self.registry = LeftoverRegistry(self.stateFile, clock=self.reactor)
+            self.registry = LeftoverRegistry(
+                self.stateFile, clock=self.reactor, marker=self.marker
+            )
         except LeftoversInUse as e:
             self.log.error("not recording upstreams: {error}", error=str(e))
         except OSError as e:

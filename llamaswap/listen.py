@@ -69,6 +69,36 @@ class ListenAddress:
         return f"{scheme}://{host}:{self.port}"
 
 
+#: The listen backlog when the host's C{somaxconn} cannot be read.
+DEFAULT_BACKLOG = 1024
+SOMAXCONN = "/proc/sys/net/core/somaxconn"
+
+
+def hostBacklog(path: str = SOMAXCONN) -> int:
+    """
+    The largest listen backlog the host allows (its C{somaxconn}, at most
+    65535), else L{DEFAULT_BACKLOG}; Twisted's own default is 50, which
+    drops connections as soon as a burst of clients arrives during a swap.
+    """
+    try:
+        with open(path) as f:
+            value = int(f.read().strip())
+    except (OSError, ValueError):
+        return DEFAULT_BACKLOG
+    return max(1, min(value, 65535)) if value > 0 else DEFAULT_BACKLOG
+
+
+def withBacklog(endpoint: str, backlog: int) -> str:
+    """
+    C{endpoint} (a server endpoint description) listening with C{backlog},
+    unless it is not TCP/TLS or already names one.
+    """
+    kind = endpoint.split(":", 1)[0]
+    if kind not in ("tcp", "tcp6", "ssl") or "backlog=" in endpoint:
+        return endpoint
+    return f"{endpoint}:backlog={backlog}"
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
 

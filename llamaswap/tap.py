@@ -20,7 +20,14 @@ from twisted.python import usage
 from . import __version__
 from .config.errors import ConfigError
 from .config.load import LoadedConfig, loadConfig
-from .listen import DEFAULT_LISTEN, DEFAULT_TLS_LISTEN, ListenError, parseListen
+from .listen import (
+    DEFAULT_LISTEN,
+    DEFAULT_TLS_LISTEN,
+    ListenError,
+    hostBacklog,
+    parseListen,
+    withBacklog,
+)
 from .tlsgate import needsTLS, withoutTLS
 
 
@@ -172,7 +179,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     tracker = RequestTracker(reactor)
     DrainService(tracker, options["shutdown-timeout"]).setServiceParent(root)
     site = tracker.watch(app.site())
-    listener = strports.service(options["listenAddress"].endpoint, site)
+    endpoint = withBacklog(options["listenAddress"].endpoint, hostBacklog())
+    listener = strports.service(endpoint, site)
     listener.setServiceParent(root)
     GracefulExit(reactor).setServiceParent(root)
     # Added last, stopped first: no reload once a shutdown has begun.

@@ -2,9 +2,18 @@
 Tests for L{llamaswap.listen}.
 """
 
+from twisted.internet import reactor
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from llamaswap.listen import ListenError, parseListen
+from llamaswap.listen import (
+    DEFAULT_BACKLOG,
+    ListenError,
+    hostBacklog,
+    parseListen,
+    withBacklog,
+)
 
 
 class ParseListenTests(SynchronousTestCase):
@@ -76,3 +85,47 @@ class ParseListenTests(SynchronousTestCase):
         """
         for value in ["8080", "host:http", "host:70000", "[::1", "[::1]8080"]:
             self.assertRaises(ListenError, parseListen, value)
+
+
+class BacklogTests(SynchronousTestCase):
+    """
+    L{hostBacklog} and L{withBacklog}: llamaswap listens with the host's
+    backlog, not Twisted's 50.
+    """
+
+    def test_hostBacklog(self) -> None:
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("4096\n")
+        self.assertEqual(hostBacklog(path), 4096)
+        with open(path, "w") as f:
+            f.write("junk")
+        self.assertEqual(hostBacklog(path), DEFAULT_BACKLOG)
+        self.assertEqual(hostBacklog(path + ".missing"), DEFAULT_BACKLOG)
+
+    def test_withBacklog(self) -> None:
+        """
+        TCP and TLS descriptions get the backlog (and Twisted accepts
+        them); others, and those naming their own, are left alone.
+        """
+        self.assertEqual(withBacklog("tcp:8080:interface=127.0.0.1", 1024),
+                         "tcp:8080:interface=127.0.0.1:backlog=1024")
+        self.assertEqual(withBacklog("tcp:1:backlog=7", 1024), "tcp:1:backlog=7")
+        self.assertEqual(withBacklog("unix:/run/x.sock", 1024), "unix:/run/x.sock")
+        endpoint = serverFromString(reactor, withBacklog(parseListen(":0").endpoint, 999))
+        self.assertEqual(endpoint._backlog, 999)  # type: ignore[attr-defined]
+
+    def test_service(self) -> None:
+        """
+        C{makeService} listens with the host's backlog.
+        """
+        from llamaswap.tap import Options, makeService
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("models: {}\n")
+        options = Options()
+        options.parseOptions(["--config", path, "--listen", "127.0.0.1:0"])
+        service = makeService(options, reactor=Clock())
+        endpoints = [s.endpoint for s in service if hasattr(s, "endpoint")]
+        self.assertEqual([e._backlog for e in endpoints], [hostBacklog()])  # type: ignore[attr-defined]

@@ -157,6 +157,8 @@ async def startTwistd(
     configText: str | None,
     *extra: str,
     environ: dict[str, str] | None = None,
+    base: str | None = None,
+    port: int | None = None,
 ) -> Twistd:
     """
     Start C{twistd -n llamaswap} with C{configText} (L{None}: no
@@ -165,9 +167,12 @@ async def startTwistd(
     process it left.
 
     @param environ: variables to set in its environment (e.g. C{PATH}).
+    @param base: its working and runtime directory (default a new one);
+        the same C{base} and C{port} make a restart of the same instance.
     """
-    base = os.path.abspath(test.mktemp())
-    os.makedirs(base)
+    if base is None:
+        base = os.path.abspath(test.mktemp())
+    os.makedirs(base, exist_ok=True)
     config: list[str] = []
     configPath = ""
     if configText is not None:
@@ -175,7 +180,7 @@ async def startTwistd(
         with open(configPath, "w") as f:
             f.write(configText)
         config = ["--config", configPath]
-    port = freePort()
+    port = freePort() if port is None else port
     protocol = _TwistdProtocol()
     args = TWISTD + [
         "-n",

@@ -19,6 +19,7 @@ from .keys import (
     MODEL_KEYS,
     TIMEOUT_KEYS,
 )
+from .limits import idleOverride
 from .memory import decodeDevices, decodeModelMemory
 from .model import (
     COMFYUI_MODEL_ID,
@@ -271,6 +272,7 @@ def decodeTimeouts(t: Section, defaults: Timeouts) -> Timeouts:
         tlsHandshake=t.integer("tlsHandshake", defaults.tlsHandshake),
         expectContinue=t.integer("expectContinue", defaults.expectContinue),
         idleConn=t.integer("idleConn", defaults.idleConn),
+        idle=idleOverride(t.integer("idle", -1)),
     )
 
 

@@ -1,7 +1,7 @@
 # -*- test-case-name: test.config.test_decode_settings -*-
 """
 The top-level settings: logging, ports, timers, store, UI, performance,
-upstream paths, API keys, and the startup hooks.
+upstream paths, API keys, limits and security, and the startup hooks.
 """
 
 from __future__ import annotations
@@ -18,13 +18,16 @@ from .goformats import formatGoDuration
 from .goquote import goQuote
 from .keys import (
     AUTH_KEYS,
+    LIMITS_KEYS,
     ON_STARTUP_KEYS,
     PERFORMANCE_KEYS,
+    SECURITY_KEYS,
     STORE_KEYS,
     UI_ACTIVITY_KEYS,
     UI_KEYS,
     UPSTREAM_KEYS,
 )
+from .limits import LimitsConfig, SecurityConfig, decodeLimits, decodeSecurity
 from .model import (
     DEFAULT_SESSION_ID_HEADERS,
     DEFAULT_UNLOAD_TIMEOUT,
@@ -86,6 +89,8 @@ class Settings:
     apiKeys: tuple[APIKey, ...]
     auth: AuthConfig
     upstream: UpstreamConfig
+    limits: LimitsConfig
+    security: SecurityConfig
 
 
 def decodeSettings(top: Section, problems: Problems) -> Settings:
@@ -115,6 +120,8 @@ def decodeSettings(top: Section, problems: Problems) -> Settings:
     ui = _ui(top.section("ui", UI_KEYS))
     store = _store(top, problems)
     upstream = _upstream(top.section("upstream", UPSTREAM_KEYS), problems)
+    limits = decodeLimits(top.section("limits", LIMITS_KEYS), problems.error)
+    security = decodeSecurity(top.section("security", SECURITY_KEYS), problems.error)
 
     logToStdout = top.string("logToStdout", "proxy")
     if logToStdout not in LOG_TO_STDOUT:
@@ -143,6 +150,8 @@ def decodeSettings(top: Section, problems: Problems) -> Settings:
         apiKeys=apiKeys,
         auth=auth,
         upstream=upstream,
+        limits=limits,
+        security=security,
     )
 
 

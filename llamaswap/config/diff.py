@@ -127,7 +127,11 @@ MODEL_IGNORED_FIELDS: tuple[str, ...] = ("id", "macros")
 #: from now on; C{models} is compared model by model.  C{memory} (the
 #: budget) and C{requestTTL} apply to scheduling and new requests;
 #: C{modelsDir} is live because the models it discovers are compared as
-#: models (a reload discovers the folder again).
+#: models (a reload discovers the folder again).  C{limits} and
+#: C{security} are read at each new connection or request (the body limit,
+#: header and body timeouts, connection cap, upstream idle timeout, C{Host}
+#: and CORS checks), so they apply to connections opened after the reload;
+#: C{envSecrets} is read whenever a command is shown.
 LIVE_SETTINGS: tuple[str, ...] = (
     "healthCheckTimeout",
     "logLevel",
@@ -153,6 +157,9 @@ LIVE_SETTINGS: tuple[str, ...] = (
     "requestTTL",
     "modelsDir",
     "performance",
+    "limits",
+    "security",
+    "envSecrets",
 )
 
 #: Top-level settings read once at start: a change is reported as "needs

@@ -48,6 +48,8 @@ GLOBAL_KEYS = frozenset(
         "ui",
         "unloadTimeout",
         "upstream",
+        "limits",
+        "security",
     }
 )
 MODEL_KEYS = frozenset(
@@ -81,7 +83,15 @@ MODEL_KEYS = frozenset(
 MODEL_FILTER_KEYS = frozenset({"stripParams", "strip_params", "setParams", "setParamsByID"})
 PEER_FILTER_KEYS = frozenset({"stripParams", "setParams"})
 TIMEOUT_KEYS = frozenset(
-    {"connect", "keepalive", "responseHeader", "tlsHandshake", "expectContinue", "idleConn"}
+    {
+        "connect",
+        "keepalive",
+        "responseHeader",
+        "tlsHandshake",
+        "expectContinue",
+        "idleConn",
+        "idle",
+    }
 )
 CAPABILITY_KEYS = frozenset({"in", "out", "tools", "reranker", "context"})
 COMPAT_KEYS = frozenset({"ignoreWebsockets"})
@@ -110,6 +120,27 @@ REQUEST_TTL_KEYS = frozenset({"enabled", "max"})
 MODELS_DIR_KEYS = frozenset({"path", "cmd", "watch"})
 API_KEY_KEYS = frozenset({"key", "name", "scopes", "models", "concurrencyLimit"})
 AUTH_KEYS = frozenset({"sessionSecret", "sessionTTL"})
+LIMITS_KEYS = frozenset(
+    {
+        "maxRequestBodyBytes",
+        "maxConnections",
+        "headerTimeout",
+        "bodyTimeout",
+        "upstreamIdleTimeout",
+    }
+)
+SECURITY_KEYS = frozenset({"cors", "allowedHosts"})
+CORS_KEYS = frozenset(
+    {
+        "allowedOrigins",
+        "allowCredentials",
+        "allowedMethods",
+        "allowedHeaders",
+        "exposedHeaders",
+        "maxAge",
+        "allowPrivateNetwork",
+    }
+)
 
 KNOWN_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
@@ -144,5 +175,8 @@ KNOWN_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
         "modelsDir": MODELS_DIR_KEYS,
         "apiKey": API_KEY_KEYS,
         "auth": AUTH_KEYS,
+        "limits": LIMITS_KEYS,
+        "security": SECURITY_KEYS,
+        "security.cors": CORS_KEYS,
     }
 )

@@ -17,6 +17,7 @@ from .errors import ConfigError, Problem, Problems, SourceMap
 from .macros import expand
 from .memory import finishMemory
 from .model import Config
+from .redact import RecordingEnviron
 from .sources import readSources, readText
 
 
@@ -49,12 +50,15 @@ def loadConfig(
     """
     problems = Problems()
     environ = os.environ if environ is None else environ
+    recording = RecordingEnviron(environ)
     if modelsDir and not configPath and not configDir:
         tree: dict = {}
         sourceMap = SourceMap()
     else:
-        tree, sourceMap = readSources(configPath, configDir, environ, problems)
-    return _finish(tree, sourceMap, problems, environ, reservedPorts, modelsDir)
+        tree, sourceMap = readSources(configPath, configDir, recording, problems)
+    return _finish(
+        tree, sourceMap, problems, environ, reservedPorts, modelsDir, recording.secrets()
+    )
 
 
 def loadConfigText(
@@ -70,8 +74,11 @@ def loadConfigText(
     """
     problems = Problems()
     environ = os.environ if environ is None else environ
-    tree, sourceMap = readText(text, filename, environ, problems)
-    return _finish(tree, sourceMap, problems, environ, reservedPorts)
+    recording = RecordingEnviron(environ)
+    tree, sourceMap = readText(text, filename, recording, problems)
+    return _finish(
+        tree, sourceMap, problems, environ, reservedPorts, envSecrets=recording.secrets()
+    )
 
 
 def _finish(
@@ -81,6 +88,7 @@ def _finish(
     environ: Mapping[str, str],
     reservedPorts: Mapping[str, int] | None = None,
     modelsDir: str | None = None,
+    envSecrets: frozenset[str] = frozenset(),
 ) -> LoadedConfig:
     problems.sourceMap = sourceMap
     problems.raiseIfErrors()
@@ -94,6 +102,6 @@ def _finish(
     problems.raiseIfErrors()
     if config is None:
         raise ConfigError(list(problems) + [Problem("configuration did not load")])
-    config = finishMemory(evolve(config, modelsDir=folder), problems)
+    config = finishMemory(evolve(config, modelsDir=folder, envSecrets=envSecrets), problems)
     problems.raiseIfErrors()
     return LoadedConfig(config, tuple(problems.warnings))

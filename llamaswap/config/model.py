@@ -18,6 +18,8 @@ from urllib.parse import SplitResult, urlsplit
 from attrs import field, frozen
 
 from .expanded import MacroList
+from .limits import LimitsConfig, SecurityConfig
+from .redact import redactCommand
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -109,6 +111,9 @@ class Timeouts:
     tlsHandshake: int = 10
     expectContinue: int = 1
     idleConn: int = 90
+    #: Seconds without a byte from the upstream before a relay is cut;
+    #: L{None}: C{limits.upstreamIdleTimeout}; 0: never.
+    idle: int | None = None
 
 
 MODEL_TIMEOUTS = Timeouts()
@@ -652,6 +657,17 @@ class Config:
     memory: MemoryConfig = MemoryConfig()
     requestTTL: RequestTTLConfig = RequestTTLConfig()
     modelsDir: ModelsDirConfig | None = None
+    limits: LimitsConfig = LimitsConfig()
+    security: SecurityConfig = SecurityConfig()
+    #: Values substituted from C{${env.NAME}}: masked wherever a command
+    #: is shown (L{llamaswap.config.redact}).
+    envSecrets: frozenset[str] = frozenset()
+
+    def shownCommand(self, command: str) -> str:
+        """
+        C{command} as llamaswap shows it: secrets masked.
+        """
+        return redactCommand(command, self.envSecrets)
 
     def realModelName(self, name: str) -> str | None:
         """

@@ -28,7 +28,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.server import Request
 
+from ..compat import isDisconnected
 from .logformat import goDuration
+
+#: The status of a request whose client left before it was answered
+#: (nginx's convention, as llama-swap and the activity log use).
+CLIENT_CLOSED = 499
 
 #: Paths (prefixes) left out of the access log.
 SKIPPED_PREFIXES = (b"/wol-health", b"/api/performance", b"/metrics")
@@ -81,14 +86,20 @@ def isLogged(path: bytes) -> bool:
 
 def accessFields(request: Any, duration: float) -> dict[str, Any]:
     """
-    The fields of C{request}'s access-log event.
+    The fields of C{request}'s access-log event.  A client that left before
+    its response started (while its model loaded, or cancelled through
+    C{/api/inflight/<id>/cancel}) is logged as 499, as in the activity
+    log, not as the 200 twisted.web assumes.
     """
+    status = request.code
+    if not request.startedWriting and isDisconnected(request):
+        status = CLIENT_CLOSED
     return {
         "client": clientAddress(request),
         "method": _text(request.method),
         "path": _text(request.path),
         "proto": _text(request.clientproto),
-        "status": request.code,
+        "status": status,
         "bytes": request.sentLength,
         "userAgent": _text(request.getHeader(b"user-agent")),
         "duration": goDuration(duration),
@@ -145,6 +156,7 @@ class AccessLog:
 
 __all__ = [
     "ACCESS_FORMAT",
+    "CLIENT_CLOSED",
     "LINE_FORMAT",
     "SKIPPED_PREFIXES",
     "AccessLine",

@@ -13,7 +13,6 @@ captures and announces each new row.
 
 from __future__ import annotations
 
-import json
 import zlib
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -23,6 +22,7 @@ from attrs import define, field
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from .. import safejson
 from ..routes import METERED_PATHS
 from .captures import Capture, CaptureCache
 from .usage import JSONUsage, SSEUsage, TokenMetrics, UsageTotals
@@ -70,8 +70,8 @@ def errorMessage(body: bytes) -> str:
     C{error.message}, C{error}, C{message} and C{detail}; C{""} if none.
     """
     try:
-        parsed = json.loads(body)
-    except ValueError:
+        parsed = safejson.loads(body)
+    except safejson.JSONError:
         return ""
     if not isinstance(parsed, dict):
         return ""

@@ -12,12 +12,13 @@ API-key fields of JSON and form bodies become C{[REDACTED]}.
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections import OrderedDict
 from typing import Any, Iterable
 
 from attrs import evolve, frozen
+
+from .. import safejson
 
 #: What replaces a secret.
 REDACTED = "[REDACTED]"
@@ -165,13 +166,19 @@ def redactBody(body: bytes, contentType: str = "") -> bytes:
             lambda m: m.group(1) + m.group(2) + b"=" + REDACTED.encode("ascii"), body
         )
     try:
-        parsed = json.loads(body)
-    except ValueError:
+        parsed = safejson.loads(body)
+    except safejson.JSONTooDeep:
+        return REDACTED.encode("ascii")
+    except safejson.JSONError:
         return body
-    redacted = _redactJSON(parsed)
-    if redacted == parsed:
-        return body
-    return json.dumps(redacted, ensure_ascii=False).encode("utf-8")
+    try:
+        redacted = _redactJSON(parsed)
+        if redacted == parsed:
+            return body
+        return safejson.dumps(redacted, ensure_ascii=False).encode("utf-8")
+    except (safejson.JSONError, RecursionError):
+        # Too deep to walk: keep nothing rather than a secret.
+        return REDACTED.encode("ascii")
 
 
 @frozen

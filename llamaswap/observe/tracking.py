@@ -39,7 +39,7 @@ from twisted.web.server import Request
 
 from ..compat import isDisconnected
 from ..httperrors import HTTPError, connectionError
-from .access import clientAddress
+from .access import CLIENT_CLOSED, clientAddress
 from .activity import (
     METERED_PATHS,
     ActivityLog,
@@ -60,8 +60,6 @@ THROTTLE = 0.25
 #: A track whose HTTP request ended is closed after this many seconds if
 #: the handler never called L{RequestTrack.finished} (a safety net).
 ABANDON_AFTER = 30.0
-#: Status recorded for a client that left before any response status.
-CLIENT_CLOSED = 499
 #: Metrics labels for names and paths outside the configuration and the
 #: route table.
 UNKNOWN_LABEL = "(unknown)"

@@ -33,6 +33,8 @@ from typing import Any, Mapping
 
 from attrs import frozen
 
+from .. import safejson
+
 #: The key standing for "any element" of an array in a path.
 ITEM = "[]"
 
@@ -356,8 +358,8 @@ class JSONScan:
         if buf is None or path is None:
             return
         try:
-            value = json.loads(bytes(buf))
-        except ValueError:
+            value = safejson.loads(bytes(buf))
+        except safejson.JSONError:
             self._fail()
             return
         if isinstance(value, dict):
@@ -373,8 +375,8 @@ def _keyText(raw: bytes | bytearray) -> str:
     if _BACKSLASH not in raw:
         return raw.decode("utf-8", "replace")
     try:
-        text = json.loads(b'"' + bytes(raw) + b'"')
-    except ValueError:
+        text = safejson.loads(b'"' + bytes(raw) + b'"')
+    except safejson.JSONError:
         return raw.decode("utf-8", "replace")
     return text if isinstance(text, str) else raw.decode("utf-8", "replace")
 

@@ -46,7 +46,6 @@ from twisted.python.failure import Failure
 from ..config.model import Config
 from ..httperrors import HTTPError, ModelNotFound, TooManyRequests, UpstreamUnavailable
 from ..upstream.errors import (
-    HealthCheckTimedOut,
     StartAbortedError,
     UpstreamError,
     UpstreamShutdown,
@@ -180,16 +179,16 @@ class ModelStartFailed(HTTPError):
     error: the model, what happened (exit status, signal, health timeout)
     and the upstream's last output lines.
 
-    500 when the upstream itself failed (spawn error, premature exit), 503
-    when it may work on a retry (health check timed out, start aborted by
-    a stop, supervisor shut down).
+    500 when the upstream failed (spawn error, premature exit, health check
+    timed out: llama-swap's status for all three), 503 when it may work on
+    a retry (start aborted by a stop, supervisor shut down).
 
     @ivar model: the model.
     @ivar cause: the supervisor's exception.
     """
 
     def __init__(self, model: str, cause: BaseException) -> None:
-        transient = (HealthCheckTimedOut, StartAbortedError, UpstreamShutdown)
+        transient = (StartAbortedError, UpstreamShutdown)
         self.status = 503 if isinstance(cause, transient) else 500
         message = str(cause)
         if not isinstance(cause, UpstreamError):

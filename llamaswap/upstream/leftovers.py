@@ -17,14 +17,26 @@ to the pidfile) looks like::
 A PID is only trusted when the boot ID and the process start time (field 22
 of C{/proc/PID/stat}, fixed at fork and unchanged by C{exec}) both match
 what was recorded, so a reused PID is never killed.
+
+A process group does not hold the whole tree: a grandchild that calls
+C{setsid} (a daemonizing helper) leaves its group and session, and survives
+when llamaswap and the launcher are killed together (the OOM killer).  So
+every upstream also inherits C{LLAMASWAP_UPSTREAM_OF=<marker>} in its
+environment (L{MarkedEnviron}), a random token of this llamaswap recorded as
+the file's C{owner.marker}; descendants keep it whatever session they
+move to.  Reaping kills the recorded groups, the members of the recorded
+sessions, and every process carrying a dead owner's marker
+(L{markedProcesses}); a clean stop kills whatever still carries our own
+(L{LeftoverRegistry.close}).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator, Mapping
 
 from attrs import asdict, frozen
 from twisted.internet.defer import Deferred
@@ -36,6 +48,8 @@ from .process import LAUNCHER
 
 PROC = "/proc"
 VERSION = 1
+#: The environment variable naming the llamaswap an upstream belongs to.
+MARKER_VAR = "LLAMASWAP_UPSTREAM_OF"
 
 log = Logger()
 
@@ -101,9 +115,87 @@ def processGone(pid: int, procRoot: str = PROC) -> bool:
     return stat is None or stat.state in ("Z", "X", "x")
 
 
+def newMarker() -> str:
+    """
+    A fresh marker for one llamaswap's upstreams.
+    """
+    return secrets.token_hex(12)
+
+
+class MarkedEnviron(Mapping[str, str]):
+    """
+    C{base} (default: C{os.environ} as it is when read) with
+    L{MARKER_VAR} set to C{marker}: the base environment of upstreams.
+    """
+
+    def __init__(self, base: Mapping[str, str] | None, marker: str) -> None:
+        self._base = base
+        self.marker = marker
+
+    def _current(self) -> Mapping[str, str]:
+        return os.environ if self._base is None else self._base
+
+    def __getitem__(self, name: str) -> str:
+        if name == MARKER_VAR:
+            return self.marker
+        return self._current()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield MARKER_VAR
+        for name in self._current():
+            if name != MARKER_VAR:
+                yield name
+
+    def __len__(self) -> int:
+        return len(self._current()) + (MARKER_VAR not in self._current())
+
+
+def readMarker(pid: int, procRoot: str = PROC) -> str | None:
+    """
+    The L{MARKER_VAR} value in process C{pid}'s environment, if readable.
+    """
+    try:
+        with open(os.path.join(procRoot, str(pid), "environ"), "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    prefix = MARKER_VAR.encode("ascii") + b"="
+    for entry in raw.split(b"\0"):
+        if entry.startswith(prefix):
+            return entry[len(prefix) :].decode("ascii", "replace")
+    return None
+
+
+def markedProcesses(
+    marker: str, procRoot: str = PROC, exclude: Iterable[int] = ()
+) -> list[int]:
+    """
+    Live processes whose environment carries C{marker}: upstreams of one
+    llamaswap and all their descendants, whatever session they are in.
+    """
+    excluded = set(exclude)
+    found = []
+    try:
+        names = os.listdir(procRoot)
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit() or int(name) in excluded:
+            continue
+        pid = int(name)
+        if readMarker(pid, procRoot) != marker:
+            continue
+        stat = readStat(pid, procRoot)
+        if stat is not None and stat.state not in ("Z", "X", "x"):
+            found.append(pid)
+    return sorted(found)
+
+
 def groupMembers(pgid: int, procRoot: str = PROC) -> list[tuple[int, ProcStat]]:
     """
-    Live (non-zombie) processes whose process group is C{pgid}.
+    Live (non-zombie) processes whose process group, or session, is C{pgid}
+    (an upstream leads both; a descendant may have moved to a group of its
+    own inside the session).
     """
     members = []
     try:
@@ -114,7 +206,11 @@ def groupMembers(pgid: int, procRoot: str = PROC) -> list[tuple[int, ProcStat]]:
         if not name.isdigit():
             continue
         stat = readStat(int(name), procRoot)
-        if stat is not None and stat.pgrp == pgid and stat.state not in ("Z", "X", "x"):
+        if (
+            stat is not None
+            and (stat.pgrp == pgid or stat.session == pgid)
+            and stat.state not in ("Z", "X", "x")
+        ):
             members.append((int(name), stat))
     return members
 
@@ -198,13 +294,16 @@ def _parseLeftovers(data: dict) -> list[Leftover]:
     return entries
 
 
-def _ownerInfo(pid: int, procRoot: str) -> dict:
+def _ownerInfo(pid: int, procRoot: str, marker: str | None = None) -> dict:
     stat = readStat(pid, procRoot)
-    return {
+    info = {
         "pid": pid,
         "procStart": stat.startTime if stat is not None else None,
         "boot": bootID(procRoot),
     }
+    if marker is not None:
+        info["marker"] = marker
+    return info
 
 
 def _isOurs(entry: Leftover, pid: int, stat: ProcStat, procRoot: str) -> bool:
@@ -255,11 +354,13 @@ def reapLeftovers(
     *,
     procRoot: str = PROC,
     killpg: Callable[[int, int], None] = os.killpg,
+    kill: Callable[[int, int], None] = os.kill,
     ownPid: int | None = None,
 ) -> list[Reaped]:
     """
     Kill (C{SIGKILL}) the process groups of upstreams recorded in C{path}
-    that are still alive, and rewrite C{path} without them.
+    that are still alive, the other members of their sessions, and every
+    process carrying the dead owner's marker; rewrite C{path} without them.
 
     @raise LeftoversInUse: if the file's owner is another live process.
     @return: what was killed.  Use L{waitGone} to wait for them to die.
@@ -287,12 +388,17 @@ def reapLeftovers(
             )
     reaped = []
     kept = []
+    killed: set[int] = {ownPid}
     for entry in _parseLeftovers(data):
         members = findLeftover(entry, procRoot)
         if not members:
             continue
         try:
             killpg(entry.pgid, signal.SIGKILL)
+            for pid in members:
+                stat = readStat(pid, procRoot)
+                if stat is not None and stat.pgrp != entry.pgid:
+                    _killQuietly(kill, pid)
         except ProcessLookupError:
             continue
         except PermissionError as e:
@@ -311,8 +417,31 @@ def reapLeftovers(
             pids=members,
         )
         reaped.append(Reaped(entry, tuple(members)))
+        killed.update(members)
+    marker = owner.get("marker")
+    if isinstance(marker, str) and marker:
+        for pid in markedProcesses(marker, procRoot, exclude=killed):
+            if _killQuietly(kill, pid):
+                stray = readCmdline(pid, procRoot) or ["?"]
+                log.warn(
+                    "killed process {pid} ({argv0}) left by an upstream of an earlier"
+                    " llamaswap",
+                    pid=pid,
+                    argv0=stray[0],
+                )
+                reaped.append(
+                    Reaped(Leftover("(descendant)", pid, pid, stray[0], 0.0), (pid,))
+                )
     _write(path, None, kept)
     return reaped
+
+
+def _killQuietly(kill: Callable[[int, int], None], pid: int) -> bool:
+    try:
+        kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def waitGone(
@@ -371,10 +500,18 @@ class LeftoverRegistry:
         ownPid: int | None = None,
         clock: IReactorTime | None = None,
         delay: float = 0.25,
+        marker: str | None = None,
+        kill: Callable[[int, int], None] = os.kill,
     ) -> None:
+        """
+        @param marker: the L{MARKER_VAR} value our upstreams carry.
+        """
         self.path = path
         self._procRoot = procRoot
-        self._owner = _ownerInfo(os.getpid() if ownPid is None else ownPid, procRoot)
+        self._ownPid = os.getpid() if ownPid is None else ownPid
+        self._marker = marker
+        self._kill = kill
+        self._owner = _ownerInfo(self._ownPid, procRoot, marker)
         self._entries: dict[int, Leftover] = {}
         self._clock = clock
         self._delay = delay
@@ -413,10 +550,16 @@ class LeftoverRegistry:
 
     def close(self) -> None:
         """
-        Forget everything and release the file (after a clean shutdown).
+        Forget everything and release the file (after a clean shutdown,
+        every upstream stopped): a descendant that escaped its upstream's
+        group (C{setsid}) and still carries our marker is killed now.
         """
         self._cancelPending()
         self._entries.clear()
+        if self._marker is not None:
+            for pid in markedProcesses(self._marker, self._procRoot, exclude={self._ownPid}):
+                if _killQuietly(self._kill, pid):
+                    log.warn("killed process {pid} left behind by an upstream", pid=pid)
         try:
             _write(self.path, None, [])
         except OSError as e:

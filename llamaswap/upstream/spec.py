@@ -6,7 +6,11 @@ decoupled from the configuration classes.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from attrs import field, frozen
+
+from ..config.redact import redactArgv
 
 
 def _endpoint(value: str | None) -> str | None:
@@ -66,6 +70,8 @@ class UpstreamSpec:
         C{cmd}.
     @ivar cwd: the working directory, or C{None} for llamaswap's.
     @ivar probeTimeout: seconds one health probe may take.
+    @ivar secrets: values to mask wherever the command is shown (those
+        from C{${env.NAME}}); secret-looking flags are masked anyway.
     """
 
     modelID: str
@@ -79,3 +85,10 @@ class UpstreamSpec:
     cmdStop: str | None = field(default=None, converter=_optionalText)
     cwd: str | None = None
     probeTimeout: float = field(default=5.0, validator=_positive)
+    secrets: frozenset[str] = field(default=frozenset(), converter=frozenset)
+
+    def shownArgv(self, argv: Sequence[str] | None = None) -> str:
+        """
+        C{argv} (default the command) as logs show it: secrets masked.
+        """
+        return " ".join(redactArgv(self.argv if argv is None else argv, self.secrets))

@@ -81,6 +81,7 @@ from .lifecycle import (
     WaiterCancelled,
 )
 from .process import (
+    KEEP_LINES,
     ExitStatus,
     StopCommandProtocol,
     UpstreamProtocol,
@@ -247,6 +248,7 @@ class Supervisor:
         self._stateObservers: list[StateObserver] = []
         self._outputObservers: list[OutputObserver] = []
         self._probePath = ""
+        self._ownLines: deque[str] = deque(maxlen=KEEP_LINES)
         if spec.checkEndpoint is not None:
             path = urlsplit(healthURL("http://x", spec.checkEndpoint)).path
             self._probePath = path if len(path) > 1 else ""
@@ -280,9 +282,11 @@ class Supervisor:
     @property
     def lastLines(self) -> tuple[str, ...]:
         """
-        The latest child's last output lines, oldest first.
+        The latest child's last output lines, oldest first, without the
+        server's log lines of our own health probes (a server that logs
+        every request would otherwise fill them with C{GET /health 503}).
         """
-        return self._child.lastLines if self._child is not None else ()
+        return tuple(self._ownLines)
 
     def ensureReady(self) -> Deferred[None]:
         """
@@ -458,13 +462,18 @@ class Supervisor:
                 self._processReactor, protocol, argv, env, self.spec.cwd, self._parentPid
             )
         except Exception as e:
-            self._feed(SpawnFailed(attempt, f"failed to start command '{' '.join(argv)}': {e}"))
+            self._feed(
+                SpawnFailed(
+                    attempt, f"failed to start command '{self.spec.shownArgv()}': {e}"
+                )
+            )
             return
         if protocol.launcherPid is None:
             protocol.launcherPid = transport.pid
         launcherPid = protocol.launcherPid
         assert launcherPid is not None
         self._child = protocol
+        self._ownLines.clear()
         protocol.serverStarted.addCallback(self._serverStarted, argv[0])
         protocol.exited.addCallback(self._childExited, attempt, protocol)
         self._feed(Spawned(attempt, launcherPid))
@@ -500,7 +509,10 @@ class Supervisor:
         # A line is a sign of life (servers log when loading is done), so
         # it nudges the health watch; but not the server's log of our own
         # probe, or probes would drive themselves.
-        if self._watch is not None and not (self._probePath and self._probePath in line):
+        isProbe = bool(self._probePath) and self._probePath in line
+        if not isProbe:
+            self._ownLines.append(line)
+        if self._watch is not None and not isProbe:
             self._watch.nudge()
         self._notifyOutput(stream, line)
 
@@ -588,7 +600,11 @@ class Supervisor:
             )
             self._feed(StopCommandFailed(attempt, str(e)))
             return
-        self.log.info("[{model}] running cmdStop: {argv}", model=self.modelID, argv=argv)
+        self.log.info(
+            "[{model}] running cmdStop: {argv}",
+            model=self.modelID,
+            argv=self.spec.shownArgv(argv),
+        )
 
     def _doRunHook(self, effect: RunHook) -> None:
         hooks = self._hooks

@@ -29,6 +29,7 @@ from urllib.parse import unquote_plus
 from attrs import frozen
 from twisted.web.server import Request
 
+from .. import safejson
 from ..httperrors import PayloadTooLarge
 from .multipart import MultipartError, MultipartForm, boundaryOf, parseForm
 
@@ -134,8 +135,8 @@ def _fromQuery(request: Request) -> Extracted:
 def _fromJSON(request: Request, limit: int) -> Extracted:
     raw = readBody(request, limit)
     try:
-        parsed = json.loads(raw)
-    except ValueError:
+        parsed = safejson.loads(raw)
+    except safejson.JSONError:
         return Extracted("", JSON, raw=raw)
     if not isinstance(parsed, dict):
         return Extracted("", JSON, raw=raw)

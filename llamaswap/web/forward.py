@@ -23,9 +23,18 @@ L{twisted.web.iweb.IAgent} and streams the answer back as it arrives:
    (before headers: cancel the request; afterwards: C{stopProducing} on the
    upstream transport), so llama-server stops generating.
  - An upstream that fails before answering gets an error envelope (502, or
-   504 when C{responseHeaderTimeout} expires); one that breaks mid-body ends
-   the client's connection without the terminating chunk, so the client
-   sees a truncated response rather than a falsely complete one.
+   504 when C{responseHeaderTimeout} or C{idleTimeout} expires); one that
+   breaks mid-body (it crashed, or sent nothing for C{idleTimeout}) ends an
+   event stream with a final C{data: {"error": ...}} event the client can
+   read, and any other body by closing the client's connection without the
+   terminating chunk, so the client sees a truncated response rather than a
+   falsely complete one.
+ - C{idleTimeout}: seconds the upstream may go without sending a byte
+   (headers included; paused time, when the client is slow, does not
+   count); a hung server cannot hold its model, and the swap others wait
+   for, for longer.
+ - With C{deferRefused}, a refused connection is not answered: the result
+   (L{FAILED}, no status) lets the caller restart the server and retry.
 
 Every exchange ends with exactly one L{ForwardResult} (the Deferred never
 fails except by cancellation), which is where a caller releases its lease.
@@ -45,7 +54,7 @@ from urllib.parse import urlsplit
 from attrs import frozen
 from twisted.internet import defer
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectionLost
+from twisted.internet.error import ConnectionLost, ConnectionRefusedError
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -57,7 +66,13 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from ..compat import connectionHeaders, isClientBufferFull, isDisconnected
-from ..httperrors import HTTPError, UpstreamTimeout, connectionError, describeFailure
+from ..httperrors import (
+    HTTPError,
+    UpstreamTimeout,
+    connectionError,
+    describeFailure,
+    envelopeBytes,
+)
 from .bodies import CHUNK_SIZE, BodyArg, BodyProducer
 from .errors import writeHTTPError
 from .headers import (
@@ -170,6 +185,35 @@ def joinURL(upstreamURL: bytes | str, path: bytes | str) -> bytes:
     return url
 
 
+def isRefused(failure: Failure) -> bool:
+    """
+    Whether C{failure} is (or wraps, as Twisted's C{ResponseNeverReceived}
+    and friends do in C{reasons}) a refused connection: nothing listens on
+    the upstream's port.
+    """
+    if failure.check(ConnectionRefusedError):
+        return True
+    reasons = getattr(failure.value, "reasons", None)
+    if isinstance(reasons, (list, tuple)):
+        return any(isinstance(r, Failure) and isRefused(r) for r in reasons)
+    return False
+
+
+def errorEvent(reason: Failure | None) -> bytes:
+    """
+    The Server-Sent Event that ends a stream cut off by the upstream: the
+    error envelope as its data (OpenAI clients raise it as an API error).
+    """
+    value = reason.value if reason is not None else None
+    if isinstance(value, HTTPError):
+        status, message = value.status, value.message
+    else:
+        status = 502
+        text = describeFailure(reason) if reason is not None else "unknown"
+        message = f"upstream broke off the response: {text}"
+    return b"data: " + envelopeBytes(status, message) + b"\n\n"
+
+
 def _nominatedHeaders(response: IResponse) -> frozenset[bytes]:
     """
     The header names the upstream's C{Connection} header lists, which are
@@ -204,6 +248,8 @@ class _Relay(Protocol):
         body: IBodyProducer | None,
         responseHeaderTimeout: float | None,
         taps: Sequence[Tap],
+        idleTimeout: float | None = None,
+        deferRefused: bool = False,
     ) -> None:
         self._request = request
         self._agent = agent
@@ -215,6 +261,10 @@ class _Relay(Protocol):
         self._headerTimeout = responseHeaderTimeout or None
         self._taps = list(taps)
         self._upstream = None
+        self._idleTimeout = idleTimeout or None
+        self._idleTimer: IDelayedCall | None = None
+        self._idled = False
+        self._deferRefused = deferRefused
 
         self._pending: Deferred[IResponse] | None = None
         self._timer: IDelayedCall | None = None
@@ -239,6 +289,7 @@ class _Relay(Protocol):
         request.notifyFinish().addErrback(self._lostClient)
         if self._headerTimeout is not None:
             self._timer = self._clock.callLater(self._headerTimeout, self._timeout)
+        self._touch()
         try:
             self._pending = self._agent.request(
                 self._method, self._url, self._headers, self._body
@@ -254,6 +305,42 @@ class _Relay(Protocol):
             self._timedOut = True
             self._pending.cancel()
 
+    # -- the idle timeout ---------------------------------------------------
+
+    def _touch(self) -> None:
+        """
+        The upstream just sent something (or may now): restart the idle
+        countdown.
+        """
+        if self._idleTimeout is None or self._finished or self._paused:
+            return
+        if self._idleTimer is not None and self._idleTimer.active():
+            self._idleTimer.reset(self._idleTimeout)
+        else:
+            self._idleTimer = self._clock.callLater(self._idleTimeout, self._idle)
+
+    def _stopIdle(self) -> None:
+        if self._idleTimer is not None:
+            if self._idleTimer.active():
+                self._idleTimer.cancel()
+            self._idleTimer = None
+
+    def _idle(self) -> None:
+        self._idleTimer = None
+        if self._finished or self._clientGone is not None:
+            return
+        self._idled = True
+        if self._pending is not None:
+            self._pending.cancel()
+        elif self._upstream is not None:
+            # Closes the upstream socket; connectionLost ends the relay.
+            self._upstream.stopProducing()
+
+    def _idleError(self) -> UpstreamTimeout:
+        return UpstreamTimeout(
+            f"upstream sent nothing for {self._idleTimeout:g}s (idle timeout)"
+        )
+
     # -- before the response ----------------------------------------------
 
     def _requestFailed(self, failure: Failure) -> None:
@@ -264,7 +351,12 @@ class _Relay(Protocol):
             self._end(CLIENT_GONE, self._clientGone)
             return
         error: HTTPError
-        if self._timedOut:
+        if self._deferRefused and isRefused(failure) and not self._request.startedWriting:
+            self._end(FAILED, failure)
+            return
+        if self._idled:
+            error = self._idleError()
+        elif self._timedOut:
             error = UpstreamTimeout(
                 f"upstream did not send response headers within "
                 f"{self._headerTimeout:g}s"
@@ -279,11 +371,12 @@ class _Relay(Protocol):
         )
         if writeHTTPError(self._request, error):
             self._status = error.status
-        self._end(FAILED, Failure(error) if self._timedOut else failure)
+        self._end(FAILED, Failure(error) if self._timedOut or self._idled else failure)
 
     def _gotResponse(self, response: IResponse) -> None:
         self._pending = None
         self._cancelTimer()
+        self._touch()
         self._headersAt = self._clock.seconds()
         if self._finished or self._clientGone is not None:
             # Cancelled meanwhile: take the body only to close the connection.
@@ -343,6 +436,7 @@ class _Relay(Protocol):
     # -- streaming ----------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        self._touch()
         if self._firstByteAt is None:
             self._firstByteAt = self._clock.seconds()
         self._bodyBytes += len(data)
@@ -372,25 +466,34 @@ class _Relay(Protocol):
         if complete:
             request.finish()
             self._end(COMPLETE, None)
+            return
+        if self._idled:
+            reason = Failure(self._idleError())
+        _log.info(
+            "upstream {url} broke off its response after {n} bytes: {reason}",
+            url=self._url.decode("ascii", "replace"),
+            n=self._bodyBytes,
+            reason=describeFailure(reason),
+        )
+        if isEventStream(request.responseHeaders) and not isDisconnected(request):
+            # A client reading events gets the reason as the last event.
+            request.write(errorEvent(reason))
+            request.finish()
         else:
-            _log.info(
-                "upstream {url} broke off its response after {n} bytes: {reason}",
-                url=self._url.decode("ascii", "replace"),
-                n=self._bodyBytes,
-                reason=describeFailure(reason),
-            )
             request.loseConnection()
-            self._end(TRUNCATED, reason)
+        self._end(TRUNCATED, reason)
 
     # IPushProducer, driven by the client's HTTPChannel.
 
     def pauseProducing(self) -> None:
         self._paused = True
+        self._stopIdle()
         if self._upstream is not None:
             self._upstream.pauseProducing()
 
     def resumeProducing(self) -> None:
         self._paused = False
+        self._touch()
         if self._upstream is not None:
             self._upstream.resumeProducing()
 
@@ -461,6 +564,8 @@ class _Relay(Protocol):
             if self._timer.active():
                 self._timer.cancel()
             self._timer = None
+        if self._finished:
+            self._stopIdle()
 
     def _callTap(self, tap: Tap, method: str, *args: object) -> None:
         try:
@@ -507,6 +612,8 @@ class Forwarder:
         taps: Iterable[Tap] = (),
         preserveHost: bool = True,
         forwardedFor: bool = True,
+        idleTimeout: float | None = None,
+        deferRefused: bool = False,
     ) -> Deferred[ForwardResult]:
         """
         Send C{request} to C{upstreamURL} + C{path} and stream the response
@@ -539,6 +646,11 @@ class Forwarder:
             behaviour) rather than the upstream's.
         @param forwardedFor: append the client's address to
             C{X-Forwarded-For}.
+        @param idleTimeout: seconds the upstream may send nothing (L{None}
+            or 0: no limit); then a 504 before the response, an error
+            event (event streams) or a cut connection after it.
+        @param deferRefused: leave a refused connection unanswered (result
+            L{FAILED} with no status) for the caller to retry.
 
         @return: a L{Deferred} firing with a L{ForwardResult} once the
             exchange is over (never failing; cancelling it aborts the
@@ -563,6 +675,8 @@ class Forwarder:
             self._bodyProducer(request, body),
             responseHeaderTimeout,
             list(taps),
+            idleTimeout,
+            deferRefused,
         )
         return relay.start()
 
@@ -608,5 +722,7 @@ __all__ = [
     "Forwarder",
     "Tap",
     "TRUNCATED",
+    "errorEvent",
+    "isRefused",
     "joinURL",
 ]

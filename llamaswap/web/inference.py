@@ -36,8 +36,7 @@ rewritten in the query.
 
 from __future__ import annotations
 
-import json
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from attrs import evolve, frozen
 from twisted.internet.defer import CancelledError, Deferred
@@ -46,6 +45,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
+from .. import safejson
+from ..config.limits import idleTimeoutFor
 from ..config.model import Config, Filters, Timeouts
 from ..holder import Holder
 from ..httperrors import BadRequest, HTTPError, InternalError, ModelNotFound
@@ -56,7 +57,7 @@ from ..upstream.lifecycle import State
 from .auth import upstreamAuthHeaders
 from .errors import writeFailure, writeHTTPError
 from .extract import FORM, MULTIPART, QUERY, Extracted, extract
-from .forward import BodyArg, BodyProducer, Forwarder, ForwardResult
+from .forward import BodyArg, BodyProducer, Forwarder, ForwardResult, Tap
 from .grants import checkModel, principalOf
 from .headers import HeaderValue
 from .keepalive import KeepAlive, takeKeepAlive
@@ -65,6 +66,7 @@ from .loading import acquireWithLoadingState, wantsLoadingState
 from .multipart import MultipartError
 from .mux import INFERENCE, Mux
 from .peers import PeerModel, PeerRouter, PeerShuttingDown
+from .recovery import HoldEnd
 from .rewrite import applyFilters, replaceEncodedValue, replaceQueryValue
 from .selectors import Choice, Selectors
 
@@ -148,7 +150,6 @@ class ModelRoute:
         peers: PeerRouter,
         tracker: Tracker,
         clock: IReactorTime,
-        maxBodyBytes: int,
     ) -> None:
         """
         @param config: the current configuration.
@@ -159,7 +160,6 @@ class ModelRoute:
         @param peers: resolves and relays to peer models.
         @param tracker: tracks every request.
         @param clock: for the loading-state stream.
-        @param maxBodyBytes: the largest body read to find the model.
         """
         self.config = config
         self.activeProfile = activeProfile
@@ -168,7 +168,6 @@ class ModelRoute:
         self.peers = peers
         self.tracker = tracker
         self.clock = clock
-        self.maxBodyBytes = maxBodyBytes
         self.selectors = Selectors(config.value, router.stateOf)
         config.addObserver(self._configChanged)
 
@@ -195,7 +194,7 @@ class ModelRoute:
         track = self.tracker.begin(request, keyName=principalOf(request).name)
         try:
             try:
-                asked = extract(request, self.maxBodyBytes)
+                asked = extract(request, self.config.value.limits.maxRequestBodyBytes)
                 track.model = asked.model
                 name = self._pinned(asked.model)
                 if name in self.selectors:
@@ -212,28 +211,48 @@ class ModelRoute:
                 track.finished(None, e)
                 return
             if upstream.local is not None:
-                await serveLeased(
-                    request,
-                    track,
-                    lambda: self._acquire(request, name, upstream),
-                    lambda lease: self._relayLeased(request, upstream, lease, track),
-                )
+                await self._serveLocal(request, upstream, name, track)
             else:
-                await self._relay(request, upstream, track)
+                taps = track.relaying(upstream.requested, upstream.selector, upstream.body)
+                await self._relay(request, upstream, taps)
         finally:
             if choice is not None:
                 choice.release()
 
-    async def _relayLeased(
-        self, request: Request, upstream: Upstream, lease: Lease, track: RequestTrack
+    async def _serveLocal(
+        self, request: Request, upstream: Upstream, name: str, track: RequestTrack
     ) -> None:
         """
-        Relay to the leased model, first applying the request's keep-alive
-        (its C{ttl}/C{keep_alive}) as the model's idle timeout.
+        Serve the request on a local model through L{serveLeased}, which
+        restarts a model whose server refused the connection and relays
+        once more (L{llamaswap.web.recovery}): the first attempt's taps
+        hold back a refused end (L{HoldEnd}) so that the retry reports to
+        the same track.
         """
-        if upstream.keepAlive is not None:
-            lease.supervisor.setIdleTimeout(upstream.keepAlive.seconds)
-        await self._relay(request, evolve(upstream, url=lease.url), track)
+        held = HoldEnd(track.relaying(upstream.requested, upstream.selector, upstream.body))
+        retried = False
+
+        async def relayLeased(lease: Lease, deferRefused: bool) -> ForwardResult | None:
+            nonlocal retried
+            retried = retried or not deferRefused
+            if upstream.keepAlive is not None:
+                lease.supervisor.setIdleTimeout(upstream.keepAlive.seconds)
+            taps = [held] if deferRefused else held.taps
+            return await self._relay(
+                request, evolve(upstream, url=lease.url), taps, deferRefused
+            )
+
+        try:
+            await serveLeased(
+                request,
+                track,
+                lambda: self._acquire(request, name, upstream),
+                relayLeased,
+                retryRefused=True,
+            )
+        finally:
+            if not retried:
+                held.release()
 
     def _pinned(self, name: str) -> str:
         """
@@ -333,7 +352,11 @@ class ModelRoute:
                 changed = True
             changed = applyFilters(asked.json, filters, requested) or changed
             if changed:
-                body = json.dumps(asked.json, ensure_ascii=False).encode("utf-8")
+                try:
+                    text = safejson.dumps(asked.json, ensure_ascii=False)
+                except safejson.JSONError as e:
+                    raise BadRequest(str(e))
+                body = text.encode("utf-8")
         elif sent != asked.model:
             if asked.source == QUERY:
                 path = replaceQueryValue(path, "model", sent)
@@ -370,11 +393,22 @@ class ModelRoute:
             )
         return self.router.acquire(name)
 
-    async def _relay(self, request: Request, upstream: Upstream, track: RequestTrack) -> None:
+    async def _relay(
+        self,
+        request: Request,
+        upstream: Upstream,
+        taps: Iterable[Tap],
+        deferRefused: bool = False,
+    ) -> ForwardResult | None:
         """
         Hand the request to the forwarder of its kind: the one place where
         a model request goes upstream.  A relay cut off by a shutdown that
         had not answered yet still gets an answer.
+
+        @param taps: fed the response (the request track's).
+        @param deferRefused: leave a refused connection unanswered (the
+            caller restarts the model and relays again).
+        @return: how the exchange ended (L{None}: cut off by a shutdown).
         """
         forwarder = self.forwarder if upstream.peer is None else self.peers.forwarder
         relay: Deferred[ForwardResult] = forwarder.forward(
@@ -385,14 +419,16 @@ class ModelRoute:
             connectTimeout=upstream.timeouts.connect,
             responseHeaderTimeout=upstream.timeouts.responseHeader,
             extraHeaders=upstream.extraHeaders,
-            taps=track.relaying(upstream.requested, upstream.selector, upstream.body),
+            taps=taps,
             preserveHost=upstream.preserveHost,
             forwardedFor=upstream.forwardedFor,
+            idleTimeout=idleTimeoutFor(upstream.timeouts.idle, self.config.value.limits),
+            deferRefused=deferRefused,
         )
         if upstream.peer is not None:
             relay = self.peers.track(relay)
         try:
-            await relay
+            return await relay
         except CancelledError:
             if not request.startedWriting:
                 error: HTTPError = (
@@ -403,6 +439,7 @@ class ModelRoute:
                 writeHTTPError(request, error)
         except HTTPError as e:
             writeHTTPError(request, e)
+        return None
 
 
 def install(mux: Mux, handler: ModelRoute) -> ModelRoute:

@@ -7,7 +7,9 @@ relay to the URL the lease carries → release the lease, whatever happens.
 Model-routed requests (L{llamaswap.web.inference}) and passthrough
 requests (L{llamaswap.web.passthrough}) both go through L{serveLeased};
 they differ only in how they acquire (a loading-state stream, or none) and
-how they relay (forward, or tunnel a websocket).
+how they relay (forward, or tunnel a websocket).  With C{retryRefused}, a
+refused connection to the granted model restarts it and relays once more
+(L{llamaswap.web.recovery}).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from twisted.web.server import Request
 
 from ..httperrors import HTTPError
 from .errors import writeHTTPError
+from .recovery import refusedUnanswered, restartAfterRefusal
 
 
 class Track(Protocol):
@@ -63,7 +66,8 @@ async def serveLeased(
     request: Request,
     track: Track | None,
     acquire: Callable[[], Deferred[Any]],
-    relay: Callable[[Any], Awaitable[object]],
+    relay: Callable[..., Awaitable[object]],
+    retryRefused: bool = False,
 ) -> None:
     """
     Acquire, track, relay, release.
@@ -78,6 +82,12 @@ async def serveLeased(
     @param acquire: starts waiting for the lease (a L{Deferred} firing
         with it).
     @param relay: given the lease, relays the request to C{lease.url}.
+    @param retryRefused: call C{relay(lease, deferRefused)}: first with
+        C{True} (a refused connection is left unanswered, the relay's
+        L{llamaswap.web.forward.ForwardResult} says so), then, if it was
+        refused, once more with C{False} on a new lease after the model
+        was restarted.  A refusal of the new lease is answered but not
+        recorded on C{track} (the first attempt's taps record the end).
     """
     try:
         if track is not None:
@@ -94,10 +104,31 @@ async def serveLeased(
         if track is not None:
             track.finished(None, e)
         return
+    if not retryRefused:
+        try:
+            await relay(lease)
+        finally:
+            lease.release()
+        return
     try:
-        await relay(lease)
+        result = await relay(lease, True)
+        if refusedUnanswered(result):  # type: ignore[arg-type]
+            old, lease = lease, None
+            try:
+                lease = await restartAfterRefusal(
+                    old, lambda: withdrawOnDisconnect(request, acquire())
+                )
+            except HTTPError as e:
+                writeHTTPError(request, e)
+                return
+            except CancelledError:
+                return
+            if track is not None:
+                track.granted(lease)
+            await relay(lease, False)
     finally:
-        lease.release()
+        if lease is not None:
+            lease.release()
 
 
 __all__ = ["serveLeased", "withdrawOnDisconnect"]

@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
-from .. import __version__
+from .. import __version__, safejson
 from ..compat import isDisconnected
 from ..config.memory import budgetFields, memoryFields
 from ..config.model import Capabilities, Config, ModelConfig
@@ -255,7 +255,7 @@ def runningRecords(
             {
                 "model": modelID,
                 "state": state.value,
-                "cmd": model.cmd,
+                "cmd": config.shownCommand(model.cmd),
                 "proxy": model.proxy,
                 "ttl": model.ttl,
                 "name": model.name,
@@ -295,9 +295,8 @@ def parseProfileRequest(body: bytes, config: Config) -> str | None:
     @raise NotFound: no such profile.
     """
     try:
-        text = body.decode("utf-8")
-        document, _ = json.JSONDecoder().raw_decode(text.lstrip())
-    except (UnicodeDecodeError, ValueError):
+        document = safejson.firstValue(body)
+    except safejson.JSONError:
         raise BadRequest("invalid profile request")
     if document is None:
         document = {}

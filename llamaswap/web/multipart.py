@@ -35,6 +35,13 @@ SCAN_CHUNK = 64 * 1024
 MAX_PART_HEADER = 16 * 1024
 #: Longest form field read with L{MultipartForm.value}.
 MAX_FIELD_VALUE = 1024 * 1024
+#: Most parts a form may have (Go's C{mime/multipart} default, which
+#: llama-swap inherits): a body of 100k tiny parts would otherwise hold the
+#: reactor for seconds while it is located.
+MAX_PARTS = 1000
+#: Bytes of the body kept in memory while scanning it, so that the many
+#: small reads of a form with small parts cost one read each window.
+SCAN_WINDOW = 256 * 1024
 
 
 class MultipartError(ValueError):
@@ -261,6 +268,22 @@ class _Scanner:
     def __init__(self, source: IO[bytes], length: int) -> None:
         self.source = source
         self.length = length
+        self._windowStart = 0
+        self._window = b""
+        #: Bytes read from the source (tests check the scan is bounded).
+        self.bytesRead = 0
+
+    def _get(self, offset: int, size: int) -> bytes:
+        """
+        C{size} bytes at C{offset} (fewer at the end), through the window.
+        """
+        start = self._windowStart
+        if start <= offset and offset + size <= start + len(self._window):
+            return self._window[offset - start : offset - start + size]
+        self._window = _readAt(self.source, offset, max(size, SCAN_WINDOW))
+        self._windowStart = offset
+        self.bytesRead += len(self._window)
+        return self._window[:size]
 
     def find(self, needle: bytes, start: int, limit: int | None = None) -> int:
         """
@@ -272,7 +295,7 @@ class _Scanner:
         position = start
         while position < end:
             size = min(SCAN_CHUNK + overlap, end - position)
-            chunk = _readAt(self.source, position, size)
+            chunk = self._get(position, size)
             if not chunk:
                 return -1
             found = chunk.find(needle)
@@ -284,7 +307,7 @@ class _Scanner:
         return -1
 
     def read(self, offset: int, size: int) -> bytes:
-        return _readAt(self.source, offset, max(0, min(size, self.length - offset)))
+        return self._get(offset, max(0, min(size, self.length - offset)))
 
 
 def _disposition(headerBlock: bytes, newline: bytes) -> tuple[str, str | None]:
@@ -319,7 +342,8 @@ def parseForm(source: IO[bytes], boundary: bytes, length: int | None = None) -> 
     @param boundary: the C{boundary} of the request's content type.
     @param length: the body's length (default: the file's size).
     @raise MultipartError: the body is malformed (no first boundary, a part
-        without its header end or closing delimiter, a bad header line).
+        without its header end or closing delimiter, a bad header line) or
+        has more than L{MAX_PARTS} parts (found without reading further).
     """
     if length is None:
         length = source.seek(0, os.SEEK_END)
@@ -350,6 +374,8 @@ def parseForm(source: IO[bytes], boundary: bytes, length: int | None = None) -> 
     parts: list[Part] = []
     position = lineEnd + 1
     while True:
+        if len(parts) >= MAX_PARTS:
+            raise MultipartError(f"multipart form has more than {MAX_PARTS} parts")
         start = position
         if scan.read(start, len(newline)) == newline:
             headers, bodyStart = b"", start + len(newline)
@@ -375,6 +401,7 @@ def parseForm(source: IO[bytes], boundary: bytes, length: int | None = None) -> 
 
 __all__ = [
     "MAX_FIELD_VALUE",
+    "MAX_PARTS",
     "MultipartError",
     "MultipartForm",
     "Part",

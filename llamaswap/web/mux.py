@@ -35,8 +35,12 @@ from typing import Callable, Iterable, Iterator, Union
 from urllib.parse import unquote_to_bytes
 
 from attrs import frozen
+from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
+
+from ..httperrors import InternalError
+from .errors import renderHTTPError
 
 #: A handler gets the request and the rest of the path after a prefix
 #: route's prefix (C{b""} for exact routes) and renders like C{render}.
@@ -53,6 +57,8 @@ Authenticator = Callable[[Request, str], Union[bytes, int, None]]
 INFERENCE = "inference"
 MONITOR = "monitor"
 ADMIN = "admin"
+
+_log = Logger()
 
 #: Stands for every method in L{Mux.route}.
 ANY_METHOD = "*"
@@ -328,7 +334,13 @@ class Mux(Resource):
         if route.auth and self.authenticator is not None:
             result = self.authenticator(request, route.scope)
         if result is None:
-            result = route.handler(request, rest)
+            try:
+                result = route.handler(request, rest)
+            except Exception:
+                # A handler's bug is a 500 envelope and one log entry, never
+                # twisted.web's HTML traceback page.
+                _log.failure("unhandled error in {path!r}", path=path)
+                return renderHTTPError(request, InternalError("internal error"))
         if method == b"HEAD" and isinstance(result, bytes):
             # A HEAD answer carries the GET's length but no body (and
             # twisted.web would log every swallowed body).

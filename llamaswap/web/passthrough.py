@@ -46,6 +46,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
 from ..compat import isDisconnected
+from ..config.limits import idleTimeoutFor
 from ..config.model import COMFYUI_MODEL_ID, Config, PeerConfig
 from ..holder import Holder
 from ..httperrors import Conflict, HTTPError, NotFound
@@ -383,7 +384,12 @@ class Passthrough:
             if track is None:
                 return self.tunneler.tunnel(request, lease.url, target, **options)
             return self.forwarder.forward(
-                request, lease.url, target, taps=track.forwarding(), **options
+                request,
+                lease.url,
+                target,
+                taps=track.forwarding(),
+                idleTimeout=idleTimeoutFor(model.timeouts.idle, self.config.value.limits),
+                **options,
             )
 
         await serveLeased(request, track, lambda: self.router.acquire(modelID), relay)
@@ -414,7 +420,13 @@ class Passthrough:
                 request, config.proxy, target, failureMessage="peer proxy error", **options
             )
         else:
-            relay = self.peers.forwarder.forward(request, config.proxy, target, **options)
+            relay = self.peers.forwarder.forward(
+                request,
+                config.proxy,
+                target,
+                idleTimeout=idleTimeoutFor(timeouts.idle, self.config.value.limits),
+                **options,
+            )
         try:
             await self.peers.track(relay)
         except HTTPError as e:

@@ -36,13 +36,12 @@ from . import (
 )
 from .auth import authenticatorFor
 from .forward import Forwarder
+from .guard import Guard
+from .limits import applyLimits
 from .mux import Mux
 from .peers import PeerRouter
 from .sessions import Sessions
 from .tunnel import Tunneler
-
-#: Largest request body read to find the model (JSON, urlencoded forms).
-DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024
 
 
 @frozen
@@ -64,7 +63,8 @@ class WebParts:
     @ivar clock: the reactor's clock.
     @ivar performance: samples CPU, memory and GPUs for C{/api/performance}.
     @ivar hardware: describes the machine for C{/api/hardware}.
-    @ivar maxBodyBytes: the largest body read to find a request's model.
+    @ivar loopbackOnly: llamaswap listens on loopback addresses only (the
+        C{Host} check applies then, L{llamaswap.web.hostcheck}).
     @ivar reloader: reloads the configuration (C{/api/config} routes); L{None}
         leaves those routes out.
     @ivar configPaths: C{--config} and C{--config-dir}, shown by
@@ -83,7 +83,7 @@ class WebParts:
     clock: IReactorTime
     performance: PerformanceMonitor
     hardware: HardwareDetector
-    maxBodyBytes: int = DEFAULT_MAX_BODY_BYTES
+    loopbackOnly: bool = False
     reloader: Any = None
     configPaths: tuple[str | None, str | None] = (None, None)
 
@@ -117,7 +117,6 @@ def buildResource(parts: WebParts) -> Mux:
             peers=parts.peers,
             tracker=parts.tracker,
             clock=parts.clock,
-            maxBodyBytes=parts.maxBodyBytes,
         ),
     )
     management.install(
@@ -166,10 +165,13 @@ def buildSite(parts: WebParts, **siteArgs: Any) -> Site:
     """
     The site serving C{parts}.  Form bodies are not parsed by twisted.web:
     they are relayed untouched (and a multipart upload would otherwise be
-    read into memory once more).
+    read into memory once more).  Every request passes the L{Guard} (C{Host}
+    check, CORS) and the connection limits (L{applyLimits}), both read from
+    the current configuration.
 
     @param siteArgs: more arguments for L{Site} (tests pass a C{reactor}).
     """
-    return logs.AccessLogSite(
-        buildResource(parts), parts.clock, parsePOSTFormSubmission=False, **siteArgs
-    )
+    config = parts.config
+    root = Guard(buildResource(parts), lambda: config.value, parts.loopbackOnly)
+    site = logs.AccessLogSite(root, parts.clock, parsePOSTFormSubmission=False, **siteArgs)
+    return applyLimits(site, lambda: config.value.limits)

@@ -53,6 +53,9 @@ SECTION_PATHS = {
     "modelsDir": ["modelsDir"],
     "apiKey": ["apiKeys", "[]"],
     "auth": ["auth"],
+    "limits": ["limits"],
+    "security": ["security"],
+    "security.cors": ["security", "cors"],
 }
 
 

@@ -240,9 +240,9 @@ class UnknownKeyTests(BuildTestCase):
                 "'setParams'",
             ),
             (
-                "peers: {p: {proxy: 'http://h', models: [a], timeouts: {idle: 1}}}",
-                ("peers", "p", "timeouts", "idle"),
-                None,
+                "peers: {p: {proxy: 'http://h', models: [a], timeouts: {idel: 1}}}",
+                ("peers", "p", "timeouts", "idel"),
+                "'idle'",
             ),
             ("groups: {g: {exlusive: false}}", ("groups", "g", "exlusive"), "'exclusive'"),
             (

@@ -282,15 +282,15 @@ class AcquireTests(RouterTestCase):
             self.assertIn("bad flag --foo", error.message)
         self.assertEqual(router.scheduler.reserved("a"), 0)
 
-    def test_healthTimeoutIs503(self) -> None:
+    def test_healthTimeoutIs500(self) -> None:
         """
-        A health-check timeout fails with 503 (a retry may work).
+        A health-check timeout fails with 500, as in llama-swap.
         """
         router = self.build({"a": {}})
         d = router.acquire("a")
         self.sups["a"].failStart(HealthCheckTimedOut("a", 120))
         error = self.failureResultOf(d, ModelStartFailed).value
-        self.assertEqual(error.status, 503)
+        self.assertEqual(error.status, 500)
         self.assertIn("health check timed out after 120s", error.message)
 
     def test_legacyProfile(self) -> None:

@@ -8,18 +8,22 @@ import json
 import os
 import shutil
 import signal
+from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from llamaswap.upstream.leftovers import (
+    MARKER_VAR,
     Leftover,
     LeftoverRegistry,
     LeftoversInUse,
+    MarkedEnviron,
     ProcStat,
     findLeftover,
     processGone,
     readCmdline,
+    readMarker,
     readStat,
     reapLeftovers,
     waitGone,
@@ -372,3 +376,78 @@ class ReapTests(SynchronousTestCase):
         d = waitGone([102], clock, 1.0, procRoot=self.proc.root)
         clock.pump([0.05] * 60)
         self.assertEqual(self.successResultOf(d), [102])
+
+
+class EscapedDescendantTests(SynchronousTestCase):
+    """
+    Descendants that left their upstream's group (C{setsid}) are found by
+    the marker in their environment; members that left only the group are
+    found by session.
+    """
+
+    def setUp(self) -> None:
+        self.proc = FakeProc(self.mktemp())
+        self.path = os.path.join(self.mktemp(), "upstreams.json")
+        self.killed: list[tuple[str, int, int]] = []
+
+    def addMarked(self, pid: int, marker: str, **kw: Any) -> None:
+        self.proc.add(pid, **kw)
+        with open(os.path.join(self.proc.root, str(pid), "environ"), "wb") as f:
+            f.write(b"PATH=/bin\0" + MARKER_VAR.encode() + b"=" + marker.encode() + b"\0")
+
+    def reap(self, ownPid: int = 1) -> list:
+        return reapLeftovers(
+            self.path,
+            procRoot=self.proc.root,
+            killpg=lambda pgid, sig: self.killed.append(("pg", pgid, sig)),
+            kill=lambda pid, sig: self.killed.append(("pid", pid, sig)),
+            ownPid=ownPid,
+        )
+
+    def test_reapBySessionAndMarker(self) -> None:
+        """
+        With the owner dead: the recorded group is killed, a session member
+        in another group and a C{setsid} grandchild carrying the owner's
+        marker are killed one by one; processes of other llamaswaps (other
+        marker) and our own process are not.
+        """
+        self.addMarked(100, "m1", pgrp=100, start=5000)
+        self.addMarked(102, "m1", pgrp=102, session=100, start=5002)
+        self.addMarked(300, "m1", pgrp=300, start=5003)
+        self.addMarked(400, "other", pgrp=400, start=5004)
+        self.addMarked(1, "m1", pgrp=1, start=1)
+        registry = LeftoverRegistry(self.path, procRoot=self.proc.root, ownPid=7, marker="m1")
+        registry.add("m", 100, "llama-server", 0.0)
+        with open(self.path) as f:
+            self.assertEqual(json.load(f)["owner"]["marker"], "m1")
+        reaped = self.reap(ownPid=1)
+        self.assertEqual(
+            self.killed,
+            [("pg", 100, signal.SIGKILL), ("pid", 102, signal.SIGKILL),
+             ("pid", 300, signal.SIGKILL)],
+        )
+        self.assertEqual([r.leftover.model for r in reaped], ["m", "(descendant)"])
+
+    def test_cleanStop(self) -> None:
+        """
+        Closing the registry kills what still carries our marker.
+        """
+        self.addMarked(300, "m1", pgrp=300, start=5003)
+        self.addMarked(400, "other", pgrp=400, start=5004)
+        registry = LeftoverRegistry(
+            self.path, procRoot=self.proc.root, ownPid=7, marker="m1",
+            kill=lambda pid, sig: self.killed.append(("pid", pid, sig)),
+        )
+        registry.close()
+        self.assertEqual(self.killed, [("pid", 300, signal.SIGKILL)])
+
+    def test_markedEnviron(self) -> None:
+        """
+        The upstreams' base environment is ours (read when used) plus the
+        marker.
+        """
+        environ = MarkedEnviron({"A": "1", MARKER_VAR: "parent"}, "m1")
+        self.assertEqual(dict(environ), {"A": "1", MARKER_VAR: "m1"})
+        self.assertEqual(len(environ), 2)
+        self.assertEqual(MarkedEnviron(None, "m2")[MARKER_VAR], "m2")
+        self.assertEqual(readMarker(os.getpid()), os.environ.get(MARKER_VAR))

@@ -389,6 +389,24 @@ class StartFailureTests(SupervisorTestCase):
         failure = self.failureResultOf(d, PrematureExit)
         self.assertIn("foreground", str(failure.value))
 
+    def test_healthCheckTimeoutQuotesServerLines(self) -> None:
+        """
+        The error quotes the server's own last lines, not its log lines of
+        our health probes, however many of those it wrote since.
+        """
+        self.signaller.exitOn = set()
+        supervisor = self.makeSupervisor(healthCheckTimeout=30.0)
+        d = supervisor.ensureReady()
+        child = self.reactor.spawned[0]
+        child.output(b"load_model: out of memory\n")
+        child.output(b"srv log_server_r: request: GET /health 127.0.0.1 503\n" * 200)
+        self.reactor.advance(30)
+        failure = self.failureResultOf(d, HealthCheckTimedOut)
+        self.assertEqual(failure.value.lastLines, ("load_model: out of memory",))
+        self.assertNotIn("/health", str(failure.value))
+        self.reactor.advance(5.0)
+        child.exit(None, KILL)
+
     def test_healthCheckTimeout(self) -> None:
         """
         At the health-check deadline the start fails, the child is sent

@@ -23,6 +23,7 @@ from llamaswap.web.forward import (
     FAILED,
     TRUNCATED,
     Forwarder,
+    isRefused,
     joinURL,
 )
 
@@ -495,17 +496,21 @@ class DisconnectTests(RelayCase):
 
     def test_upstreamGoneMidStream(self) -> None:
         """
-        An upstream that breaks off mid-stream makes the relay close the
-        client's connection without the terminating chunk, so the client
-        sees a truncated body; no error is appended.
+        An event stream the upstream breaks off (it crashed) ends with an
+        error event the client can read, then ends cleanly; the result
+        still says it was truncated.
         """
         self.client.send(body=b"{}")
         self.exchange().respond(SSE_HEAD + chunk(sseEvent(0)))
         self.exchange().drop()
         response = self.client.response()
-        self.assertEqual(response.body, sseEvent(0))
-        self.assertFalse(response.complete)
-        self.assertTrue(self.client.transport.disconnecting)
+        self.assertTrue(response.body.startswith(sseEvent(0) + b"data: {"))
+        last = response.body[len(sseEvent(0)) + len(b"data: "):]
+        self.assertTrue(last.endswith(b"\n\n"))
+        error = json.loads(last)["error"]
+        self.assertEqual(error["type"], "server_error")
+        self.assertIn("upstream broke off the response", error["message"])
+        self.assertTrue(response.complete)
         result = self.result()
         self.assertEqual((result.outcome, result.status), (TRUNCATED, 200))
         self.assertIsNone(self.client.http._requestProducer)
@@ -719,3 +724,94 @@ class HTTP10Tests(RelayCase):
         self.assertTrue(raw.endswith(b"\r\n\r\n" + sseEvent(0)))
         self.assertTrue(self.client.transport.disconnecting)
         self.assertEqual(self.result().outcome, COMPLETE)
+
+
+class IdleTimeoutTests(RelayCase):
+    """
+    C{idleTimeout}: an upstream that sends nothing for that long is cut off
+    (hardening #7), whatever phase it is in.
+    """
+
+    def test_beforeHeaders(self) -> None:
+        """
+        An upstream that accepted the request and never answers: 504
+        envelope at C{idleTimeout}, upstream connection closed.
+        """
+        self.setUpResource(idleTimeout=20)
+        self.client.send(body=b"{}")
+        self.clock.advance(19.9)
+        self.assertEqual(self.client.transport.value(), b"")
+        self.clock.advance(0.1)
+        self.assertTrue(self.exchange().transport.aborted)
+        response = self.client.response()
+        self.assertEqual(response.status, 504)
+        self.assertIn("sent nothing for 20s", json.loads(response.body)["error"]["message"])
+        result = self.result()
+        self.assertEqual((result.outcome, result.status), (FAILED, 504))
+        self.clock.advance(0)
+
+    def test_midStream(self) -> None:
+        """
+        A stream that stalls ends with an error event at C{idleTimeout}
+        after its last byte; bytes arriving in time keep it alive.
+        """
+        self.setUpResource(idleTimeout=20)
+        self.client.send(body=b"{}")
+        self.clock.advance(15)
+        self.exchange().respond(SSE_HEAD)
+        self.clock.advance(15)
+        self.exchange().respond(chunk(sseEvent(0)))
+        self.clock.advance(19)
+        self.assertFalse(self.exchange().transport.closed)
+        self.clock.advance(1)
+        self.assertTrue(self.exchange().transport.closed)
+        self.clock.advance(0)
+        response = self.client.response()
+        self.assertTrue(response.complete)
+        last = response.body[len(sseEvent(0)) + len(b"data: "):]
+        error = json.loads(last)["error"]
+        self.assertEqual(error["code"], "gateway_timeout")
+        self.assertEqual(self.result().outcome, TRUNCATED)
+
+    def test_pausedTimeDoesNotCount(self) -> None:
+        """
+        While the client is slow (the relay paused), the upstream cannot
+        send, so the idle countdown stops.
+        """
+        self.setUpResource(idleTimeout=20)
+        self.client.send(body=b"{}")
+        self.exchange().respond(SSE_HEAD)
+        self.client.pause()
+        self.clock.advance(100)
+        self.assertFalse(self.exchange().transport.closed)
+        self.client.resume()
+        self.clock.advance(19)
+        self.exchange().respond(chunk(sseEvent(0)) + b"0\r\n\r\n")
+        self.assertEqual(self.result().outcome, COMPLETE)
+
+    def test_offByDefault(self) -> None:
+        self.client.send(body=b"{}")
+        self.clock.advance(86400)
+        self.exchange().respond(SSE_HEAD + b"0\r\n\r\n")
+        self.assertEqual(self.result().outcome, COMPLETE)
+
+
+class DeferRefusedTests(RelayCase):
+    """
+    C{deferRefused}: a refused connection is left for the caller to retry.
+    """
+
+    def test_refusedNotAnswered(self) -> None:
+        self.setUpResource(deferRefused=True)
+        self.agent.failWith = lambda: Failure(ConnectionRefusedError("nobody home"))
+        self.client.send(body=b"{}")
+        self.assertEqual(self.client.transport.value(), b"")
+        result = self.result()
+        self.assertEqual((result.outcome, result.status), (FAILED, None))
+        self.assertTrue(isRefused(result.reason))
+
+    def test_otherFailuresAnswered(self) -> None:
+        self.setUpResource(deferRefused=True)
+        self.client.send(body=b"{}")
+        self.exchange().drop()
+        self.assertEqual(self.client.response().status, 502)

@@ -300,7 +300,7 @@ class RoutesTests(SynchronousTestCase):
         """
         A body over the limit is a 413 before any model starts.
         """
-        app = InMemoryLlamaSwap(self, LOCAL, maxBodyBytes=100)
+        app = InMemoryLlamaSwap(self, LOCAL + "limits: {maxRequestBodyBytes: 100}\n")
         answer, exchange = app.roundTrip(
             "POST", "/v1/embeddings", json={"model": "a", "input": "x" * 200}
         )
@@ -656,7 +656,6 @@ class Parts:
             peers=PeerRouter(self.config.value, None, self.clock),  # type: ignore[arg-type]
             tracker=self.tracker,
             clock=self.clock,
-            maxBodyBytes=1 << 20,
         )
 
 
@@ -767,7 +766,10 @@ class HandlerTests(SynchronousTestCase):
         (args, kwargs), = app.forwarder.calls
         self.assertEqual(args[2], b"/chat/completions")
         [track] = app.tracker.inflight.values()
-        self.assertEqual(kwargs["taps"], [track])
+        # A local model's first attempt holds back a refused end (retry).
+        (held,) = kwargs["taps"]
+        self.assertEqual(held.taps, [track])
+        self.assertTrue(kwargs["deferRefused"])
         self.assertEqual((track.model, track.metadata["selector"]), ("a", "s"))
 
 

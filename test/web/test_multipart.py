@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from llamaswap.web import multipart
 from llamaswap.web.bodies import BodyProducer
 from llamaswap.web.multipart import (
+    MAX_PARTS,
     MultipartError,
     SplicedBody,
     boundaryOf,
@@ -292,3 +294,37 @@ class SplicedBodyTests(SynchronousTestCase):
         self.assertFalse(body.closed)
         source.close()
         self.assertTrue(body.closed)
+
+
+class ManyPartsTests(SynchronousTestCase):
+    """
+    A form of 100k tiny parts (5.6 MB) is refused after L{MAX_PARTS}
+    parts, reading only what those took (hardening #2: the reactor is not
+    held for seconds).
+    """
+
+    def test_tooManyParts(self) -> None:
+        body = encodeForm([(f"f{i}", None, b"x") for i in range(100_000)]
+                          + [("model", None, b"m")])
+        self.assertGreater(len(body), 5_000_000)
+        reads: list[int] = []
+        real = multipart._Scanner._get
+
+        def counting(scanner: Any, offset: int, size: int) -> bytes:
+            before = scanner.bytesRead
+            data = real(scanner, offset, size)
+            reads.append(scanner.bytesRead - before)
+            return data
+
+        self.patch(multipart._Scanner, "_get", counting)
+        with self.assertRaises(MultipartError) as caught:
+            parseForm(io.BytesIO(body), BOUNDARY)
+        self.assertIn("more than 1000 parts", str(caught.exception))
+        self.assertLess(sum(reads), 1_000_000)
+
+    def test_atTheLimit(self) -> None:
+        body = encodeForm([(f"f{i}", None, b"x") for i in range(MAX_PARTS - 1)]
+                          + [("model", None, b"m")])
+        form = parseForm(io.BytesIO(body), BOUNDARY)
+        self.assertEqual(len(form.parts), MAX_PARTS)
+        self.assertEqual(form.value(io.BytesIO(body), "model"), "m")

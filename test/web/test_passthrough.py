@@ -560,7 +560,7 @@ class WebsocketTests(TestCase):
         self.assertEqual(running(app), ["ws"])
         method, target, headers = echo.requests[-1]
         self.assertEqual(target, b"/ws?clientId=a%2Fb")
-        self.assertEqual(headers.getRawHeaders(b"host"), [b"llamaswap.test"])
+        self.assertEqual(headers.getRawHeaders(b"host"), [b"llamaswap.localhost"])
         self.assertEqual(headers.getRawHeaders(b"x-forwarded-for"), [b"127.0.0.1"])
         self.assertEqual(self.inFlight(app, "ws"), 1)
         client.send(TEXT, b"ping")

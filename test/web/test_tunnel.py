@@ -277,7 +277,7 @@ class WebsocketClient(Protocol):
 
     def connectionMade(self) -> None:
         self.transport.write(
-            b"GET " + self.target + b" HTTP/1.1\r\nHost: llamaswap.test\r\n"
+            b"GET " + self.target + b" HTTP/1.1\r\nHost: llamaswap.localhost\r\n"
             b"Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n"
             b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + self.key
             + b"\r\n" + self.extra + b"\r\n"

@@ -1,0 +1,54 @@
+"""
+Tests for L{llamaswap.observe.access}: a client that leaves before its
+answer is 499 in the access log, as in the activity log (llama-swap #1040).
+"""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import NOT_DONE_YET, Request
+
+from llamaswap.web.logs import AccessLogSite
+from llamaswap.web.mux import Mux
+
+from ..web.helpers import Client
+
+
+class ClientClosedTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.pending: list[Request] = []
+        mux = Mux()
+
+        def waits(request: Request, rest: bytes) -> int:
+            self.pending.append(request)
+            return NOT_DONE_YET
+
+        mux.route("POST", "/v1/chat/completions", waits)
+        self.site = AccessLogSite(mux, Clock(), reactor=Clock())
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def statuses(self) -> list[int]:
+        return [e["status"] for e in self.events if e.get("log_namespace") == "llamaswap.access"]
+
+    def test_leftBeforeAnswer(self) -> None:
+        """
+        A client gone while its request waits (a cold load, a queue, a
+        cancel through C{/api/inflight}) is logged 499.
+        """
+        client = Client(self.site)
+        client.send(b"POST", b"/v1/chat/completions", b"{}")
+        client.disconnect()
+        self.assertEqual(self.statuses(), [499])
+
+    def test_leftDuringResponse(self) -> None:
+        """
+        A client gone once its response started keeps that status.
+        """
+        client = Client(self.site)
+        client.send(b"POST", b"/v1/chat/completions", b"{}")
+        self.pending[0].write(b"data: 1\n\n")
+        client.disconnect()
+        self.assertEqual(self.statuses(), [200])
