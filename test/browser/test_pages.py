@@ -25,6 +25,7 @@ MODELS = """\
     name: Demo fast
     description: answers at once
     aliases: [fast]
+    memory: 1GiB
     capabilities:
       in: [text, image]
       out: [text]
@@ -95,6 +96,7 @@ class ModelsPageTests(TestCase):
             self.assertEqual(names, ["Demo fast", "Demo slow"])
             self.assertIn("demo-fast · fast", page.locator(".model-row").first.inner_text())
             self.assertIn("function calling", page.locator(".model-row").first.inner_text())
+            self.assertIn("mem 1.0 GB", page.locator(".model-row").first.inner_text())
             page.get_by_role("switch", name="Show unlisted").check()
             page.wait_for_selector("text=demo-hidden")
             self.assertEqual(page.locator(".model-row").count(), 3)

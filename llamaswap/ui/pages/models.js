@@ -7,7 +7,7 @@ import { href } from '../lib/router.js';
 import { useAllowed, needsScope, ScopeGate } from '../lib/session.js';
 import { request, sendJSON, url } from '../lib/api.js';
 import { Card, Note, Progress, StateDot, Toggle, useTicker } from '../lib/components.js';
-import { fmtMs } from '../lib/format.js';
+import { fmtBytes, fmtMs } from '../lib/format.js';
 import { redactCommand } from '../lib/redact.js';
 import { useProfiles } from '../lib/profiles.js';
 
@@ -92,7 +92,8 @@ export function CapabilityTags({ model }) {
   const show = stored('showCapabilities', true);
   if (!show) return null;
   return html`${capabilityList(model.capabilities).map((c) => html`<span class="tag">${c.replace(/_/g, ' ')}</span>`)}
-    ${model.context_length > 0 && html`<span class="tag tag-muted">ctx ${model.context_length.toLocaleString('en-US')}</span>`}`;
+    ${model.context_length > 0 && html`<span class="tag tag-muted">ctx ${model.context_length.toLocaleString('en-US')}</span>`}
+    ${model.memory > 0 && html`<span class="tag tag-muted" title=${model.memory_estimated ? 'estimated from the GGUF file (weights, KV cache, overhead)' : 'memory from the configuration'}>mem ${fmtBytes(model.memory)}${model.memory_estimated ? ' (est.)' : ''}</span>`}`;
 }
 
 function ModelRow({ model }) {
