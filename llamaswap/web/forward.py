@@ -47,7 +47,7 @@ L{BodyArg} are also importable from here).
 from __future__ import annotations
 
 import functools
-from typing import Iterable, Mapping, Sequence, cast
+from typing import Callable, Iterable, Mapping, Sequence, cast
 from typing import Protocol as TypingProtocol
 from urllib.parse import urlsplit
 
@@ -226,7 +226,38 @@ def _nominatedHeaders(response: IResponse) -> frozenset[bytes]:
 
 
 @implementer(IPushProducer)
-class _Relay(Protocol):
+class RelayOpening:
+    """
+    The opening both relays (L{_Relay} here, the websocket tunnel's
+    exchange) share: give up at once on a client already gone, else watch
+    for it leaving and start the response-header timer.  The relay
+    provides C{_request}, C{_clock}, C{_headerTimeout}, C{_timer},
+    C{_timeout} and C{_end}.
+    """
+
+    _request: Request
+    _clock: IReactorTime
+    _headerTimeout: float | None
+    _timer: IDelayedCall | None
+    _timeout: Callable[[], None]
+    _end: Callable[[str, Failure | None], None]
+
+    def _open(self, onLostClient: Callable[[Failure], object]) -> bool:
+        """
+        Begin relaying: L{False} (and ended as C{CLIENT_GONE}) when the
+        client has already gone.
+        """
+        request = self._request
+        if isDisconnected(request) or request.finished:
+            self._end(CLIENT_GONE, Failure(ConnectionLost("client already gone")))
+            return False
+        request.notifyFinish().addErrback(onLostClient)
+        if self._headerTimeout is not None:
+            self._timer = self._clock.callLater(self._headerTimeout, self._timeout)
+        return True
+
+
+class _Relay(RelayOpening, Protocol):
     """
     One exchange: issues the upstream request, then, as the response's body
     protocol and the client request's streaming producer, moves each chunk
@@ -282,13 +313,8 @@ class _Relay(Protocol):
     # -- start ------------------------------------------------------------
 
     def start(self) -> Deferred[ForwardResult]:
-        request = self._request
-        if isDisconnected(request) or request.finished:
-            self._end(CLIENT_GONE, Failure(ConnectionLost("client already gone")))
+        if not self._open(self._lostClient):
             return self.done
-        request.notifyFinish().addErrback(self._lostClient)
-        if self._headerTimeout is not None:
-            self._timer = self._clock.callLater(self._headerTimeout, self._timeout)
         self._touch()
         try:
             self._pending = self._agent.request(

@@ -65,7 +65,7 @@ from ..compat import chunkedDecoder, identityDecoder, isDisconnected, takeReadBu
 from ..httperrors import HTTPError, UpstreamTimeout, connectionError, describeFailure
 from .client import UpstreamEndpoints
 from .errors import writeHTTPError
-from .forward import CLIENT_GONE, COMPLETE, FAILED, TRUNCATED, joinURL
+from .forward import CLIENT_GONE, COMPLETE, FAILED, TRUNCATED, RelayOpening, joinURL
 from .headers import (
     HeaderValue,
     appendForwardedFor,
@@ -379,7 +379,7 @@ class _Decoder(TypingProtocol):
 
 
 @implementer(IPushProducer)
-class _Exchange:
+class _Exchange(RelayOpening):
     """
     One tunnelled request, from connecting to the end of the splice or the
     relayed refusal.  While a refusal is relayed it is the request's
@@ -423,13 +423,8 @@ class _Exchange:
     # -- start ---------------------------------------------------------------
 
     def start(self, endpoint: IStreamClientEndpoint) -> Deferred[TunnelResult]:
-        request = self._request
-        if isDisconnected(request) or request.finished:
-            self._end(CLIENT_GONE, Failure(ConnectionLost("client already gone")))
+        if not self._open(self._lostClientEarly):
             return self.done
-        request.notifyFinish().addErrback(self._lostClientEarly)
-        if self._headerTimeout is not None:
-            self._timer = self._clock.callLater(self._headerTimeout, self._timeout)
         self._connecting = connectProtocol(endpoint, _UpstreamSide(self))
         self._connecting.addCallbacks(self._connected, self._connectFailed)
         return self.done
