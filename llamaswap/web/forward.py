@@ -241,6 +241,8 @@ class RelayOpening:
     _timer: IDelayedCall | None
     _timeout: Callable[[], None]
     _end: Callable[[str, Failure | None], None]
+    _finished: bool
+    _clientGone: Failure | None
 
     def _open(self, onLostClient: Callable[[Failure], object]) -> bool:
         """
@@ -255,6 +257,19 @@ class RelayOpening:
         if self._headerTimeout is not None:
             self._timer = self._clock.callLater(self._headerTimeout, self._timeout)
         return True
+
+    def _overBeforeAnswer(self) -> bool:
+        """
+        Whether what just happened upstream no longer matters: the relay
+        has ended, or the client has left (the relay now ends as
+        C{CLIENT_GONE}).
+        """
+        if self._finished:
+            return True
+        if self._clientGone is not None:
+            self._end(CLIENT_GONE, self._clientGone)
+            return True
+        return False
 
 
 class _Relay(RelayOpening, Protocol):
@@ -371,10 +386,7 @@ class _Relay(RelayOpening, Protocol):
 
     def _requestFailed(self, failure: Failure) -> None:
         self._pending = None
-        if self._finished:
-            return
-        if self._clientGone is not None:
-            self._end(CLIENT_GONE, self._clientGone)
+        if self._overBeforeAnswer():
             return
         error: HTTPError
         if self._deferRefused and isRefused(failure) and not self._request.startedWriting:
@@ -478,10 +490,7 @@ class _Relay(RelayOpening, Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._upstream = None
-        if self._finished:
-            return
-        if self._clientGone is not None:
-            self._end(CLIENT_GONE, self._clientGone)
+        if self._overBeforeAnswer():
             return
         request = self._request
         complete = reason is None or isinstance(reason.value, (ResponseDone, PotentialDataLoss))

@@ -434,10 +434,7 @@ class _Exchange(RelayOpening):
 
     def _connectFailed(self, failure: Failure) -> None:
         self._connecting = None
-        if self._finished:
-            return
-        if self._clientGone is not None:
-            self._end(CLIENT_GONE, self._clientGone)
+        if self._overBeforeAnswer():
             return
         self._fail(failure)
 
