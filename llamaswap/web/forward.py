@@ -225,14 +225,13 @@ def _nominatedHeaders(response: IResponse) -> frozenset[bytes]:
 
 
 
-@implementer(IPushProducer)
-class RelayOpening:
+class RelayCore:
     """
-    The opening both relays (L{_Relay} here, the websocket tunnel's
-    exchange) share: give up at once on a client already gone, else watch
-    for it leaving and start the response-header timer.  The relay
-    provides C{_request}, C{_clock}, C{_headerTimeout}, C{_timer},
-    C{_timeout} and C{_end}.
+    What both relays (L{_Relay} here, the websocket tunnel's exchange)
+    do alike: the opening (give up at once on a client already gone, else
+    watch for it leaving and start the response-header timer), the checks
+    after an upstream failure, and the finish.  The relay provides the
+    attributes annotated here, C{_timeout} and C{_end}.
     """
 
     _request: Request
@@ -271,8 +270,26 @@ class RelayOpening:
             return True
         return False
 
+    def _finish(self) -> bool:
+        """
+        Mark the relay finished and stop its timers: L{False} when it had
+        already finished (nothing more to do).
+        """
+        if self._finished:
+            return False
+        self._finished = True
+        self._cancelTimer()
+        return True
 
-class _Relay(RelayOpening, Protocol):
+    def _cancelTimer(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+
+@implementer(IPushProducer)
+class _Relay(RelayCore, Protocol):
     """
     One exchange: issues the upstream request, then, as the response's body
     protocol and the client request's streaming producer, moves each chunk
@@ -553,10 +570,8 @@ class _Relay(RelayOpening, Protocol):
         side; a response already started is cut off, one not started is
         left to the caller.
         """
-        if self._finished:
+        if not self._finish():
             return
-        self._finished = True
-        self._cancelTimer()
         if self._pending is not None:
             self._pending.cancel()
         if self._upstream is not None:
@@ -571,10 +586,8 @@ class _Relay(RelayOpening, Protocol):
         self._notifyEnd(Failure(CancelledError()))
 
     def _end(self, outcome: str, reason: Failure | None) -> None:
-        if self._finished:
+        if not self._finish():
             return
-        self._finished = True
-        self._cancelTimer()
         self._notifyEnd(reason)
         self.done.callback(
             ForwardResult(
@@ -595,10 +608,7 @@ class _Relay(RelayOpening, Protocol):
         self._taps = []
 
     def _cancelTimer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
+        super()._cancelTimer()
         if self._finished:
             self._stopIdle()
 

@@ -65,7 +65,7 @@ from ..compat import chunkedDecoder, identityDecoder, isDisconnected, takeReadBu
 from ..httperrors import HTTPError, UpstreamTimeout, connectionError, describeFailure
 from .client import UpstreamEndpoints
 from .errors import writeHTTPError
-from .forward import CLIENT_GONE, COMPLETE, FAILED, TRUNCATED, RelayOpening, joinURL
+from .forward import CLIENT_GONE, COMPLETE, FAILED, TRUNCATED, RelayCore, joinURL
 from .headers import (
     HeaderValue,
     appendForwardedFor,
@@ -379,7 +379,7 @@ class _Decoder(TypingProtocol):
 
 
 @implementer(IPushProducer)
-class _Exchange(RelayOpening):
+class _Exchange(RelayCore):
     """
     One tunnelled request, from connecting to the end of the splice or the
     relayed refusal.  While a refusal is relayed it is the request's
@@ -724,10 +724,8 @@ class _Exchange(RelayOpening):
         The caller gave up (shutdown): abort both connections.  A response
         not started is left to the caller.
         """
-        if self._finished:
+        if not self._finish():
             return
-        self._finished = True
-        self._cancelTimer()
         if self._connecting is not None:
             self._connecting.cancel()
         if self._state == _SPLICED:
@@ -742,10 +740,8 @@ class _Exchange(RelayOpening):
             request.loseConnection()
 
     def _end(self, outcome: str, reason: Failure | None) -> None:
-        if self._finished:
+        if not self._finish():
             return
-        self._finished = True
-        self._cancelTimer()
         self.done.callback(
             TunnelResult(
                 outcome=outcome,
@@ -755,12 +751,6 @@ class _Exchange(RelayOpening):
                 reason=reason,
             )
         )
-
-    def _cancelTimer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
 
 
 # ---------------------------------------------------------------------------
