@@ -77,10 +77,9 @@ from .bodies import CHUNK_SIZE, BodyArg, BodyProducer
 from .errors import writeHTTPError
 from .headers import (
     HeaderValue,
-    appendForwardedFor,
-    applyOverrides,
     connectionTokens,
     endToEnd,
+    finishUpstreamHeaders,
     isEventStream,
     singleContentLength,
 )
@@ -748,12 +747,7 @@ class Forwarder:
         )
         if not preserveHost or len(headers.getRawHeaders(b"host", ())) != 1:
             headers.removeHeader(b"host")
-        if forwardedFor:
-            address = request.getClientAddress()
-            appendForwardedFor(headers, getattr(address, "host", None))
-        if extraHeaders:
-            applyOverrides(headers, extraHeaders)
-        return headers
+        return finishUpstreamHeaders(headers, request, forwardedFor, extraHeaders)
 
 
 __all__ = [

@@ -68,9 +68,8 @@ from .errors import writeHTTPError
 from .forward import CLIENT_GONE, COMPLETE, FAILED, TRUNCATED, RelayCore, joinURL
 from .headers import (
     HeaderValue,
-    appendForwardedFor,
-    applyOverrides,
     endToEnd,
+    finishUpstreamHeaders,
     singleContentLength,
 )
 
@@ -206,12 +205,7 @@ def upgradeRequestHeaders(
     headers.setRawHeaders(b"upgrade", [b", ".join(given.getRawHeaders(b"upgrade", []))])
     if bodyLength:
         headers.setRawHeaders(b"content-length", [b"%d" % (bodyLength,)])
-    if forwardedFor:
-        address = request.getClientAddress()
-        appendForwardedFor(headers, getattr(address, "host", None))
-    if extraHeaders:
-        applyOverrides(headers, extraHeaders)
-    return headers
+    return finishUpstreamHeaders(headers, request, forwardedFor, extraHeaders)
 
 
 # ---------------------------------------------------------------------------
