@@ -66,6 +66,7 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from ..compat import connectionHeaders, isClientBufferFull, isDisconnected
+from ..delayed import cancelCall
 from ..httperrors import (
     HTTPError,
     UpstreamTimeout,
@@ -281,10 +282,7 @@ class RelayCore:
         return True
 
     def _cancelTimer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
+        self._timer = cancelCall(self._timer)
 
 
 @implementer(IPushProducer)
@@ -377,20 +375,24 @@ class _Relay(RelayCore, Protocol):
             self._idleTimer = self._clock.callLater(self._idleTimeout, self._idle)
 
     def _stopIdle(self) -> None:
-        if self._idleTimer is not None:
-            if self._idleTimer.active():
-                self._idleTimer.cancel()
-            self._idleTimer = None
+        self._idleTimer = cancelCall(self._idleTimer)
 
     def _idle(self) -> None:
         self._idleTimer = None
         if self._finished or self._clientGone is not None:
             return
         self._idled = True
+        self._abortUpstream()
+
+    def _abortUpstream(self) -> None:
+        """
+        Give up on the upstream: cancel the request not yet answered, or
+        close the socket of the response streaming (its connectionLost then
+        ends the relay).
+        """
         if self._pending is not None:
             self._pending.cancel()
         elif self._upstream is not None:
-            # Closes the upstream socket; connectionLost ends the relay.
             self._upstream.stopProducing()
 
     def _idleError(self) -> UpstreamTimeout:
@@ -557,11 +559,7 @@ class _Relay(RelayCore, Protocol):
         if self._finished or self._clientGone is not None:
             return
         self._clientGone = failure
-        if self._pending is not None:
-            self._pending.cancel()
-        elif self._upstream is not None:
-            # Closes the upstream socket; connectionLost follows.
-            self._upstream.stopProducing()
+        self._abortUpstream()
 
     def _cancel(self, done: Deferred[ForwardResult]) -> None:
         """

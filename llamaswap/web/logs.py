@@ -33,6 +33,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
 from ..compat import isDisconnected
+from ..delayed import cancelCall
 from ..drain import markLongLived
 from ..httperrors import BadRequest
 from ..observe.access import AccessLog
@@ -153,9 +154,7 @@ class LogStream:
         if self.done:
             return
         self.done = True
-        if self._beat is not None and self._beat.active():
-            self._beat.cancel()
-        self._beat = None
+        self._beat = cancelCall(self._beat)
         if self.subscription is not None:
             self.subscription.cancel()
 
