@@ -26,7 +26,7 @@ import hashlib
 import sys
 from typing import Any, Callable, Iterable, Mapping
 
-from attrs import field, frozen
+from attrs import define, field, frozen
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred, succeed
 from twisted.logger import Logger
@@ -146,56 +146,53 @@ def _noop(result: ReloadResult) -> None:
     pass
 
 
+def _startOnlyDigests(
+    files: Mapping[str, str | None] | None,
+) -> dict[str, tuple[str, str | None]]:
+    """
+    Each start-only file (option name to path) with the digest of its
+    content now, to tell later whether it changed.
+    """
+    return {name: (path, fileDigest(path)) for name, path in (files or {}).items() if path}
+
+
+@define(eq=False, slots=False)
 class Reloader:
     """
     Reloads the configuration on demand, one reload at a time.
 
+    @ivar load: loads the configuration with the given ports pinned;
+        raises L{ConfigError} (see L{fileLoader}).
+    @ivar current: returns the running configuration (e.g. a
+        L{llamaswap.holder.Holder}'s C{value}).
+    @ivar apply: makes C{(newConfig, diff)} current; may return a
+        L{Deferred}.  An exception (or failure) is reported as a
+        failed reload.
+    @ivar onReloaded: told each successful L{ReloadResult}.
+    @ivar onReloadFailed: told each failed L{ReloadResult}.
+    @ivar startOnlyFiles: option name to a file read only at start
+        (C{{"tls-cert-file": path}}); a change of its content is
+        reported under C{needsRestart}.
+    @ivar reservedPorts: the ports to pin, from the running
+        configuration (the app may add those of upstreams still
+        draining).
     @ivar lastResult: the outcome of the latest reload, if any.
     """
 
     log = Logger()
 
-    def __init__(
-        self,
-        load: Loader,
-        current: Callable[[], Config],
-        apply: Apply,
-        onReloaded: Callable[[ReloadResult], None] = _noop,
-        onReloadFailed: Callable[[ReloadResult], None] = _noop,
-        startOnlyFiles: Mapping[str, str | None] | None = None,
-        reservedPorts: Callable[[Config], Mapping[str, int]] = pinnedPorts,
-    ) -> None:
-        """
-        @param load: loads the configuration with the given ports pinned;
-            raises L{ConfigError} (see L{fileLoader}).
-        @param current: returns the running configuration (e.g. a
-            L{llamaswap.holder.Holder}'s C{value}).
-        @param apply: makes C{(newConfig, diff)} current; may return a
-            L{Deferred}.  An exception (or failure) is reported as a
-            failed reload.
-        @param onReloaded: told each successful L{ReloadResult}.
-        @param onReloadFailed: told each failed L{ReloadResult}.
-        @param startOnlyFiles: option name to a file read only at start
-            (C{{"tls-cert-file": path}}); a change of its content is
-            reported under C{needsRestart}.
-        @param reservedPorts: the ports to pin, from the running
-            configuration (the app may add those of upstreams still
-            draining).
-        """
-        self._load = load
-        self._current = current
-        self._apply = apply
-        self._onReloaded = onReloaded
-        self._onReloadFailed = onReloadFailed
-        self._reservedPorts = reservedPorts
-        self._startOnly = {
-            name: (path, fileDigest(path))
-            for name, path in (startOnlyFiles or {}).items()
-            if path
-        }
-        self._lock = DeferredLock()
-        self._next: list[Deferred[ReloadResult]] | None = None
-        self.lastResult: ReloadResult | None = None
+    _load: Loader
+    _current: Callable[[], Config]
+    _apply: Apply
+    _onReloaded: Callable[[ReloadResult], None] = _noop
+    _onReloadFailed: Callable[[ReloadResult], None] = _noop
+    _startOnly: dict[str, tuple[str, str | None]] = field(
+        alias="startOnlyFiles", default=None, converter=_startOnlyDigests
+    )
+    _reservedPorts: Callable[[Config], Mapping[str, int]] = pinnedPorts
+    _lock: DeferredLock = field(factory=DeferredLock, init=False)
+    _next: list[Deferred[ReloadResult]] | None = field(default=None, init=False)
+    lastResult: ReloadResult | None = field(default=None, init=False)
 
     def reload(self, trigger: str = "api") -> Deferred[ReloadResult]:
         """

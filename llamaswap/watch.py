@@ -38,6 +38,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .delayed import cancelCall
+
 CONFIG_SUFFIXES = (".yml", ".yaml")
 DEFAULT_DEBOUNCE = 0.3
 DEFAULT_MAX_DELAY = 2.0
@@ -297,9 +299,7 @@ class ConfigWatcher(Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
-        if self._pending is not None and self._pending.active():
-            self._pending.cancel()
-        self._pending = None
+        self._pending = cancelCall(self._pending)
         if self._notifier is not None:
             self._notifier.close()
             self._notifier = None

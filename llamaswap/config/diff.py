@@ -50,7 +50,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping
 
-from attrs import field, fields, frozen
+from attrs import evolve, field, fields, frozen
 
 from .cmdline import EmptyCommand, splitCommand
 from .model import Config, FrozenDict, ModelConfig
@@ -226,16 +226,7 @@ class ConfigDiff:
         """
         This diff with C{names} added to L{needsRestart}.
         """
-        return ConfigDiff(
-            kept=self.kept,
-            restarted=self.restarted,
-            added=self.added,
-            removed=self.removed,
-            updated=self.updated,
-            restartReasons=self.restartReasons,
-            settings=self.settings,
-            needsRestart=_sorted(set(self.needsRestart) | set(names)),
-        )
+        return evolve(self, needsRestart=_sorted(set(self.needsRestart) | set(names)))
 
     def summary(self) -> dict[str, Any]:
         """

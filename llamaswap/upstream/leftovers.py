@@ -175,15 +175,8 @@ def markedProcesses(
     """
     excluded = set(exclude)
     found = []
-    try:
-        names = os.listdir(procRoot)
-    except OSError:
-        return []
-    for name in names:
-        if not name.isdigit() or int(name) in excluded:
-            continue
-        pid = int(name)
-        if readMarker(pid, procRoot) != marker:
+    for pid in _processIDs(procRoot):
+        if pid in excluded or readMarker(pid, procRoot) != marker:
             continue
         stat = readStat(pid, procRoot)
         if stat is not None and stat.state not in ("Z", "X", "x"):
@@ -198,21 +191,26 @@ def groupMembers(pgid: int, procRoot: str = PROC) -> list[tuple[int, ProcStat]]:
     own inside the session).
     """
     members = []
-    try:
-        names = os.listdir(procRoot)
-    except OSError:
-        return []
-    for name in names:
-        if not name.isdigit():
-            continue
-        stat = readStat(int(name), procRoot)
+    for pid in _processIDs(procRoot):
+        stat = readStat(pid, procRoot)
         if (
             stat is not None
             and (stat.pgrp == pgid or stat.session == pgid)
             and stat.state not in ("Z", "X", "x")
         ):
-            members.append((int(name), stat))
+            members.append((pid, stat))
     return members
+
+
+def _processIDs(procRoot: str) -> list[int]:
+    """
+    The PIDs listed under C{procRoot} (none when it cannot be read).
+    """
+    try:
+        names = os.listdir(procRoot)
+    except OSError:
+        return []
+    return [int(name) for name in names if name.isdigit()]
 
 
 @frozen

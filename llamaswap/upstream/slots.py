@@ -34,6 +34,7 @@ from twisted.web.iweb import IAgent, IBodyProducer
 from zope.interface import implementer
 
 from ..httperrors import describeFailure
+from ..unpausable import Unpausable
 
 #: Seconds one slot request may take before it is abandoned.
 REQUEST_TIMEOUT = 60.0
@@ -160,7 +161,7 @@ class SlotsClient:
 
 
 @implementer(IBodyProducer)
-class _SmallBody:
+class _SmallBody(Unpausable):
     """
     A few bytes of request body, written at once.
     """
@@ -172,15 +173,6 @@ class _SmallBody:
     def startProducing(self, consumer: Any) -> Deferred[None]:
         consumer.write(self._data)
         return succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
 
 
 def _timedOut(result: object, timeout: float) -> None:

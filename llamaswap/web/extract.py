@@ -165,24 +165,30 @@ def _fromMultipart(request: Request, boundary: bytes, limit: int) -> Extracted:
         return Extracted("", MULTIPART)
     finally:
         content.seek(0)
-    query = _query(request)
-    if stream is None:
-        stream = queryValue(query, "stream")
-    if model:
-        return Extracted(model, MULTIPART, stream == "true", form=form)
-    return Extracted(queryValue(query, "model") or "", QUERY, stream == "true", form=form)
+    return _orFromQuery(request, model, stream, MULTIPART, form=form)
 
 
 def _fromForm(request: Request, limit: int) -> Extracted:
     raw = readBody(request, limit)
     model = queryValue(raw, "model")
     stream = queryValue(raw, "stream")
+    return _orFromQuery(request, model, stream, FORM, raw=raw)
+
+
+def _orFromQuery(
+    request: Request, model: str | None, stream: str | None, source: str, **body: Any
+) -> Extracted:
+    """
+    The body's C{model} and C{stream} (found in C{source}), or the query
+    string's where the body has none; C{body} keeps what was parsed.
+    """
     query = _query(request)
     if stream is None:
         stream = queryValue(query, "stream")
+    streaming = stream == "true"
     if model:
-        return Extracted(model, FORM, stream == "true", raw=raw)
-    return Extracted(queryValue(query, "model") or "", QUERY, stream == "true", raw=raw)
+        return Extracted(model, source, streaming, **body)
+    return Extracted(queryValue(query, "model") or "", QUERY, streaming, **body)
 
 
 def extract(request: Request, limit: int) -> Extracted:

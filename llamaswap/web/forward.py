@@ -47,7 +47,7 @@ L{BodyArg} are also importable from here).
 from __future__ import annotations
 
 import functools
-from typing import Iterable, Mapping, Sequence, cast
+from typing import Callable, Iterable, Mapping, Sequence, cast
 from typing import Protocol as TypingProtocol
 from urllib.parse import urlsplit
 
@@ -66,6 +66,7 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from ..compat import connectionHeaders, isClientBufferFull, isDisconnected
+from ..delayed import cancelCall
 from ..httperrors import (
     HTTPError,
     UpstreamTimeout,
@@ -77,10 +78,9 @@ from .bodies import CHUNK_SIZE, BodyArg, BodyProducer
 from .errors import writeHTTPError
 from .headers import (
     HeaderValue,
-    appendForwardedFor,
-    applyOverrides,
     connectionTokens,
     endToEnd,
+    finishUpstreamHeaders,
     isEventStream,
     singleContentLength,
 )
@@ -225,8 +225,68 @@ def _nominatedHeaders(response: IResponse) -> frozenset[bytes]:
 
 
 
+class RelayCore:
+    """
+    What both relays (L{_Relay} here, the websocket tunnel's exchange)
+    do alike: the opening (give up at once on a client already gone, else
+    watch for it leaving and start the response-header timer), the checks
+    after an upstream failure, and the finish.  The relay provides the
+    attributes annotated here, C{_timeout} and C{_end}.
+    """
+
+    _request: Request
+    _clock: IReactorTime
+    _headerTimeout: float | None
+    _timer: IDelayedCall | None
+    _timeout: Callable[[], None]
+    _end: Callable[[str, Failure | None], None]
+    _finished: bool
+    _clientGone: Failure | None
+
+    def _open(self, onLostClient: Callable[[Failure], object]) -> bool:
+        """
+        Begin relaying: L{False} (and ended as C{CLIENT_GONE}) when the
+        client has already gone.
+        """
+        request = self._request
+        if isDisconnected(request) or request.finished:
+            self._end(CLIENT_GONE, Failure(ConnectionLost("client already gone")))
+            return False
+        request.notifyFinish().addErrback(onLostClient)
+        if self._headerTimeout is not None:
+            self._timer = self._clock.callLater(self._headerTimeout, self._timeout)
+        return True
+
+    def _overBeforeAnswer(self) -> bool:
+        """
+        Whether what just happened upstream no longer matters: the relay
+        has ended, or the client has left (the relay now ends as
+        C{CLIENT_GONE}).
+        """
+        if self._finished:
+            return True
+        if self._clientGone is not None:
+            self._end(CLIENT_GONE, self._clientGone)
+            return True
+        return False
+
+    def _finish(self) -> bool:
+        """
+        Mark the relay finished and stop its timers: L{False} when it had
+        already finished (nothing more to do).
+        """
+        if self._finished:
+            return False
+        self._finished = True
+        self._cancelTimer()
+        return True
+
+    def _cancelTimer(self) -> None:
+        self._timer = cancelCall(self._timer)
+
+
 @implementer(IPushProducer)
-class _Relay(Protocol):
+class _Relay(RelayCore, Protocol):
     """
     One exchange: issues the upstream request, then, as the response's body
     protocol and the client request's streaming producer, moves each chunk
@@ -282,13 +342,8 @@ class _Relay(Protocol):
     # -- start ------------------------------------------------------------
 
     def start(self) -> Deferred[ForwardResult]:
-        request = self._request
-        if isDisconnected(request) or request.finished:
-            self._end(CLIENT_GONE, Failure(ConnectionLost("client already gone")))
+        if not self._open(self._lostClient):
             return self.done
-        request.notifyFinish().addErrback(self._lostClient)
-        if self._headerTimeout is not None:
-            self._timer = self._clock.callLater(self._headerTimeout, self._timeout)
         self._touch()
         try:
             self._pending = self._agent.request(
@@ -320,20 +375,24 @@ class _Relay(Protocol):
             self._idleTimer = self._clock.callLater(self._idleTimeout, self._idle)
 
     def _stopIdle(self) -> None:
-        if self._idleTimer is not None:
-            if self._idleTimer.active():
-                self._idleTimer.cancel()
-            self._idleTimer = None
+        self._idleTimer = cancelCall(self._idleTimer)
 
     def _idle(self) -> None:
         self._idleTimer = None
         if self._finished or self._clientGone is not None:
             return
         self._idled = True
+        self._abortUpstream()
+
+    def _abortUpstream(self) -> None:
+        """
+        Give up on the upstream: cancel the request not yet answered, or
+        close the socket of the response streaming (its connectionLost then
+        ends the relay).
+        """
         if self._pending is not None:
             self._pending.cancel()
         elif self._upstream is not None:
-            # Closes the upstream socket; connectionLost ends the relay.
             self._upstream.stopProducing()
 
     def _idleError(self) -> UpstreamTimeout:
@@ -345,10 +404,7 @@ class _Relay(Protocol):
 
     def _requestFailed(self, failure: Failure) -> None:
         self._pending = None
-        if self._finished:
-            return
-        if self._clientGone is not None:
-            self._end(CLIENT_GONE, self._clientGone)
+        if self._overBeforeAnswer():
             return
         error: HTTPError
         if self._deferRefused and isRefused(failure) and not self._request.startedWriting:
@@ -452,10 +508,7 @@ class _Relay(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._upstream = None
-        if self._finished:
-            return
-        if self._clientGone is not None:
-            self._end(CLIENT_GONE, self._clientGone)
+        if self._overBeforeAnswer():
             return
         request = self._request
         complete = reason is None or isinstance(reason.value, (ResponseDone, PotentialDataLoss))
@@ -506,11 +559,7 @@ class _Relay(Protocol):
         if self._finished or self._clientGone is not None:
             return
         self._clientGone = failure
-        if self._pending is not None:
-            self._pending.cancel()
-        elif self._upstream is not None:
-            # Closes the upstream socket; connectionLost follows.
-            self._upstream.stopProducing()
+        self._abortUpstream()
 
     def _cancel(self, done: Deferred[ForwardResult]) -> None:
         """
@@ -518,10 +567,8 @@ class _Relay(Protocol):
         side; a response already started is cut off, one not started is
         left to the caller.
         """
-        if self._finished:
+        if not self._finish():
             return
-        self._finished = True
-        self._cancelTimer()
         if self._pending is not None:
             self._pending.cancel()
         if self._upstream is not None:
@@ -536,10 +583,8 @@ class _Relay(Protocol):
         self._notifyEnd(Failure(CancelledError()))
 
     def _end(self, outcome: str, reason: Failure | None) -> None:
-        if self._finished:
+        if not self._finish():
             return
-        self._finished = True
-        self._cancelTimer()
         self._notifyEnd(reason)
         self.done.callback(
             ForwardResult(
@@ -560,10 +605,7 @@ class _Relay(Protocol):
         self._taps = []
 
     def _cancelTimer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
+        super()._cancelTimer()
         if self._finished:
             self._stopIdle()
 
@@ -703,12 +745,7 @@ class Forwarder:
         )
         if not preserveHost or len(headers.getRawHeaders(b"host", ())) != 1:
             headers.removeHeader(b"host")
-        if forwardedFor:
-            address = request.getClientAddress()
-            appendForwardedFor(headers, getattr(address, "host", None))
-        if extraHeaders:
-            applyOverrides(headers, extraHeaders)
-        return headers
+        return finishUpstreamHeaders(headers, request, forwardedFor, extraHeaders)
 
 
 __all__ = [

@@ -9,7 +9,7 @@ cost is proportional to the number of headers, never to a body.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence, Union
+from typing import Any, Iterable, Mapping, Sequence, Union
 
 from twisted.web.http_headers import Headers
 
@@ -122,6 +122,27 @@ def appendForwardedFor(headers: Headers, clientHost: str | None) -> None:
     prior = headers.getRawHeaders(b"x-forwarded-for", [])
     value = b", ".join(list(prior) + [clientHost.encode("ascii", "replace")])
     headers.setRawHeaders(b"x-forwarded-for", [value])
+
+
+def finishUpstreamHeaders(
+    headers: Headers,
+    request: Any,
+    forwardedFor: bool,
+    extraHeaders: Mapping[str | bytes, HeaderValue] | None,
+) -> Headers:
+    """
+    The last steps of every upstream request's headers (plain and websocket
+    alike): the client's address appended to C{X-Forwarded-For} when asked,
+    then the configured overrides.
+
+    @param request: the client's request (its C{getClientAddress()}).
+    """
+    if forwardedFor:
+        address = request.getClientAddress()
+        appendForwardedFor(headers, getattr(address, "host", None))
+    if extraHeaders:
+        applyOverrides(headers, extraHeaders)
+    return headers
 
 
 def singleContentLength(headers: Headers) -> int | None:

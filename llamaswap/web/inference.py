@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from attrs import evolve, frozen
+from attrs import define, evolve, field, frozen
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -48,16 +48,15 @@ from twisted.web.server import NOT_DONE_YET, Request
 from .. import safejson
 from ..config.limits import idleTimeoutFor
 from ..config.model import Config, Filters, Timeouts
-from ..holder import Holder
 from ..httperrors import BadRequest, HTTPError, InternalError, ModelNotFound
-from ..observe.tracking import RequestTrack, Tracker
+from ..observe.tracking import RequestTrack
 from ..routes import BODY_ROUTES, QUERY_ROUTES, VERSIONLESS_ROUTES, upstreamPath
-from ..routing.router import Lease, Router
+from ..routing.router import Lease
 from ..upstream.lifecycle import State
 from .auth import upstreamAuthHeaders
 from .errors import writeFailure, writeHTTPError
 from .extract import FORM, MULTIPART, QUERY, Extracted, extract
-from .forward import BodyArg, BodyProducer, Forwarder, ForwardResult, Tap
+from .forward import BodyArg, BodyProducer, ForwardResult, Tap
 from .grants import checkModel, principalOf
 from .headers import HeaderValue
 from .keepalive import KeepAlive, takeKeepAlive
@@ -65,9 +64,10 @@ from .leased import serveLeased
 from .loading import acquireWithLoadingState, wantsLoadingState
 from .multipart import MultipartError
 from .mux import INFERENCE, Mux
-from .peers import PeerModel, PeerRouter, PeerShuttingDown
+from .peers import PeerModel, PeerShuttingDown
 from .recovery import HoldEnd
 from .rewrite import applyFilters, replaceEncodedValue, replaceQueryValue
+from .routed import RoutedHandler
 from .selectors import Choice, Selectors
 
 log = Logger()
@@ -131,45 +131,22 @@ class Upstream:
     keepAlive: KeepAlive | None = None
 
 
-class ModelRoute:
+@define(kw_only=True, slots=False, eq=False)
+class ModelRoute(RoutedHandler):
     """
     The handler of every model-routed endpoint.
 
+    @ivar clock: for the loading-state stream.
     @ivar selectors: the selectors and their spillover reservations,
         rebuilt when the configuration changes.
-    @ivar peers: the peer router.
     """
 
-    def __init__(
-        self,
-        *,
-        config: Holder[Config],
-        activeProfile: Holder[str | None],
-        router: Router,
-        forwarder: Forwarder,
-        peers: PeerRouter,
-        tracker: Tracker,
-        clock: IReactorTime,
-    ) -> None:
-        """
-        @param config: the current configuration.
-        @param activeProfile: the runtime profile whose pins apply.
-        @param router: resolves local model names and grants leases (a
-            L{llamaswap.routing.router.Router}).
-        @param forwarder: relays to local models.
-        @param peers: resolves and relays to peer models.
-        @param tracker: tracks every request.
-        @param clock: for the loading-state stream.
-        """
-        self.config = config
-        self.activeProfile = activeProfile
-        self.router = router
-        self.forwarder = forwarder
-        self.peers = peers
-        self.tracker = tracker
-        self.clock = clock
-        self.selectors = Selectors(config.value, router.stateOf)
-        config.addObserver(self._configChanged)
+    clock: IReactorTime
+    selectors: Selectors = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.selectors = Selectors(self.config.value, self.router.stateOf)
+        self.config.addObserver(self._configChanged)
 
     def _configChanged(self, old: Config, new: Config) -> None:
         """

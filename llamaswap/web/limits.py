@@ -33,6 +33,7 @@ from twisted.web.http import RESPONSES, HTTPChannel
 from twisted.web.server import Request, Site
 
 from ..config.limits import LimitsConfig
+from ..delayed import cancelCall
 from ..httperrors import envelopeBytes
 
 #: Seconds a refused client has to read the refusal before it is aborted.
@@ -164,10 +165,7 @@ class GuardedChannel(HTTPChannel):
             self._admitted = False
             self.guard.release()
         for name in ("_headerTimer", "_bodyTimer", "_abortTimer"):
-            timer = getattr(self, name)
-            if timer is not None and timer.active():
-                timer.cancel()
-            setattr(self, name, None)
+            setattr(self, name, cancelCall(getattr(self, name)))
         super().connectionLost(reason)
 
     # -- the head -----------------------------------------------------------
@@ -179,10 +177,7 @@ class GuardedChannel(HTTPChannel):
             )
 
     def _stopHeaderTimer(self) -> None:
-        if self._headerTimer is not None:
-            if self._headerTimer.active():
-                self._headerTimer.cancel()
-            self._headerTimer = None
+        self._headerTimer = cancelCall(self._headerTimer)
 
     def _headerTimedOut(self) -> None:
         self._headerTimer = None

@@ -26,12 +26,14 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
+from attrs import define, field
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
 from ..compat import isDisconnected
+from ..delayed import cancelCall
 from ..drain import markLongLived
 from ..httperrors import BadRequest
 from ..observe.access import AccessLog
@@ -86,33 +88,23 @@ def resolveMonitor(logs: LogMonitors, router: Router, name: str) -> Monitor | No
 
 
 @implementer(IPushProducer)
+@define(slots=False, eq=False)
 class LogStream:
     """
     Streams a monitor to one request: history first (unless skipped), then
     live writes, pausing with the client and ending when it goes.
     """
 
-    def __init__(
-        self,
-        request: Request,
-        monitor: Monitor,
-        *,
-        frame: Frame = plainFrame,
-        history: bool = True,
-        clock: IReactorTime | None = None,
-        heartbeat: float | None = None,
-        heartbeatBytes: bytes = b":\n\n",
-    ) -> None:
-        self.request = request
-        self.monitor = monitor
-        self._frame = frame
-        self._history = history
-        self._clock = clock
-        self._heartbeat = heartbeat
-        self._heartbeatBytes = heartbeatBytes
-        self._beat: IDelayedCall | None = None
-        self.subscription: Subscription | None = None
-        self.done = False
+    request: Request
+    monitor: Monitor
+    _frame: Frame = field(default=plainFrame, kw_only=True)
+    _history: bool = field(default=True, kw_only=True)
+    _clock: IReactorTime | None = field(default=None, kw_only=True)
+    _heartbeat: float | None = field(default=None, kw_only=True)
+    _heartbeatBytes: bytes = field(default=b":\n\n", kw_only=True)
+    _beat: IDelayedCall | None = field(default=None, init=False)
+    subscription: Subscription | None = field(default=None, init=False)
+    done: bool = field(default=False, init=False)
 
     def start(self) -> None:
         """
@@ -162,9 +154,7 @@ class LogStream:
         if self.done:
             return
         self.done = True
-        if self._beat is not None and self._beat.active():
-            self._beat.cancel()
-        self._beat = None
+        self._beat = cancelCall(self._beat)
         if self.subscription is not None:
             self.subscription.cancel()
 

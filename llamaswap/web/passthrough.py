@@ -39,7 +39,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 from urllib.parse import quote, unquote_to_bytes
 
-from attrs import frozen
+from attrs import define, frozen
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -47,19 +47,16 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from ..compat import isDisconnected
 from ..config.limits import idleTimeoutFor
-from ..config.model import COMFYUI_MODEL_ID, Config, PeerConfig
-from ..holder import Holder
+from ..config.model import COMFYUI_MODEL_ID, PeerConfig
 from ..httperrors import Conflict, HTTPError, NotFound
-from ..observe.tracking import Tracker
-from ..routing.router import Router
 from ..upstream.lifecycle import State
 from .auth import upstreamAuthHeaders
 from .errors import renderHTTPError, writeFailure, writeHTTPError
-from .forward import Forwarder
 from .grants import mayUseModel, modelForbidden, principalOf
 from .leased import serveLeased
 from .mux import ANY_METHOD, INFERENCE, Mux, rawQuery, redirect, requestPath
-from .peers import PeerModel, PeerRouter
+from .peers import PeerModel
+from .routed import RoutedHandler
 from .tunnel import Tunneler, isWebsocketUpgrade
 
 log = Logger()
@@ -229,39 +226,16 @@ def peerHeaders(request: Request, peer: PeerConfig) -> dict[str | bytes, Any]:
     return headers
 
 
-class Passthrough:
+@define(kw_only=True, slots=False, eq=False)
+class Passthrough(RoutedHandler):
     """
     The C{/upstream} and C{/comfyui} handlers.
+
+    @ivar tunneler: relays websocket upgrades (the tracker sees every
+        non-websocket local request).
     """
 
-    def __init__(
-        self,
-        *,
-        config: Holder[Config],
-        activeProfile: Holder[str | None],
-        router: Router,
-        forwarder: Forwarder,
-        peers: PeerRouter,
-        tunneler: Tunneler,
-        tracker: Tracker,
-    ) -> None:
-        """
-        @param config: the current configuration.
-        @param activeProfile: the runtime profile whose pins apply.
-        @param router: resolves local model names and grants leases (a
-            L{llamaswap.routing.router.Router}).
-        @param forwarder: relays to local models.
-        @param peers: resolves and relays to peer models.
-        @param tunneler: relays websocket upgrades.
-        @param tracker: tracks every (non-websocket) local request.
-        """
-        self.config = config
-        self.activeProfile = activeProfile
-        self.router = router
-        self.forwarder = forwarder
-        self.peers = peers
-        self.tunneler = tunneler
-        self.tracker = tracker
+    tunneler: Tunneler
 
     # -- /upstream ------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from zope.interface import implementer
 
 from ..config.model import Config, PeerConfig
 from ..httperrors import InternalError, ModelNotFound, connectionError
+from ..unpausable import Unpausable
 from .errors import negotiate
 from .forward import Forwarder
 
@@ -100,19 +101,10 @@ def peerRoutes(config: Config) -> dict[str, PeerModel]:
     return routes
 
 
-class _NoTransport:
+class _NoTransport(Unpausable):
     """
     The transport of a synthetic response: nothing to pause or stop.
     """
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
 
 
 @implementer(IResponse)

@@ -9,7 +9,8 @@ only place that knows all of them); tests build them from fakes.
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, Callable, TypeVar
 
 from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
@@ -88,6 +89,9 @@ class WebParts:
     configPaths: tuple[str | None, str | None] = (None, None)
 
 
+T = TypeVar("T")
+
+
 def health(request: Request, rest: bytes) -> bytes:
     """
     C{/health}: C{OK} while the proxy runs (llama-swap's answer, which
@@ -95,6 +99,17 @@ def health(request: Request, rest: bytes) -> bytes:
     """
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
     return b"OK"
+
+
+def fromParts(handlerType: Callable[..., T], parts: WebParts) -> T:
+    """
+    A C{handlerType} built from the L{WebParts} fields its keyword-only
+    parameters name: each handler declares what it takes, once.
+    """
+    takes = inspect.signature(handlerType).parameters.values()
+    return handlerType(
+        **{p.name: getattr(parts, p.name) for p in takes if p.kind is p.KEYWORD_ONLY}
+    )
 
 
 def buildResource(parts: WebParts) -> Mux:
@@ -107,40 +122,10 @@ def buildResource(parts: WebParts) -> Mux:
     mux.route("GET", "/health", health, auth=False)
     mux.route("GET", "/wol-health", health, auth=False)
     login.install(mux, authenticator, sessions)
-    inference.install(
-        mux,
-        inference.ModelRoute(
-            config=parts.config,
-            activeProfile=parts.activeProfile,
-            router=parts.router,
-            forwarder=parts.forwarder,
-            peers=parts.peers,
-            tracker=parts.tracker,
-            clock=parts.clock,
-        ),
-    )
-    management.install(
-        mux,
-        management.ManagementRoutes(
-            config=parts.config,
-            activeProfile=parts.activeProfile,
-            router=parts.router,
-            clock=parts.clock,
-        ),
-    )
+    inference.install(mux, fromParts(inference.ModelRoute, parts))
+    management.install(mux, fromParts(management.ManagementRoutes, parts))
     logs.install(mux, parts.logs, parts.router, parts.clock)
-    passthrough.install(
-        mux,
-        passthrough.Passthrough(
-            config=parts.config,
-            activeProfile=parts.activeProfile,
-            router=parts.router,
-            forwarder=parts.forwarder,
-            peers=parts.peers,
-            tunneler=parts.tunneler,
-            tracker=parts.tracker,
-        ),
-    )
+    passthrough.install(mux, fromParts(passthrough.Passthrough, parts))
     observability = parts.observability
     api.install(
         mux,

@@ -65,12 +65,11 @@ from ..compat import chunkedDecoder, identityDecoder, isDisconnected, takeReadBu
 from ..httperrors import HTTPError, UpstreamTimeout, connectionError, describeFailure
 from .client import UpstreamEndpoints
 from .errors import writeHTTPError
-from .forward import CLIENT_GONE, COMPLETE, FAILED, TRUNCATED, joinURL
+from .forward import CLIENT_GONE, COMPLETE, FAILED, TRUNCATED, RelayCore, joinURL
 from .headers import (
     HeaderValue,
-    appendForwardedFor,
-    applyOverrides,
     endToEnd,
+    finishUpstreamHeaders,
     singleContentLength,
 )
 
@@ -206,12 +205,7 @@ def upgradeRequestHeaders(
     headers.setRawHeaders(b"upgrade", [b", ".join(given.getRawHeaders(b"upgrade", []))])
     if bodyLength:
         headers.setRawHeaders(b"content-length", [b"%d" % (bodyLength,)])
-    if forwardedFor:
-        address = request.getClientAddress()
-        appendForwardedFor(headers, getattr(address, "host", None))
-    if extraHeaders:
-        applyOverrides(headers, extraHeaders)
-    return headers
+    return finishUpstreamHeaders(headers, request, forwardedFor, extraHeaders)
 
 
 # ---------------------------------------------------------------------------
@@ -379,7 +373,7 @@ class _Decoder(TypingProtocol):
 
 
 @implementer(IPushProducer)
-class _Exchange:
+class _Exchange(RelayCore):
     """
     One tunnelled request, from connecting to the end of the splice or the
     relayed refusal.  While a refusal is relayed it is the request's
@@ -423,13 +417,8 @@ class _Exchange:
     # -- start ---------------------------------------------------------------
 
     def start(self, endpoint: IStreamClientEndpoint) -> Deferred[TunnelResult]:
-        request = self._request
-        if isDisconnected(request) or request.finished:
-            self._end(CLIENT_GONE, Failure(ConnectionLost("client already gone")))
+        if not self._open(self._lostClientEarly):
             return self.done
-        request.notifyFinish().addErrback(self._lostClientEarly)
-        if self._headerTimeout is not None:
-            self._timer = self._clock.callLater(self._headerTimeout, self._timeout)
         self._connecting = connectProtocol(endpoint, _UpstreamSide(self))
         self._connecting.addCallbacks(self._connected, self._connectFailed)
         return self.done
@@ -439,10 +428,7 @@ class _Exchange:
 
     def _connectFailed(self, failure: Failure) -> None:
         self._connecting = None
-        if self._finished:
-            return
-        if self._clientGone is not None:
-            self._end(CLIENT_GONE, self._clientGone)
+        if self._overBeforeAnswer():
             return
         self._fail(failure)
 
@@ -732,10 +718,8 @@ class _Exchange:
         The caller gave up (shutdown): abort both connections.  A response
         not started is left to the caller.
         """
-        if self._finished:
+        if not self._finish():
             return
-        self._finished = True
-        self._cancelTimer()
         if self._connecting is not None:
             self._connecting.cancel()
         if self._state == _SPLICED:
@@ -750,10 +734,8 @@ class _Exchange:
             request.loseConnection()
 
     def _end(self, outcome: str, reason: Failure | None) -> None:
-        if self._finished:
+        if not self._finish():
             return
-        self._finished = True
-        self._cancelTimer()
         self.done.callback(
             TunnelResult(
                 outcome=outcome,
@@ -763,12 +745,6 @@ class _Exchange:
                 reason=reason,
             )
         )
-
-    def _cancelTimer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
 
 
 # ---------------------------------------------------------------------------
