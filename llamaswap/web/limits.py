@@ -173,15 +173,19 @@ class GuardedChannel(HTTPChannel):
     def _startHeaderTimer(self) -> None:
         if self._headerTimer is None and not self.refused:
             self._headerTimer = self.callLater(
-                self._limits().headerTimeout, self._headerTimedOut
+                self._limits().headerTimeout, self._timedOut, "_headerTimer", "headers"
             )
 
     def _stopHeaderTimer(self) -> None:
         self._headerTimer = cancelCall(self._headerTimer)
 
-    def _headerTimedOut(self) -> None:
-        self._headerTimer = None
-        self.refuse(408, "request headers not received in time")
+    def _timedOut(self, timer: str, what: str) -> None:
+        """
+        The C{timer} attribute's deadline passed before the request's
+        C{what} arrived: refuse it with 408.
+        """
+        setattr(self, timer, None)
+        self.refuse(408, f"request {what} not received in time")
 
     def lineReceived(self, line: bytes) -> None:
         if self.refused:
@@ -201,13 +205,11 @@ class GuardedChannel(HTTPChannel):
             return
         super().allHeadersReceived()
         if self.length != 0 and not self.refused:
-            self._bodyTimer = self.callLater(self._limits().bodyTimeout, self._bodyTimedOut)
+            self._bodyTimer = self.callLater(
+                self._limits().bodyTimeout, self._timedOut, "_bodyTimer", "body"
+            )
 
     # -- the body -----------------------------------------------------------
-
-    def _bodyTimedOut(self) -> None:
-        self._bodyTimer = None
-        self.refuse(408, "request body not received in time")
 
     def rawDataReceived(self, data: bytes) -> None:
         if self.refused:
