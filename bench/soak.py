@@ -15,7 +15,10 @@ random model until llamaswap has started upstreams C{--swaps} times
  - llamaswap's RSS after the first answer and at the end.
 
 Run: python bench/soak.py [--swaps 10000] [--clients 8] [--quick]
-(C{--quick}: 200 swaps).  Exits 1 if anything above is not zero.
+[--llama-server PATH] (C{--quick}: 200 swaps; C{--llama-server}: the three
+models are real llama-servers on tiny generated GGUFs instead of the demo,
+whose swaps take tens of milliseconds instead of a Python start, so 10,000
+swaps fit in minutes).  Exits 1 if anything above is not zero.
 """
 
 from __future__ import annotations
@@ -37,9 +40,28 @@ sys.path.insert(0, REPO)
 MODELS = ("a", "b", "c")
 
 
-def config(startPort: int) -> str:
-    demo = f"{sys.executable} -m llamaswap.demo --port ${{PORT}} --silent --tokens 4"
-    members = "\n".join(f"  {m}:\n    cmd: {demo}\n    unloadTimeout: 5" for m in MODELS)
+def commands(base: str, llamaServer: str | None) -> dict[str, str]:
+    """
+    Each model's C{cmd}: the demo upstream, or C{llamaServer} on a tiny
+    generated model of its own.
+    """
+    if llamaServer is None:
+        demo = f"{sys.executable} -m llamaswap.demo --port ${{PORT}} --silent --tokens 4"
+        return {m: demo for m in MODELS}
+    from test.integration.gguf import writeTinyModel
+
+    out = {}
+    for seed, m in enumerate(MODELS, 1):
+        path = writeTinyModel(os.path.join(base, f"{m}.gguf"), seed, name=m)
+        out[m] = (
+            f"{llamaServer} --port ${{PORT}} --host 127.0.0.1 -m {path} --alias {m}"
+            " -c 256 --threads 1 --parallel 1 -n 4"
+        )
+    return out
+
+
+def config(startPort: int, cmds: dict[str, str]) -> str:
+    members = "\n".join(f"  {m}:\n    cmd: {cmds[m]}\n    unloadTimeout: 5" for m in MODELS)
     return (
         f"startPort: {startPort}\nlogToStdout: proxy\nmodels:\n{members}\n"
         "groups:\n  g:\n    swap: true\n    exclusive: true\n"
@@ -81,7 +103,7 @@ async def run(reactor: Any, options: argparse.Namespace) -> int:
     base = tempfile.mkdtemp(prefix="llamaswap-soak-")
     path = os.path.join(base, "config.yaml")
     with open(path, "w") as f:
-        f.write(config(int(startPort(8).split()[1])))
+        f.write(config(int(startPort(8).split()[1]), commands(base, options.llama_server)))
     port = freePort()
     proto = Twistd()
     args = TWISTD + ["-n", "--pidfile=", "llamaswap", "--config", path,
@@ -99,7 +121,7 @@ async def run(reactor: Any, options: argparse.Namespace) -> int:
     started = time.monotonic()
 
     async def one(model: str, stream: bool) -> None:
-        body = {"model": model, "stream": stream,
+        body = {"model": model, "stream": stream, "max_tokens": 4,
                 "messages": [{"role": "user", "content": "hello"}]}
         try:
             response = await treq.post(url, json=body, pool=pool,
@@ -169,6 +191,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--request-timeout", type=float, default=120.0)
     parser.add_argument("--quick", action="store_true", help="200 swaps")
+    parser.add_argument("--llama-server", help="real llama-server binary for the models")
     options = parser.parse_args()
     if options.quick:
         options.swaps = 200
