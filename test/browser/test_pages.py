@@ -17,6 +17,7 @@ from typing import Any
 
 from twisted.trial.unittest import TestCase
 
+from ..test_system_twistd import FAKE_NVIDIA_SMI
 from .driver import Browser, inBrowser, startServer
 
 MODELS = """\
@@ -313,25 +314,6 @@ class LogsTests(TestCase):
             self.assertEqual(page.locator("pre.log").count(), 1)
 
         await inBrowser(self, server, scenario)
-
-
-#: Answers nvidia-smi's stats and hardware queries with one fake GPU (the
-#: same stand-in as test/test_system_twistd.py).
-FAKE_NVIDIA_SMI = """\
-#!/bin/sh
-case "$1" in
-  --query-gpu=index,name,uuid,temperature.gpu*)
-    echo "0, Fake GPU 9000, GPU-00000000-1111-2222-3333-444444444444, 51, [N/A], 63, 20, 1024, 8192, 40, 99.5"
-    ;;
-  --query-gpu=index,name,uuid,memory.total*)
-    echo "0, Fake GPU 9000, GPU-00000000-1111-2222-3333-444444444444, 8192, 555.42, 00000000:01:00.0"
-    ;;
-  *)
-    echo "unexpected arguments: $*" >&2
-    exit 2
-    ;;
-esac
-"""
 
 
 class SystemPagesTests(TestCase):
