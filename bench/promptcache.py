@@ -37,7 +37,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
-from common import percentiles  # noqa: E402
+from common import percentiles, startRealApp  # noqa: E402
 
 PHRASE = "hello world the model swap llama proxy"
 
@@ -51,38 +51,20 @@ async def measure(reactor: Any, promptCache: bool, rounds: int, repeat: int) -> 
     import treq
     from twisted.web.client import HTTPConnectionPool
 
-    from llamaswap.app import LlamaSwap
-    from llamaswap.config.load import loadConfigText
-    from llamaswap.listen import parseListen
-    from test.integration.llamaserver import findLlamaServer
-    from test.integration.realconfig import RealModel, llamaServerEnviron, realConfig
+    from test.integration.realconfig import RealModel
 
-    binary = findLlamaServer()
-    work = tempfile.mkdtemp(prefix="llamaswap-bench-promptcache-")
     # The tiny models declare a 2048-token training context, which caps -c.
     longer = ("--override-kv", "llama.context_length=int:8192")
     models = (
         RealModel("alpha", 11, ctx=8192, args=longer),
         RealModel("beta", 12, ctx=8192, args=longer),
     )
-    extra = (
-        f"promptCache: {'true' if promptCache else 'false'}\n"
-        f"promptCacheDir: {os.path.join(work, 'kv')}\n"
-    )
-    config = realConfig(os.path.join(work, "models"), models, binary=binary, extra=extra)
-    env = llamaServerEnviron()
-    loaded = loadConfigText(config, "bench.yaml", environ=env)
-    runtime = os.path.join(work, "run")
-    os.makedirs(runtime)
-    app = LlamaSwap(
-        loaded.config, reactor, listen=parseListen("127.0.0.1:0"), runtimeDir=runtime, environ=env
-    )
-    app.startService()
-    port = reactor.listenTCP(0, app.site(), interface="127.0.0.1")
-    url = f"http://127.0.0.1:{port.getHost().port}/v1/chat/completions"
+    kv = tempfile.mkdtemp(prefix="llamaswap-bench-promptcache-kv-")
+    extra = f"promptCache: {'true' if promptCache else 'false'}\npromptCacheDir: {kv}\n"
+    app, port, url = startRealApp(reactor, "llamaswap-bench-promptcache-", models, extra=extra)
     pool = HTTPConnectionPool(reactor, persistent=False)
     cacheEvents: list[dict] = []
-    app.events.subscribe(
+    app.observability.events.subscribe(
         lambda event: cacheEvents.append(event.data) if event.kind == "promptCache" else None
     )
 

@@ -195,7 +195,7 @@ def main() -> None:
     options = parser.parse_args()
     if options.quick:
         options.swaps = 200
-    from twisted.internet import reactor, task
+    from twisted.internet import task
 
     def go(r: Any) -> Any:
         from twisted.internet.defer import Deferred

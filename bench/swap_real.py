@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -38,35 +37,19 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
-from common import percentiles  # noqa: E402
+from common import percentiles, startRealApp  # noqa: E402
 
 
 async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:
     import treq
     from twisted.web.client import HTTPConnectionPool
 
-    from llamaswap.app import LlamaSwap
-    from llamaswap.config.load import loadConfigText
-    from llamaswap.listen import parseListen
     from llamaswap.upstream import State
     from test.integration.llamaserver import findLlamaServer
-    from test.integration.realconfig import RealModel, llamaServerEnviron, realConfig
+    from test.integration.realconfig import RealModel
 
-    binary = findLlamaServer()
-    work = tempfile.mkdtemp(prefix="llamaswap-bench-real-")
     models = (RealModel("alpha", 11), RealModel("beta", 12))
-    config = realConfig(os.path.join(work, "models"), models, binary=binary,
-                        proxyHost=proxyHost)
-    env = llamaServerEnviron()
-    loaded = loadConfigText(config, "bench.yaml", environ=env)
-    runtime = os.path.join(work, "run")
-    os.makedirs(runtime)
-    app = LlamaSwap(
-        loaded.config, reactor, listen=parseListen("127.0.0.1:0"), runtimeDir=runtime, environ=env
-    )
-    app.startService()
-    port = reactor.listenTCP(0, app.site(), interface="127.0.0.1")
-    url = f"http://127.0.0.1:{port.getHost().port}/v1/chat/completions"
+    app, port, url = startRealApp(reactor, "llamaswap-bench-real-", models, proxyHost=proxyHost)
     pool = HTTPConnectionPool(reactor, persistent=False)
 
     events: dict[str, dict[str, float]] = {m.id: {} for m in models}
@@ -138,7 +121,7 @@ async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:
     proxy = f"http://{proxyHost}:${{PORT}}" if proxyHost else "default (http://localhost:${PORT})"
     print(f"{swaps} swaps between two real llama-server models "
           f"({os.cpu_count()} CPUs, proxy {proxy})")
-    print(f"  llama-server: {binary}")
+    print(f"  llama-server: {findLlamaServer()}")
     print(f"  starts through a standby launcher: {app.launchers.used} of {swaps}")
     for name, values in rows.items():
         note = "  (llama-server's own; not ours)" if name == "boot" else ""
