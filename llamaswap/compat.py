@@ -10,6 +10,7 @@ attribute.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Hashable
 
 from twisted.internet.defer import Deferred, fail
@@ -261,3 +262,30 @@ __all__ = [
     "retryingConnection",
     "takeReadBuffer",
 ]
+
+
+# -- a child process's pipes ------------------------------------------------
+
+
+def readPendingOutput(transport: object, childFD: int) -> bytes:
+    """
+    Read what is waiting in the pipe of C{transport}'s (a
+    C{twisted.internet.process.Process}) child descriptor C{childFD}
+    without waiting for the reactor: a recycled keeper says its server has
+    ended while the server's last output may still sit unread in the
+    pipes, and that output must reach the model it belongs to before the
+    keeper serves another.  Twisted has no public way to reach the pipe.
+    """
+    reader = getattr(transport, "pipes", {}).get(childFD)
+    if reader is None:
+        return b""
+    chunks = []
+    while True:
+        try:
+            data = os.read(reader.fileno(), 65536)
+        except OSError:  # EAGAIN: drained; or already closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)

@@ -7,17 +7,19 @@ transports.
 
 from __future__ import annotations
 
+import os
+import select
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import Factory
-from twisted.internet.task import Clock
+from twisted.internet.protocol import Factory, ProcessProtocol
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogPublisher
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web._newclient import HTTP11ClientProtocol
 from twisted.web._newclient import Request as ClientRequest
 from twisted.web.client import URI, HTTPConnectionPool, ResponseNeverReceived
@@ -40,6 +42,7 @@ from llamaswap.compat import (
     logObservers,
     newPoolConnection,
     popIdleConnection,
+    readPendingOutput,
     retryingConnection,
     takeReadBuffer,
 )
@@ -383,3 +386,49 @@ class LogObserversTests(SynchronousTestCase):
         publisher({"log_format": "x"})
         self.assertEqual((len(first), len(second)), (0, 1))
         self.assertIsNone(logObservers(object()))  # type: ignore[arg-type]
+
+
+class _Output(ProcessProtocol):
+    def __init__(self) -> None:
+        self.received = b""
+        self.ended: Deferred[None] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(None)
+
+
+class ReadPendingOutputTests(TestCase):
+    timeout = 20
+
+    async def test_unreadOutput(self) -> None:
+        """
+        What a child wrote and the reactor has not read yet is read at
+        once, without waiting; then nothing is left (no blocking); an
+        unknown descriptor or a transport without pipes gives nothing.
+        """
+        from twisted.internet import reactor
+
+        protocol = _Output()
+        transport = reactor.spawnProcess(protocol, "cat", ["cat"], env={"PATH": os.environ["PATH"]})
+        reader = transport.pipes[1]  # type: ignore[attr-defined]
+        reader.stopReading()
+        transport.write(b"abc\n")
+
+        async def waiting() -> None:
+            deadline = reactor.seconds() + 10
+            while not select.select([reader.fileno()], [], [], 0)[0]:
+                self.assertLess(reactor.seconds(), deadline, "cat never echoed")
+                await deferLater(reactor, 0.01, lambda: None)
+
+        await waiting()
+        self.assertEqual(readPendingOutput(transport, 1), b"abc\n")
+        self.assertEqual(readPendingOutput(transport, 1), b"")
+        self.assertEqual(readPendingOutput(transport, 7), b"")
+        self.assertEqual(readPendingOutput(object(), 1), b"")
+        reader.startReading()
+        transport.closeStdin()
+        await protocol.ended
+        self.assertEqual(protocol.received, b"")

@@ -56,6 +56,17 @@ def launcherOf(pid: int) -> int:
     return stat.ppid
 
 
+def assertRecycledOrGone(test: TestCase, running: Running, launcher: int) -> None:
+    """
+    The launcher of an upstream that ended is gone, or back in the
+    standby pool with nothing left under it.
+    """
+    if readStat(launcher) is None:
+        return
+    test.assertIn(launcher, running.app.launchers.idlePids)
+    test.assertEqual(descendants(launcher), [])
+
+
 class Tree:
     """
     Remembers every process under this test process that it was shown,
@@ -102,8 +113,8 @@ class SwapTests(TestCase):
 
     async def test_swapAToB(self) -> None:
         """
-        After a request for A, a request for B stops A (its upstream and
-        its launcher are gone) and B serves.
+        After a request for A, a request for B stops A (its upstream is
+        gone, its launcher back in the standby pool) and B serves.
         """
         tree = Tree(self)
         running = await startLlamaSwap(self, demoMacros() + startPort() + """
@@ -121,7 +132,8 @@ models:
         status, body = await chat(running, "b")
         self.assertEqual(status, 200, body)
         self.assertEqual(body["demo"]["served_model"], "b")
-        self.assertEqual(await waitGone([pidA, launcherA], reactor, 5.0), [])
+        self.assertEqual(await waitGone([pidA], reactor, 5.0), [])
+        assertRecycledOrGone(self, running, launcherA)
         self.assertEqual(running.app.supervisors["a"].state, State.STOPPED)
         self.assertEqual(demoModels(tree.remember()), {"b"})
 
@@ -327,14 +339,15 @@ models:
         status, body = await chat(running, "stubborn")
         self.assertEqual(status, 200, body)
         pid = body["demo"]["pid"]
-        processes = [pid, launcherOf(pid)]
+        launcher = launcherOf(pid)
         tree.remember()
         before = reactor.seconds()
         await running.app.router.unload(["stubborn"])
         elapsed = reactor.seconds() - before
         self.assertGreaterEqual(elapsed, 2.0)
         self.assertLess(elapsed, 4.0)
-        self.assertEqual(await waitGone(processes, reactor, 2.0), [])
+        self.assertEqual(await waitGone([pid], reactor, 2.0), [])
+        assertRecycledOrGone(self, running, launcher)
         self.assertIs(running.app.supervisors["stubborn"].state, State.STOPPED)
 
 
@@ -351,7 +364,7 @@ class WrapperTests(TestCase):
         Serve a request through C{wrapper} (a YAML C{cmd} value running
         the demo), check the demo runs in C{sessions} session(s) with the
         wrapper's process group, then unload it: every process of the tree
-        is gone.
+        is gone (the launcher is back in the standby pool).
         """
         tree = Tree(self)
         running = await startLlamaSwap(
@@ -371,7 +384,8 @@ class WrapperTests(TestCase):
         before = reactor.seconds()
         await running.app.router.unload(["w"])
         elapsed = reactor.seconds() - before
-        self.assertEqual(await waitGone(processes + [launcher], reactor, 5.0), [])
+        self.assertEqual(await waitGone(processes, reactor, 5.0), [])
+        assertRecycledOrGone(self, running, launcher)
         self.assertLess(elapsed, 5.0, "the SIGTERM did not reach the demo")
 
     async def test_forkingWrapper(self) -> None:

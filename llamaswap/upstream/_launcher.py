@@ -51,14 +51,20 @@ kill processes the server left behind.
 Without parent-death signals (not Linux) it falls back to I{exec} mode: it
 C{setsid()}s, reports its own PID and C{exec}s the command in place.
 
-I{Standby} (C{_launcher.py PARENT_PID [--report-fd=N] --standby}): steps 1
-happen at once, then the launcher waits for its command on stdin -
-L{encodeCommand}'s bytes, up to end of file - and goes on with step 2 in
-the given directory and environment.  llamaswap starts one ahead of need,
-so a model's start does not wait for an interpreter to start (about 10 ms
-here, most of a swap's own cost).  End of file with nothing read
-(llamaswap closed it, or died) ends it quietly; a malformed command ends
-it with status 2.
+I{Standby} (C{_launcher.py PARENT_PID [--report-fd=N] --standby}): step 1
+happens at once, then the launcher waits for a command on stdin - one
+L{encodeCommand} frame (C{LENGTH\n} and that many bytes) - and goes on with
+steps 2-5 in the given directory and environment.  When the server and
+its whole tree are gone it I{recycles}: it writes C{exit STATUS\n} (the
+server's wait status) on the report descriptor, forgets the signals that
+arrived meanwhile (they were meant for that server) and waits for the next
+command, so llamaswap starts each model without waiting for an
+interpreter (about 10 ms here, most of a swap's own cost) and without
+starting a new one per swap.  End of file on stdin ends it: quietly
+(status 0) if it never ran anything, else with the last server's status
+(as in keeper mode).  A malformed command ends it with status 2.  A tree
+it could not reap (a process stuck in the kernel) ends it too, without
+the C{exit} report: it is not reused.
 """
 
 import _signal as signal  # the C module: no enum import at start-up
@@ -254,6 +260,7 @@ class Keeper:
         self.signalled: set = set()
         self.killing = False
         self.killed: set = set()
+        self.leftover = False
 
     def reap(self) -> bool:
         """
@@ -323,6 +330,7 @@ class Keeper:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 _say("gave up waiting for %s" % (sorted(p for p, _ in descendants(os.getpid())),))
+                self.leftover = True
                 break
             signal.sigtimedwait(_HANDLED, min(remaining, 0.05))
 
@@ -374,20 +382,40 @@ def exitLike(status: int) -> None:
 
 def encodeCommand(argv: list, env: dict, cwd) -> bytes:
     """
-    What a standby launcher reads on stdin: NUL-terminated fields (the
-    argument count, the arguments, the environment's size, C{NAME=value}
-    entries, the working directory or an empty field for none).
+    One command for a standby launcher: C{LENGTH\n}, then LENGTH bytes of
+    NUL-terminated fields (the argument count, the arguments, the
+    environment's size, C{NAME=value} entries, the working directory or an
+    empty field for none).
     """
     fields = [str(len(argv)), *argv, str(len(env))]
     fields.extend("%s=%s" % item for item in env.items())
     fields.append(cwd or "")
-    return b"".join(os.fsencode(f) + b"\0" for f in fields)
+    payload = b"".join(os.fsencode(f) + b"\0" for f in fields)
+    return b"%d\n" % (len(payload),) + payload
+
+
+def splitFrame(data: bytes):
+    """
+    C{(payload, rest)} for the first whole frame of C{data}, or C{None}
+    while it is incomplete.
+
+    @raise ValueError: if C{data} does not start with a frame header.
+    """
+    head, newline, rest = data.partition(b"\n")
+    if (head or newline) and (not head.isdigit() or len(head) > 12):
+        raise ValueError("bad frame header")
+    if not newline:
+        return None
+    size = int(head)
+    if len(rest) < size:
+        return None
+    return rest[:size], rest[size:]
 
 
 def decodeCommand(data: bytes):
     """
-    C{(argv, env, cwd)} from L{encodeCommand}'s bytes, or C{None} if they
-    are not well formed (or empty).
+    C{(argv, env, cwd)} from a frame's payload, or C{None} if it is not
+    well formed (or empty).
     """
     fields = [os.fsdecode(f) for f in data.split(b"\0")]
     try:
@@ -407,22 +435,37 @@ def decodeCommand(data: bytes):
     return argv, env, cwd or None
 
 
-def _readCommand(fd: int = 0) -> bytes:
+class Commands:
     """
-    Read a standby's command from C{fd} up to end of file.
+    The frames a standby reads from C{fd}, one at a time.
     """
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except InterruptedError:
-            continue
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
+
+    def __init__(self, fd: int = 0) -> None:
+        self.fd = fd
+        self.buffer = b""
+
+    def next(self):
+        """
+        The next frame's payload; C{None} at end of file between frames.
+
+        @raise ValueError: for a malformed frame, or end of file inside one.
+        """
+        while True:
+            frame = splitFrame(self.buffer)
+            if frame is not None:
+                payload, self.buffer = frame
+                return payload
+            try:
+                chunk = os.read(self.fd, 65536)
+            except InterruptedError:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                if self.buffer:
+                    raise ValueError("end of file inside a command")
+                return None
+            self.buffer += chunk
 
 
 def _execCommand(command: list, env=None, cwd=None) -> None:
@@ -446,16 +489,34 @@ def _execCommand(command: list, env=None, cwd=None) -> None:
         sys.stderr.flush()
 
 
-def _report(fd: int | None, pid: int) -> None:
+def _write(fd: int | None, line: bytes) -> None:
     if fd is None:
         return
     try:
-        os.write(fd, b"%d\n" % (pid,))
+        os.write(fd, line)
     except OSError:
         pass
+
+
+def _report(fd: int | None, pid: int) -> None:
+    """
+    Report the server's PID on C{fd} and close it (keeper mode: one server).
+    """
+    _write(fd, b"%d\n" % (pid,))
+    if fd is None:
+        return
     try:
         os.close(fd)
     except OSError:
+        pass
+
+
+def _forgetSignals() -> None:
+    """
+    Discard the signals that arrived since the last server ended: they were
+    meant for it.
+    """
+    while signal.sigtimedwait(_HANDLED, 0) is not None:
         pass
 
 
@@ -543,15 +604,7 @@ def main(argv: list) -> int:
     if keeper:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
     if command is None:
-        data = _readCommand()
-        if not data:
-            # Closed without a command: not needed after all.
-            return 0
-        standing = decodeCommand(data)
-        if standing is None:
-            sys.stderr.write("llamaswap launcher: malformed command on stdin\n")
-            return 2
-        command, env, cwd = standing
+        return standby(parent, reportFD, keeper)
     if not keeper:
         # No way to learn of llamaswap's death: run the command in place.
         _report(reportFD, os.getpid())
@@ -567,6 +620,62 @@ def main(argv: list) -> int:
     _report(reportFD, server)
     exitLike(Keeper(server).run())
     return 1
+
+
+def _serve(command: list, reportFD: int | None, env, cwd) -> tuple:
+    """
+    Start one server and keep it until it and its tree are gone.
+
+    @return: C{(wait status, whether this launcher may run another)}.
+    """
+    try:
+        server, failed = _startServer(command, os.getpid(), reportFD, env, cwd)
+    except OSError as e:
+        sys.stderr.write("failed to start command '%s': %s\n" % (" ".join(command), e))
+        sys.stderr.flush()
+        return 127 << 8, True
+    if failed is not None:
+        return failed, True
+    _write(reportFD, b"%d\n" % (server,))
+    keeper = Keeper(server)
+    status = keeper.run()
+    return status, not keeper.leftover
+
+
+def standby(parent: int, reportFD: int | None, keeper: bool) -> int:
+    """
+    Run the commands read on stdin one after the other (see the module
+    docstring).
+    """
+    commands = Commands(0)
+    status = None
+    while True:
+        try:
+            data = commands.next()
+            standing = None if data is None else decodeCommand(data)
+            if data is not None and standing is None:
+                raise ValueError("malformed command")
+        except ValueError:
+            sys.stderr.write("llamaswap launcher: malformed command on stdin\n")
+            return 2
+        if standing is None:
+            if status is None:
+                # Closed without a command: not needed after all.
+                return 0
+            exitLike(status)
+        command, env, cwd = standing
+        if not keeper:
+            # No way to learn of llamaswap's death: run the command in place.
+            _report(reportFD, os.getpid())
+            _execCommand(command, env, cwd)
+            return 127
+        _forgetSignals()
+        if parent > 0 and os.getppid() != parent:
+            return 1
+        status, reusable = _serve(command, reportFD, env, cwd)
+        if not reusable:
+            exitLike(status)
+        _write(reportFD, b"exit %d\n" % (status,))
 
 
 if __name__ == "__main__":

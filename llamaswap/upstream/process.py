@@ -203,6 +203,19 @@ class ExitStatus:
     exitCode: int | None
     signal: int | None
 
+    @staticmethod
+    def reasonFor(status: int) -> Failure:
+        """
+        The C{processEnded} reason Twisted gives for wait status C{status}
+        (for an end a recycled keeper reports instead of exiting).
+        """
+        if os.WIFSIGNALED(status):
+            return Failure(ProcessTerminated(None, os.WTERMSIG(status), status))
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        if code == 0:
+            return Failure(ProcessDone(status))
+        return Failure(ProcessTerminated(code, None, status))
+
     @classmethod
     def fromFailure(cls, reason: Failure) -> ExitStatus:
         """

@@ -1,8 +1,8 @@
 # -*- test-case-name: test.upstream.test_standby -*-
 """
-A launcher started ahead of need, so that starting a model does not wait
-for a Python interpreter to start (the launcher's start-up was most of
-what a swap cost llamaswap itself).
+Launchers started ahead of need and reused, so that starting a model does
+not wait for a Python interpreter to start (the launcher's start-up was
+most of what a swap cost llamaswap itself) and a swap starts no new one.
 
 L{StandbyLaunchers} keeps an idle launcher (or a few) in I{standby} mode (see
 L{llamaswap.upstream._launcher}): spawned with C{reactor.spawnProcess}
@@ -10,17 +10,21 @@ like any upstream (so llamaswap is still its parent and gets its output
 and exit status through a C{ProcessProtocol}), already in its own session,
 a child subreaper, and armed to die with llamaswap, waiting on its stdin
 for a command.  L{StandbyLaunchers.spawn} hands an idle one the command
-and the model's C{UpstreamProtocol}; the used one is replaced once the
-model is ready (not while it boots) or a little later.  With no idle one
-ready it spawns a launcher the ordinary way.  Nothing is started until the
-first upstream is: a llamaswap that never starts one never runs a standby.
+and the model's C{UpstreamProtocol}.  When that model's server and its
+tree are gone the launcher reports the end instead of exiting: the model
+sees its exit as from any child, and the launcher goes back to the idle
+pool for the next start (I{recycling}).  With none idle a new one is
+spawned and handed the command at once; the pool is topped up (or trimmed
+back to its size) once a model is ready, not while it boots.  Nothing is
+started until the first upstream is: a llamaswap that never starts one
+never runs a standby.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from attrs import define, field
 from twisted.application.service import Service
@@ -34,18 +38,21 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from ..compat import readPendingOutput
 from ._launcher import encodeCommand
-from .process import CHILD_FDS, LAUNCHER, REPORT_FD, spawnUpstream
+from .process import CHILD_FDS, LAUNCHER, REPORT_FD, ExitStatus, spawnUpstream
 
-#: Seconds after a standby is used before it is replaced, unless
+#: Seconds after a standby is used before the pool is topped up, unless
 #: L{StandbyLaunchers.refill} is called sooner.
 REFILL_DELAY = 0.5
-#: Seconds after L{StandbyLaunchers.refill} before the used standbys are
-#: replaced.
+#: Seconds after L{StandbyLaunchers.refill} before the pool is topped up.
 READY_REFILL_DELAY = 0.02
-#: How many standbys are kept.
+#: How many idle standbys are kept.
 STANDBYS = 1
+#: The launcher's report of its server's end (followed by the wait status).
+_EXIT = b"exit "
 
 
 def standbyArgv(parentPid: int | None = None) -> list[str]:
@@ -61,10 +68,65 @@ def standbyArgv(parentPid: int | None = None) -> list[str]:
     ]
 
 
+@implementer(IProcessTransport)
+class _LentTransport:
+    """
+    A standby's transport as the one upstream it runs sees it: the stdin
+    belongs to the pool (closing it would end the launcher), and once that
+    upstream has ended nothing it does reaches the launcher any more.
+    """
+
+    def __init__(self, transport: IProcessTransport) -> None:
+        self._transport: IProcessTransport | None = transport
+        self.pid = transport.pid
+
+    def revoke(self) -> None:
+        """
+        The upstream has ended: cut it off.
+        """
+        self._transport = None
+
+    def closeStdin(self) -> None:
+        pass
+
+    def closeStdout(self) -> None:
+        pass
+
+    def closeStderr(self) -> None:
+        pass
+
+    def closeChildFD(self, descriptor: int) -> None:
+        pass
+
+    def writeToChild(self, childFD: int, data: bytes) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def writeSequence(self, data: Sequence[bytes]) -> None:
+        pass
+
+    def loseConnection(self) -> None:
+        if self._transport is not None:
+            self._transport.loseConnection()
+
+    def signalProcess(self, signalID: str | int) -> None:
+        if self._transport is not None:
+            self._transport.signalProcess(signalID)
+
+    def getPeer(self) -> object:
+        return self._transport.getPeer() if self._transport is not None else None
+
+    def getHost(self) -> object:
+        return self._transport.getHost() if self._transport is not None else None
+
+
 class _StandbyProtocol(ProcessProtocol):
     """
     The protocol of a standby launcher: idle until L{attach}ed to the
-    protocol of the upstream it starts, then passes everything on to it.
+    protocol of the upstream it starts, then passes everything on to it,
+    until the launcher reports that upstream's end and is C{free}d.
 
     @ivar exited: whether the launcher has exited (an idle one only does
         when told to, or when it failed).
@@ -73,28 +135,70 @@ class _StandbyProtocol(ProcessProtocol):
 
     log = Logger()
 
-    def __init__(self) -> None:
+    def __init__(self, free: Callable[[_StandbyProtocol], object] | None = None) -> None:
         self.target: ProcessProtocol | None = None
+        self._lent: _LentTransport | None = None
+        self._free = free
+        self._report = b""
+        self.served = False
         self.exited = False
         self.ended: Deferred[None] = Deferred()
 
     def attach(self, target: ProcessProtocol, command: bytes) -> IProcessTransport:
         """
         Send C{command} and pass this launcher to C{target} (whose
-        C{connectionMade} runs now and closes stdin, which is the
-        launcher's go).
+        C{connectionMade} runs now).
         """
         assert self.transport is not None
         self.target = target
+        self._lent = _LentTransport(self.transport)
         self.transport.write(command)
-        target.makeConnection(self.transport)
-        return self.transport
+        target.makeConnection(self._lent)
+        return self._lent
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
-        if self.target is not None:
+        if childFD == REPORT_FD:
+            self._reportReceived(data)
+        elif self.target is not None:
             self.target.childDataReceived(childFD, data)
-        elif childFD != REPORT_FD:
+        else:
             self.log.warn("standby launcher: {data!r}", data=data[:500])
+
+    def _reportReceived(self, data: bytes) -> None:
+        self._report += data
+        while b"\n" in self._report:
+            line, _, self._report = self._report.partition(b"\n")
+            if line.startswith(_EXIT):
+                try:
+                    status = int(line[len(_EXIT) :])
+                except ValueError:
+                    self.log.warn("standby launcher: bad report {line!r}", line=line)
+                    continue
+                self._serverEnded(status)
+            elif self.target is not None:
+                self.target.childDataReceived(REPORT_FD, line + b"\n")
+
+    def _serverEnded(self, status: int) -> None:
+        """
+        The launcher's server and its tree are gone: hand the upstream its
+        last output and its end, and go back to the pool.
+        """
+        target, lent = self.target, self._lent
+        if target is None:
+            self.log.warn("standby launcher: end reported while idle")
+            return
+        self.target = self._lent = None
+        if lent is not None:
+            lent.revoke()
+        for fd in (1, 2):
+            data = readPendingOutput(self.transport, fd)
+            if data:
+                target.childDataReceived(fd, data)
+        if self._free is not None:
+            self._free(self)
+        reason = ExitStatus.reasonFor(status)
+        target.processExited(reason)
+        target.processEnded(reason)
 
     def childConnectionLost(self, childFD: int) -> None:
         if self.target is not None:
@@ -115,15 +219,16 @@ class _StandbyProtocol(ProcessProtocol):
 @define(eq=False, slots=False)
 class StandbyLaunchers(Service):
     """
-    Spawns upstreams through a launcher started in advance when one is
-    idle, else as L{spawnUpstream} does.  A service: stopping it ends the
-    idle launchers and starts no more.
+    Spawns upstreams through an idle standby launcher, or through a new one
+    when none is idle; launchers come back to the pool when their upstream
+    ends.  A service: stopping it ends the idle launchers (and those in use
+    once their upstream ends) and starts no more.
 
-    Up to C{size} standbys are kept.  They are replaced soon after
-    L{refill} (the application calls it when an upstream becomes ready, so
-    a replacement does not compete for the CPU with a booting server nor
-    delay the request that waited for it) or, failing that, C{refillDelay}
-    seconds after one was used.
+    Up to C{size} idle standbys are kept.  The pool is topped up or trimmed
+    soon after L{refill} (the application calls it when an upstream becomes
+    ready, so a new standby does not compete for the CPU with a booting
+    server nor delay the request that waited for it) or, failing that,
+    C{refillDelay} seconds after one was used or came back.
     """
 
     log = Logger()
@@ -133,9 +238,12 @@ class StandbyLaunchers(Service):
     _refillDelay: float = REFILL_DELAY
     _size: int = STANDBYS
     _idle: list[_StandbyProtocol] = field(factory=list, init=False)
+    _launchers: set[_StandbyProtocol] = field(factory=set, init=False)
     _refill: IDelayedCall | None = field(default=None, init=False)
     _started: bool = field(default=False, init=False)
     used: int = field(default=0, init=False)
+    #: Starts by a launcher that had run an upstream before.
+    reused: int = field(default=0, init=False)
 
     @property
     def idlePids(self) -> list[int]:
@@ -158,9 +266,10 @@ class StandbyLaunchers(Service):
 
     def refill(self) -> None:
         """
-        Replace used standbys soon (L{READY_REFILL_DELAY}: after the request
-        that waited for the start has gone out, as spawning holds the
-        reactor for a millisecond or two), if any upstream was ever started.
+        Top the pool up (or trim it) soon: L{READY_REFILL_DELAY}, after the
+        request that waited for the start has gone out, as spawning holds
+        the reactor for a millisecond or two.  Nothing before the first
+        upstream.
         """
         if self._started:
             self._scheduleRefill(READY_REFILL_DELAY)
@@ -176,21 +285,24 @@ class StandbyLaunchers(Service):
     ) -> IProcessTransport:
         """
         Start C{argv} (as L{spawnUpstream}, same arguments) through the
-        oldest idle standby if there is one and it suits (same reactor, we
-        are its parent), else through a new launcher; either way schedule
-        the standbys' refill.
+        oldest idle standby, or a new one if none is idle (or through a
+        one-off launcher for another parent or reactor); schedule the
+        pool's refill.
         """
         self._started = True
+        command = encodeCommand(list(argv), dict(env), cwd)
+        if parentPid not in (None, os.getpid()) or processReactor is not self._processReactor:
+            return spawnUpstream(processReactor, protocol, argv, env, cwd, parentPid)
         standby = self._takeIdle()
         self._scheduleRefill()
-        suits = parentPid in (None, os.getpid()) and processReactor is self._processReactor
-        if standby is not None and suits:
+        if standby is None:
+            standby = self._spawnStandby()
+        else:
             self.used += 1
-            return standby.attach(protocol, encodeCommand(list(argv), dict(env), cwd))
-        if standby is not None:
-            # Armed against us on our reactor: of no use here; keep it.
-            self._idle.insert(0, standby)
-        return spawnUpstream(processReactor, protocol, argv, env, cwd, parentPid)
+            if standby.served:
+                self.reused += 1
+        standby.served = True
+        return standby.attach(protocol, command)
 
     def _takeIdle(self) -> _StandbyProtocol | None:
         while self._idle:
@@ -198,6 +310,33 @@ class StandbyLaunchers(Service):
             if not standby.exited:
                 return standby
         return None
+
+    def _spawnStandby(self) -> _StandbyProtocol:
+        """
+        Start a launcher in standby mode.
+
+        @raise OSError: if it cannot be spawned.
+        """
+        protocol = _StandbyProtocol(self._freed)
+        argv = standbyArgv()
+        self._processReactor.spawnProcess(
+            protocol, argv[0], argv, env=dict(os.environ), path=None, usePTY=False,
+            childFDs=dict(CHILD_FDS),
+        )
+        self._launchers.add(protocol)
+        protocol.ended.addCallback(lambda _: self._launchers.discard(protocol))
+        return protocol
+
+    def _freed(self, standby: _StandbyProtocol) -> None:
+        """
+        C{standby}'s upstream has ended: keep it for the next start, or end
+        it once the service is stopping.
+        """
+        if not self.running:
+            self._end(standby)
+            return
+        self._idle.append(standby)
+        self._scheduleRefill()
 
     def _scheduleRefill(self, delay: float | None = None) -> None:
         """
@@ -223,14 +362,11 @@ class StandbyLaunchers(Service):
     def _topUp(self) -> None:
         self._cancelRefill()
         self._idle = [p for p in self._idle if not p.exited]
+        while len(self._idle) > self._size:
+            self._end(self._idle.pop(0))
         while self.running and len(self._idle) < self._size:
-            protocol = _StandbyProtocol()
             try:
-                argv = standbyArgv()
-                self._processReactor.spawnProcess(
-                    protocol, argv[0], argv, env=dict(os.environ), path=None, usePTY=False,
-                    childFDs=dict(CHILD_FDS),
-                )
+                protocol = self._spawnStandby()
             except Exception:
                 self.log.failure("could not start a standby launcher")
                 return
@@ -245,11 +381,14 @@ class StandbyLaunchers(Service):
     def stopService(self) -> Deferred[None]:
         """
         Start no more standbys; end the idle ones (each exits when its stdin
-        closes).
+        closes) and those in use once their upstream ends (the application
+        stops every upstream); fires when all have exited.
         """
         super().stopService()
         self._cancelRefill()
         idle, self._idle = self._idle, []
-        return DeferredList([self._end(p) for p in idle], consumeErrors=True).addCallback(
-            lambda _: None
-        )
+        for standby in idle:
+            self._end(standby)
+        return DeferredList(
+            [p.ended for p in self._launchers], consumeErrors=True
+        ).addCallback(lambda _: None)

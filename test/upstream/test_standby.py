@@ -21,9 +21,14 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from llamaswap.upstream._launcher import decodeCommand, encodeCommand
-from llamaswap.upstream.process import CHILD_FDS, LAUNCHER, UpstreamProtocol
-from llamaswap.upstream.standby import READY_REFILL_DELAY, StandbyLaunchers, standbyArgv
+from llamaswap.upstream._launcher import decodeCommand, encodeCommand, splitFrame
+from llamaswap.upstream.process import CHILD_FDS, UpstreamProtocol
+from llamaswap.upstream.standby import (
+    READY_REFILL_DELAY,
+    StandbyLaunchers,
+    _StandbyProtocol,
+    standbyArgv,
+)
 
 from . import test_realprocess as realprocess
 from .fakes import FakeProcessReactor
@@ -46,19 +51,47 @@ class CommandEncodingTests(SynchronousTestCase):
     )
     def test_roundTrip(self, argv: list[str], env: dict[str, str], cwd: str | None) -> None:
         """
-        What is encoded decodes to the same argv, environment and directory.
+        What is encoded is one frame, whose payload decodes to the same
+        argv, environment and directory.
         """
-        self.assertEqual(decodeCommand(encodeCommand(argv, env, cwd)), (argv, env, cwd))
+        payload, rest = splitFrame(encodeCommand(argv, env, cwd))
+        self.assertEqual(rest, b"")
+        self.assertEqual(decodeCommand(payload), (argv, env, cwd))
+
+    def test_frames(self) -> None:
+        """
+        Frames are cut at their length; an incomplete one is L{None}; a bad
+        header raises.
+        """
+        one, two = encodeCommand(["a"], {}, None), encodeCommand(["b"], {}, "/")
+        payload, rest = splitFrame(one + two)
+        self.assertEqual(rest, two)
+        self.assertEqual(decodeCommand(payload), (["a"], {}, None))
+        for partial in (b"", b"1", two[:3], two[:-1]):
+            self.assertIsNone(splitFrame(partial), partial)
+        for bad in (b"x\n", b"-1\n", b"\n", b"1" * 13, b"12a"):
+            self.assertRaises(ValueError, splitFrame, bad)
 
     def test_malformed(self) -> None:
         """
         Nothing, an empty argv, a bad count or trailing fields decode to
         C{None}.
         """
-        good = encodeCommand(["a"], {"X": "1"}, None)
+        good, _ = splitFrame(encodeCommand(["a"], {"X": "1"}, None))
         self.assertIsNotNone(decodeCommand(good))
         for data in (b"", b"0\x000\x00\x00", b"x\x00", b"5\x00a\x00", good + b"more\x00"):
             self.assertIsNone(decodeCommand(data), data)
+
+
+def commands(transport: Any) -> list[tuple[list[str], dict[str, str], str | None]]:
+    """
+    The commands written to a fake standby's stdin.
+    """
+    found, data = [], transport.written
+    while data:
+        payload, data = splitFrame(data)
+        found.append(decodeCommand(payload))
+    return found
 
 
 class StandbyLaunchersTests(SynchronousTestCase):
@@ -89,17 +122,18 @@ class StandbyLaunchersTests(SynchronousTestCase):
         self.reactor.advance(10)
         self.assertEqual(self.reactor.spawned, [])
 
-    def test_firstSpawnDirect(self) -> None:
+    def test_firstSpawnNewStandby(self) -> None:
         """
-        With no standby yet, the upstream is spawned through a new launcher;
-        a standby is started C{refillDelay} later, with its stdin open.
+        With no standby yet, a new one is spawned and handed the upstream's
+        command at once; an idle standby is started C{refillDelay} later,
+        with its stdin open.
         """
         protocol = self.spawn()
-        [direct] = self.reactor.spawned
-        self.assertEqual(direct.args[3], LAUNCHER)
-        self.assertEqual(direct.args[-3:], ["--", "server", "-x"])
-        self.assertEqual(direct.env, {"A": "1"})
-        self.assertIs(direct.protocol, protocol)
+        [first] = self.reactor.spawned
+        self.assertEqual(first.args, standbyArgv())
+        self.assertEqual(commands(first), [(["server", "-x"], {"A": "1"}, None)])
+        self.assertEqual(protocol.launcherPid, first.pid)
+        self.assertEqual(self.launchers.used, 0)
         self.reactor.advance(0.4)
         self.assertEqual(len(self.reactor.spawned), 1)
         self.reactor.advance(0.1)
@@ -112,16 +146,17 @@ class StandbyLaunchersTests(SynchronousTestCase):
     def test_standbyUsed(self) -> None:
         """
         A spawn hands the idle standby the command (argv, environment,
-        directory) and gives the upstream's protocol its transport: stdin is
-        closed, the report and output reach that protocol.
+        directory) and gives the upstream's protocol its transport, whose
+        stdin stays open (it belongs to the pool): the report and output
+        reach that protocol, and so does the launcher's own exit.
         """
         self.launchers.warm()
         [standby] = self.reactor.spawned
         protocol = self.spawn(["srv", "--port", "1"], cwd="/tmp")
         self.assertEqual(self.launchers.used, 1)
         self.assertEqual(len(self.reactor.spawned), 1)
-        self.assertEqual(decodeCommand(standby.written), (["srv", "--port", "1"], {"A": "1"}, "/tmp"))
-        self.assertTrue(standby.stdinClosed)
+        self.assertEqual(commands(standby), [(["srv", "--port", "1"], {"A": "1"}, "/tmp")])
+        self.assertFalse(standby.stdinClosed)
         self.assertEqual(protocol.launcherPid, standby.pid)
         self.assertEqual(self.launchers.idlePids, [])
         standby.output(b"4321\n", fd=3)
@@ -130,6 +165,101 @@ class StandbyLaunchersTests(SynchronousTestCase):
         self.assertEqual(protocol.lastLines, ("hello",))
         standby.exit(3)
         self.assertEqual(self.successResultOf(protocol.exited).exitCode, 3)
+
+    def test_recycled(self) -> None:
+        """
+        A launcher that reports its server's end (C{exit STATUS}) ends that
+        upstream with the status, goes back to the pool and runs the next
+        start; the first upstream hears nothing of the second.
+        """
+        self.launchers.warm()
+        [standby] = self.reactor.spawned
+        first = self.spawn(["one"])
+        standby.output(b"11\n", fd=3)
+        standby.output(b"from one\npartial")
+        standby.output(b"exit %d\n" % (7 << 8,), fd=3)
+        status = self.successResultOf(first.exited)
+        self.assertEqual((status.exitCode, status.signal), (7, None))
+        self.assertTrue(first.ended.called)
+        self.assertEqual(first.lastLines, ("from one", "partial"))
+        self.assertEqual(self.launchers.idlePids, [standby.pid])
+        second = self.spawn(["two"])
+        self.assertEqual((self.launchers.used, self.launchers.reused), (2, 1))
+        self.assertEqual([c[0] for c in commands(standby)], [["one"], ["two"]])
+        self.assertEqual(second.launcherPid, standby.pid)
+        standby.output(b"12\nexit 9\n", fd=3)
+        self.assertEqual(self.successResultOf(second.serverStarted), 12)
+        self.assertEqual(self.successResultOf(second.exited).signal, 9)
+        self.assertEqual(first.pid, 11)
+        self.assertEqual(first.lastLines, ("from one", "partial"))
+        self.assertEqual(len(self.reactor.spawned), 1)
+        self.assertFalse(standby.stdinClosed)
+
+    def test_endedUpstreamCutOff(self) -> None:
+        """
+        Once its server has ended, an upstream's transport reaches the
+        launcher no more: neither signals nor closing it.
+        """
+        self.launchers.warm()
+        [standby] = self.reactor.spawned
+        protocol = self.spawn()
+        lent = protocol.transport
+        lent.signalProcess("TERM")
+        self.assertEqual(standby.signals, ["TERM"])
+        standby.output(b"exit 0\n", fd=3)
+        lent.signalProcess("KILL")
+        lent.loseConnection()
+        lent.closeStdin()
+        self.assertEqual(standby.signals, ["TERM"])
+        self.assertFalse(standby.lostConnection)
+        self.assertFalse(standby.stdinClosed)
+        self.assertFalse(protocol.signal(15))
+
+    def test_idleOutputLogged(self) -> None:
+        """
+        Output from an idle launcher goes to the log; a stray report is
+        dropped.
+        """
+        self.launchers.warm()
+        [standby] = self.reactor.spawned
+        standby.output(b"exit 0\n", fd=3)
+        standby.output(b"noise\n", fd=2)
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+        self.assertEqual(self.launchers.idlePids, [standby.pid])
+
+    def test_trimmedToSize(self) -> None:
+        """
+        Launchers coming back make the pool bigger than its size for a
+        while; the next top-up ends the oldest extra ones.
+        """
+        self.launchers.warm()
+        [standby] = self.reactor.spawned
+        a, b = self.spawn(["a"]), self.spawn(["b"])
+        second = self.reactor.spawned[1]
+        self.assertEqual(b.launcherPid, second.pid)
+        standby.output(b"exit 0\n", fd=3)
+        second.output(b"exit 0\n", fd=3)
+        self.assertEqual(self.launchers.idlePids, [standby.pid, second.pid])
+        self.launchers.refill()
+        self.reactor.advance(READY_REFILL_DELAY)
+        self.assertTrue(standby.stdinClosed)
+        self.assertEqual(self.launchers.idlePids, [second.pid])
+        self.assertEqual(len(self.reactor.spawned), 2)
+        self.assertTrue(a.ended.called)
+
+    def test_inUseEndsAfterStop(self) -> None:
+        """
+        A launcher whose upstream ends after the service stopped is ended,
+        not kept.
+        """
+        self.launchers.warm()
+        [standby] = self.reactor.spawned
+        self.spawn()
+        self.launchers.stopService()
+        self.assertFalse(standby.stdinClosed)
+        standby.output(b"exit 0\n", fd=3)
+        self.assertTrue(standby.stdinClosed)
+        self.assertEqual(self.launchers.idlePids, [])
 
     def test_refillAfterUse(self) -> None:
         """
@@ -167,8 +297,8 @@ class StandbyLaunchersTests(SynchronousTestCase):
         first, second = self.reactor.spawned
         self.assertEqual(launchers.idlePids, [first.pid, second.pid])
         launchers.spawn(self.reactor, UpstreamProtocol("m", self.reactor), ["a"], {})
-        self.assertTrue(first.stdinClosed)
-        self.assertFalse(second.stdinClosed)
+        self.assertEqual([c[0] for c in commands(first)], [["a"]])
+        self.assertEqual(second.written, b"")
         launchers.refill()
         self.reactor.advance(READY_REFILL_DELAY)
         self.assertEqual(launchers.idlePids, [second.pid, self.reactor.spawned[2].pid])
@@ -183,7 +313,7 @@ class StandbyLaunchersTests(SynchronousTestCase):
         self.assertEqual(self.launchers.idlePids, [])
         protocol = self.spawn()
         self.assertEqual(self.launchers.used, 0)
-        self.assertIs(self.reactor.spawned[1].protocol, protocol)
+        self.assertEqual(protocol.launcherPid, self.reactor.spawned[1].pid)
 
     def test_otherParentOrReactor(self) -> None:
         """
@@ -226,10 +356,17 @@ class StandbyLaunchersTests(SynchronousTestCase):
         A refill pending when the service stops never happens.
         """
         self.spawn()
-        self.successResultOf(self.launchers.stopService())
+        d = self.launchers.stopService()
         self.reactor.advance(5)
         self.assertEqual(len(self.reactor.spawned), 1)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+        # It waits for the launcher in use, ended once its upstream is.
+        [launcher] = self.reactor.spawned
+        self.assertNoResult(d)
+        launcher.output(b"exit 0\n", fd=3)
+        self.assertTrue(launcher.stdinClosed)
+        launcher.exit(0)
+        self.successResultOf(d)
 
 
 class StandbyKeeperTests(realprocess.KeeperTests):
@@ -260,11 +397,43 @@ class StandbyKeeperTests(realprocess.KeeperTests):
         transport.closeStdin()
         return protocol, transport
 
+    #: Commands a standby runs (and is told to signal afterwards) before the
+    #: test's own: 0 for a fresh standby, 1 for a recycled one.
+    warmUps = 0
+
     def spawnCommand(self, argv: list[str]) -> tuple[_LauncherProtocol, Any]:
         """
-        The keeper tests' launcher, as a standby given the command.
+        The keeper tests' launcher, as llamaswap uses a standby: through
+        L{_StandbyProtocol}, the command's end reported by the launcher,
+        which then goes back to the pool (here: is ended).  With
+        C{warmUps}, the launcher first runs that many other commands, and
+        gets signals meant for them after each has ended (they must not
+        reach the next server).
         """
-        return self.runStandby(argv)
+        target = _LauncherProtocol()
+        queue = [_LauncherProtocol() for _ in range(self.warmUps)] + [target]
+        command = encodeCommand(argv, dict(os.environ), None)
+        warmUp = encodeCommand(["sh", "-c", "exit 3"], dict(os.environ), None)
+
+        def freed(standby: _StandbyProtocol) -> None:
+            assert standby.transport is not None
+            if not queue:
+                standby.transport.closeStdin()
+                return
+            for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
+                os.kill(standby.transport.pid, sig)
+            nextTarget = queue.pop(0)
+            standby.attach(nextTarget, command if nextTarget is target else warmUp)
+
+        standby = _StandbyProtocol(freed)
+        args = standbyArgv()
+        transport = reactor.spawnProcess(
+            standby, args[0], args, env={"PATH": "/nonexistent"}, childFDs=dict(CHILD_FDS)
+        )
+        first = queue.pop(0)
+        standby.attach(first, command if first is target else warmUp)
+        self.addCleanup(lambda: standby.ended)
+        return target, transport
 
     async def test_environmentAndDirectory(self) -> None:
         """
@@ -333,6 +502,97 @@ class StandbyKeeperTests(realprocess.KeeperTests):
                 return None
 
         await until(lambda: session() == transport.pid, 10, "the standby's setsid")
+
+
+class RecycledKeeperTests(StandbyKeeperTests):
+    """
+    Every keeper test again, on a standby launcher that already ran (and
+    ended) another server, and was sent signals after its end.
+    """
+
+    warmUps = 1
+
+
+class RecyclingTests(TestCase):
+    """
+    A standby launcher running servers one after the other.
+    """
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.freed: list[Deferred[_StandbyProtocol]] = []
+        self.standby = _StandbyProtocol(self._freed)
+        args = standbyArgv()
+        self.transport = reactor.spawnProcess(
+            self.standby, args[0], args, env=dict(os.environ), childFDs=dict(CHILD_FDS)
+        )
+        self.addCleanup(self._end)
+
+    def _freed(self, standby: _StandbyProtocol) -> None:
+        self.freed.pop(0).callback(standby)
+
+    async def _end(self) -> None:
+        if not self.standby.exited:
+            self.transport.closeStdin()
+        await self.standby.ended
+
+    async def runScript(self, script: str) -> _LauncherProtocol:
+        """
+        Run C{sh -c script} on the standby; wait until it has ended (the
+        standby is free again by then).
+        """
+        target = _LauncherProtocol()
+        free: Deferred[_StandbyProtocol] = Deferred()
+        self.freed.append(free)
+        self.standby.attach(target, encodeCommand(["sh", "-c", script], dict(os.environ), None))
+        target.reason = await target.ended  # type: ignore[attr-defined]
+        self.assertTrue(free.called)
+        return target
+
+    async def test_oneAfterAnother(self) -> None:
+        """
+        The same launcher runs each server in turn; each upstream gets its
+        own output, PID and exit status, and the launcher stays.
+        """
+        one = await self.runScript("echo one $$; exit 4")
+        two = await self.runScript("echo two $$; kill -TERM $$")
+        self.assertEqual([l.split()[0] for l in one.lines()], ["one"])
+        self.assertEqual([l.split()[0] for l in two.lines()], ["two"])
+        self.assertEqual(one.data[3], b"%s\n" % one.lines()[0].split()[1].encode())
+        self.assertEqual(two.data[3], b"%s\n" % two.lines()[0].split()[1].encode())
+        self.assertEqual(one.reason.exitCode, 4)  # type: ignore[attr-defined]
+        self.assertEqual(two.reason.signal, signal.SIGTERM)  # type: ignore[attr-defined]
+        self.assertFalse(self.standby.exited)
+        self.assertIsNotNone(self.transport.pid)
+
+    async def test_lastOutputBeforeEnd(self) -> None:
+        """
+        Everything a server wrote before it ended reaches its upstream
+        before the end does, however much (more than a pipe holds) and on
+        both streams, and none of it reaches the next one.
+        """
+        one = await self.runScript(
+            "head -c 300000 /dev/zero | tr '\\0' x; echo; echo err-last >&2; echo last"
+        )
+        self.assertEqual(one.lines()[-1], "last")
+        self.assertEqual(len(one.lines()[0]), 300000)
+        self.assertEqual(one.lines(2), ["err-last"])
+        two = await self.runScript("echo next")
+        self.assertEqual(two.lines(), ["next"])
+        self.assertEqual(two.lines(2), [])
+
+    async def test_leftoversKilledBeforeEnd(self) -> None:
+        """
+        A server's orphaned descendants are killed before its end is
+        reported, so none survives into the next server's time.
+        """
+        one = await self.runScript("(setsid sleep 30 & echo orphan $!) ; exit 0")
+        orphan = int(one.lines()[0].split()[1])
+        from llamaswap.upstream.leftovers import processGone
+
+        self.assertTrue(processGone(orphan))
+        self.assertIn("killed 1 process", one.data[2].decode())
 
 
 class StandbyParentDeathTests(TestCase):
