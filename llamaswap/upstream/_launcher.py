@@ -56,9 +56,10 @@ happens at once, then the launcher waits for a command on stdin - one
 L{encodeCommand} frame (C{LENGTH\n} and that many bytes) - and goes on with
 steps 2-5 in the given directory and environment.  When the server and
 its whole tree are gone it I{recycles}: it writes C{exit STATUS\n} (the
-server's wait status) on the report descriptor, forgets the signals that
-arrived meanwhile (they were meant for that server) and waits for the next
-command, so llamaswap starts each model without waiting for an
+server's wait status) on the report descriptor and waits for the next
+command; once it has one it forgets the signals that arrived meanwhile
+(they were meant for the previous server: llamaswap holds the signals for
+a reused launcher's next server until that server's PID is reported), so llamaswap starts each model without waiting for an
 interpreter (about 10 ms here, most of a swap's own cost) and without
 starting a new one per swap.  End of file on stdin ends it: quietly
 (status 0) if it never ran anything, else with the last server's status
@@ -514,7 +515,8 @@ def _report(fd: int | None, pid: int) -> None:
 def _forgetSignals() -> None:
     """
     Discard the signals that arrived since the last server ended: they were
-    meant for it.
+    meant for it (llamaswap sends none for the next server before that
+    server's PID is reported).
     """
     while signal.sigtimedwait(_HANDLED, 0) is not None:
         pass

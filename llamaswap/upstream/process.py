@@ -296,6 +296,8 @@ class UpstreamProtocol(ProcessProtocol):
     ended: Deferred[None] = field(factory=Deferred, init=False)
     _reported: bool = field(default=False, init=False)
     _isEnded: bool = field(default=False, init=False)
+    _holdSignals: bool = field(default=False, init=False)
+    _held: list[int] = field(factory=list, init=False)
     _timers: list[IDelayedCall] = field(factory=list, init=False)
 
     @_buffers.default
@@ -334,6 +336,7 @@ class UpstreamProtocol(ProcessProtocol):
         """
         assert self.transport is not None
         self.launcherPid = self.transport.pid
+        self._holdSignals = bool(getattr(self.transport, "holdsSignals", False))
         self.transport.closeStdin()
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
@@ -363,6 +366,9 @@ class UpstreamProtocol(ProcessProtocol):
         if pid <= 0:
             return
         self.pid = pid
+        held, self._held = self._held, []
+        for sig in held:
+            self.signal(sig)
         self.serverStarted.callback(pid)
 
     def _flushLines(self) -> None:
@@ -383,8 +389,12 @@ class UpstreamProtocol(ProcessProtocol):
         Send C{sig} to the upstream's whole tree.  Does nothing once the
         child has exited.
 
-        In keeper mode, and before the server's PID is known, the signal
-        goes to the launcher, which passes it on to the server's group and
+        A reused launcher (its transport C{holdsSignals}) may still have
+        signals meant for its previous server pending until it starts the
+        next one, and drops those: so before the server's PID is known a
+        signal is held and sent once it is, except C{SIGKILL}, which ends
+        the launcher itself.  In keeper mode, and before the server's PID is
+        known, the signal goes to the launcher, which passes it on to the server's group and
         every descendant outside it (C{SIGKILL} becomes
         L{LAUNCHER_KILL_ALL}).  In exec mode it goes to
         the server's process group (or to the server alone if its group
@@ -395,6 +405,13 @@ class UpstreamProtocol(ProcessProtocol):
         if not self.running:
             return False
         assert self.launcherPid is not None
+        if self.pid is None and self._holdSignals:
+            if sig == signal.SIGKILL:
+                # Nothing started yet, or not reported: end the launcher
+                # itself (its children die with it).
+                return self._launcherSignaller(self.launcherPid, signal.SIGKILL)
+            self._held.append(sig)
+            return True
         if self.pid is None or self.keeper:
             return self._launcherSignaller(
                 self.launcherPid, LAUNCHER_KILL_ALL if sig == signal.SIGKILL else sig

@@ -74,7 +74,11 @@ class _LentTransport:
     A standby's transport as the one upstream it runs sees it: the stdin
     belongs to the pool (closing it would end the launcher), and once that
     upstream has ended nothing it does reaches the launcher any more.
+    Signals to a reused launcher must wait for the server's PID (see
+    L{UpstreamProtocol.signal}): C{holdsSignals}.
     """
+
+    holdsSignals = True
 
     def __init__(self, transport: IProcessTransport) -> None:
         self._transport: IProcessTransport | None = transport

@@ -31,7 +31,7 @@ from llamaswap.upstream.standby import (
 )
 
 from . import test_realprocess as realprocess
-from .fakes import FakeProcessReactor
+from .fakes import FakeLauncherSignaller, FakeProcessReactor
 from .test_realprocess import _LauncherProtocol, killQuietly, until
 
 _text = st.text(
@@ -214,6 +214,31 @@ class StandbyLaunchersTests(SynchronousTestCase):
         self.assertFalse(standby.lostConnection)
         self.assertFalse(standby.stdinClosed)
         self.assertFalse(protocol.signal(15))
+
+    def test_signalsHeldUntilStarted(self) -> None:
+        """
+        A reused launcher may still hold signals meant for its previous
+        server: signals for the next one wait until its PID is reported,
+        then go out in order; a C{SIGKILL} before that ends the launcher
+        itself.
+        """
+        self.launchers.warm()
+        [standby] = self.reactor.spawned
+        sent = FakeLauncherSignaller()
+        protocol = UpstreamProtocol("m", self.reactor, launcherSignaller=sent)
+        self.launchers.spawn(self.reactor, protocol, ["srv"], {})
+        self.assertTrue(protocol.signal(signal.SIGTERM))
+        self.assertTrue(protocol.signal(signal.SIGHUP))
+        self.assertEqual(sent.sent, [])
+        standby.output(b"77\n", fd=3)
+        self.assertEqual(sent.sent, [(standby.pid, signal.SIGTERM), (standby.pid, signal.SIGHUP)])
+        standby.output(b"exit 0\n", fd=3)
+        again = UpstreamProtocol("m", self.reactor, launcherSignaller=sent)
+        self.launchers.spawn(self.reactor, again, ["srv"], {})
+        self.assertTrue(again.signal(signal.SIGKILL))
+        self.assertEqual(sent.sent[-1], (standby.pid, signal.SIGKILL))
+        standby.output(b"78\n", fd=3)
+        self.assertEqual(len(sent.sent), 3)
 
     def test_idleOutputLogged(self) -> None:
         """
@@ -581,6 +606,24 @@ class RecyclingTests(TestCase):
         two = await self.runScript("echo next")
         self.assertEqual(two.lines(), ["next"])
         self.assertEqual(two.lines(2), [])
+
+    async def test_earlySignalReachesNextServer(self) -> None:
+        """
+        A signal sent for the next server right after its command (before
+        its PID is known) reaches it, although the launcher drops the
+        signals meant for the previous one.
+        """
+        await self.runScript("exit 0")
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            os.kill(self.transport.pid, sig)
+        target = UpstreamProtocol("m", reactor)
+        self.freed.append(Deferred())
+        script = "trap 'echo term; exit 5' TERM; while :; do sleep 0.05; done"
+        self.standby.attach(target, encodeCommand(["sh", "-c", script], dict(os.environ), None))
+        target.signal(signal.SIGTERM)
+        status = await target.exited
+        self.assertEqual(status.exitCode, 5)
+        self.assertIn("term", target.lastLines)
 
     async def test_leftoversKilledBeforeEnd(self) -> None:
         """
