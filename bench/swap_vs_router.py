@@ -25,7 +25,8 @@ Measured, as p50/p90/max:
    llamaswap started (interleaved with the ones through llamaswap), so
    "added" is what llamaswap adds to a warm server;
  - llamaswap's idle RSS, the keeper's (the launcher each running upstream
-   has) and the idle standby launcher's.
+   has), the idle standby launcher's and the starters' (each idle launcher's
+   child forked ahead for its next server; mostly pages shared with it).
 
 Run: python bench/swap_vs_router.py [--swaps 30] [--rounds 3] [--requests 200]
      [--baseline DIR]  (also an older checkout, e.g. from git archive)
@@ -152,6 +153,22 @@ def rssKiB(pid: int) -> int:
     return 0
 
 
+def privateKiB(pid: int) -> int:
+    """
+    The memory only C{pid} uses (C{Private_*} of C{smaps_rollup}): for a
+    forked child, what it does not share with its parent.
+    """
+    total = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    total += int(line.split()[1])
+    except OSError:
+        pass
+    return total
+
+
 def health(port: int) -> bool:
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -267,13 +284,22 @@ def run(procs: Processes, binary: str, models: str, work: str, args: Any) -> dic
     for client in sides.values():
         client.close()
     launchers = [pid for pid in descendantsOf(child.pid) if "_launcher.py" in cmdlineOf(pid)]
-    # A keeper has its server as a child; an idle standby has none.
-    keepers = [pid for pid in launchers if descendantsOf(pid)]
+    # A launcher's child forked ahead for its next server (a "starter") is
+    # a launcher too until it execs: counted apart.
+    starters = {c for pid in launchers for c in descendantsOf(pid)} & set(launchers)
+    launchers = [pid for pid in launchers if pid not in starters]
+    # A keeper has its server as a child; an idle standby only its starter.
+    keepers = [
+        pid for pid in launchers
+        if any("_launcher.py" not in cmdlineOf(c) for c in descendantsOf(pid))
+    ]
     result["rss"] = {
         "llamaswap idle": idle,
         "llamaswap now": rssKiB(child.pid),
         "keeper": [rssKiB(pid) for pid in keepers],
         "standby": [rssKiB(pid) for pid in launchers if pid not in keepers],
+        "starter": [rssKiB(pid) for pid in starters],
+        "starter private": [privateKiB(pid) for pid in starters],
     }
     if args.verbose:
         for name in clients:
@@ -330,7 +356,9 @@ def report(result: dict, args: Any, binary: str) -> None:
 
     print(f"RSS: llamaswap idle {rss['llamaswap idle'] / 1024:.1f} MB, after the run "
           f"{rss['llamaswap now'] / 1024:.1f} MB; keeper per running upstream "
-          f"{mb(rss['keeper'])} MB; idle standby launcher {mb(rss['standby'])} MB")
+          f"{mb(rss['keeper'])} MB; idle standby launcher {mb(rss['standby'])} MB; "
+          f"starters (forked ahead) RSS {mb(rss['starter'])} MB, of it private "
+          f"{mb(rss['starter private'])} MB")
 
 
 def main() -> int:

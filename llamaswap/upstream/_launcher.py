@@ -88,6 +88,9 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 SWEEP_TIMEOUT = 5.0
 
 _HANDLED = {signal.SIGCHLD, KILL_ALL, *FORWARDED}
+#: What a reused keeper forgets before its next server runs: never
+#: C{SIGCHLD}, which may already be that server's.
+_STALE = _HANDLED - {signal.SIGCHLD}
 _PROC = "/proc"
 
 
@@ -436,37 +439,44 @@ def decodeCommand(data: bytes):
     return argv, env, cwd or None
 
 
-class Commands:
+def readFrame(fd: int = 0):
     """
-    The frames a standby reads from C{fd}, one at a time.
+    Read one frame from C{fd}, not a byte past it (the rest of the stream
+    is for whoever reads next); its payload, or C{None} at end of file
+    before the frame.
+
+    @raise ValueError: for a malformed frame, or end of file inside one.
     """
+    head = b""
+    while not head.endswith(b"\n"):
+        byte = _read(fd, 1)
+        if not byte:
+            if head:
+                raise ValueError("end of file inside a command")
+            return None
+        head += byte
+        if len(head) > 13:
+            raise ValueError("bad frame header")
+    splitFrame(head)  # checks the header
+    size = int(head[:-1])
+    chunks, missing = [], size
+    while missing:
+        chunk = _read(fd, missing)
+        if not chunk:
+            raise ValueError("end of file inside a command")
+        chunks.append(chunk)
+        missing -= len(chunk)
+    return b"".join(chunks)
 
-    def __init__(self, fd: int = 0) -> None:
-        self.fd = fd
-        self.buffer = b""
 
-    def next(self):
-        """
-        The next frame's payload; C{None} at end of file between frames.
-
-        @raise ValueError: for a malformed frame, or end of file inside one.
-        """
-        while True:
-            frame = splitFrame(self.buffer)
-            if frame is not None:
-                payload, self.buffer = frame
-                return payload
-            try:
-                chunk = os.read(self.fd, 65536)
-            except InterruptedError:
-                continue
-            except OSError:
-                chunk = b""
-            if not chunk:
-                if self.buffer:
-                    raise ValueError("end of file inside a command")
-                return None
-            self.buffer += chunk
+def _read(fd: int, size: int) -> bytes:
+    while True:
+        try:
+            return os.read(fd, size)
+        except InterruptedError:
+            continue
+        except OSError:
+            return b""
 
 
 def _execCommand(command: list, env=None, cwd=None) -> None:
@@ -518,7 +528,7 @@ def _forgetSignals() -> None:
     meant for it (llamaswap sends none for the next server before that
     server's PID is reported).
     """
-    while signal.sigtimedwait(_HANDLED, 0) is not None:
+    while signal.sigtimedwait(_STALE, 0) is not None:
         pass
 
 
@@ -624,59 +634,117 @@ def main(argv: list) -> int:
     return 1
 
 
-def _serve(command: list, reportFD: int | None, env, cwd) -> tuple:
-    """
-    Start one server and keep it until it and its tree are gone.
+#: What a starter tells its keeper on its note pipe (see L{_starter}).
+_NOTE_COMMAND = b"c"
+_NOTE_FAILED = b"x"
+_NOTE_END = b"e"
+_NOTE_MALFORMED = b"m"
 
-    @return: C{(wait status, whether this launcher may run another)}.
+
+def _starter(keeper: int, note: int) -> None:
+    """
+    In a child forked ahead of need: become the next server's process (own
+    session and group, dies with the keeper), wait for its command on
+    stdin, say so on C{note} (L{_NOTE_COMMAND}) and C{exec} it with
+    C{/dev/null} as its stdin (the stdin is the keeper's, for the next
+    commands).  Says instead why not: L{_NOTE_END} at end of file,
+    L{_NOTE_MALFORMED}, or L{_NOTE_FAILED} after the command as the
+    C{exec} failed.  Never returns.
     """
     try:
-        server, failed = _startServer(command, os.getpid(), reportFD, env, cwd)
-    except OSError as e:
-        sys.stderr.write("failed to start command '%s': %s\n" % (" ".join(command), e))
-        sys.stderr.flush()
-        return 127 << 8, True
-    if failed is not None:
-        return failed, True
-    _write(reportFD, b"%d\n" % (server,))
-    keeper = Keeper(server)
-    status = keeper.run()
-    return status, not keeper.leftover
+        os.setsid()
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != keeper:
+            os._exit(1)
+        try:
+            data = readFrame(0)
+            standing = None if data is None else decodeCommand(data)
+            if data is not None and standing is None:
+                raise ValueError("malformed command")
+        except ValueError:
+            os.write(note, _NOTE_MALFORMED)
+            os._exit(2)
+        if standing is None:
+            os.write(note, _NOTE_END)
+            os._exit(0)
+        command, env, cwd = standing
+        os.write(note, _NOTE_COMMAND)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        _execCommand(command, env, cwd)
+        os.write(note, _NOTE_FAILED)
+    finally:
+        os._exit(127)
+
+
+def _prepare() -> tuple:
+    """
+    Fork a L{_starter}; return its PID and what it said once it has
+    C{exec}'d or given up.
+    """
+    note, told = os.pipe()
+    keeper = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        os.close(note)
+        _starter(keeper, told)
+    os.close(told)
+    with os.fdopen(note, "rb") as f:
+        return pid, f.read()
 
 
 def standby(parent: int, reportFD: int | None, keeper: bool) -> int:
     """
     Run the commands read on stdin one after the other (see the module
-    docstring).
+    docstring).  Each server's process is forked before its command
+    arrives (a I{starter}), so starting it costs only its C{exec}.
     """
-    commands = Commands(0)
-    status = None
-    while True:
+    if not keeper:
+        # No way to learn of llamaswap's death: run the command in place.
         try:
-            data = commands.next()
+            data = readFrame(0)
             standing = None if data is None else decodeCommand(data)
-            if data is not None and standing is None:
-                raise ValueError("malformed command")
         except ValueError:
+            standing = None
+            data = b""
+        if data is None:
+            return 0
+        if standing is None:
             sys.stderr.write("llamaswap launcher: malformed command on stdin\n")
             return 2
-        if standing is None:
-            if status is None:
-                # Closed without a command: not needed after all.
+        _report(reportFD, os.getpid())
+        _execCommand(*standing)
+        return 127
+    if reportFD is not None:
+        os.set_inheritable(reportFD, False)
+    status = None
+    while True:
+        server, said = _prepare()
+        if said == _NOTE_COMMAND:
+            # Running: what is pending was meant for the previous server.
+            _forgetSignals()
+            keeper = Keeper(server)
+            if parent > 0 and os.getppid() != parent:
+                # llamaswap died meanwhile (its parent-death signal was
+                # just forgotten): this server must not run.
+                keeper.handle(KILL_ALL)
+            _write(reportFD, b"%d\n" % (server,))
+            status = keeper.run()
+            if keeper.leftover:
+                exitLike(status)
+        else:
+            _, started = os.waitpid(server, 0)
+            if said == _NOTE_COMMAND + _NOTE_FAILED:
+                status = started
+            elif said == _NOTE_MALFORMED:
+                sys.stderr.write("llamaswap launcher: malformed command on stdin\n")
+                return 2
+            elif status is None:
+                # End of file (or the starter died) before any command.
                 return 0
-            exitLike(status)
-        command, env, cwd = standing
-        if not keeper:
-            # No way to learn of llamaswap's death: run the command in place.
-            _report(reportFD, os.getpid())
-            _execCommand(command, env, cwd)
-            return 127
-        _forgetSignals()
-        if parent > 0 and os.getppid() != parent:
-            return 1
-        status, reusable = _serve(command, reportFD, env, cwd)
-        if not reusable:
-            exitLike(status)
+            else:
+                exitLike(status)
         _write(reportFD, b"exit %d\n" % (status,))
 
 
