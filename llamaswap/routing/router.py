@@ -9,9 +9,11 @@ router only queues another event), so decisions are never interleaved.
 
  - A swap stops the models it evicts in parallel, each with its own
    C{unloadTimeout} (llama-swap uses the long C{healthCheckTimeout} here;
-   we do not), then calls C{ensureReady} on its target.  The swap belongs
-   to the router, not to a client: it goes on when every waiting client
-   has left.
+   we do not), then calls C{ensureReady} on its target; when the scheduler
+   found it safe (C{StartSwap.overlap}, see L{llamaswap.routing.overlap})
+   it calls C{ensureReady} at once, while the evicted models exit.  The
+   swap belongs to the router, not to a client: it goes on when every
+   waiting client has left.
  - L{Router.acquire} returns a cancellable Deferred: cancelling it before
    the grant takes the request out of the queue (or off the swap it
    joined); afterwards the L{Lease} must be released, once, however the
@@ -690,6 +692,21 @@ class Router:
         if decision.reason:
             self.log.info("{reason}", reason=decision.reason)
         stops = [self._stopOne(m, self._unloadTimeout(m)) for m in decision.evict]
+        if decision.overlap:
+            self.log.info(
+                "[{model}] starting while {evicted} exit{s} (swap overlap)",
+                model=decision.target,
+                evicted=", ".join(decision.evict),
+                s="s" if len(decision.evict) == 1 else "",
+            )
+            stops = []
+        elif decision.overlapRefusal:
+            self.log.debug(
+                "[{model}] waits for {evicted} to exit: {why}",
+                model=decision.target,
+                evicted=", ".join(decision.evict),
+                why=decision.overlapRefusal,
+            )
 
         def start(_: object) -> Deferred[None] | None:
             if run.abandoned:
