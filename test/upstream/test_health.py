@@ -468,3 +468,43 @@ class HTTPProberTests(SynchronousTestCase):
         while not again.ready.called:
             clock.advance(0.0005)
         self.assertLessEqual(clock.seconds() - start - 0.95, 0.0055)
+
+    def test_learnsAnnouncing(self) -> None:
+        """
+        An upstream whose readiness came with an announcing line is
+        trusted to print it again: its next watch sends no immediate first
+        probe and no dense probes (its line probes at once); one that
+        stays silent next time is still found by the back-off, and loses
+        the trust.
+        """
+        url = "http://127.0.0.1:1/health"
+        resource = Status(503)
+        clock = Clock()
+        prober = HTTPHealthProber(RequestTraversalAgent(resource), clock)
+        watch = prober.watch(url)
+        self.assertEqual(len(resource.paths), 1)
+        clock.advance(0.3)
+        resource.code = 200
+        watch.nudge("llama_server: model loaded")
+        self.successResultOf(watch.ready)
+        self.assertEqual(prober.announcing, {url})
+
+        resource.code = 503
+        resource.paths.clear()
+        again = prober.watch(url)
+        self.assertEqual(resource.paths, [])
+        clock.pump([0.001] * 300)
+        # The back-off only, from 10 ms on: 10, 25, 47.5, 81.25, 121.25 ...
+        # 281.25 ms (dense probing every 5 ms from 220 ms would add 16).
+        self.assertEqual(len(resource.paths), 9)
+        resource.code = 200
+        again.nudge("llama_server: listening on http://127.0.0.1:1")
+        self.successResultOf(again.ready)
+
+        resource.code = 503
+        silent = prober.watch(url)
+        clock.advance(0.1)
+        resource.code = 200
+        clock.pump([0.01] * 5)
+        self.successResultOf(silent.ready)
+        self.assertEqual(prober.announcing, set())
