@@ -34,10 +34,11 @@ the gap alone cost up to 2 ms of every start.
 
 An upstream that announced its readiness last time is trusted to do so
 again: its watch (C{announces}) skips the dense window and the immediate
-first probe and keeps only the back-off as a safety net, so a swap to
-llama-server sends one or two probes instead of five or six, all of them
-while the machine is busiest (the new server loading, the old one
-exiting).
+first probe, is nudged only by announcing lines, and keeps the back-off as
+a safety net (a server that stays silent this time is still noticed
+within about 40 ms, and loses the trust), so a swap to llama-server sends
+one or two probes instead of five or six, all of them while the machine
+is busiest (the new server loading, the old one exiting).
 """
 
 from __future__ import annotations
@@ -187,6 +188,7 @@ class ProbeLoop:
         self._window = (
             denseWindow(expected) if expected is not None and not announces else None
         )
+        self._announces = announces
         #: Whether a line announcing readiness was seen.
         self.announced = False
         self._probeOnce = probeOnce
@@ -224,13 +226,16 @@ class ProbeLoop:
         The child showed a sign of life (printed C{line}): restart the
         back-off and probe as soon as allowed (at least C{nudgeGap} after
         the last probe started; after the probe in flight, if any).  A
-        line that L{announcesReadiness} probes at once (see the module
-        docstring).
+        line that L{announcesReadiness} probes at once; a watch of an
+        upstream trusted to announce ignores the other lines (see the
+        module docstring).
         """
-        if self._done:
+        announcing = announcesReadiness(line)
+        if self._done or (self._announces and not announcing):
+            # Trusted to announce: other lines are no reason to probe.
             return
         self._delays = self._makeDelays()
-        if announcesReadiness(line):
+        if announcing:
             self.announced = True
             self._probeAnnounced()
         elif self._inFlight:
@@ -264,13 +269,14 @@ class ProbeLoop:
             self._timer.cancel()
         self._timer = None
 
-    def _stop(self) -> None:
+    def _stop(self, cancel: bool = True) -> None:
         self._done = True
         self._cancelTimer()
         inFlight, self._inFlight = self._inFlight, []
         self._announced = None
-        for d in inFlight:
-            d.cancel()
+        if cancel:
+            for d in inFlight:
+                d.cancel()
 
     def _probe(self, announced: bool = False) -> None:
         """
@@ -297,8 +303,13 @@ class ProbeLoop:
         if d is self._announced:
             self._announced = None
         if result is True:
-            self._stop()
+            # Ready first, then cancel the other probe (off the critical
+            # path: aborting its connection takes a while).
+            others = list(self._inFlight)
+            self._stop(cancel=False)
             self.ready.callback(None)
+            for other in others:
+                other.cancel()
             return None
         if isinstance(result, Failure) and not result.check(CancelledError):
             self.log.debug("health probe failed: {error}", error=describeFailure(result))

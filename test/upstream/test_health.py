@@ -508,3 +508,40 @@ class HTTPProberTests(SynchronousTestCase):
         clock.pump([0.01] * 5)
         self.successResultOf(silent.ready)
         self.assertEqual(prober.announcing, set())
+
+    def test_announcingIgnoresOtherLines(self) -> None:
+        """
+        A watch of an upstream trusted to announce its readiness is not
+        nudged by other lines (loading chatter); an announcing line still
+        probes at once.
+        """
+        clock = Clock()
+        probes = Probes(clock, [False, True])
+        loop = ProbeLoop(clock, probes, announces=True)
+        self.assertEqual(probes.starts, [])
+        clock.advance(0.001)
+        loop.nudge("load_tensors: loading model tensors")
+        self.assertEqual(probes.starts, [])
+        clock.advance(0.0095)
+        self.assertEqual(len(probes.starts), 1)
+        loop.nudge("print_info: file type = F32")
+        self.assertEqual(len(probes.starts), 1)
+        loop.nudge("llama_server: model loaded")
+        self.assertEqual(len(probes.starts), 2)
+        self.successResultOf(loop.ready)
+
+    def test_readyBeforeCancellingOther(self) -> None:
+        """
+        When one of two probes succeeds, C{ready} fires before the other
+        probe is cancelled (aborting its connection is off the critical
+        path).
+        """
+        clock = Clock()
+        probes = Probes(clock, [None, None])
+        loop = ProbeLoop(clock, probes)
+        loop.nudge("model loaded")
+        otherCalledAtReady: list[bool] = []
+        loop.ready.addCallback(lambda _: otherCalledAtReady.append(probes.pending[0].called))
+        probes.pending[1].callback(True)
+        self.assertEqual(otherCalledAtReady, [False])
+        self.assertTrue(probes.pending[0].called)
