@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from llamaswap.config.model import (
@@ -299,3 +301,65 @@ class SchedulerOverlapTests(SynchronousTestCase):
         scheduler.onReconfigure(**Scheduler.settingsFrom(config("off")))  # type: ignore[arg-type]
         [swap] = [d for d in scheduler.onRequest(1, "b", 0.0) if isinstance(d, StartSwap)]
         self.assertFalse(swap.overlap)
+
+
+class SafetyPropertyTests(SynchronousTestCase):
+    """
+    Whatever the sizes, ports, stop commands and states: a swap the
+    scheduler overlaps has its target fit beside everything holding
+    memory, on a port of its own, with no exiting model's C{cmdStop}.
+    """
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        sizes=st.lists(
+            st.integers(0, 5).map(lambda n: n or None), min_size=3, max_size=3
+        ),
+        budget=st.integers(1, 16),
+        ports=st.lists(st.integers(5801, 5806), min_size=3, max_size=3),
+        stopCommands=st.lists(st.integers(0, 3).map(lambda n: n == 0), min_size=3, max_size=3),
+        states=st.lists(
+            st.sampled_from([State.STOPPED, State.READY, State.STOPPING]), min_size=3, max_size=3
+        ),
+        target=st.sampled_from("abc"),
+    )
+    def test_overlapIsSafe(
+        self,
+        sizes: list[int | None],
+        budget: int,
+        ports: list[int],
+        stopCommands: list[bool],
+        states: list[State],
+        target: str,
+    ) -> None:
+        models = {
+            m: {
+                "proxy": f"http://127.0.0.1:{port}",
+                "memory": None if size is None else size * GiB,
+                "cmdStop": "stop it" if stop else "",
+            }
+            for m, size, port, stop in zip("abc", sizes, ports, stopCommands)
+        }
+        cfg = Config(
+            models=FrozenDict({m: ModelConfig(id=m, **kw) for m, kw in models.items()}),
+            routing=RoutingConfig(
+                groups=FrozenDict({"g": GroupConfig(id="g", swap=True, members=("a", "b", "c"))})
+            ),
+            memory=MemoryConfig(budget={POOL: budget * GiB}),
+        )
+        stateOf = dict(zip("abc", states))
+        stateOf[target] = State.STOPPED
+        scheduler = Scheduler.fromConfig(cfg, states=stateOf)
+        swaps = [d for d in scheduler.onRequest(1, target, 0.0) if isinstance(d, StartSwap)]
+        for swap in swaps:
+            if not swap.overlap:
+                continue
+            holding = {m for m, s in stateOf.items() if s is not State.STOPPED} | set(swap.evict)
+            holding.discard(target)
+            self.assertTrue(swap.evict)
+            total = sum(models[m]["memory"] for m in holding | {target})
+            self.assertLessEqual(total, budget * GiB)
+            port = models[target]["proxy"]
+            self.assertNotIn(port, {models[m]["proxy"] for m in holding})
+            exiting = set(swap.evict) | {m for m, s in stateOf.items() if s is State.STOPPING}
+            self.assertFalse(any(models[m]["cmdStop"] for m in exiting - {target}))
