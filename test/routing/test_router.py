@@ -460,12 +460,17 @@ class OverlapTests(RouterTestCase):
     def test_startsWhileEvictedExits(self) -> None:
         """
         The target is started in the same turn as the evicted model's stop,
-        is granted as soon as it is ready (the old one still exiting), and
-        the overlap is logged.
+        just before it, is granted as soon as it is ready (the old one
+        still exiting), and the overlap is logged.
         """
         router = self.buildPair()
+        changes: list[tuple[str, State]] = []
+        for sup in self.sups.values():
+            sup.addStateObserver(lambda model, old, new: changes.append((model, new)))
         with capturedLogs() as events:
             d = router.acquire("b")
+        # The target first (its start is on the request's path).
+        self.assertEqual(changes, [("b", State.STARTING), ("a", State.STOPPING)])
         self.assertEqual(self.sups["a"].stopCalls, [7])
         self.assertEqual(self.sups["b"].ensureCalls, 1)
         self.sups["b"].becomeReady()
