@@ -32,8 +32,10 @@ that probe makes the next one follow it at once).  llama-server's
 "listening" line reaches llamaswap about 2 ms after its previous probe, so
 the gap alone cost up to 2 ms of every start.
 
-An upstream that announced its readiness last time is trusted to do so
-again: its watch (C{announces}) skips the dense window and the immediate
+An upstream that announced its readiness last time (an announcing line
+came before it was found ready, and no probe sent for such a line found it
+not ready: a server that prints one early does not earn this) is trusted
+to do so again: its watch (C{announces}) skips the dense window and the immediate
 first probe, is nudged only by announcing lines, and keeps the back-off as
 a safety net (a server that stays silent this time is still noticed
 within about 40 ms, and loses the trust), so a swap to llama-server sends
@@ -189,8 +191,10 @@ class ProbeLoop:
             denseWindow(expected) if expected is not None and not announces else None
         )
         self._announces = announces
-        #: Whether a line announcing readiness was seen.
+        #: Whether the upstream announced its readiness (see the module
+        #: docstring); final once C{ready} fired.
         self.announced = False
+        self._announcementFailed = False
         self._probeOnce = probeOnce
         self._probeTimeout = probeTimeout
         self._makeDelays = delays
@@ -236,7 +240,7 @@ class ProbeLoop:
             return
         self._delays = self._makeDelays()
         if announcing:
-            self.announced = True
+            self.announced = not self._announcementFailed
             self._probeAnnounced()
         elif self._inFlight:
             self._nudged = True
@@ -300,8 +304,12 @@ class ProbeLoop:
         if d not in self._inFlight or self._done:
             return None
         self._inFlight.remove(d)
-        if d is self._announced:
+        announced = self._announced
+        if d is announced:
             self._announced = None
+        if d is announced and result is not True:
+            self._announcementFailed = True
+            self.announced = False
         if result is True:
             # Ready first, then cancel the other probe (off the critical
             # path: aborting its connection takes a while).

@@ -545,3 +545,48 @@ class HTTPProberTests(SynchronousTestCase):
         probes.pending[1].callback(True)
         self.assertEqual(otherCalledAtReady, [False])
         self.assertTrue(probes.pending[0].called)
+
+    def test_earlyAnnouncementEarnsNoTrust(self) -> None:
+        """
+        A server that prints an announcing line before it is ready (its
+        probe answers 503) and becomes ready silently is not trusted to
+        announce: its next watch keeps the immediate first probe.
+        """
+        url = "http://127.0.0.1:1/health"
+        resource = Status(503)
+        clock = Clock()
+        prober = HTTPHealthProber(RequestTraversalAgent(resource), clock)
+        watch = prober.watch(url)
+        clock.advance(0.05)
+        watch.nudge("HTTP server listening on port 1")
+        clock.advance(0.05)
+        resource.code = 200
+        clock.pump([0.01] * 5)
+        self.successResultOf(watch.ready)
+        self.assertEqual(prober.announcing, set())
+        resource.paths.clear()
+        again = prober.watch(url)
+        self.assertEqual(len(resource.paths), 1)
+        self.successResultOf(again.ready)
+
+    def test_announcedWhicheverProbeAnswers(self) -> None:
+        """
+        An announcing line counts even when the probe in flight before it
+        is the one that finds the server ready; not when the line's own
+        probe found it not ready.
+        """
+        clock = Clock()
+        probes = Probes(clock, [None, None])
+        loop = ProbeLoop(clock, probes)
+        loop.nudge("llama_server: model loaded")
+        probes.pending[0].callback(True)
+        self.successResultOf(loop.ready)
+        self.assertTrue(loop.announced)
+
+        probes = Probes(clock, [None, False, True])
+        loop = ProbeLoop(clock, probes)
+        loop.nudge("Uvicorn: Application startup complete.")
+        probes.pending[0].callback(False)
+        clock.advance(0.05)
+        self.successResultOf(loop.ready)
+        self.assertFalse(loop.announced)
