@@ -22,7 +22,13 @@ one stops a server and starts the other.  Printed, as p50/p90/max:
    readiness probes);
  - relay: from ready to the first byte.
 
+With C{--memory-budget auto} (or a size) the two models are in an explicit
+swap group under that budget, in which they fit together: swaps overlap
+(the next server starts while the previous one exits), so "to spawn" is
+negative and "stop" no longer adds to the swap.
+
 Run: python bench/swap_real.py [--swaps 20] [--proxy-host 127.0.0.1]
+     [--memory-budget auto]
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ sys.path.insert(0, HERE)
 from common import percentiles, startRealApp  # noqa: E402
 
 
-async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:
+async def run(reactor: Any, swaps: int, proxyHost: str | None, memoryBudget: str = "") -> int:
     import treq
     from twisted.web.client import HTTPConnectionPool
 
@@ -49,7 +55,13 @@ async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:
     from test.integration.realconfig import RealModel
 
     models = (RealModel("alpha", 11), RealModel("beta", 12))
-    app, port, url = startRealApp(reactor, "llamaswap-bench-real-", models, proxyHost=proxyHost)
+    extra = ""
+    if memoryBudget:
+        names = ", ".join(m.id for m in models)
+        extra = f"memoryBudget: {memoryBudget}\ngroups: {{pair: {{swap: true, members: [{names}]}}}}\n"
+    app, port, url = startRealApp(
+        reactor, "llamaswap-bench-real-", models, proxyHost=proxyHost, extra=extra
+    )
     pool = HTTPConnectionPool(reactor, persistent=False)
 
     events: dict[str, dict[str, float]] = {m.id: {} for m in models}
@@ -123,6 +135,8 @@ async def run(reactor: Any, swaps: int, proxyHost: str | None) -> int:
           f"({os.cpu_count()} CPUs, proxy {proxy})")
     print(f"  llama-server: {findLlamaServer()}")
     print(f"  starts through a standby launcher: {app.launchers.used} of {swaps}")
+    overlapped = sum(1 for v in rows["to spawn"] if v < 0)
+    print(f"  memoryBudget: {memoryBudget or 'none'}; swaps that overlapped: {overlapped} of {swaps}")
     for name, values in rows.items():
         note = "  (llama-server's own; not ours)" if name == "boot" else ""
         print(f"  {name:<11} {percentiles(values)}{note}")
@@ -136,11 +150,15 @@ def main() -> None:
         "--proxy-host", default=None,
         help="give each model proxy: http://HOST:${PORT} (default: llamaswap's localhost)",
     )
+    parser.add_argument(
+        "--memory-budget", default="",
+        help="a memoryBudget (auto or a size) and an explicit swap group: swaps overlap",
+    )
     args = parser.parse_args()
     from twisted.internet.defer import Deferred
     from twisted.internet.task import react
 
-    react(lambda reactor: Deferred.fromCoroutine(run(reactor, args.swaps, args.proxy_host)))
+    react(lambda reactor: Deferred.fromCoroutine(run(reactor, args.swaps, args.proxy_host, args.memory_budget)))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,11 @@ see the same machine load:
  - llamaswap: C{twistd -n llamaswap} with both models in one swap group
    (C{test/integration/realconfig.py}), each run by the same llama-server
    with the same flags the router gives its children (C{-c 256 --threads 1
-   --parallel 1}).
+   --parallel 1}), and C{memoryBudget: auto} (C{--memory-budget}): the
+   group still runs one model at a time, but the budget shows the two tiny
+   models fit together, so llamaswap starts the next while the previous
+   exits (swap overlap, C{llamaswap/routing/overlap.py});
+   C{--memory-budget ""} leaves the budget out (no overlap).
 
 Measured, as p50/p90/max:
 
@@ -30,6 +34,7 @@ Measured, as p50/p90/max:
 
 Run: python bench/swap_vs_router.py [--swaps 30] [--rounds 3] [--requests 200]
      [--baseline DIR]  (also an older checkout, e.g. from git archive)
+     [--memory-budget auto|SIZE|""]
 """
 
 from __future__ import annotations
@@ -203,11 +208,15 @@ def startRouter(procs: Processes, binary: str, models: str, work: str) -> tuple[
 
 
 def startLlamaSwap(
-    procs: Processes, binary: str, models: str, work: str, name: str, repo: str
+    procs: Processes, binary: str, models: str, work: str, name: str, repo: str,
+    memoryBudget: str = "",
 ) -> tuple[Any, int, int]:
     """
     Start llamaswap from checkout C{repo}; return its child, its port and
     its first model's port.
+
+    @param memoryBudget: the C{memoryBudget} (C{""}: none); the models are
+        in one swap group either way.
     """
     from test.integration.realconfig import RealModel, freePortRun, realConfig
 
@@ -218,8 +227,12 @@ def startLlamaSwap(
         startPort=startPort, proxyHost="127.0.0.1",
     )
     configPath = os.path.join(work, f"{name}.yaml")
+    names = ", ".join(m for m, _ in MODELS)
+    config += f"logLevel: warn\ngroups:\n  pair:\n    swap: true\n    members: [{names}]\n"
+    if memoryBudget:
+        config += f"memoryBudget: {memoryBudget}\n"
     with open(configPath, "w") as f:
-        f.write(config + "logLevel: warn\n")
+        f.write(config)
     port = freePort()
     runtime = os.path.join(work, f"runtime-{name}")
     os.makedirs(runtime, exist_ok=True)
@@ -239,12 +252,15 @@ def run(procs: Processes, binary: str, models: str, work: str, args: Any) -> dic
     swaps, then the no-swap requests, one of each kind in turn.
     """
     routerChild, routerPort = startRouter(procs, binary, models, work)
-    child, port, startPort = startLlamaSwap(procs, binary, models, work, "llamaswap", REPO)
+    child, port, startPort = startLlamaSwap(
+        procs, binary, models, work, "llamaswap", REPO, args.memory_budget
+    )
     clients = {"router": Client(routerPort), "llamaswap": Client(port)}
     pids = {"router": routerChild.pid, "llamaswap": child.pid}
     if args.baseline:
         other, otherPort, _ = startLlamaSwap(
-            procs, binary, models, work, "baseline", os.path.abspath(args.baseline)
+            procs, binary, models, work, "baseline", os.path.abspath(args.baseline),
+            args.memory_budget,
         )
         clients["baseline"] = Client(otherPort)
         pids["baseline"] = other.pid
@@ -323,6 +339,8 @@ def report(result: dict, args: Any, binary: str) -> None:
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
           f"{len(swap['swap'])} swaps each in {args.rounds} alternating rounds, "
           f"{args.requests} no-swap requests each, interleaved")
+    budget = args.memory_budget or "none (swaps never overlap)"
+    print(f"llamaswap config: both models in one swap group, memoryBudget: {budget}")
     labelled = [("router mode", router), ("llamaswap", swap)]
     if "baseline" in result:
         labelled.append((f"llamaswap baseline ({args.baseline})", result["baseline"]))
@@ -372,6 +390,9 @@ def main() -> int:
                         help="sample llamaswap with py-spy into PREFIX-swap.txt, PREFIX-whole.txt, "
                         "PREFIX-first-event.txt")
     parser.add_argument("--py-spy-bin", default="py-spy")
+    parser.add_argument("--memory-budget", default="auto",
+                        help="llamaswap's memoryBudget (auto, a size, or '' for none);"
+                        " with one, swaps overlap the stop with the next start")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternate between the two sides this many times")
     args = parser.parse_args()

@@ -143,6 +143,7 @@ class _RoutingDecoder:
                 fifo.at("maxWaitForSwap"),
             )
         return RoutingConfig(
+            swapOverlap=self.swapOverlap(routingSection),
             use="matrix" if matrixValue is not None else "group",
             groups=FrozenDict(groups),
             matrix=matrix,
@@ -150,6 +151,24 @@ class _RoutingDecoder:
             priority=FrozenDict(priority),
             maxWaitForSwap=maxWaitForSwap,
         )
+
+    def swapOverlap(self, routing: Section) -> str:
+        """
+        C{routing.swapOverlap}: C{auto} (the default) or C{off}; YAML
+        booleans are taken as C{auto} and C{off}.
+        """
+        value = routing.raw("swapOverlap")
+        if value is None:
+            return "auto"
+        if isinstance(value, bool):
+            return "auto" if value else "off"
+        if isinstance(value, str) and value.strip().lower() in ("auto", "off"):
+            return value.strip().lower()
+        self.error(
+            f"routing.swapOverlap must be auto or off, got {describeValue(value)}",
+            routing.at("swapOverlap"),
+        )
+        return "auto"
 
     def matrix(self, value: Any, path: KeyPath) -> Any:
         if not isinstance(value, Mapping):

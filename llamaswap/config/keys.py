@@ -103,7 +103,7 @@ SELECTOR_KEYS = frozenset(
 )
 SELECTOR_SETTINGS_KEYS = frozenset({"spillover"})
 PROFILE_KEYS = frozenset({"description", "pins"})
-ROUTING_KEYS = frozenset({"router", "scheduler"})
+ROUTING_KEYS = frozenset({"router", "scheduler", "swapOverlap"})
 ROUTER_KEYS = frozenset({"use", "settings"})
 ROUTER_SETTINGS_KEYS = frozenset({"groups", "matrix"})
 SCHEDULER_KEYS = frozenset({"use", "settings"})

@@ -354,6 +354,9 @@ class RoutingConfig:
         listed have priority 0.
     @ivar maxWaitForSwap: seconds a queued swap may wait behind traffic to a
         running model before that traffic is held back.
+    @ivar swapOverlap: C{"auto"} (start a swap's target while the models it
+        evicts exit, when provably safe: see L{llamaswap.routing.overlap})
+        or C{"off"}.
     """
 
     use: str = "group"
@@ -362,6 +365,7 @@ class RoutingConfig:
     scheduler: str = "fifo"
     priority: Mapping[str, int] = field(factory=FrozenDict)
     maxWaitForSwap: int = DEFAULT_MAX_WAIT_FOR_SWAP
+    swapOverlap: str = "auto"
 
     def priorityOf(self, modelID: str) -> int:
         """

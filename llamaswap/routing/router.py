@@ -9,9 +9,12 @@ router only queues another event), so decisions are never interleaved.
 
  - A swap stops the models it evicts in parallel, each with its own
    C{unloadTimeout} (llama-swap uses the long C{healthCheckTimeout} here;
-   we do not), then calls C{ensureReady} on its target.  The swap belongs
-   to the router, not to a client: it goes on when every waiting client
-   has left.
+   we do not), then calls C{ensureReady} on its target; when the scheduler
+   found it safe (C{StartSwap.overlap}, see L{llamaswap.routing.overlap})
+   it calls C{ensureReady} first and stops the evicted models after it, so
+   the target starts while they exit.  The
+   swap belongs to the router, not to a client: it goes on when every
+   waiting client has left.
  - L{Router.acquire} returns a cancellable Deferred: cancelling it before
    the grant takes the request out of the queue (or off the swap it
    joined); afterwards the L{Lease} must be released, once, however the
@@ -689,13 +692,38 @@ class Router:
         self._swapRuns[swapID] = run
         if decision.reason:
             self.log.info("{reason}", reason=decision.reason)
-        stops = [self._stopOne(m, self._unloadTimeout(m)) for m in decision.evict]
 
         def start(_: object) -> Deferred[None] | None:
             if run.abandoned:
                 return None
             run.ready = self._supervisors[decision.target].ensureReady()
             return run.ready
+
+        d: Deferred[object]
+        if decision.overlap:
+            self.log.info(
+                "[{model}] starting while {evicted} exit{s} (swap overlap)",
+                model=decision.target,
+                evicted=", ".join(decision.evict),
+                s="s" if len(decision.evict) == 1 else "",
+            )
+            # The target first: its start is on the request's path, the
+            # evicted models' exit is not.
+            d = succeed(None)
+            d.addCallback(start)
+            for m in decision.evict:
+                self._stopOne(m, self._unloadTimeout(m))
+        else:
+            if decision.overlapRefusal:
+                self.log.debug(
+                    "[{model}] waits for {evicted} to exit: {why}",
+                    model=decision.target,
+                    evicted=", ".join(decision.evict),
+                    why=decision.overlapRefusal,
+                )
+            stops = [self._stopOne(m, self._unloadTimeout(m)) for m in decision.evict]
+            d = DeferredList(stops)
+            d.addCallback(start)
 
         def ready(_: object) -> None:
             self._swapRuns.pop(swapID, None)
@@ -711,8 +739,6 @@ class Router:
                 )
             self._feed(lambda: self._scheduler.onSwapDone(swapID, failure.value))
 
-        d: Deferred[object] = DeferredList(stops)
-        d.addCallback(start)
         d.addCallbacks(ready, failed)
         d.addErrback(lambda f: self.log.failure("swap {swap} failed", f, swap=swapID))
 

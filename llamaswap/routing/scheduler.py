@@ -38,6 +38,11 @@ Rules (llama-swap's FIFO scheduler, with one deliberate improvement):
    in-flight counts and the last use (a use count bumped at every grant
    and finish) from the scheduler; a model bigger than the whole budget is
    rejected at admission with 507.
+ - Swap overlap (L{llamaswap.routing.overlap}): with an L{OverlapPolicy}
+   (a C{memoryBudget} and C{routing.swapOverlap: auto}), a swap whose
+   target provably fits beside the models it evicts, and any others still
+   exiting, is decided with C{overlap=True}: the shell starts the target
+   at once instead of after the evicted models are gone.
 
 Reconfiguration (L{Scheduler.onReconfigure}, a configuration reload): the
 settings (limits, policy, priorities, C{maxWaitForSwap}, v1 profiles) are
@@ -61,6 +66,7 @@ from ..config.model import DEFAULT_CONCURRENCY_LIMIT, Config
 from ..upstream.lifecycle import State
 from .groups import Evictor, evictorFor, profileEviction
 from .memory import MemoryEvictor, memoryPolicyFor
+from .overlap import OverlapPolicy, overlapPolicyFor
 
 __all__ = [
     "AbandonSwap",
@@ -155,12 +161,18 @@ class StartSwap:
     outcome with L{Scheduler.onSwapDone}C{(swapID, error)}.
 
     @ivar reason: the eviction policy's account, for the log.
+    @ivar overlap: start C{target} at once, while C{evict} exit (it was
+        found safe: see L{llamaswap.routing.overlap}).
+    @ivar overlapRefusal: why C{target} waits for C{evict} to exit when
+        overlapping is enabled but not safe (for the log), else C{""}.
     """
 
     swapID: int
     target: str
     evict: tuple[str, ...]
     reason: str = ""
+    overlap: bool = False
+    overlapRefusal: str = ""
 
 
 @frozen
@@ -296,6 +308,7 @@ class Scheduler:
         maxWaitForSwap: float | None = 30,
         profiles: Mapping[str, Collection[str]] | None = None,
         states: Mapping[str, State] | None = None,
+        overlap: OverlapPolicy | None = None,
     ) -> None:
         """
         @param limits: every model served, with its concurrency limit
@@ -308,11 +321,13 @@ class Scheduler:
         @param profiles: llama-swap v1 profiles: name to the models that
             may run together.
         @param states: the models' states now (default: all stopped).
+        @param overlap: when a swap may start its target while the evicted
+            models exit (L{None}: never).
         """
         self._limits = {
             m: (n if n > 0 else DEFAULT_CONCURRENCY_LIMIT) for m, n in limits.items()
         }
-        self._applySettings(evictor, priorities, maxWaitForSwap, profiles)
+        self._applySettings(evictor, priorities, maxWaitForSwap, profiles, overlap)
         self._states = {m: State.STOPPED for m in self._limits}
         for m, s in (states or {}).items():
             if m in self._states:
@@ -352,6 +367,7 @@ class Scheduler:
             priorities={m: config.routing.priorityOf(m) for m in served},
             maxWaitForSwap=config.routing.maxWaitForSwap,
             profiles=config.legacyProfiles,
+            overlap=overlapPolicyFor(config),
         )
 
     @classmethod
@@ -593,6 +609,7 @@ class Scheduler:
         priorities: Mapping[str, int] | None,
         maxWaitForSwap: float | None,
         profiles: Mapping[str, Collection[str]] | None,
+        overlap: OverlapPolicy | None = None,
     ) -> None:
         """
         Take the settings L{__init__} and L{onReconfigure} share; an
@@ -606,6 +623,7 @@ class Scheduler:
         self._priorities = dict(priorities or {})
         self._maxWait = maxWaitForSwap
         self._profiles = {p: frozenset(ms) for p, ms in (profiles or {}).items()}
+        self._overlap = overlap
 
     def onReconfigure(
         self,
@@ -616,6 +634,7 @@ class Scheduler:
         maxWaitForSwap: float | None = 30,
         profiles: Mapping[str, Collection[str]] | None = None,
         restarted: Iterable[str] = (),
+        overlap: OverlapPolicy | None = None,
     ) -> list[Decision]:
         """
         A new configuration is current: serve the models of C{limits} with
@@ -638,7 +657,7 @@ class Scheduler:
                 self._reserved[m] = 0
                 self._inFlight[m] = 0
             self._limits[m] = n if n > 0 else DEFAULT_CONCURRENCY_LIMIT
-        self._applySettings(evictor, priorities, maxWaitForSwap, profiles)
+        self._applySettings(evictor, priorities, maxWaitForSwap, profiles, overlap)
         for swap in list(self._swaps.values()):
             if swap.target in self._retiring:
                 del self._swaps[swap.swapID]
@@ -780,8 +799,34 @@ class Scheduler:
             reason = f"profile: {request.profile}/{model} evict=[{' '.join(sorted(evict))}]"
         else:
             reason = self._evictor.explain(model, sorted(running))
-        out.append(StartSwap(swap.swapID, model, tuple(sorted(evict)), reason))
+        refusal = self._overlapRefusal(model, evict, running)
+        out.append(
+            StartSwap(
+                swap.swapID,
+                model,
+                tuple(sorted(evict)),
+                reason,
+                overlap=refusal is None,
+                overlapRefusal=refusal or "",
+            )
+        )
         return True
+
+    def _overlapRefusal(
+        self, model: str, evict: frozenset[str], running: Collection[str]
+    ) -> str | None:
+        """
+        Why swapping to C{model} must wait for C{evict} to exit; L{None}:
+        it may start at once; C{""}: no reason worth logging (nothing is
+        evicted, or overlap is off or there is no memory budget).
+        """
+        if not evict:
+            return ""
+        if self._overlap is None:
+            return ""
+        exiting = set(evict) | set(self._retiring)
+        exiting.update(m for m, s in self._states.items() if s is State.STOPPING)
+        return self._overlap.refusal(model, exiting, running)
 
     def _touch(self, model: str) -> None:
         self._uses += 1

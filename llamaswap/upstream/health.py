@@ -22,6 +22,25 @@ the back-off.  "Soon" is at once, but never sooner than L{NUDGE_GAP} after
 the previous probe started, and never two probes at a time (a nudge during
 a probe is remembered and acted on when it fails); so chatty output raises
 the probe rate to at most one per L{NUDGE_GAP}.
+
+A line that I{announces} readiness (L{announcesReadiness}: llama-server's
+"model loaded" and "listening on", vLLM's "Application startup complete")
+probes at once instead, past the gap; if a probe is in flight it was sent
+before the line and may answer for the old state, so one more probe goes
+out beside it (at most two at a time: a further announcing line during
+that probe makes the next one follow it at once).  llama-server's
+"listening" line reaches llamaswap about 2 ms after its previous probe, so
+the gap alone cost up to 2 ms of every start.
+
+An upstream that announced its readiness last time (an announcing line
+came before it was found ready, and no probe sent for such a line found it
+not ready: a server that prints one early does not earn this) is trusted
+to do so again: its watch (C{announces}) skips the dense window and the immediate
+first probe, is nudged only by announcing lines, and keeps the back-off as
+a safety net (a server that stays silent this time is still noticed
+within about 40 ms, and loses the trust), so a swap to llama-server sends
+one or two probes instead of five or six, all of them while the machine
+is busiest (the new server loading, the old one exiting).
 """
 
 from __future__ import annotations
@@ -47,6 +66,24 @@ NUDGE_GAP = 0.002
 PROBE_TIMEOUT = 5.0
 #: The delay between probes around the learned time to readiness.
 DENSE_DELAY = 0.005
+
+#: Substrings of the output lines with which servers announce that they are
+#: ready (llama-server: "main: model loaded", "... listening on http://...",
+#: older builds "server is listening on ... - starting the main loop"; vLLM
+#: and other uvicorn servers: "Application startup complete.").
+READY_MARKERS: tuple[str, ...] = (
+    "model loaded",
+    "listening on",
+    "starting the main loop",
+    "Application startup complete",
+)
+
+
+def announcesReadiness(line: str) -> bool:
+    """
+    Whether output C{line} is one with which a server says it is ready.
+    """
+    return any(marker in line for marker in READY_MARKERS)
 
 
 def backoffDelays(
@@ -95,9 +132,10 @@ class HealthWatch(Protocol):
 
     ready: Deferred[None]
 
-    def nudge(self) -> None:
+    def nudge(self, line: str = "") -> None:
         """
-        The child showed a sign of life: probe soon.
+        The child showed a sign of life (printed C{line}): probe soon, at
+        once if the line announces readiness.
         """
 
     def cancel(self) -> None:
@@ -138,27 +176,47 @@ class ProbeLoop:
         delays: Callable[[], Iterator[float]] = backoffDelays,
         nudgeGap: float = NUDGE_GAP,
         expected: float | None = None,
+        announces: bool = False,
     ) -> None:
         """
         @param expected: how long the upstream took to become ready last
             time, if known: probes are dense in its L{denseWindow}.
+        @param announces: the upstream announced its readiness with a line
+            last time: no dense window, and the first probe waits for the
+            back-off's first delay (the line probes at once).
         """
         self._clock = clock
         self.started = clock.seconds()
-        self._window = denseWindow(expected) if expected is not None else None
+        self._window = (
+            denseWindow(expected) if expected is not None and not announces else None
+        )
+        self._announces = announces
+        #: Whether the upstream announced its readiness (see the module
+        #: docstring); final once C{ready} fired.
+        self.announced = False
+        self._announcementFailed = False
         self._probeOnce = probeOnce
         self._probeTimeout = probeTimeout
         self._makeDelays = delays
         self._delays = delays()
         self._nudgeGap = nudgeGap
         self._timer: IDelayedCall | None = None
-        self._inFlight: Deferred[bool] | None = None
+        #: Probes in flight, oldest first (two at most: see L{nudge}).
+        self._inFlight: list[Deferred[bool]] = []
+        #: The in-flight probe sent for a readiness line, if any.
+        self._announced: Deferred[bool] | None = None
         self._lastStart: float | None = None
         self._nudged = False
+        #: A readiness line came while its probe was in flight: probe at
+        #: once when the probes in flight fail.
+        self._announcedAgain = False
         self._done = False
         self.probes = 0
         self.ready: Deferred[None] = Deferred(lambda d: self._stop())
-        self._probe()
+        if announces:
+            self._timer = clock.callLater(next(self._delays), self._probe)
+        else:
+            self._probe()
 
     def cancel(self) -> None:
         """
@@ -167,19 +225,34 @@ class ProbeLoop:
         if not self.ready.called:
             self.ready.cancel()
 
-    def nudge(self) -> None:
+    def nudge(self, line: str = "") -> None:
         """
-        The child showed a sign of life: restart the back-off and probe as
-        soon as allowed (at least C{nudgeGap} after the last probe started;
-        after the probe in flight, if any).
+        The child showed a sign of life (printed C{line}): restart the
+        back-off and probe as soon as allowed (at least C{nudgeGap} after
+        the last probe started; after the probe in flight, if any).  A
+        line that L{announcesReadiness} probes at once; a watch of an
+        upstream trusted to announce ignores the other lines (see the
+        module docstring).
         """
-        if self._done:
+        announcing = announcesReadiness(line)
+        if self._done or (self._announces and not announcing):
+            # Trusted to announce: other lines are no reason to probe.
             return
         self._delays = self._makeDelays()
-        if self._inFlight is not None:
+        if announcing:
+            self.announced = not self._announcementFailed
+            self._probeAnnounced()
+        elif self._inFlight:
             self._nudged = True
+        else:
+            self._probeSoon()
+
+    def _probeAnnounced(self) -> None:
+        if self._announced is not None:
+            self._announcedAgain = True
             return
-        self._probeSoon()
+        self._cancelTimer()
+        self._probe(announced=True)
 
     def _probeSoon(self) -> None:
         now = self._clock.seconds()
@@ -195,16 +268,24 @@ class ProbeLoop:
         else:
             self._timer = self._clock.callLater(delay, self._probe)
 
-    def _stop(self) -> None:
-        self._done = True
+    def _cancelTimer(self) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        if self._inFlight is not None:
-            inFlight, self._inFlight = self._inFlight, None
-            inFlight.cancel()
 
-    def _probe(self) -> None:
+    def _stop(self, cancel: bool = True) -> None:
+        self._done = True
+        self._cancelTimer()
+        inFlight, self._inFlight = self._inFlight, []
+        self._announced = None
+        if cancel:
+            for d in inFlight:
+                d.cancel()
+
+    def _probe(self, announced: bool = False) -> None:
+        """
+        Send a probe (C{announced}: for a readiness line).
+        """
         self._timer = None
         self.probes += 1
         self._lastStart = self._clock.seconds()
@@ -214,20 +295,40 @@ class ProbeLoop:
             d = Deferred()
             d.errback()
         d.addTimeout(self._probeTimeout, self._clock)
-        self._inFlight = d
+        self._inFlight.append(d)
+        if announced:
+            self._announced = d
         d.addBoth(self._probeDone, d)
 
     def _probeDone(self, result: bool | Failure, d: Deferred[bool]) -> None:
-        if self._inFlight is not d or self._done:
+        if d not in self._inFlight or self._done:
             return None
-        self._inFlight = None
+        self._inFlight.remove(d)
+        announced = self._announced
+        if d is announced:
+            self._announced = None
+        if d is announced and result is not True:
+            self._announcementFailed = True
+            self.announced = False
         if result is True:
-            self._done = True
+            # Ready first, then cancel the other probe (off the critical
+            # path: aborting its connection takes a while).
+            others = list(self._inFlight)
+            self._stop(cancel=False)
             self.ready.callback(None)
+            for other in others:
+                other.cancel()
             return None
         if isinstance(result, Failure) and not result.check(CancelledError):
             self.log.debug("health probe failed: {error}", error=describeFailure(result))
-        if self._nudged:
+        if self._inFlight:
+            # The other probe decides what comes next.
+            return None
+        if self._announcedAgain:
+            self._announcedAgain = False
+            self._nudged = False
+            self._probeAnnounced()
+        elif self._nudged:
             self._nudged = False
             self._probeSoon()
         else:
@@ -257,13 +358,15 @@ class HTTPHealthProber:
     A L{HealthProber} that C{GET}s the URL with an L{IAgent}; only status
     200 is healthy.  Each probe reads (and discards) the body so a pooled
     connection can be reused, within C{probeTimeout} seconds.  It remembers
-    how long each URL took to become ready, for the next watch of it.
+    how long each URL took to become ready, and whether its server
+    announced it with a line, for the next watch of it.
     """
 
     _agent: IAgent
     _clock: IReactorTime
     _probeTimeout: float = PROBE_TIMEOUT
     learned: dict[str, float] = field(factory=dict, init=False)
+    announcing: set[str] = field(factory=set, init=False)
 
     def probeOnce(self, url: str) -> Deferred[bool]:
         """
@@ -300,10 +403,15 @@ class HTTPHealthProber:
             lambda: self.probeOnce(url),
             probeTimeout=self._probeTimeout,
             expected=self.learned.get(url),
+            announces=url in self.announcing,
         )
 
         def learn(result: None) -> None:
             self.learned[url] = self._clock.seconds() - loop.started
+            if loop.announced:
+                self.announcing.add(url)
+            else:
+                self.announcing.discard(url)
             return result
 
         loop.ready.addCallback(learn)

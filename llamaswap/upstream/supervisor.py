@@ -513,7 +513,7 @@ class Supervisor:
         if not isProbe:
             self._ownLines.append(line)
         if self._watch is not None and not isProbe:
-            self._watch.nudge()
+            self._watch.nudge(line)
         self._notifyOutput(stream, line)
 
     def _notifyOutput(self, stream: str, line: str) -> None:

@@ -199,6 +199,20 @@ class RoutingTests(BuildTestCase):
             "routing.scheduler.settings.fifo.maxWaitForSwap must be >= 0",
         )
 
+    def test_swapOverlap(self) -> None:
+        """
+        routing.swapOverlap defaults to auto, may be off (or a boolean);
+        anything else is an error naming the key.
+        """
+        self.assertEqual(self.loads("").routing.swapOverlap, "auto")
+        self.assertEqual(self.loads("routing: {swapOverlap: off}").routing.swapOverlap, "off")
+        self.assertEqual(self.loads("routing: {swapOverlap: Auto}").routing.swapOverlap, "auto")
+        self.assertEqual(self.loads("routing: {swapOverlap: false}").routing.swapOverlap, "off")
+        self.fails(
+            "routing: {swapOverlap: sometimes}",
+            "routing.swapOverlap must be auto or off",
+        )
+
     def test_memberInTwoGroups(self) -> None:
         """
         llama-swap's GroupMemberIsUnique: a model in two groups is an error.

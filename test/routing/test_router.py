@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from llamaswap.config.model import (
@@ -16,9 +17,11 @@ from llamaswap.config.model import (
     FrozenDict,
     GroupConfig,
     HooksConfig,
+    MemoryConfig,
     ModelConfig,
     RoutingConfig,
 )
+from llamaswap.routing.memory import POOL
 from llamaswap.routing.router import (
     ConcurrencyLimitReached,
     Lease,
@@ -162,7 +165,7 @@ def makeConfig(
     C{groups} (ID to L{GroupConfig} keywords).
     """
     extra = {}
-    for key in ("aliases", "legacyProfiles", "hooks"):
+    for key in ("aliases", "legacyProfiles", "hooks", "memory"):
         if key in routing:
             extra[key] = routing.pop(key)
     return Config(
@@ -427,6 +430,111 @@ class SwapTests(RouterTestCase):
         self.assertEqual([c.getTime() for c in self.clock.getDelayedCalls()], [30])
         lease.release()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+GiB = 1024**3
+
+
+class OverlapTests(RouterTestCase):
+    """
+    Swap overlap: the target starts while the evicted model exits, when
+    the scheduler found it safe.
+    """
+
+    def buildPair(self, budget: int = 10 * GiB, **routing: Any) -> Router:
+        """
+        Models a (ready) and b in one swap group, 4 GiB each on their own
+        ports, within C{budget}.
+        """
+        return self.build(
+            {
+                "a": {"proxy": "http://127.0.0.1:5801", "memory": 4 * GiB, "unloadTimeout": 7},
+                "b": {"proxy": "http://127.0.0.1:5802", "memory": 4 * GiB},
+            },
+            groups={"pair": {"swap": True, "members": ["a", "b"]}},
+            states={"a": State.READY},
+            memory=MemoryConfig(budget={POOL: budget}),
+            **routing,
+        )
+
+    def test_startsWhileEvictedExits(self) -> None:
+        """
+        The target is started in the same turn as the evicted model's stop,
+        just before it, is granted as soon as it is ready (the old one
+        still exiting), and the overlap is logged.
+        """
+        router = self.buildPair()
+        changes: list[tuple[str, State]] = []
+        for sup in self.sups.values():
+            sup.addStateObserver(lambda model, old, new: changes.append((model, new)))
+        with capturedLogs() as events:
+            d = router.acquire("b")
+        # The target first (its start is on the request's path).
+        self.assertEqual(changes, [("b", State.STARTING), ("a", State.STOPPING)])
+        self.assertEqual(self.sups["a"].stopCalls, [7])
+        self.assertEqual(self.sups["b"].ensureCalls, 1)
+        self.sups["b"].becomeReady()
+        self.assertIs(self.sups["a"].state, State.STOPPING)
+        lease = self.lease(d)
+        self.assertEqual(lease.model, "b")
+        self.assertIn(
+            "[b] starting while a exits (swap overlap)", [formatEvent(e) for e in events]
+        )
+        self.sups["a"].becomeStopped()
+        self.assertEqual(router.running(), [("b", State.READY)])
+        lease.release()
+
+    def test_notWhenItDoesNotFit(self) -> None:
+        """
+        A target that does not fit beside the evicted model waits for it
+        to exit (the reason is logged at debug level).
+        """
+        router = self.buildPair(budget=7 * GiB)
+        with capturedLogs() as events:
+            d = router.acquire("b")
+        self.assertEqual(self.sups["b"].ensureCalls, 0)
+        self.assertIn(
+            "[b] waits for a to exit: b does not fit in the memory budget beside a",
+            [formatEvent(e) for e in events],
+        )
+        self.sups["a"].becomeStopped()
+        self.assertEqual(self.sups["b"].ensureCalls, 1)
+        self.sups["b"].becomeReady()
+        self.lease(d)
+
+    def test_off(self) -> None:
+        """
+        C{routing.swapOverlap: off}: the target waits.
+        """
+        self.buildPair(swapOverlap="off").acquire("b")
+        self.assertEqual(self.sups["b"].ensureCalls, 0)
+        self.sups["a"].becomeStopped()
+        self.assertEqual(self.sups["b"].ensureCalls, 1)
+
+    def test_failedStop(self) -> None:
+        """
+        A stop that fails during an overlap is logged; the target is still
+        served.
+        """
+        router = self.buildPair()
+        d = router.acquire("b")
+        self.sups["a"].stops[0].errback(RuntimeError("kill failed"))
+        self.sups["b"].becomeReady()
+        self.lease(d)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_unloadDuringOverlap(self) -> None:
+        """
+        Unloading the target while it starts beside the exiting model
+        cancels its start and fails the waiting request.
+        """
+        router = self.buildPair()
+        d = router.acquire("b")
+        starting = self.sups["b"].starts[0]
+        router.unload(["b"])
+        self.failureResultOf(d, ModelUnloaded)
+        self.assertTrue(starting.called)
+        self.assertEqual(self.sups["b"].stopCalls, [10])
 
 
 class LeaseTests(RouterTestCase):

@@ -259,6 +259,7 @@ class FakeWatch:
     def __init__(self, url: str) -> None:
         self.url = url
         self.nudges = 0
+        self.lines: list[str] = []
         self.cancelled = False
 
         def cancel(d: Deferred[None]) -> None:
@@ -266,11 +267,12 @@ class FakeWatch:
 
         self.ready: Deferred[None] = Deferred(cancel)
 
-    def nudge(self) -> None:
+    def nudge(self, line: str = "") -> None:
         """
-        Count it.
+        Count it and keep the line.
         """
         self.nudges += 1
+        self.lines.append(line)
 
     def cancel(self) -> None:
         """

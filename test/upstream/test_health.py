@@ -18,6 +18,7 @@ from llamaswap.upstream.health import (
     NUDGE_GAP,
     HTTPHealthProber,
     ProbeLoop,
+    announcesReadiness,
     backoffDelays,
     denseWindow,
     healthURL,
@@ -259,6 +260,119 @@ class ProbeLoopTests(SynchronousTestCase):
         self.assertEqual(probes.starts[-1], clock.seconds())
         self.assertGreater(clock.seconds(), hung)
 
+    def test_nudgeLostNeither(self) -> None:
+        """
+        A nudge inside the gap schedules a probe for the end of the gap
+        even when the back-off's own timer was further away; a nudge while
+        a probe is in flight, then inside the gap after it failed, is acted
+        on at the gap's end: no nudge is lost.
+        """
+        clock = Clock()
+        probes = Probes(clock, [False] * 8 + [None] + [False] * 5)
+        loop = ProbeLoop(clock, probes)
+        clock.pump([0.25] * 8)
+        start = probes.starts[-1]
+        clock.advance(NUDGE_GAP / 2)
+        loop.nudge("print_info: loading")
+        clock.advance(NUDGE_GAP / 4)
+        probes.pending[0].callback(False)
+        self.assertEqual(probes.starts[-1], start)
+        clock.advance(NUDGE_GAP / 4)
+        self.assertAlmostEqual(probes.starts[-1], start + NUDGE_GAP)
+
+    def test_announcedReadinessProbesAtOnce(self) -> None:
+        """
+        A line announcing readiness probes at once, inside the gap after
+        the previous probe.
+        """
+        clock = Clock()
+        probes = Probes(clock, [False] * 9 + [True])
+        loop = ProbeLoop(clock, probes)
+        clock.pump([0.25] * 8)
+        clock.advance(NUDGE_GAP / 4)
+        loop.nudge("0.00.009.665 I srv  llama_server: model loaded")
+        self.assertEqual(probes.starts[-1], clock.seconds())
+        self.successResultOf(loop.ready)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_announcedReadinessBesideProbeInFlight(self) -> None:
+        """
+        A readiness line while a probe is in flight (sent before the line,
+        so it may answer 503) sends a second probe beside it; the first
+        healthy answer wins and the other probe is cancelled.
+        """
+        clock = Clock()
+        probes = Probes(clock, [False] * 8 + [None, None])
+        loop = ProbeLoop(clock, probes)
+        clock.pump([0.25] * 8)
+        clock.advance(0.0005)
+        loop.nudge("main: server is listening on http://127.0.0.1:8080 - starting the main loop")
+        self.assertEqual(len(probes.pending), 2)
+        self.assertEqual(probes.starts[-1], clock.seconds())
+        probes.pending[1].callback(True)
+        self.successResultOf(loop.ready)
+        self.assertTrue(probes.pending[0].called)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_announcedReadinessTwoAtMost(self) -> None:
+        """
+        Never more than two probes at a time: a readiness line while the
+        probe of an earlier one is in flight makes the next probe follow
+        at once when both in flight fail (the server printed it after our
+        probe was answered).
+        """
+        clock = Clock()
+        probes = Probes(clock, [False] * 8 + [None, None, True])
+        loop = ProbeLoop(clock, probes)
+        clock.pump([0.25] * 8)
+        loop.nudge("llama_server: model loaded")
+        loop.nudge("llama_server: listening on http://127.0.0.1:8080")
+        self.assertEqual(len(probes.pending), 2)
+        probes.pending[1].callback(False)
+        self.assertEqual(len(probes.starts), 10)
+        clock.advance(0.0003)
+        probes.pending[0].callback(False)
+        self.assertEqual(probes.starts[-1], clock.seconds())
+        self.successResultOf(loop.ready)
+
+    def test_failedProbeBesideAnother(self) -> None:
+        """
+        When one of two probes fails, the other decides what comes next:
+        no probe is scheduled until both are done.
+        """
+        clock = Clock()
+        probes = Probes(clock, [None, None, False])
+        loop = ProbeLoop(clock, probes)
+        loop.nudge("Application startup complete.")
+        probes.pending[0].callback(False)
+        clock.advance(0.05)
+        self.assertEqual(len(probes.starts), 2)
+        probes.pending[1].callback(False)
+        clock.advance(0.01)
+        self.assertAlmostEqual(probes.starts[-1], 0.06)
+        self.assertNoResult(loop.ready)
+        loop.cancel()
+        self.failureResultOf(loop.ready)
+
+    def test_announcesReadiness(self) -> None:
+        """
+        llama-server's and vLLM's readiness lines announce readiness; the
+        loading lines and the early "HTTP server is listening" do not.
+        """
+        for line in [
+            "0.00.009.665 I srv  llama_server: model loaded",
+            "0.00.009.697 I srv  llama_server: listening on http://127.0.0.1:23456",
+            "main: server is listening on http://127.0.0.1:8080 - starting the main loop",
+            "INFO:     Application startup complete.",
+        ]:
+            self.assertTrue(announcesReadiness(line), line)
+        for line in [
+            "0.00.004.244 I srv    load_model: loading model '/m.gguf'",
+            "main: HTTP server is listening, hostname: 127.0.0.1, port: 8080",
+            "",
+        ]:
+            self.assertFalse(announcesReadiness(line), line)
+
     def test_probeOnceRaises(self) -> None:
         """
         A probe function that raises counts as a failed probe.
@@ -354,3 +468,125 @@ class HTTPProberTests(SynchronousTestCase):
         while not again.ready.called:
             clock.advance(0.0005)
         self.assertLessEqual(clock.seconds() - start - 0.95, 0.0055)
+
+    def test_learnsAnnouncing(self) -> None:
+        """
+        An upstream whose readiness came with an announcing line is
+        trusted to print it again: its next watch sends no immediate first
+        probe and no dense probes (its line probes at once); one that
+        stays silent next time is still found by the back-off, and loses
+        the trust.
+        """
+        url = "http://127.0.0.1:1/health"
+        resource = Status(503)
+        clock = Clock()
+        prober = HTTPHealthProber(RequestTraversalAgent(resource), clock)
+        watch = prober.watch(url)
+        self.assertEqual(len(resource.paths), 1)
+        clock.advance(0.3)
+        resource.code = 200
+        watch.nudge("llama_server: model loaded")
+        self.successResultOf(watch.ready)
+        self.assertEqual(prober.announcing, {url})
+
+        resource.code = 503
+        resource.paths.clear()
+        again = prober.watch(url)
+        self.assertEqual(resource.paths, [])
+        clock.pump([0.001] * 300)
+        # The back-off only, from 10 ms on: 10, 25, 47.5, 81.25, 121.25 ...
+        # 281.25 ms (dense probing every 5 ms from 220 ms would add 16).
+        self.assertEqual(len(resource.paths), 9)
+        resource.code = 200
+        again.nudge("llama_server: listening on http://127.0.0.1:1")
+        self.successResultOf(again.ready)
+
+        resource.code = 503
+        silent = prober.watch(url)
+        clock.advance(0.1)
+        resource.code = 200
+        clock.pump([0.01] * 5)
+        self.successResultOf(silent.ready)
+        self.assertEqual(prober.announcing, set())
+
+    def test_announcingIgnoresOtherLines(self) -> None:
+        """
+        A watch of an upstream trusted to announce its readiness is not
+        nudged by other lines (loading chatter); an announcing line still
+        probes at once.
+        """
+        clock = Clock()
+        probes = Probes(clock, [False, True])
+        loop = ProbeLoop(clock, probes, announces=True)
+        self.assertEqual(probes.starts, [])
+        clock.advance(0.001)
+        loop.nudge("load_tensors: loading model tensors")
+        self.assertEqual(probes.starts, [])
+        clock.advance(0.0095)
+        self.assertEqual(len(probes.starts), 1)
+        loop.nudge("print_info: file type = F32")
+        self.assertEqual(len(probes.starts), 1)
+        loop.nudge("llama_server: model loaded")
+        self.assertEqual(len(probes.starts), 2)
+        self.successResultOf(loop.ready)
+
+    def test_readyBeforeCancellingOther(self) -> None:
+        """
+        When one of two probes succeeds, C{ready} fires before the other
+        probe is cancelled (aborting its connection is off the critical
+        path).
+        """
+        clock = Clock()
+        probes = Probes(clock, [None, None])
+        loop = ProbeLoop(clock, probes)
+        loop.nudge("model loaded")
+        otherCalledAtReady: list[bool] = []
+        loop.ready.addCallback(lambda _: otherCalledAtReady.append(probes.pending[0].called))
+        probes.pending[1].callback(True)
+        self.assertEqual(otherCalledAtReady, [False])
+        self.assertTrue(probes.pending[0].called)
+
+    def test_earlyAnnouncementEarnsNoTrust(self) -> None:
+        """
+        A server that prints an announcing line before it is ready (its
+        probe answers 503) and becomes ready silently is not trusted to
+        announce: its next watch keeps the immediate first probe.
+        """
+        url = "http://127.0.0.1:1/health"
+        resource = Status(503)
+        clock = Clock()
+        prober = HTTPHealthProber(RequestTraversalAgent(resource), clock)
+        watch = prober.watch(url)
+        clock.advance(0.05)
+        watch.nudge("HTTP server listening on port 1")
+        clock.advance(0.05)
+        resource.code = 200
+        clock.pump([0.01] * 5)
+        self.successResultOf(watch.ready)
+        self.assertEqual(prober.announcing, set())
+        resource.paths.clear()
+        again = prober.watch(url)
+        self.assertEqual(len(resource.paths), 1)
+        self.successResultOf(again.ready)
+
+    def test_announcedWhicheverProbeAnswers(self) -> None:
+        """
+        An announcing line counts even when the probe in flight before it
+        is the one that finds the server ready; not when the line's own
+        probe found it not ready.
+        """
+        clock = Clock()
+        probes = Probes(clock, [None, None])
+        loop = ProbeLoop(clock, probes)
+        loop.nudge("llama_server: model loaded")
+        probes.pending[0].callback(True)
+        self.successResultOf(loop.ready)
+        self.assertTrue(loop.announced)
+
+        probes = Probes(clock, [None, False, True])
+        loop = ProbeLoop(clock, probes)
+        loop.nudge("Uvicorn: Application startup complete.")
+        probes.pending[0].callback(False)
+        clock.advance(0.05)
+        self.successResultOf(loop.ready)
+        self.assertFalse(loop.announced)

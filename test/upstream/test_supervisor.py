@@ -259,7 +259,8 @@ class ReadyTests(SupervisorTestCase):
     def test_outputLines(self) -> None:
         """
         Output lines go to observers as (model, stream, line), nudge the
-        health watch and are kept in C{lastLines}.
+        health watch (which is given the line, to probe at once on a
+        readiness line) and are kept in C{lastLines}.
         """
         supervisor = self.makeSupervisor()
         supervisor.ensureReady()
@@ -275,7 +276,9 @@ class ReadyTests(SupervisorTestCase):
                 ("m1", "stderr", "warning: x"),
             ],
         )
-        self.assertEqual(self.prober.watches[0].nudges, 3)
+        self.assertEqual(
+            self.prober.watches[0].lines, ["loading model", "half a line", "warning: x"]
+        )
         self.assertEqual(supervisor.lastLines, ("loading model", "half a line", "warning: x"))
 
     def test_probeEchoDoesNotNudge(self) -> None:
