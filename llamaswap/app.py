@@ -12,7 +12,6 @@ from typing import Any, Mapping
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
-from twisted.web.client import HTTPConnectionPool
 from twisted.web.server import Site
 
 from . import __version__
@@ -44,10 +43,11 @@ from .upstream.registry import Upstreams
 from .upstream.spec import UpstreamSpec
 from .upstream.standby import StandbyLaunchers
 from .upstream.supervisor import Supervisor
-from .web.client import UpstreamAgent, idleConnectionLimit
+from .web.client import UpstreamAgent, UpstreamEndpoints, idleConnectionLimit
 from .web.forward import Forwarder
 from .web.peers import PeerRouter
 from .web.site import WebParts, buildSite
+from .web.statusagent import StatusAgent
 from .web.tunnel import Tunneler
 
 
@@ -151,8 +151,7 @@ class LlamaSwap(MultiService):
         )
         self.forwarder = Forwarder(self.upstreamAgent, reactor)
         self.peerRouter = PeerRouter(config, self.upstreamAgent, reactor)
-        self._probePool = HTTPConnectionPool(reactor, persistent=False)
-        self._probeAgent = UpstreamAgent(reactor, self._probePool, connectTimeout=5.0)
+        self._probeAgent = StatusAgent(UpstreamEndpoints(reactor, 5.0).endpointForURI)
         self._environ = upstreamEnviron
         self.launchers = StandbyLaunchers(reactor, reactor)
         self.launchers.setServiceParent(self)
@@ -434,7 +433,6 @@ class LlamaSwap(MultiService):
             return DeferredList(
                 [
                     self.upstreamAgent.closeCachedConnections(),
-                    self._probePool.closeCachedConnections(),
                     children,
                 ],
                 consumeErrors=True,
