@@ -66,7 +66,7 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from ..compat import connectionHeaders, isClientBufferFull, isDisconnected
-from ..delayed import cancelCall
+from ..delayed import Deadline, cancelCall
 from ..httperrors import (
     HTTPError,
     UpstreamTimeout,
@@ -322,7 +322,7 @@ class _Relay(RelayCore, Protocol):
         self._taps = list(taps)
         self._upstream = None
         self._idleTimeout = idleTimeout or None
-        self._idleTimer: IDelayedCall | None = None
+        self._idleDeadline: Deadline | None = None
         self._idled = False
         self._deferRefused = deferRefused
 
@@ -365,20 +365,23 @@ class _Relay(RelayCore, Protocol):
     def _touch(self) -> None:
         """
         The upstream just sent something (or may now): restart the idle
-        countdown.
+        countdown (a L{Deadline}: per chunk, only a time is recorded).
         """
         if self._idleTimeout is None or self._finished or self._paused:
             return
-        if self._idleTimer is not None and self._idleTimer.active():
-            self._idleTimer.reset(self._idleTimeout)
-        else:
-            self._idleTimer = self._clock.callLater(self._idleTimeout, self._idle)
+        deadline = self._idleDeadline
+        if deadline is None:
+            deadline = self._idleDeadline = Deadline(self._clock, self._idle)
+        deadline.start(self._idleTimeout)
 
     def _stopIdle(self) -> None:
-        self._idleTimer = cancelCall(self._idleTimer)
+        if self._idleDeadline is not None:
+            if self._finished:
+                self._idleDeadline.close()
+            else:
+                self._idleDeadline.stop()
 
     def _idle(self) -> None:
-        self._idleTimer = None
         if self._finished or self._clientGone is not None:
             return
         self._idled = True
