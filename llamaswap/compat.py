@@ -14,7 +14,7 @@ from typing import Any, Callable, Hashable
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.logger import LogPublisher
+from twisted.logger import FileLogObserver, LogPublisher
 from twisted.python.failure import Failure
 from twisted.web._newclient import _ensureValidURI
 from twisted.web.client import (
@@ -247,10 +247,39 @@ def logObservers(publisher: LogPublisher) -> list[Any] | None:
     return observers if isinstance(observers, list) else None
 
 
+def classicTextFile(observer: object) -> tuple[Any, str | None] | None:
+    """
+    The file and time format of a L{textFileLogObserver} (what twistd logs
+    to), or L{None} for any other observer.  Its lines are
+    C{<time> [<system>] <text>}; a writer that knows this can write an
+    already formatted line the same way without Twisted's per-event
+    formatting (a format string, a time zone lookup and C{strftime}).
+    The time format lives only in the formatting closure's cell.
+    """
+    if not isinstance(observer, FileLogObserver):
+        return None
+    formatEvent = observer.formatEvent
+    if getattr(formatEvent, "__qualname__", "") != "textFileLogObserver.<locals>.formatEvent":
+        return None
+    code = getattr(formatEvent, "__code__", None)
+    cells = getattr(formatEvent, "__closure__", None) or ()
+    if code is None or code.co_freevars != ("timeFormat",) or len(cells) != 1:
+        return None
+    timeFormat = cells[0].cell_contents
+    if timeFormat is not None and not isinstance(timeFormat, str):
+        return None
+    outFile = getattr(observer, "_outFile", None)
+    if outFile is None or getattr(observer, "_encoding", "") is not None:
+        # Only text files (twistd's stdout and log files are).
+        return None
+    return outFile, timeFormat
+
+
 __all__ = [
     "ParsedOnceAgent",
     "RetryPolicy",
     "chunkedDecoder",
+    "classicTextFile",
     "connectionHeaders",
     "identityDecoder",
     "isClientBufferFull",

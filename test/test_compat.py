@@ -7,6 +7,7 @@ transports.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -15,7 +16,12 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import LogPublisher
+from twisted.logger import (
+    FileLogObserver,
+    LogPublisher,
+    textFileLogObserver,
+    timeFormatRFC3339,
+)
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web._newclient import HTTP11ClientProtocol
@@ -33,6 +39,7 @@ from zope.interface import implementer
 from llamaswap.compat import (
     ParsedOnceAgent,
     chunkedDecoder,
+    classicTextFile,
     connectionHeaders,
     identityDecoder,
     isClientBufferFull,
@@ -383,3 +390,24 @@ class LogObserversTests(SynchronousTestCase):
         publisher({"log_format": "x"})
         self.assertEqual((len(first), len(second)), (0, 1))
         self.assertIsNone(logObservers(object()))  # type: ignore[arg-type]
+
+
+class ClassicTextFileTests(SynchronousTestCase):
+    def test_textFileLogObserver(self) -> None:
+        """
+        A L{textFileLogObserver} (what twistd logs to) gives its file and
+        time format, read from its formatting closure.
+        """
+        out = io.StringIO()
+        self.assertEqual(classicTextFile(textFileLogObserver(out)), (out, timeFormatRFC3339))
+        self.assertEqual(classicTextFile(textFileLogObserver(out, "%H")), (out, "%H"))
+        self.assertEqual(classicTextFile(textFileLogObserver(out, None)), (out, None))
+
+    def test_others(self) -> None:
+        """
+        Any other observer, a file observer with another format or one
+        writing bytes, gives L{None}.
+        """
+        self.assertIsNone(classicTextFile([].append))
+        self.assertIsNone(classicTextFile(FileLogObserver(io.StringIO(), lambda e: "x")))
+        self.assertIsNone(classicTextFile(textFileLogObserver(io.BytesIO())))

@@ -263,6 +263,10 @@ class RequestTrack:
             self.reader.dataReceived(data)
         if self._timer is not None or self._done:
             return
+        if not self._tracker._listening():
+            # Nothing would be published; whoever subscribes gets the
+            # current count in the snapshot.
+            return
         now = self._clock.seconds()
         if self._lastEmit is None or now - self._lastEmit >= THROTTLE:
             self._emitBytes()
