@@ -247,6 +247,17 @@ def logObservers(publisher: LogPublisher) -> list[Any] | None:
     return observers if isinstance(observers, list) else None
 
 
+def rawHeaderDict(headers: Headers) -> dict[bytes, list[bytes]] | None:
+    """
+    C{headers}' own name-to-values dict (names in canonical case, values
+    checked), or L{None} if it has none.  Copying a header from another
+    L{Headers} into it needs neither C{setRawHeaders}' name canonicalising
+    nor its per-value check: both were done when the source got them.
+    """
+    raw = getattr(headers, "_rawHeaders", None)
+    return raw if isinstance(raw, dict) else None
+
+
 def classicTextFile(observer: object) -> tuple[Any, str | None] | None:
     """
     The file and time format of a L{textFileLogObserver} (what twistd logs
@@ -286,6 +297,7 @@ __all__ = [
     "isDisconnected",
     "logObservers",
     "newPoolConnection",
+    "rawHeaderDict",
     "popIdleConnection",
     "retryingConnection",
     "takeReadBuffer",

@@ -47,6 +47,7 @@ from llamaswap.compat import (
     logObservers,
     newPoolConnection,
     popIdleConnection,
+    rawHeaderDict,
     retryingConnection,
     takeReadBuffer,
 )
@@ -411,3 +412,22 @@ class ClassicTextFileTests(SynchronousTestCase):
         self.assertIsNone(classicTextFile([].append))
         self.assertIsNone(classicTextFile(FileLogObserver(io.StringIO(), lambda e: "x")))
         self.assertIsNone(classicTextFile(textFileLogObserver(io.BytesIO())))
+
+
+class RawHeaderDictTests(SynchronousTestCase):
+    def test_liveDict(self) -> None:
+        """
+        The dict is the headers' own: keyed by canonical names, and a name
+        and values copied from another L{Headers} read back as if set.
+        """
+        source = Headers({b"x-custom-thing": [b"a", b"b"], "content-type": ["text/plain"]})
+        into = Headers({b"Content-Type": [b"application/json"]})
+        raw = rawHeaderDict(into)
+        assert raw is not None
+        self.assertEqual(raw, {b"Content-Type": [b"application/json"]})
+        for name, values in source.getAllRawHeaders():
+            raw[name] = list(values)
+        self.assertEqual(into.getRawHeaders(b"x-custom-thing"), [b"a", b"b"])
+        self.assertEqual(into.getRawHeaders("Content-Type"), ["text/plain"])
+        self.assertEqual(into, source)
+        self.assertIsNone(rawHeaderDict(object()))  # type: ignore[arg-type]
