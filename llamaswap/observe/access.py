@@ -30,6 +30,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.web.server import Request
 
 from ..compat import isDisconnected
+from ..finish import whenFinished
 from .logformat import LINE_FORMAT, goDuration
 
 #: The status of a request whose client left before it was answered
@@ -166,7 +167,7 @@ class AccessLog:
         def finished(_: object) -> None:
             logAccess(accessFields(request, self._clock.seconds() - started))
 
-        request.notifyFinish().addBoth(finished)
+        whenFinished(request, finished)
 
 
 __all__ = [

@@ -38,6 +38,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from ..compat import isDisconnected
+from ..finish import whenFinished
 from ..httperrors import HTTPError, connectionError
 from .access import CLIENT_CLOSED, clientAddress
 from .activity import (
@@ -590,7 +591,7 @@ class Tracker:
             track.metadata[KEY_NAME] = keyName
         self.inflight[track.id] = track
         self._upsert(track)
-        request.notifyFinish().addBoth(track.requestEnded)
+        whenFinished(request, track.requestEnded)
         return track
 
     def snapshot(self) -> dict[str, Any]:

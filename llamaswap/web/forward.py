@@ -67,6 +67,7 @@ from zope.interface import implementer
 
 from ..compat import connectionHeaders, isClientBufferFull, isDisconnected
 from ..delayed import Deadline, cancelCall
+from ..finish import whenLost
 from ..httperrors import (
     HTTPError,
     UpstreamTimeout,
@@ -252,7 +253,7 @@ class RelayCore:
         if isDisconnected(request) or request.finished:
             self._end(CLIENT_GONE, Failure(ConnectionLost("client already gone")))
             return False
-        request.notifyFinish().addErrback(onLostClient)
+        whenLost(request, onLostClient)
         if self._headerTimeout is not None:
             self._timer = self._clock.callLater(self._headerTimeout, self._timeout)
         return True
