@@ -57,11 +57,26 @@ def _text(value: bytes | str | None) -> str:
     return value.decode("utf-8", "replace")
 
 
+#: The request attribute remembering its L{clientAddress} (the access log
+#: and the request tracker both ask).
+_CLIENT = "_llamaswapClient"
+
+
 def clientAddress(request: Any) -> str:
     """
     Who made C{request}: the first C{X-Forwarded-For} entry, else
     C{X-Real-IP}, else the peer's host.
     """
+    attributes = getattr(request, "__dict__", None)
+    if attributes is None:
+        return _clientAddress(request)
+    known = attributes.get(_CLIENT)
+    if known is None:
+        known = attributes[_CLIENT] = _clientAddress(request)
+    return known
+
+
+def _clientAddress(request: Any) -> str:
     forwarded = request.getHeader(b"x-forwarded-for")
     if forwarded:
         first = _text(forwarded).split(",")[0].strip()

@@ -81,3 +81,28 @@ class LogAccessTests(SynchronousTestCase):
             formatEvent(event),
             'Request 127.0.0.1 "GET /v1/models HTTP/1.1" 200 12 "ua" 1.5ms',
         )
+
+
+class ClientAddressTests(SynchronousTestCase):
+    def test_workedOutOnce(self) -> None:
+        """
+        A request's client is worked out once, however many ask (the access
+        log and the request tracker).
+        """
+        from twisted.web.test.requesthelper import DummyRequest
+
+        from llamaswap.observe import access
+
+        calls: list[object] = []
+        original = access._clientAddress
+
+        def counting(request: object) -> str:
+            calls.append(request)
+            return original(request)
+
+        self.patch(access, "_clientAddress", counting)
+        request = DummyRequest([b""])
+        request.requestHeaders.setRawHeaders(b"x-forwarded-for", [b"10.0.0.7, 10.0.0.1"])
+        self.assertEqual(access.clientAddress(request), "10.0.0.7")
+        self.assertEqual(access.clientAddress(request), "10.0.0.7")
+        self.assertEqual(len(calls), 1)
