@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Hashable
 
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import FileLogObserver, LogPublisher
@@ -258,6 +259,31 @@ def rawHeaderDict(headers: Headers) -> dict[bytes, list[bytes]] | None:
     return raw if isinstance(raw, dict) else None
 
 
+def sendNow(transport: object) -> None:
+    """
+    Send what C{transport} has buffered now rather than when the reactor
+    next polls, so that the bytes of a response leave before the work that
+    follows them in the same reactor turn (access log, activity row,
+    metrics...).  Only for a plain socket transport that is open and not
+    closing; anything else is left to the reactor.
+
+    A transport buffers writes and sends them when the reactor finds its
+    socket writable; C{doWrite} is that step.  With the closing states
+    excluded it returns L{None} or a send error, and after an error the
+    socket is still registered for writing, so the reactor meets the error
+    again on its own and closes the connection as usual.
+    """
+    if not isinstance(transport, FileDescriptor):
+        return
+    if not transport.connected or transport.disconnecting:
+        return
+    if getattr(transport, "_writeDisconnecting", True):
+        return
+    if not getattr(transport, "_tempDataLen", 0) and not transport.dataBuffer:
+        return
+    transport.doWrite()
+
+
 def classicTextFile(observer: object) -> tuple[Any, str | None] | None:
     """
     The file and time format of a L{textFileLogObserver} (what twistd logs
@@ -298,6 +324,7 @@ __all__ = [
     "logObservers",
     "newPoolConnection",
     "rawHeaderDict",
+    "sendNow",
     "popIdleConnection",
     "retryingConnection",
     "takeReadBuffer",

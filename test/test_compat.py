@@ -10,12 +10,13 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
 from twisted.logger import (
     FileLogObserver,
     LogPublisher,
@@ -49,6 +50,7 @@ from llamaswap.compat import (
     popIdleConnection,
     rawHeaderDict,
     retryingConnection,
+    sendNow,
     takeReadBuffer,
 )
 
@@ -431,3 +433,73 @@ class RawHeaderDictTests(SynchronousTestCase):
         self.assertEqual(into.getRawHeaders("Content-Type"), ["text/plain"])
         self.assertEqual(into, source)
         self.assertIsNone(rawHeaderDict(object()))  # type: ignore[arg-type]
+
+
+class _Socket(FileDescriptor):
+    """
+    A descriptor whose sends succeed (or fail with C{error}) at once.
+    """
+
+    def __init__(self, reactor: MemoryReactor) -> None:
+        super().__init__(reactor)
+        self.connected = 1
+        self.sent: list[bytes] = []
+        self.error: Exception | None = None
+
+    def writeSomeData(self, data: bytes) -> int | BaseException:
+        if self.error is not None:
+            return self.error
+        self.sent.append(bytes(data))
+        return len(data)
+
+
+class SendNowTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = MemoryReactor()
+        self.socket = _Socket(self.reactor)
+
+    def test_sends(self) -> None:
+        """
+        Buffered writes are sent at once, and the reactor no longer waits
+        to write them.
+        """
+        self.socket.write(b"head")
+        self.socket.write(b"body")
+        self.assertIn(self.socket, self.reactor.getWriters())
+        sendNow(self.socket)
+        self.assertEqual(self.socket.sent, [b"headbody"])
+        self.assertNotIn(self.socket, self.reactor.getWriters())
+        sendNow(self.socket)  # nothing buffered: nothing to do
+        self.assertEqual(self.socket.sent, [b"headbody"])
+
+    def test_closing(self) -> None:
+        """
+        A transport that is closing is left to the reactor, which closes it
+        once its data is out.
+        """
+        self.socket.write(b"bye")
+        self.socket.loseConnection()
+        sendNow(self.socket)
+        self.assertEqual(self.socket.sent, [])
+        self.assertIn(self.socket, self.reactor.getWriters())
+
+    def test_sendError(self) -> None:
+        """
+        A send error leaves the socket registered for writing: the reactor
+        meets the error again and closes the connection as usual.
+        """
+        self.socket.error = ConnectionDone()
+        self.socket.write(b"data")
+        sendNow(self.socket)
+        self.assertIn(self.socket, self.reactor.getWriters())
+
+    def test_otherTransports(self) -> None:
+        """
+        Anything but a socket descriptor (TLS, a test transport) is left
+        alone.
+        """
+        transport = StringTransport()
+        transport.write(b"x")
+        sendNow(transport)
+        sendNow(None)
+        self.assertEqual(transport.value(), b"x")

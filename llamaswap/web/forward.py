@@ -65,7 +65,7 @@ from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from ..compat import connectionHeaders, isClientBufferFull, isDisconnected
+from ..compat import connectionHeaders, isClientBufferFull, isDisconnected, sendNow
 from ..delayed import Deadline, cancelCall
 from ..finish import whenLost
 from ..httperrors import (
@@ -497,11 +497,16 @@ class _Relay(RelayCore, Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self._touch()
-        if self._firstByteAt is None:
+        first = self._firstByteAt is None
+        if first:
             self._firstByteAt = self._clock.seconds()
         self._bodyBytes += len(data)
         if self._clientGone is None and not self._finished:
             self._request.write(data)
+            if first:
+                # The first byte (a stream's first token) leaves before the
+                # taps read it.
+                self._sendNow()
         for tap in tuple(self._taps):
             self._callTap(tap, "dataReceived", data)
 
@@ -521,6 +526,10 @@ class _Relay(RelayCore, Protocol):
         except Exception:
             pass
         if complete:
+            # The reply's bytes leave before the bookkeeping that follows
+            # (request-end watchers, taps, the lease's release); a chunked
+            # reply's last chunk is written by finish() and follows them.
+            self._sendNow()
             request.finish()
             self._end(COMPLETE, None)
             return
@@ -539,6 +548,9 @@ class _Relay(RelayCore, Protocol):
         else:
             request.loseConnection()
         self._end(TRUNCATED, reason)
+
+    def _sendNow(self) -> None:
+        sendNow(getattr(getattr(self._request, "channel", None), "transport", None))
 
     # IPushProducer, driven by the client's HTTPChannel.
 
