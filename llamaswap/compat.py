@@ -231,6 +231,11 @@ class ParsedOnceAgent(Agent):
         result: Deferred[Any] = self._requestWithEndpoint(  # type: ignore[attr-defined]
             key, endpoint, method, parsedURI, headers, bodyProducer, path
         )
+        # A request written on an idle pooled connection (synchronously,
+        # above) can leave now; see UpstreamPool.sendIssued.
+        sendIssued = getattr(self._pool, "sendIssued", None)
+        if sendIssued is not None:
+            sendIssued()
         return result
 
 
