@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Hashable
 
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.logger import LogPublisher
+from twisted.logger import FileLogObserver, LogPublisher
 from twisted.python.failure import Failure
 from twisted.web._newclient import _ensureValidURI
 from twisted.web.client import (
@@ -231,6 +232,11 @@ class ParsedOnceAgent(Agent):
         result: Deferred[Any] = self._requestWithEndpoint(  # type: ignore[attr-defined]
             key, endpoint, method, parsedURI, headers, bodyProducer, path
         )
+        # A request written on an idle pooled connection (synchronously,
+        # above) can leave now; see UpstreamPool.sendIssued.
+        sendIssued = getattr(self._pool, "sendIssued", None)
+        if sendIssued is not None:
+            sendIssued()
         return result
 
 
@@ -248,16 +254,83 @@ def logObservers(publisher: LogPublisher) -> list[Any] | None:
     return observers if isinstance(observers, list) else None
 
 
+def rawHeaderDict(headers: Headers) -> dict[bytes, list[bytes]] | None:
+    """
+    C{headers}' own name-to-values dict (names in canonical case, values
+    checked), or L{None} if it has none.  Copying a header from another
+    L{Headers} into it needs neither C{setRawHeaders}' name canonicalising
+    nor its per-value check: both were done when the source got them.
+    """
+    raw = getattr(headers, "_rawHeaders", None)
+    return raw if isinstance(raw, dict) else None
+
+
+def sendNow(transport: object) -> None:
+    """
+    Send what C{transport} has buffered now rather than when the reactor
+    next polls, so that the bytes of a response leave before the work that
+    follows them in the same reactor turn (access log, activity row,
+    metrics...).  Only for a plain socket transport that is open and not
+    closing; anything else is left to the reactor.
+
+    A transport buffers writes and sends them when the reactor finds its
+    socket writable; C{doWrite} is that step.  With the closing states
+    excluded it returns L{None} or a send error, and after an error the
+    socket is still registered for writing, so the reactor meets the error
+    again on its own and closes the connection as usual.
+    """
+    if not isinstance(transport, FileDescriptor):
+        return
+    if not transport.connected or transport.disconnecting:
+        return
+    if getattr(transport, "_writeDisconnecting", True):
+        return
+    if not getattr(transport, "_tempDataLen", 0) and not transport.dataBuffer:
+        return
+    transport.doWrite()
+
+
+def classicTextFile(observer: object) -> tuple[Any, str | None] | None:
+    """
+    The file and time format of a L{textFileLogObserver} (what twistd logs
+    to), or L{None} for any other observer.  Its lines are
+    C{<time> [<system>] <text>}; a writer that knows this can write an
+    already formatted line the same way without Twisted's per-event
+    formatting (a format string, a time zone lookup and C{strftime}).
+    The time format lives only in the formatting closure's cell.
+    """
+    if not isinstance(observer, FileLogObserver):
+        return None
+    formatEvent = observer.formatEvent
+    if getattr(formatEvent, "__qualname__", "") != "textFileLogObserver.<locals>.formatEvent":
+        return None
+    code = getattr(formatEvent, "__code__", None)
+    cells = getattr(formatEvent, "__closure__", None) or ()
+    if code is None or code.co_freevars != ("timeFormat",) or len(cells) != 1:
+        return None
+    timeFormat = cells[0].cell_contents
+    if timeFormat is not None and not isinstance(timeFormat, str):
+        return None
+    outFile = getattr(observer, "_outFile", None)
+    if outFile is None or getattr(observer, "_encoding", "") is not None:
+        # Only text files (twistd's stdout and log files are).
+        return None
+    return outFile, timeFormat
+
+
 __all__ = [
     "ParsedOnceAgent",
     "RetryPolicy",
     "chunkedDecoder",
+    "classicTextFile",
     "connectionHeaders",
     "identityDecoder",
     "isClientBufferFull",
     "isDisconnected",
     "logObservers",
     "newPoolConnection",
+    "rawHeaderDict",
+    "sendNow",
     "popIdleConnection",
     "retryingConnection",
     "takeReadBuffer",

@@ -20,12 +20,15 @@ lost.  L{RequestTracker.drain}:
 from __future__ import annotations
 
 import weakref
+from functools import partial
 from typing import Any, Callable
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.web.server import Site
+
+from .finish import whenFinished
 
 _LONG_LIVED = "_llamaswapLongLived"
 
@@ -106,7 +109,7 @@ class RequestTracker:
                 self._channels.add(channel)
             if self.draining:
                 self._closeAfterResponse(channel, request)
-        request.notifyFinish().addBoth(self._finished, request)
+        whenFinished(request, partial(self._finished, request=request))
 
     def _finished(self, result: object, request: Any) -> None:
         channel = self._requests.pop(request, None)

@@ -7,17 +7,24 @@ transports.
 
 from __future__ import annotations
 
+import io
 import os
 import select
 from typing import Any
 
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.internet.task import Clock, deferLater
-from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import LogPublisher
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
+from twisted.logger import (
+    FileLogObserver,
+    LogPublisher,
+    textFileLogObserver,
+    timeFormatRFC3339,
+)
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web._newclient import HTTP11ClientProtocol
@@ -35,6 +42,7 @@ from zope.interface import implementer
 from llamaswap.compat import (
     ParsedOnceAgent,
     chunkedDecoder,
+    classicTextFile,
     connectionHeaders,
     identityDecoder,
     isClientBufferFull,
@@ -42,8 +50,10 @@ from llamaswap.compat import (
     logObservers,
     newPoolConnection,
     popIdleConnection,
+    rawHeaderDict,
     readPendingOutput,
     retryingConnection,
+    sendNow,
     takeReadBuffer,
 )
 
@@ -432,3 +442,113 @@ class ReadPendingOutputTests(TestCase):
         transport.closeStdin()
         await protocol.ended
         self.assertEqual(protocol.received, b"")
+
+
+class ClassicTextFileTests(SynchronousTestCase):
+    def test_textFileLogObserver(self) -> None:
+        """
+        A L{textFileLogObserver} (what twistd logs to) gives its file and
+        time format, read from its formatting closure.
+        """
+        out = io.StringIO()
+        self.assertEqual(classicTextFile(textFileLogObserver(out)), (out, timeFormatRFC3339))
+        self.assertEqual(classicTextFile(textFileLogObserver(out, "%H")), (out, "%H"))
+        self.assertEqual(classicTextFile(textFileLogObserver(out, None)), (out, None))
+
+    def test_others(self) -> None:
+        """
+        Any other observer, a file observer with another format or one
+        writing bytes, gives L{None}.
+        """
+        self.assertIsNone(classicTextFile([].append))
+        self.assertIsNone(classicTextFile(FileLogObserver(io.StringIO(), lambda e: "x")))
+        self.assertIsNone(classicTextFile(textFileLogObserver(io.BytesIO())))
+
+
+class RawHeaderDictTests(SynchronousTestCase):
+    def test_liveDict(self) -> None:
+        """
+        The dict is the headers' own: keyed by canonical names, and a name
+        and values copied from another L{Headers} read back as if set.
+        """
+        source = Headers({b"x-custom-thing": [b"a", b"b"], "content-type": ["text/plain"]})
+        into = Headers({b"Content-Type": [b"application/json"]})
+        raw = rawHeaderDict(into)
+        assert raw is not None
+        self.assertEqual(raw, {b"Content-Type": [b"application/json"]})
+        for name, values in source.getAllRawHeaders():
+            raw[name] = list(values)
+        self.assertEqual(into.getRawHeaders(b"x-custom-thing"), [b"a", b"b"])
+        self.assertEqual(into.getRawHeaders("Content-Type"), ["text/plain"])
+        self.assertEqual(into, source)
+        self.assertIsNone(rawHeaderDict(object()))  # type: ignore[arg-type]
+
+
+class _Socket(FileDescriptor):
+    """
+    A descriptor whose sends succeed (or fail with C{error}) at once.
+    """
+
+    def __init__(self, reactor: MemoryReactor) -> None:
+        super().__init__(reactor)
+        self.connected = 1
+        self.sent: list[bytes] = []
+        self.error: Exception | None = None
+
+    def writeSomeData(self, data: bytes) -> int | BaseException:
+        if self.error is not None:
+            return self.error
+        self.sent.append(bytes(data))
+        return len(data)
+
+
+class SendNowTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = MemoryReactor()
+        self.socket = _Socket(self.reactor)
+
+    def test_sends(self) -> None:
+        """
+        Buffered writes are sent at once, and the reactor no longer waits
+        to write them.
+        """
+        self.socket.write(b"head")
+        self.socket.write(b"body")
+        self.assertIn(self.socket, self.reactor.getWriters())
+        sendNow(self.socket)
+        self.assertEqual(self.socket.sent, [b"headbody"])
+        self.assertNotIn(self.socket, self.reactor.getWriters())
+        sendNow(self.socket)  # nothing buffered: nothing to do
+        self.assertEqual(self.socket.sent, [b"headbody"])
+
+    def test_closing(self) -> None:
+        """
+        A transport that is closing is left to the reactor, which closes it
+        once its data is out.
+        """
+        self.socket.write(b"bye")
+        self.socket.loseConnection()
+        sendNow(self.socket)
+        self.assertEqual(self.socket.sent, [])
+        self.assertIn(self.socket, self.reactor.getWriters())
+
+    def test_sendError(self) -> None:
+        """
+        A send error leaves the socket registered for writing: the reactor
+        meets the error again and closes the connection as usual.
+        """
+        self.socket.error = ConnectionDone()
+        self.socket.write(b"data")
+        sendNow(self.socket)
+        self.assertIn(self.socket, self.reactor.getWriters())
+
+    def test_otherTransports(self) -> None:
+        """
+        Anything but a socket descriptor (TLS, a test transport) is left
+        alone.
+        """
+        transport = StringTransport()
+        transport.write(b"x")
+        sendNow(transport)
+        sendNow(None)
+        self.assertEqual(transport.value(), b"x")

@@ -22,14 +22,16 @@ and costs more than the rest of the line's work).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.web.server import Request
 
 from ..compat import isDisconnected
-from .logformat import goDuration
+from ..finish import whenFinished
+from .logformat import LINE_FORMAT, goDuration
 
 #: The status of a request whose client left before it was answered
 #: (nginx's convention, as llama-swap and the activity log use).
@@ -45,8 +47,6 @@ accessLogger = Logger(namespace="llamaswap.access")
 ACCESS_FORMAT = (
     'Request {client} "{method} {path} {proto}" {status} {bytes} "{userAgent}" {duration}'
 )
-#: The C{log_format} of access events: their L{AccessLine}.
-LINE_FORMAT = "{line}"
 
 
 def _text(value: bytes | str | None) -> str:
@@ -57,11 +57,26 @@ def _text(value: bytes | str | None) -> str:
     return value.decode("utf-8", "replace")
 
 
+#: The request attribute remembering its L{clientAddress} (the access log
+#: and the request tracker both ask).
+_CLIENT = "_llamaswapClient"
+
+
 def clientAddress(request: Any) -> str:
     """
     Who made C{request}: the first C{X-Forwarded-For} entry, else
     C{X-Real-IP}, else the peer's host.
     """
+    attributes = getattr(request, "__dict__", None)
+    if attributes is None:
+        return _clientAddress(request)
+    known = attributes.get(_CLIENT)
+    if known is None:
+        known = attributes[_CLIENT] = _clientAddress(request)
+    return known
+
+
+def _clientAddress(request: Any) -> str:
     forwarded = request.getHeader(b"x-forwarded-for")
     if forwarded:
         first = _text(forwarded).split(",")[0].strip()
@@ -131,6 +146,23 @@ class AccessLine:
         return repr(str(self))
 
 
+def logAccess(fields: dict[str, Any]) -> None:
+    """
+    Log an access line with C{fields}: the event C{accessLogger.info}
+    would emit, built directly (L{Logger.emit} first checks the level by
+    sorting every L{LogLevel}, once per request here).
+    """
+    event = dict(fields)
+    event["line"] = AccessLine(fields)
+    event["log_logger"] = accessLogger
+    event["log_level"] = LogLevel.info
+    event["log_namespace"] = accessLogger.namespace
+    event["log_source"] = None
+    event["log_format"] = LINE_FORMAT
+    event["log_time"] = time.time()
+    accessLogger.observer(event)
+
+
 class AccessLog:
     """
     Logs each request once, when its response ends or its client goes.
@@ -148,10 +180,9 @@ class AccessLog:
         started = self._clock.seconds()
 
         def finished(_: object) -> None:
-            fields = accessFields(request, self._clock.seconds() - started)
-            accessLogger.info(LINE_FORMAT, line=AccessLine(fields), **fields)
+            logAccess(accessFields(request, self._clock.seconds() - started))
 
-        request.notifyFinish().addBoth(finished)
+        whenFinished(request, finished)
 
 
 __all__ = [
@@ -164,4 +195,5 @@ __all__ = [
     "accessFields",
     "clientAddress",
     "isLogged",
+    "logAccess",
 ]

@@ -413,8 +413,6 @@ class ActivityLog:
         @return: fires with the record, its C{id} set; never fails (a
             store error is logged).
         """
-        from .store import StoreClosed  # (the store module imports this one)
-
         d = self.store.insert(record)
 
         def stored(id: int) -> ActivityRecord:
@@ -425,6 +423,8 @@ class ActivityLog:
             return record
 
         def failed(failure: Any) -> ActivityRecord:
+            from .store import StoreClosed  # (the store module imports this one)
+
             if failure.check(StoreClosed):
                 log.info("activity row of {path} not stored: shutting down",
                          path=record.reqPath)

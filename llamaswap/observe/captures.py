@@ -16,7 +16,7 @@ import re
 from collections import OrderedDict
 from typing import Any, Iterable
 
-from attrs import evolve, frozen
+from attrs import frozen
 
 from .. import safejson
 
@@ -208,7 +208,11 @@ class Capture:
         return size
 
     def withID(self, id: int) -> Capture:
-        return evolve(self, id=id)
+        # The constructor, not attrs.evolve (which walks the fields by
+        # name): once per stored request.
+        return Capture(
+            id, self.reqPath, self.reqHeaders, self.reqBody, self.respHeaders, self.respBody
+        )
 
     def toJSON(self) -> dict[str, Any]:
         """

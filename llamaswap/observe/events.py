@@ -33,6 +33,7 @@ from zope.interface import implementer
 from ..compat import isDisconnected
 from ..config.memory import memoryFields
 from ..config.model import Capabilities, Config
+from ..finish import whenFinished
 
 log = Logger()
 
@@ -220,7 +221,7 @@ class EventStream:
         request.setHeader(b"x-content-type-options", b"nosniff")
         request.setHeader(b"x-accel-buffering", b"no")
         request.registerProducer(self, True)
-        request.notifyFinish().addBoth(self._lost)
+        whenFinished(request, self._lost)
         request.write(b"")
         for event in initial:
             self.deliver(event)

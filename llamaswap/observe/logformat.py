@@ -159,12 +159,17 @@ def formatLine(
     return f"{prefix}[{name}] {message.rstrip(chr(10))}\n".encode("utf-8", "replace")
 
 
+#: The C{log_format} of events carrying a pre-rendered C{line} (the access
+#: log's), which every writer formats as just C{str(line)}.
+LINE_FORMAT = "{line}"
+
+
 def formatEventLine(event: dict, timeFormat: str = "", tz: tzinfo | None = None) -> bytes:
     """
     The log line for a Twisted log event: its formatted message (and a
     failure's traceback on the following lines).
     """
-    if event.get("log_format") == "{line}" and "line" in event and "log_failure" not in event:
+    if event.get("log_format") == LINE_FORMAT and "line" in event and "log_failure" not in event:
         # A pre-rendered line (the access log's): Twisted's formatter would
         # only call str() on it, through string.Formatter's slow path.
         text = str(event["line"])
@@ -217,6 +222,7 @@ def _fraction(value: int, digits: int) -> str:
 
 __all__ = [
     "LEVELS",
+    "LINE_FORMAT",
     "LEVEL_NAMES",
     "TIME_FORMATS",
     "formatEventLine",

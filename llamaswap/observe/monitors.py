@@ -36,12 +36,13 @@ from twisted.logger import (
     LogLevel,
     LogPublisher,
     PredicateResult,
+    formatTime,
     globalLogPublisher,
 )
 from zope.interface import implementer
 
-from ..compat import logObservers
-from .logformat import formatEventLine, parseLevel
+from ..compat import classicTextFile, logObservers
+from .logformat import LINE_FORMAT, formatEventLine, parseLevel
 from .logs import RING_BYTES, Monitor, closeAll
 
 #: Namespace of the log events that carry upstream output to stdout.
@@ -181,15 +182,81 @@ class StdoutGate:
         self._gated = []
 
 
+class ClassicLineWriter:
+    """
+    Writes pre-rendered log lines (events whose C{log_format} is
+    C{{line}}, like the access log's) to a twistd text log file exactly as
+    its L{textFileLogObserver} would, C{<time> [<namespace>#<level>]
+    <line>}, without Twisted's per-event formatting: the time stamp is
+    formatted once per second, the line was rendered once by its sender.
+    """
+
+    def __init__(self, outFile: Any, timeFormat: str | None) -> None:
+        self._outFile = outFile
+        self._timeFormat = timeFormat
+        # A stamp with sub-second fields cannot be reused.
+        self._reuse = timeFormat is not None and "%f" not in timeFormat
+        self._second: int | None = None
+        self._stamp = "-"
+
+    @staticmethod
+    def handles(event: dict) -> bool:
+        """
+        Whether C{event} is a pre-rendered line this writer can write.
+        """
+        return (
+            event.get("log_format") == LINE_FORMAT
+            and "line" in event
+            and "log_failure" not in event
+            and event.get("log_system") is None
+        )
+
+    def _timeStamp(self, when: float | None) -> str:
+        if when is None or self._timeFormat is None:
+            return "-"
+        if not self._reuse:
+            return formatTime(when, self._timeFormat)
+        second = int(when)
+        if second != self._second:
+            self._stamp = formatTime(second, self._timeFormat)
+            self._second = second
+        return self._stamp
+
+    def __call__(self, event: dict) -> None:
+        text = str(event["line"])
+        if not text:
+            return
+        level = event.get("log_level")
+        system = f"{event.get('log_namespace', '-')}#{'-' if level is None else level.name}"
+        line = f"{self._timeStamp(event.get('log_time'))} [{system}] {text}"
+        if "\n" in line:
+            line = line.replace("\n", "\n\t")
+        self._outFile.write(line + "\n")
+        self._outFile.flush()
+
+
 class _Gated(FilteringLogObserver):
     """
     An observer behind a L{StdoutGate}.  It compares equal to the observer
-    it wraps, so its owner's C{removeObserver} still removes it.
+    it wraps, so its owner's C{removeObserver} still removes it.  When it
+    wraps twistd's text log observer, pre-rendered lines (the access log)
+    are written by a L{ClassicLineWriter} instead, in the same format.
     """
 
     def __init__(self, original: ILogObserver, gate: StdoutGate) -> None:
         super().__init__(original, [gate])
         self.original = original
+        self._gate = gate
+        textFile = classicTextFile(original)
+        self._lines = ClassicLineWriter(*textFile) if textFile is not None else None
+
+    def __call__(self, event: dict) -> None:
+        lines = self._lines
+        if lines is not None and lines.handles(event):
+            if self._gate(event) is not PredicateResult.no:
+                lines(event)
+            return
+        super().__call__(event)
 
     def __eq__(self, other: object) -> bool:
         return other is self or other is self.original or other == self.original
@@ -327,6 +394,7 @@ class LogMonitors:
 
 __all__ = [
     "STDOUT_MODES",
+    "ClassicLineWriter",
     "UPSTREAM_OUTPUT_NAMESPACE",
     "LogMonitors",
     "ProxyLogObserver",

@@ -38,6 +38,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from ..compat import isDisconnected
+from ..finish import whenFinished
 from ..httperrors import HTTPError, connectionError
 from .access import CLIENT_CLOSED, clientAddress
 from .activity import (
@@ -262,6 +263,10 @@ class RequestTrack:
         if self.reader is not None:
             self.reader.dataReceived(data)
         if self._timer is not None or self._done:
+            return
+        if not self._tracker._listening():
+            # Nothing would be published; whoever subscribes gets the
+            # current count in the snapshot.
             return
         now = self._clock.seconds()
         if self._lastEmit is None or now - self._lastEmit >= THROTTLE:
@@ -586,7 +591,7 @@ class Tracker:
             track.metadata[KEY_NAME] = keyName
         self.inflight[track.id] = track
         self._upsert(track)
-        request.notifyFinish().addBoth(track.requestEnded)
+        whenFinished(request, track.requestEnded)
         return track
 
     def snapshot(self) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from typing import Any, Callable, Sequence
 from twisted.web.server import Request
 
 from ..config.model import APIKey, Config, toAPIKeys
+from ..finish import whenFinished
 from ..holder import Holder
 from ..httperrors import Forbidden, TooManyRequests, Unauthorized
 from .errors import renderHTTPError
@@ -275,7 +276,7 @@ class APIKeyAuthenticator:
             else:
                 self._inflight.pop(name, None)
 
-        request.notifyFinish().addBoth(release)
+        whenFinished(request, release)
         return None
 
     def inflight(self, name: str) -> int:

@@ -50,6 +50,7 @@ from ..compat import (
     newPoolConnection,
     popIdleConnection,
     retryingConnection,
+    sendNow,
 )
 from ..tlsgate import TLS_MISSING, tlsAvailable
 from .bodies import BodyProducer
@@ -116,11 +117,15 @@ class UpstreamPool(HTTPConnectionPool):
 
     maxPersistentPerHost = MIN_IDLE_PER_SERVER
     cachedConnectionTimeout = 90
+    #: The transport of the idle connection last handed out, until
+    #: L{sendIssued}.
+    _issued: object = None
 
     def getConnection(self, key, endpoint):  # type: ignore[no-untyped-def]
         connection = popIdleConnection(self, key)
         while connection is not None:
             if connection.state == "QUIESCENT":
+                self._issued = connection.transport
                 if self.retryAutomatically:
                     connection = retryingConnection(
                         connection,
@@ -130,6 +135,18 @@ class UpstreamPool(HTTPConnectionPool):
                 return succeed(connection)
             connection = popIdleConnection(self, key)
         return newPoolConnection(self, key, endpoint)
+
+    def sendIssued(self) -> None:
+        """
+        Send the request just written on the idle connection handed out
+        last (the agent calls this once its request call returns), instead
+        of when the reactor next polls: the upstream starts on it while
+        the rest of this reactor turn runs, and the reactor need not watch
+        the socket for writability.  See L{llamaswap.compat.sendNow}.
+        """
+        transport, self._issued = self._issued, None
+        if transport is not None:
+            sendNow(transport)
 
     def closeCachedConnectionsTo(self, upstreamURL: bytes | str) -> Deferred[None]:
         """

@@ -65,8 +65,9 @@ from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from ..compat import connectionHeaders, isClientBufferFull, isDisconnected
-from ..delayed import cancelCall
+from ..compat import connectionHeaders, isClientBufferFull, isDisconnected, sendNow
+from ..delayed import Deadline, cancelCall
+from ..finish import whenLost
 from ..httperrors import (
     HTTPError,
     UpstreamTimeout,
@@ -252,7 +253,7 @@ class RelayCore:
         if isDisconnected(request) or request.finished:
             self._end(CLIENT_GONE, Failure(ConnectionLost("client already gone")))
             return False
-        request.notifyFinish().addErrback(onLostClient)
+        whenLost(request, onLostClient)
         if self._headerTimeout is not None:
             self._timer = self._clock.callLater(self._headerTimeout, self._timeout)
         return True
@@ -322,7 +323,7 @@ class _Relay(RelayCore, Protocol):
         self._taps = list(taps)
         self._upstream = None
         self._idleTimeout = idleTimeout or None
-        self._idleTimer: IDelayedCall | None = None
+        self._idleDeadline: Deadline | None = None
         self._idled = False
         self._deferRefused = deferRefused
 
@@ -365,20 +366,23 @@ class _Relay(RelayCore, Protocol):
     def _touch(self) -> None:
         """
         The upstream just sent something (or may now): restart the idle
-        countdown.
+        countdown (a L{Deadline}: per chunk, only a time is recorded).
         """
         if self._idleTimeout is None or self._finished or self._paused:
             return
-        if self._idleTimer is not None and self._idleTimer.active():
-            self._idleTimer.reset(self._idleTimeout)
-        else:
-            self._idleTimer = self._clock.callLater(self._idleTimeout, self._idle)
+        deadline = self._idleDeadline
+        if deadline is None:
+            deadline = self._idleDeadline = Deadline(self._clock, self._idle)
+        deadline.start(self._idleTimeout)
 
     def _stopIdle(self) -> None:
-        self._idleTimer = cancelCall(self._idleTimer)
+        if self._idleDeadline is not None:
+            if self._finished:
+                self._idleDeadline.close()
+            else:
+                self._idleDeadline.stop()
 
     def _idle(self) -> None:
-        self._idleTimer = None
         if self._finished or self._clientGone is not None:
             return
         self._idled = True
@@ -493,11 +497,16 @@ class _Relay(RelayCore, Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self._touch()
-        if self._firstByteAt is None:
+        first = self._firstByteAt is None
+        if first:
             self._firstByteAt = self._clock.seconds()
         self._bodyBytes += len(data)
         if self._clientGone is None and not self._finished:
             self._request.write(data)
+            if first:
+                # The first byte (a stream's first token) leaves before the
+                # taps read it.
+                self._sendNow()
         for tap in tuple(self._taps):
             self._callTap(tap, "dataReceived", data)
 
@@ -517,6 +526,10 @@ class _Relay(RelayCore, Protocol):
         except Exception:
             pass
         if complete:
+            # The reply's bytes leave before the bookkeeping that follows
+            # (request-end watchers, taps, the lease's release); a chunked
+            # reply's last chunk is written by finish() and follows them.
+            self._sendNow()
             request.finish()
             self._end(COMPLETE, None)
             return
@@ -535,6 +548,9 @@ class _Relay(RelayCore, Protocol):
         else:
             request.loseConnection()
         self._end(TRUNCATED, reason)
+
+    def _sendNow(self) -> None:
+        sendNow(getattr(getattr(self._request, "channel", None), "transport", None))
 
     # IPushProducer, driven by the client's HTTPChannel.
 

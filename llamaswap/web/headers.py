@@ -13,6 +13,8 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 
 from twisted.web.http_headers import Headers
 
+from ..compat import rawHeaderDict
+
 #: Headers that describe one connection rather than the message; never
 #: forwarded in either direction.  C{Proxy-*} is matched as a prefix.
 HOP_BY_HOP: frozenset[bytes] = frozenset(
@@ -86,12 +88,18 @@ def endToEnd(
     if drop:
         named = named | {_lower(d) for d in drop}
     out = Headers() if into is None else into
+    # Names and values come from another Headers, already canonical and
+    # checked: stored as they are, without setRawHeaders' work per value.
+    raw = rawHeaderDict(out) if type(headers) is Headers else None
     setRawHeaders = out.setRawHeaders
     for name, values in headers.getAllRawHeaders():
         lower = _lower(name)
         if lower in HOP_BY_HOP or lower in named or lower.startswith(b"proxy-"):
             continue
-        setRawHeaders(name, values)
+        if raw is not None:
+            raw[name] = list(values)
+        else:
+            setRawHeaders(name, values)
     return out
 
 

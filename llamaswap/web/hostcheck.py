@@ -12,6 +12,7 @@ with C{apiKeys}, the check is off (the keys are the protection).
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 from typing import Iterable
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost",
@@ -51,14 +52,25 @@ def isLoopbackHost(name: str) -> bool:
         return False
 
 
+@lru_cache(maxsize=256)
+def _loopbackHeader(header: bytes | str | None) -> tuple[str | None, bool]:
+    """
+    C{header}'s host name and whether it needs no further check (none, or
+    loopback).  Cached: clients send the same few C{Host} values on every
+    request, and parsing an address costs more than the rest of the check.
+    """
+    name = hostName(header)
+    return name, name is None or isLoopbackHost(name)
+
+
 def isAllowedHost(header: bytes | str | None, allowed: Iterable[str]) -> bool:
     """
     Whether a request with C{Host: header} may be answered: no C{Host}
     (HTTP/1.0), a loopback one, or one of C{allowed} (C{"*"}: any; a
     leading C{.} allows a domain and its subdomains).
     """
-    name = hostName(header)
-    if name is None or isLoopbackHost(name):
+    name, loopback = _loopbackHeader(header)
+    if loopback:
         return True
     for entry in allowed:
         entry = entry.lower()

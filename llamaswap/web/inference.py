@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from attrs import define, evolve, field, frozen
+from attrs import define, field, frozen
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -215,9 +215,7 @@ class ModelRoute(RoutedHandler):
             if upstream.keepAlive is not None:
                 lease.supervisor.setIdleTimeout(upstream.keepAlive.seconds)
             taps = [held] if deferRefused else held.taps
-            return await self._relay(
-                request, evolve(upstream, url=lease.url), taps, deferRefused
-            )
+            return await self._relay(request, upstream, taps, deferRefused, url=lease.url)
 
         try:
             await serveLeased(
@@ -376,6 +374,7 @@ class ModelRoute(RoutedHandler):
         upstream: Upstream,
         taps: Iterable[Tap],
         deferRefused: bool = False,
+        url: str | None = None,
     ) -> ForwardResult | None:
         """
         Hand the request to the forwarder of its kind: the one place where
@@ -385,12 +384,14 @@ class ModelRoute(RoutedHandler):
         @param taps: fed the response (the request track's).
         @param deferRefused: leave a refused connection unanswered (the
             caller restarts the model and relays again).
+        @param url: the server's base URL when not C{upstream.url} (a local
+            model's, known once it runs).
         @return: how the exchange ended (L{None}: cut off by a shutdown).
         """
         forwarder = self.forwarder if upstream.peer is None else self.peers.forwarder
         relay: Deferred[ForwardResult] = forwarder.forward(
             request,
-            upstream.url,
+            upstream.url if url is None else url,
             upstream.path,
             upstream.body,
             connectTimeout=upstream.timeouts.connect,

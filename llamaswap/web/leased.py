@@ -20,6 +20,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
+from ..finish import whenLost
 from ..httperrors import HTTPError
 from .errors import writeHTTPError
 from .recovery import refusedUnanswered, restartAfterRefusal
@@ -58,7 +59,7 @@ def withdrawOnDisconnect(request: Request, acquiring: Deferred[Any]) -> Deferred
         if not acquiring.called:
             acquiring.cancel()
 
-    request.notifyFinish().addErrback(gone)
+    whenLost(request, gone)
     return acquiring
 
 

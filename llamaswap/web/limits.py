@@ -33,7 +33,7 @@ from twisted.web.http import RESPONSES, HTTPChannel
 from twisted.web.server import Request, Site
 
 from ..config.limits import LimitsConfig
-from ..delayed import cancelCall
+from ..delayed import Deadline, cancelCall
 from ..httperrors import envelopeBytes
 
 #: Seconds a refused client has to read the refusal before it is aborted.
@@ -136,22 +136,35 @@ class ConnectionGuard:
 class GuardedChannel(HTTPChannel):
     """
     An L{HTTPChannel} enforcing its site's L{ConnectionGuard} limits.
+
+    The header and body timeouts are phases of one L{Deadline} per
+    connection: moving it per request or per body chunk only records a
+    time, so a keep-alive connection costs no timer work per request.
     """
 
     guard: ConnectionGuard | None = None
     maxBodyBytes = LimitsConfig().maxRequestBodyBytes
     refused = False
     _admitted = False
-    _headerTimer: IDelayedCall | None = None
-    _bodyTimer: IDelayedCall | None = None
+    #: The head or body timeout, L{None} before the connection is made.
+    _deadline: Deadline | None = None
+    #: What the deadline waits for: C{"headers"} or C{"body"}.
+    _awaiting = "headers"
+    #: The current request's body is still arriving.
+    _bodyPending = False
     _abortTimer: IDelayedCall | None = None
 
     def _limits(self) -> LimitsConfig:
         return self.guard.limits() if self.guard is not None else LimitsConfig()
 
     def connectionMade(self) -> None:
-        self.guard = getattr(getattr(self, "site", None), "guard", None)
+        site = getattr(self, "site", None)
+        self.guard = getattr(site, "guard", None)
         self.maxBodyBytes = self._limits().maxRequestBodyBytes
+        clock = getattr(site, "reactor", None)
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self._deadline = Deadline(clock, self._timedOut)
         super().connectionMade()
         if self.guard is not None:
             if not self.guard.admit():
@@ -164,28 +177,39 @@ class GuardedChannel(HTTPChannel):
         if self._admitted and self.guard is not None:
             self._admitted = False
             self.guard.release()
-        for name in ("_headerTimer", "_bodyTimer", "_abortTimer"):
-            setattr(self, name, cancelCall(getattr(self, name)))
+        self.stopTimers()
         super().connectionLost(reason)
+
+    def stopTimers(self) -> None:
+        """
+        Cancel every timer of this connection (it is closed, or handed
+        over to another protocol).
+        """
+        if self._deadline is not None:
+            self._deadline.close()
+        self._abortTimer = cancelCall(self._abortTimer)
 
     # -- the head -----------------------------------------------------------
 
     def _startHeaderTimer(self) -> None:
-        if self._headerTimer is None and not self.refused:
-            self._headerTimer = self.callLater(
-                self._limits().headerTimeout, self._timedOut, "_headerTimer", "headers"
-            )
+        deadline = self._deadline
+        if deadline is None or self.refused:
+            return
+        if self._awaiting == "headers" and deadline.due is not None:
+            return
+        self._awaiting = "headers"
+        deadline.start(self._limits().headerTimeout)
 
     def _stopHeaderTimer(self) -> None:
-        self._headerTimer = cancelCall(self._headerTimer)
+        if self._awaiting == "headers" and self._deadline is not None:
+            self._deadline.stop()
 
-    def _timedOut(self, timer: str, what: str) -> None:
+    def _timedOut(self) -> None:
         """
-        The C{timer} attribute's deadline passed before the request's
-        C{what} arrived: refuse it with 408.
+        The deadline passed before the request's head or body arrived:
+        refuse it with 408.
         """
-        setattr(self, timer, None)
-        self.refuse(408, f"request {what} not received in time")
+        self.refuse(408, f"request {self._awaiting} not received in time")
 
     def lineReceived(self, line: bytes) -> None:
         if self.refused:
@@ -203,26 +227,26 @@ class GuardedChannel(HTTPChannel):
                 f" {self.maxBodyBytes} bytes",
             )
             return
+        # Cleared by allContentReceived, maybe inside the call below; the
+        # body timeout starts only if the body is still incomplete when
+        # this read is processed (see dataReceived).
+        self._bodyPending = True
         super().allHeadersReceived()
-        if self.length != 0 and not self.refused:
-            self._bodyTimer = self.callLater(
-                self._limits().bodyTimeout, self._timedOut, "_bodyTimer", "body"
-            )
+        if self.length == 0 or self.refused:
+            self._bodyPending = False
 
     # -- the body -----------------------------------------------------------
 
     def rawDataReceived(self, data: bytes) -> None:
         if self.refused:
             return
-        if self._bodyTimer is not None and self._bodyTimer.active():
-            self._bodyTimer.reset(self._limits().bodyTimeout)
         super().rawDataReceived(data)
 
     def allContentReceived(self) -> None:
-        if self._bodyTimer is not None:
-            if self._bodyTimer.active():
-                self._bodyTimer.cancel()
-            self._bodyTimer = None
+        if self._bodyPending:
+            self._bodyPending = False
+            if self._awaiting == "body" and self._deadline is not None:
+                self._deadline.stop()
         if self.refused:
             return
         super().allContentReceived()
@@ -239,6 +263,11 @@ class GuardedChannel(HTTPChannel):
         if self.refused:
             return
         super().dataReceived(data)
+        if self._bodyPending and not self.refused and self._deadline is not None:
+            # The body keeps arriving (or has yet to): due within
+            # bodyTimeout of this read.
+            self._awaiting = "body"
+            self._deadline.start(self._limits().bodyTimeout)
 
     # -- refusing -------------------------------------------------------------
 
@@ -251,10 +280,9 @@ class GuardedChannel(HTTPChannel):
             return
         self.refused = True
         self.persistent = False
-        self._stopHeaderTimer()
-        if self._bodyTimer is not None and self._bodyTimer.active():
-            self._bodyTimer.cancel()
-        self._bodyTimer = None
+        self._bodyPending = False
+        if self._deadline is not None:
+            self._deadline.close()
         transport = self.transport
         peer = transport.getPeer() if transport is not None else None
         log.info(

@@ -46,6 +46,7 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from ..compat import isClientBufferFull, isDisconnected
+from ..finish import whenLost
 
 __all__ = [
     "CHARS_PER_SECOND",
@@ -296,7 +297,7 @@ class LoadingStream:
         if not headers.hasHeader(b"connection"):
             # twisted.web has already put "close" here when it will close.
             headers.setRawHeaders(b"connection", [b"keep-alive"])
-        request.notifyFinish().addErrback(self._lost)
+        whenLost(request, self._lost)
         request.registerProducer(self, True)
         if isClientBufferFull(request):
             self._paused = True

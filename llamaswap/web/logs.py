@@ -35,6 +35,7 @@ from zope.interface import implementer
 from ..compat import isDisconnected
 from ..delayed import cancelCall
 from ..drain import markLongLived
+from ..finish import whenFinished
 from ..httperrors import BadRequest
 from ..observe.access import AccessLog
 from ..observe.logs import Monitor, Subscription
@@ -114,7 +115,7 @@ class LogStream:
         # It never ends by itself: a graceful shutdown closes it at once.
         markLongLived(request)
         request.registerProducer(self, True)
-        request.notifyFinish().addBoth(lambda _: self._stop())
+        whenFinished(request, lambda _: self._stop())
         # Headers go out now, so the client knows the stream is open.
         request.write(b"")
         self.subscription = self.monitor.subscribe(self._deliver, onClose=self.finish)

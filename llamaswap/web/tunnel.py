@@ -296,6 +296,10 @@ def takeOver(
         raise TakeOverError(f"cannot take over a {type(channel).__name__}")
     detached = _DetachedChannel(channel, transport, close)
     channel.setTimeout(None)
+    stopTimers = getattr(channel, "stopTimers", None)
+    if stopTimers is not None:
+        # The channel never hears of the connection again (no connectionLost).
+        stopTimers()
     try:
         transport.unregisterProducer()
     except RuntimeError:

@@ -5,12 +5,15 @@ answer is 499 in the access log, as in the activity log (llama-swap #1040).
 
 from __future__ import annotations
 
+import time
+
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import NOT_DONE_YET, Request
 
+from llamaswap.observe.access import accessLogger, logAccess
 from llamaswap.web.logs import AccessLogSite
 from llamaswap.web.mux import Mux
 
@@ -52,3 +55,54 @@ class ClientClosedTests(SynchronousTestCase):
         self.pending[0].write(b"data: 1\n\n")
         client.disconnect()
         self.assertEqual(self.statuses(), [200])
+
+
+class LogAccessTests(SynchronousTestCase):
+    def test_event(self) -> None:
+        """
+        L{logAccess} emits what C{accessLogger.info} would: an info event in
+        the C{llamaswap.access} namespace, stamped now, with the fields and
+        the line rendered from them.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        fields = {
+            "client": "127.0.0.1", "method": "GET", "path": "/v1/models", "proto": "HTTP/1.1",
+            "status": 200, "bytes": 12, "userAgent": "ua", "duration": "1.5ms",
+            "elapsed": 0.0015,
+        }
+        before = time.time()
+        logAccess(fields)
+        [event] = [e for e in events if e.get("log_namespace") == "llamaswap.access"]
+        self.assertEqual(event["log_level"], LogLevel.info)
+        self.assertIs(event["log_logger"], accessLogger)
+        self.assertGreaterEqual(event["log_time"], before)
+        self.assertEqual({k: event[k] for k in fields}, fields)
+        self.assertEqual(
+            formatEvent(event),
+            'Request 127.0.0.1 "GET /v1/models HTTP/1.1" 200 12 "ua" 1.5ms',
+        )
+
+
+class ClientAddressTests(SynchronousTestCase):
+    def test_workedOutOnce(self) -> None:
+        """
+        A request's client is worked out once, however many ask (the access
+        log and the request tracker).
+        """
+        from twisted.web.test.requesthelper import DummyRequest
+
+        from llamaswap.observe import access
+
+        calls: list[object] = []
+        original = access._clientAddress
+
+        def counting(request: object) -> str:
+            calls.append(request)
+            return original(request)
+
+        self.patch(access, "_clientAddress", counting)
+        request = DummyRequest([b""])
+        request.requestHeaders.setRawHeaders(b"x-forwarded-for", [b"10.0.0.7, 10.0.0.1"])
+        self.assertEqual(access.clientAddress(request), "10.0.0.7")
+        self.assertEqual(access.clientAddress(request), "10.0.0.7")
+        self.assertEqual(len(calls), 1)

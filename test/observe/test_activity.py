@@ -1007,6 +1007,14 @@ class CaptureTests(SynchronousTestCase):
     def capture(self, id: int, size: int) -> Capture:
         return Capture(id, "/p", None, b"x" * (size - 2), None, None)
 
+    def test_withID(self) -> None:
+        """
+        L{Capture.withID} is the same capture under another ID.
+        """
+        capture = Capture(0, "/v1/x", {"A": "1"}, b"req", {"B": "2"}, b"resp")
+        self.assertEqual(capture.withID(7), Capture(7, "/v1/x", {"A": "1"}, b"req", {"B": "2"}, b"resp"))
+        self.assertEqual(capture.id, 0)
+
     def test_budget(self) -> None:
         """
         Oldest captures are evicted to make room; one bigger than the

@@ -5,13 +5,24 @@ C{twisted.logger}, upstream lines, levels and the stdout gate.
 
 from __future__ import annotations
 
-from twisted.logger import Logger, LogLevel, LogPublisher
+import io
+
+from twisted.logger import (
+    Logger,
+    LogLevel,
+    LogPublisher,
+    textFileLogObserver,
+    timeFormatRFC3339,
+)
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from llamaswap.config.load import loadConfigText
+from llamaswap.observe.access import AccessLine
+from llamaswap.observe.logformat import LINE_FORMAT
 from llamaswap.observe.monitors import (
     UPSTREAM_OUTPUT_NAMESPACE,
+    ClassicLineWriter,
     LogMonitors,
     StdoutGate,
     isProxyEvent,
@@ -320,3 +331,74 @@ class StdoutModeTests(SynchronousTestCase):
         self.assertTrue(isProxyEvent({"log_namespace": "llamaswap"}))
         self.assertFalse(isProxyEvent({"log_namespace": "llamaswapper"}))
         self.assertFalse(isProxyEvent({}))
+
+
+class ClassicLinesTests(SynchronousTestCase):
+    """
+    Pre-rendered lines (the access log's) reach twistd's text log through
+    L{ClassicLineWriter}, exactly as Twisted's observer would write them.
+    """
+
+    def accessEvent(self, when: float, text: str = 'Request 127.0.0.1 "GET /x HTTP/1.1"') -> dict:
+        line = AccessLine({})
+        line._text = text  # rendered already
+        return {
+            "line": line,
+            "log_format": LINE_FORMAT,
+            "log_level": LogLevel.info,
+            "log_namespace": "llamaswap.access",
+            "log_source": None,
+            "log_logger": None,
+            "log_time": when,
+        }
+
+    def test_sameAsTwisted(self) -> None:
+        """
+        Same text as L{textFileLogObserver} for every time format, across
+        second boundaries, with a newline in the line, and without a time.
+        """
+        for timeFormat in (timeFormatRFC3339, "%H:%M:%S.%f", None):
+            ours, theirs = io.StringIO(), io.StringIO()
+            writer = ClassicLineWriter(ours, timeFormat)
+            twisted = textFileLogObserver(theirs, timeFormat)
+            events = [self.accessEvent(t) for t in (1.0, 1.2, 1.9, 2.0, 3600.5, 86400.25)]
+            events.append(self.accessEvent(5.0, "two\nlines"))
+            events.append({**self.accessEvent(5.0), "log_time": None})
+            for event in events:
+                self.assertTrue(writer.handles(event))
+                writer(event)
+                twisted(event)
+            self.assertEqual(ours.getvalue(), theirs.getvalue())
+            self.assertIn("[llamaswap.access#info] Request", ours.getvalue())
+
+    def test_otherEvents(self) -> None:
+        """
+        Events with a format, a failure or a system of their own are left to
+        Twisted's formatting.
+        """
+        event = self.accessEvent(1.0)
+        handles = ClassicLineWriter.handles
+        self.assertFalse(handles({**event, "log_format": "{line} {x}"}))
+        self.assertFalse(handles({**event, "log_system": "-"}))
+        self.assertFalse(handles({**event, "log_failure": Failure(ValueError())}))
+        del event["line"]
+        self.assertFalse(handles(event))
+
+    def test_gatedTwistdObserver(self) -> None:
+        """
+        Behind the stdout gate, twistd's text observer gets access lines
+        through the writer (gated like any proxy event) and every other
+        event as before.
+        """
+        for mode, expected in (("proxy", True), ("none", False)):
+            out = io.StringIO()
+            publisher = LogPublisher(textFileLogObserver(out))
+            monitors = LogMonitors([], publisher=publisher, toStdout=mode)
+            monitors.start()
+            self.addCleanup(monitors.stop)
+            publisher(self.accessEvent(7.0))
+            Logger(namespace="twisted.web", observer=publisher).info("twisted says")
+            text = out.getvalue()
+            self.assertEqual('"GET /x HTTP/1.1"' in text, expected, text)
+            self.assertIn("[twisted.web#info] twisted says\n", text)
+            self.assertIn(b"Request 127.0.0.1", monitors.proxy.history())

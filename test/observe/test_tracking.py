@@ -249,6 +249,30 @@ class TrackerTests(SynchronousTestCase):
         assert capture is not None
         self.assertEqual(capture.reqHeaders["Authorization"], REDACTED)  # type: ignore[index]
 
+    def test_nobodyListeningNoByteTimer(self) -> None:
+        """
+        With no one listening, response bytes schedule no update; once
+        someone listens, they do again.
+        """
+        listeners = [0]
+        self.tracker._listening = lambda: listeners[0]
+        self.send()
+        self.resource.grants[0].callback(Lease("m1"))
+        exchange = self.agent.exchanges[0]
+        exchange.respond(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        [track] = self.tracker.inflight.values()
+        exchange.respond(chunk(b"data: {}\n\n"))
+        self.assertIsNone(track._timer)
+        self.assertEqual(track.respBytes, 10)
+        listeners[0] = 1
+        exchange.respond(chunk(b"data: {}\n\n"))
+        self.assertIsNotNone(track._timer)
+        self.clock.advance(0.25)
+        self.assertEqual(self.inflight()[-1]["request"]["resp_bytes"], 20)
+
     def test_byteUpdatesThrottled(self) -> None:
         """
         Byte-count updates go out at most every 250 ms per request, the

@@ -6,6 +6,7 @@ close, the agent and its endpoints.
 from __future__ import annotations
 
 import io
+import socket
 
 from twisted.internet.defer import CancelledError, succeed
 from twisted.internet.endpoints import (
@@ -14,13 +15,19 @@ from twisted.internet.endpoints import (
     TCP6ClientEndpoint,
 )
 from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import Factory
-from twisted.internet.task import Clock
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.client import URI, Agent, RequestNotSent, ResponseNeverReceived
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import (
+    URI,
+    Agent,
+    RequestNotSent,
+    ResponseNeverReceived,
+    readBody,
+)
 from twisted.web.error import SchemeNotSupported
 from twisted.web.http_headers import Headers
 
@@ -278,3 +285,49 @@ class EndpointTests(SynchronousTestCase):
             [(host, port, timeout) for host, port, _, timeout, _ in reactor.tcpClients],
             [("127.0.0.1", 5800, 7), ("127.0.0.1", 5801, 2)],
         )
+
+
+class _Answering(Protocol):
+    """
+    A raw HTTP/1.1 server connection answering every request head with an
+    empty 200 (requests here have no body).
+    """
+
+    def connectionMade(self) -> None:
+        self.factory.connections.append(self)  # type: ignore[attr-defined]
+        self.buffer = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            _, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")  # type: ignore[union-attr]
+
+
+class SendIssuedTests(TestCase):
+    """
+    A request on a reused connection leaves as soon as it is written, not
+    when the reactor next polls (real sockets).
+    """
+
+    async def test_reusedConnection(self) -> None:
+        from twisted.internet import reactor
+
+        factory = Factory.forProtocol(_Answering)
+        factory.connections = []  # type: ignore[attr-defined]
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        agent = UpstreamAgent(reactor, connectTimeout=5)
+        self.addCleanup(agent.closeCachedConnections)
+        url = b"http://127.0.0.1:%d/x" % (port.getHost().port,)
+        response = await agent.request(b"GET", url)
+        await readBody(response)
+        # Back in the pool once the reactor has had a turn.
+        while not agent.pool._connections:  # type: ignore[attr-defined]
+            await deferLater(reactor, 0.001, lambda: None)
+        [server] = factory.connections  # type: ignore[attr-defined]
+        d = agent.request(b"GET", url + b"?again")
+        peeked = server.transport.socket.recv(65536, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        self.assertTrue(peeked.startswith(b"GET /x?again HTTP/1.1\r\n"), peeked)
+        await readBody(await d)
+        self.assertEqual(len(factory.connections), 1)  # type: ignore[attr-defined]

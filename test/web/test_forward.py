@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
@@ -788,6 +789,34 @@ class IdleTimeoutTests(RelayCase):
         self.clock.advance(19)
         self.exchange().respond(chunk(sseEvent(0)) + b"0\r\n\r\n")
         self.assertEqual(self.result().outcome, COMPLETE)
+
+    def test_manyChunks(self) -> None:
+        """
+        Chunks arriving move the idle deadline without scheduling a timer
+        each; the deadline still holds after the last one, and nothing of
+        it is left pending when the exchange ends.
+        """
+        delays: list[float] = []
+        callLater = self.clock.callLater
+
+        def countingCallLater(delay: float, f: Any, *a: Any, **kw: Any) -> Any:
+            delays.append(delay)
+            return callLater(delay, f, *a, **kw)
+
+        self.clock.callLater = countingCallLater  # type: ignore[method-assign]
+        self.setUpResource(idleTimeout=20)
+        self.client.send(body=b"{}")
+        self.exchange().respond(SSE_HEAD)
+        for n in range(50):
+            self.clock.advance(1)
+            self.exchange().respond(chunk(sseEvent(n)))
+        self.assertEqual(delays.count(20), 1)
+        self.clock.advance(19.9)
+        self.assertFalse(self.exchange().transport.closed)
+        self.exchange().respond(b"0\r\n\r\n")
+        self.assertEqual(self.result().outcome, COMPLETE)
+        pending = [getattr(c.func, "__qualname__", "") for c in self.clock.getDelayedCalls()]
+        self.assertNotIn("Deadline._check", pending)
 
     def test_offByDefault(self) -> None:
         self.client.send(body=b"{}")

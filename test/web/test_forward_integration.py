@@ -498,6 +498,51 @@ class ForwardIntegrationTests(TestCase):
         self.assertEqual(response.status, 502)
         self.assertEqual(json.loads(response.body)["error"]["code"], "bad_gateway")
 
+    async def test_bytesLeaveBeforeTheTapsRun(self) -> None:
+        """
+        A whole reply has been sent to the client when the taps hear it
+        ended, and a stream's first event when they read it: the
+        bookkeeping that follows (tracking, activity rows, the access log)
+        does not delay them.  Seen by peeking at the client's socket.
+        """
+        client = await self.connect()
+        seen: list[tuple[str, bytes]] = []
+
+        def peek() -> bytes:
+            try:
+                return client.transport.socket.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return b""
+
+        class Tap:
+            def responseStarted(self, status: int, headers: Any) -> None:
+                pass
+
+            def dataReceived(self, data: bytes) -> None:
+                seen.append(("data", peek()))
+
+            def responseEnded(self, reason: Failure | None) -> None:
+                seen.append(("end", peek()))
+
+        self.proxy.kw = {"taps": [Tap()]}
+        self.send(client, b"/echo", b'{"a": 1}')
+        await poll(lambda: len(self.proxy.results) == 1, 5, "the request")
+        await self.proxy.results[0]
+        kind, peeked = seen[-1]
+        self.assertEqual(kind, "end")
+        reply = ParsedResponse.parse(peeked)
+        self.assertTrue(reply.complete, peeked)
+        self.assertEqual(json.loads(reply.body)["length"], 8)
+        await poll(lambda: b"sha256" in client.data, 5, "the reply")
+
+        seen.clear()
+        self.send(client, b"/sse?n=2&interval=0.01")
+        await poll(lambda: len(self.proxy.results) == 2, 5, "the request")
+        await self.proxy.results[1]
+        kind, peeked = seen[0]
+        self.assertEqual(kind, "data")
+        self.assertIn(sseEvent(0), peeked)
+
     async def test_connectionReused(self) -> None:
         """
         Sequential requests reuse one pooled upstream connection.

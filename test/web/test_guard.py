@@ -14,7 +14,7 @@ from twisted.web.server import Request, Site
 
 from llamaswap.config.load import loadConfigText
 from llamaswap.web.guard import Guard
-from llamaswap.web.hostcheck import hostName, isAllowedHost
+from llamaswap.web.hostcheck import _loopbackHeader, hostName, isAllowedHost
 from llamaswap.web.limits import applyLimits
 from llamaswap.web.mux import Mux
 
@@ -56,6 +56,20 @@ class HostCheckTests(SynchronousTestCase):
         self.assertTrue(isAllowedHost(b"box.lan:8080", ["box.lan"]))
         self.assertTrue(isAllowedHost(b"a.home.arpa", [".home.arpa"]))
         self.assertTrue(isAllowedHost(b"evil.example", ["*"]))
+
+    def test_repeatedHostsParsedOnce(self) -> None:
+        """
+        A C{Host} value seen before is not parsed again; the answer still
+        depends on the current C{allowedHosts}; the cache is bounded.
+        """
+        _loopbackHeader.cache_clear()
+        for _ in range(3):
+            self.assertTrue(isAllowedHost(b"127.0.0.1:8080", ()))
+            self.assertFalse(isAllowedHost(b"box.lan:8080", ()))
+            self.assertTrue(isAllowedHost(b"box.lan:8080", ["box.lan"]))
+        info = _loopbackHeader.cache_info()
+        self.assertEqual((info.misses, info.hits), (2, 7))
+        self.assertEqual(info.maxsize, 256)
 
     def test_rebindingRefused(self) -> None:
         """

@@ -65,6 +65,21 @@ class EndToEndTests(SynchronousTestCase):
         # The input is not modified.
         self.assertTrue(headers.hasHeader(b"x-private"))
 
+    def test_intoExisting(self) -> None:
+        """
+        Copied into existing headers, each copied name replaces its values
+        there whatever its case, others stay, and the copy's value lists
+        are its own.
+        """
+        source = Headers({b"x-a": [b"1", b"2"], b"Content-Type": [b"text/plain"]})
+        into = Headers({b"X-A": [b"old"], b"Server": [b"s"]})
+        endToEnd(source, into=into)
+        self.assertEqual(into.getRawHeaders(b"x-a"), [b"1", b"2"])
+        self.assertEqual(into.getRawHeaders(b"server"), [b"s"])
+        self.assertEqual(into.getRawHeaders(b"content-type"), [b"text/plain"])
+        into.addRawHeader(b"x-a", b"3")
+        self.assertEqual(source.getRawHeaders(b"x-a"), [b"1", b"2"])
+
     @given(st.lists(st.tuples(headerNames, headerValues), max_size=12))
     def test_property(self, pairs: list[tuple[bytes, bytes]]) -> None:
         """

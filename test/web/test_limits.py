@@ -18,6 +18,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from llamaswap.config.limits import LimitsConfig
+from llamaswap.httperrors import envelopeBytes
 from llamaswap.web.limits import ABORT_AFTER, applyLimits, reasonPhrase
 
 from .helpers import ParsedResponse
@@ -191,6 +192,54 @@ class LimitsTests(SynchronousTestCase):
         self.clock.advance(0.1)
         self.assertEqual(c.error(), (408, "request body not received in time"))
         self.assertEqual(self.resource.bodies, [])
+
+    def test_keepAliveRequestsAddNoTimers(self) -> None:
+        """
+        Requests on a keep-alive connection, each head and body in one read,
+        leave one timer pending however many there are: moving the head and
+        body timeouts per request schedules nothing.
+        """
+        scheduled: list[float] = []
+        callLater = self.clock.callLater
+
+        def countingCallLater(delay: float, f: Any, *a: Any, **kw: Any) -> Any:
+            scheduled.append(delay)
+            return callLater(delay, f, *a, **kw)
+
+        self.clock.callLater = countingCallLater  # type: ignore[method-assign]
+        c = self.connect()
+        first = list(scheduled)
+        for n in range(1, 21):
+            c.send(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+            self.assertEqual(len(self.resource.bodies), n)
+            self.clock.advance(1)
+        # Besides twisted.web's own idle timeout (its timeOut, reset by
+        # every read), only the pending call re-arming itself when it runs,
+        # once per headerTimeout (10 s) whatever the number of requests.
+        ours = [delay for delay in scheduled if delay != c.channel.timeOut]
+        self.assertEqual(first, [c.channel.timeOut, 10])
+        self.assertEqual(ours, [10, 9, 9])
+        # The head of the next request is still due within headerTimeout
+        # of the last response.
+        self.clock.advance(8.9)
+        self.assertFalse(c.transport.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(c.transport.disconnecting)
+        self.assertTrue(c.transport.value().endswith(
+            envelopeBytes(408, "request headers not received in time")))
+
+    def test_bodyTimeoutAfterHead(self) -> None:
+        """
+        A head whose body has yet to come is followed by the body timeout,
+        not the (longer) header timeout.
+        """
+        c = self.connect()
+        self.clock.advance(3)
+        c.send(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n")
+        self.clock.advance(4.9)
+        self.assertFalse(c.transport.disconnecting)
+        self.clock.advance(0.1)
+        self.assertEqual(c.error(), (408, "request body not received in time"))
 
     def test_connectionCap(self) -> None:
         """
