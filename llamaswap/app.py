@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
+from twisted.web.client import HTTPConnectionPool
 from twisted.web.server import Site
 
 from . import __version__
@@ -151,7 +152,11 @@ class LlamaSwap(MultiService):
         )
         self.forwarder = Forwarder(self.upstreamAgent, reactor)
         self.peerRouter = PeerRouter(config, self.upstreamAgent, reactor)
+        # Readiness probes need only a status line; the prompt cache's slot
+        # requests are whole HTTP exchanges.
         self._probeAgent = StatusAgent(UpstreamEndpoints(reactor, 5.0).endpointForURI)
+        self._controlPool = HTTPConnectionPool(reactor, persistent=False)
+        self._controlAgent = UpstreamAgent(reactor, self._controlPool, connectTimeout=5.0)
         self._environ = upstreamEnviron
         self.launchers = StandbyLaunchers(reactor, reactor)
         self.launchers.setServiceParent(self)
@@ -212,7 +217,7 @@ class LlamaSwap(MultiService):
             config,
             {model.id: specFor(model, config)},
             clock=self.reactor,
-            agent=self._probeAgent,
+            agent=self._controlAgent,
             observe=lambda report: self.promptCacheStats.report(report),
         )
         supervisor = Supervisor(
@@ -433,6 +438,7 @@ class LlamaSwap(MultiService):
             return DeferredList(
                 [
                     self.upstreamAgent.closeCachedConnections(),
+                    self._controlPool.closeCachedConnections(),
                     children,
                 ],
                 consumeErrors=True,
