@@ -10,11 +10,12 @@ C{startService}.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from typing import Any
 
-from twisted.application.service import IService
+from twisted.application.service import IService, Service
 from twisted.python import usage
 
 from . import __version__
@@ -193,4 +194,26 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         modelsFolder=lambda: watchedModelsFolder(app.configHolder.value),
     ):
         trigger.setServiceParent(root)
+    StartupFreeze().setServiceParent(root)
     return root
+
+
+class StartupFreeze(Service):
+    """
+    Started last: moves everything built at start-up (modules, the
+    configuration, routes: tens of thousands of objects that live as long
+    as the process) out of the garbage collector's sight, once per process,
+    so that a full collection no longer walks them (about 12 ms each time
+    on the development VM, landing on whichever request or swap is
+    running).  Garbage among them is still freed by reference counting;
+    only reference cycles made at start-up and dropped later would stay.
+    """
+
+    frozen = False
+
+    def startService(self) -> None:
+        super().startService()
+        if not StartupFreeze.frozen:
+            StartupFreeze.frozen = True
+            gc.collect()
+            gc.freeze()

@@ -129,3 +129,25 @@ class BacklogTests(SynchronousTestCase):
         service = makeService(options, reactor=Clock())
         endpoints = [s.endpoint for s in service if hasattr(s, "endpoint")]
         self.assertEqual([e._backlog for e in endpoints], [hostBacklog()])  # type: ignore[attr-defined]
+        from llamaswap.tap import StartupFreeze
+
+        self.assertIsInstance(list(service)[-1], StartupFreeze)
+
+
+class StartupFreezeTests(SynchronousTestCase):
+    def test_freezesOnce(self) -> None:
+        """
+        The service started last freezes the start-up objects, once per
+        process however often it starts.
+        """
+        import gc
+
+        from llamaswap.tap import StartupFreeze
+
+        calls: list[str] = []
+        self.patch(gc, "collect", lambda *a: calls.append("collect") or 0)
+        self.patch(gc, "freeze", lambda: calls.append("freeze"))
+        self.patch(StartupFreeze, "frozen", False)
+        StartupFreeze().startService()
+        StartupFreeze().startService()
+        self.assertEqual(calls, ["collect", "freeze"])
