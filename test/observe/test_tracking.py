@@ -222,21 +222,28 @@ class TrackerTests(SynchronousTestCase):
         self.assertIn('llamaswap_requests_in_flight{model="m1"} 0.0', text)
         self.assertIn('llamaswap_time_to_first_byte_seconds_sum{model="m1"} 2.5', text)
 
+    def answeredUnwatched(self, headers: bytes) -> tuple[list[int], Any]:
+        """
+        With nobody listening to events (until C{listeners[0]} is raised),
+        send a request and answer its head: 200 with C{headers}.
+        """
+        listeners = [0]
+        self.tracker._listening = lambda: listeners[0]
+        self.send()
+        self.resource.grants[0].callback(Lease("m1"))
+        exchange = self.agent.exchanges[0]
+        exchange.respond(b"HTTP/1.1 200 OK\r\n" + headers + b"\r\n")
+        return listeners, exchange
+
     def test_nobodyListening(self) -> None:
         """
         With no one listening, no in-flight event is built or published;
         the row, the capture (with redacted headers) and the snapshot are
         unchanged.
         """
-        listeners = [0]
-        self.tracker._listening = lambda: listeners[0]
         self.patch(RequestTrack, "toJSON", lambda track: self.fail("built an event"))
-        self.send()
-        self.resource.grants[0].callback(Lease("m1"))
-        exchange = self.agent.exchanges[0]
-        exchange.respond(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            b"Set-Cookie: s=1\r\nContent-Length: 2\r\n\r\n"
+        _, exchange = self.answeredUnwatched(
+            b"Content-Type: application/json\r\nSet-Cookie: s=1\r\nContent-Length: 2\r\n"
         )
         [track] = self.tracker.inflight.values()
         self.assertEqual(track.respHeaders["Set-Cookie"], REDACTED)  # type: ignore[index]
@@ -254,14 +261,8 @@ class TrackerTests(SynchronousTestCase):
         With no one listening, response bytes schedule no update; once
         someone listens, they do again.
         """
-        listeners = [0]
-        self.tracker._listening = lambda: listeners[0]
-        self.send()
-        self.resource.grants[0].callback(Lease("m1"))
-        exchange = self.agent.exchanges[0]
-        exchange.respond(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n"
+        listeners, exchange = self.answeredUnwatched(
+            b"Content-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
         )
         [track] = self.tracker.inflight.values()
         exchange.respond(chunk(b"data: {}\n\n"))
