@@ -406,14 +406,25 @@ def splitFrame(data: bytes):
     @raise ValueError: if C{data} does not start with a frame header.
     """
     head, newline, rest = data.partition(b"\n")
-    if (head or newline) and (not head.isdigit() or len(head) > 12):
-        raise ValueError("bad frame header")
+    if head or newline:
+        _frameSize(head)
     if not newline:
         return None
-    size = int(head)
+    size = _frameSize(head)
     if len(rest) < size:
         return None
     return rest[:size], rest[size:]
+
+
+def _frameSize(head: bytes) -> int:
+    """
+    The payload size a frame header (without its newline) gives.
+
+    @raise ValueError: if it is not one.
+    """
+    if not head.isdigit() or len(head) > 12:
+        raise ValueError("bad frame header")
+    return int(head)
 
 
 def decodeCommand(data: bytes):
@@ -457,9 +468,7 @@ def readFrame(fd: int = 0):
         head += byte
         if len(head) > 13:
             raise ValueError("bad frame header")
-    splitFrame(head)  # checks the header
-    size = int(head[:-1])
-    chunks, missing = [], size
+    chunks, missing = [], _frameSize(head[:-1])
     while missing:
         chunk = _read(fd, missing)
         if not chunk:

@@ -144,7 +144,6 @@ class _StandbyProtocol(ProcessProtocol):
         self._lent: _LentTransport | None = None
         self._free = free
         self._report = b""
-        self.served = False
         self.exited = False
         self.ended: Deferred[None] = Deferred()
 
@@ -246,8 +245,6 @@ class StandbyLaunchers(Service):
     _refill: IDelayedCall | None = field(default=None, init=False)
     _started: bool = field(default=False, init=False)
     used: int = field(default=0, init=False)
-    #: Starts by a launcher that had run an upstream before.
-    reused: int = field(default=0, init=False)
 
     @property
     def idlePids(self) -> list[int]:
@@ -294,7 +291,6 @@ class StandbyLaunchers(Service):
         pool's refill.
         """
         self._started = True
-        command = encodeCommand(list(argv), dict(env), cwd)
         if parentPid not in (None, os.getpid()) or processReactor is not self._processReactor:
             return spawnUpstream(processReactor, protocol, argv, env, cwd, parentPid)
         standby = self._takeIdle()
@@ -303,10 +299,7 @@ class StandbyLaunchers(Service):
             standby = self._spawnStandby()
         else:
             self.used += 1
-            if standby.served:
-                self.reused += 1
-        standby.served = True
-        return standby.attach(protocol, command)
+        return standby.attach(protocol, encodeCommand(list(argv), dict(env), cwd))
 
     def _takeIdle(self) -> _StandbyProtocol | None:
         while self._idle:
