@@ -43,8 +43,8 @@ class Watchable(Protocol):
     @property
     def state(self) -> State: ...
 
-    def addStateObserver(
-        self, observer: Callable[[str, State, State], None]
+    def addStateReporter(
+        self, reporter: Callable[[str, State, State], None]
     ) -> Callable[[], None]: ...
 
     def addOutputObserver(
@@ -135,7 +135,7 @@ class LoadWatcher:
 
     def _watch(self, modelID: str, supervisor: Watchable) -> None:
         self._removers[modelID] = [
-            supervisor.addStateObserver(self._changed),
+            supervisor.addStateReporter(self._changed),
             supervisor.addOutputObserver(self._output),
         ]
         state = supervisor.state

@@ -41,6 +41,18 @@ a safety net (a server that stays silent this time is still noticed
 within about 40 ms, and loses the trust), so a swap to llama-server sends
 one or two probes instead of five or six, all of them while the machine
 is busiest (the new server loading, the old one exiting).
+
+An upstream found ready by the very probe its announcing line sent (the
+first such probe, answered 200) has shown that the line means "ready"; it
+is I{vouched} for its next L{VOUCHED_STARTS} starts: on those, the
+announcing line itself is the readiness, with no probe at all.  This is
+what llama.cpp's own router does with its children (they tell it they are
+ready; it does not poll them), and it is exact for llama-server, which
+marks itself ready before it prints "model loaded".  The back-off stays
+the safety net while the line has not come; after L{VOUCHED_STARTS} starts
+on its word, the next start probes on the line again and so renews (or
+loses) the vouching; a line whose probe answered anything but 200 loses it
+at once.
 """
 
 from __future__ import annotations
@@ -66,6 +78,9 @@ NUDGE_GAP = 0.002
 PROBE_TIMEOUT = 5.0
 #: The delay between probes around the learned time to readiness.
 DENSE_DELAY = 0.005
+#: Starts on which a vouched upstream's announcing line is taken as its
+#: readiness before its probe is asked again (see the module docstring).
+VOUCHED_STARTS = 20
 
 #: Substrings of the output lines with which servers announce that they are
 #: ready (llama-server: "main: model loaded", "... listening on http://...",
@@ -177,6 +192,7 @@ class ProbeLoop:
         nudgeGap: float = NUDGE_GAP,
         expected: float | None = None,
         announces: bool = False,
+        vouched: bool = False,
     ) -> None:
         """
         @param expected: how long the upstream took to become ready last
@@ -184,7 +200,10 @@ class ProbeLoop:
         @param announces: the upstream announced its readiness with a line
             last time: no dense window, and the first probe waits for the
             back-off's first delay (the line probes at once).
+        @param vouched: an announcing line is the readiness itself (no
+            probe); implies C{announces}.
         """
+        announces = announces or vouched
         self._clock = clock
         self.started = clock.seconds()
         self._window = (
@@ -195,6 +214,12 @@ class ProbeLoop:
         #: docstring); final once C{ready} fired.
         self.announced = False
         self._announcementFailed = False
+        self._vouched = vouched
+        #: How C{ready} came (final once it fired): C{"line"}, an announcing
+        #: line of a vouched upstream; C{"line probe"}, the first probe sent
+        #: for an announcing line; C{"probe"}, any other probe.
+        self.readyBy: str | None = None
+        self._lineProbes = 0
         self._probeOnce = probeOnce
         self._probeTimeout = probeTimeout
         self._makeDelays = delays
@@ -239,7 +264,10 @@ class ProbeLoop:
             # Trusted to announce: other lines are no reason to probe.
             return
         self._delays = self._makeDelays()
-        if announcing:
+        if announcing and self._vouched:
+            self.announced = True
+            self._readyBy("line")
+        elif announcing:
             self.announced = not self._announcementFailed
             self._probeAnnounced()
         elif self._inFlight:
@@ -298,9 +326,12 @@ class ProbeLoop:
         self._inFlight.append(d)
         if announced:
             self._announced = d
-        d.addBoth(self._probeDone, d)
+            self._lineProbes += 1
+        d.addBoth(self._probeDone, d, announced and self._lineProbes == 1)
 
-    def _probeDone(self, result: bool | Failure, d: Deferred[bool]) -> None:
+    def _probeDone(
+        self, result: bool | Failure, d: Deferred[bool], firstLineProbe: bool = False
+    ) -> None:
         if d not in self._inFlight or self._done:
             return None
         self._inFlight.remove(d)
@@ -311,13 +342,7 @@ class ProbeLoop:
             self._announcementFailed = True
             self.announced = False
         if result is True:
-            # Ready first, then cancel the other probe (off the critical
-            # path: aborting its connection takes a while).
-            others = list(self._inFlight)
-            self._stop(cancel=False)
-            self.ready.callback(None)
-            for other in others:
-                other.cancel()
+            self._readyBy("line probe" if firstLineProbe else "probe")
             return None
         if isinstance(result, Failure) and not result.check(CancelledError):
             self.log.debug("health probe failed: {error}", error=describeFailure(result))
@@ -334,6 +359,19 @@ class ProbeLoop:
         else:
             self._timer = self._clock.callLater(self._nextDelay(), self._probe)
         return None
+
+    def _readyBy(self, how: str) -> None:
+        """
+        Ready (C{how}: see L{readyBy}): fire C{ready} first, then cancel
+        the probes in flight (off the critical path: aborting a connection
+        takes a while).
+        """
+        self.readyBy = how
+        others = list(self._inFlight)
+        self._stop(cancel=False)
+        self.ready.callback(None)
+        for other in others:
+            other.cancel()
 
     def _nextDelay(self) -> float:
         """
@@ -367,6 +405,9 @@ class HTTPHealthProber:
     _probeTimeout: float = PROBE_TIMEOUT
     learned: dict[str, float] = field(factory=dict, init=False)
     announcing: set[str] = field(factory=set, init=False)
+    #: URLs whose announcing line is their readiness, with the starts left
+    #: on that word (see the module docstring).
+    vouched: dict[str, int] = field(factory=dict, init=False)
 
     def probeOnce(self, url: str) -> Deferred[bool]:
         """
@@ -404,6 +445,7 @@ class HTTPHealthProber:
             probeTimeout=self._probeTimeout,
             expected=self.learned.get(url),
             announces=url in self.announcing,
+            vouched=url in self.vouched,
         )
 
         def learn(result: None) -> None:
@@ -412,6 +454,11 @@ class HTTPHealthProber:
                 self.announcing.add(url)
             else:
                 self.announcing.discard(url)
+            left = self.vouched.pop(url, 0)
+            if loop.readyBy == "line" and left > 1:
+                self.vouched[url] = left - 1
+            elif loop.readyBy == "line probe":
+                self.vouched[url] = VOUCHED_STARTS
             return result
 
         loop.ready.addCallback(learn)

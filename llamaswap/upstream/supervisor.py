@@ -242,10 +242,16 @@ class Supervisor:
         self._waiters: dict[_Waiter, Deferred[None]] = {}
         self._queue: deque[Event] = deque()
         self._draining = False
+        #: How many calls of L{_feed} are handling events (callers'
+        #: callbacks may feed in again).
+        self._feeding = 0
         self._timers: dict[Timer, IDelayedCall] = {}
         self._child: UpstreamProtocol | None = None
         self._watch: HealthWatch | None = None
         self._stateObservers: list[StateObserver] = []
+        self._stateReporters: list[StateObserver] = []
+        #: State changes the reporters have yet to hear of, oldest first.
+        self._unreported: deque[tuple[State, State]] = deque()
         self._outputObservers: list[OutputObserver] = []
         self._probePath = ""
         self._ownLines: deque[str] = deque(maxlen=KEEP_LINES)
@@ -370,6 +376,19 @@ class Supervisor:
         self._stateObservers.append(observer)
         return lambda: self._remove(self._stateObservers, observer)
 
+    def addStateReporter(self, reporter: StateObserver) -> Callable[[], None]:
+        """
+        Call C{reporter(modelID, old, new)} on every state change, in order,
+        but only once the callers waiting on that change have been answered:
+        for observers that only report (events, metrics, load history), so
+        that reporting a start does not delay the requests that waited for
+        it.
+
+        @return: a callable that removes the reporter.
+        """
+        self._stateReporters.append(reporter)
+        return lambda: self._remove(self._stateReporters, reporter)
+
     def addOutputObserver(self, observer: OutputObserver) -> Callable[[], None]:
         """
         Call C{observer(modelID, stream, line)} for every output line;
@@ -413,6 +432,7 @@ class Supervisor:
         if self._draining:
             return
         self._draining = True
+        self._feeding += 1
         try:
             while self._queue:
                 current = self._queue.popleft()
@@ -431,6 +451,23 @@ class Supervisor:
                         self._draining = True
         finally:
             self._draining = False
+            self._feeding -= 1
+        if not self._feeding:
+            # Outermost: the callers' callbacks (and what they started,
+            # such as a request going upstream) are done.
+            self._report()
+
+    def _report(self) -> None:
+        """
+        Tell the reporters of the state changes made so far.
+        """
+        while self._unreported:
+            old, new = self._unreported.popleft()
+            for reporter in list(self._stateReporters):
+                try:
+                    reporter(self.modelID, old, new)
+                except Exception:
+                    self.log.failure("[{model}] state reporter failed", model=self.modelID)
 
     def _safely(self, effect: Effect) -> None:
         try:
@@ -641,6 +678,8 @@ class Supervisor:
                 observer(self.modelID, effect.old, effect.new)
             except Exception:
                 self.log.failure("[{model}] state observer failed", model=self.modelID)
+        if self._stateReporters:
+            self._unreported.append((effect.old, effect.new))
 
     def _doSucceed(self, effect: Succeed) -> None:
         for waiter in effect.waiters:

@@ -261,7 +261,7 @@ class FakeSupervisor:
         self.stateObservers: list[Any] = []
         self.outputObservers: list[Any] = []
 
-    def addStateObserver(self, observer: Any) -> Callable[[], None]:
+    def addStateReporter(self, observer: Any) -> Callable[[], None]:
         self.stateObservers.append(observer)
         return lambda: self.stateObservers.remove(observer)
 

@@ -16,6 +16,7 @@ from twisted.web.server import Request
 
 from llamaswap.upstream.health import (
     NUDGE_GAP,
+    VOUCHED_STARTS,
     HTTPHealthProber,
     ProbeLoop,
     announcesReadiness,
@@ -590,3 +591,126 @@ class HTTPProberTests(SynchronousTestCase):
         clock.advance(0.05)
         self.successResultOf(loop.ready)
         self.assertFalse(loop.announced)
+
+
+class VouchingTests(SynchronousTestCase):
+    """
+    An upstream whose announcing line was confirmed by that line's own
+    probe is ready at its line on its next starts (no probe), for
+    L{VOUCHED_STARTS} starts; then its line is probed again.
+    """
+
+    url = "http://127.0.0.1:1/health"
+
+    def setUp(self) -> None:
+        self.resource = Status(503)
+        self.clock = Clock()
+        self.prober = HTTPHealthProber(RequestTraversalAgent(self.resource), self.clock)
+
+    def startWithLine(self, codeAtLine: int, line: str = "srv main: model loaded") -> ProbeLoop:
+        """
+        One watch: the server loads for 50 ms, then prints C{line} with its
+        health at C{codeAtLine}, and is healthy 20 ms later.
+        """
+        self.resource.code = 503
+        watch = self.prober.watch(self.url)
+        self.clock.advance(0.05)
+        self.resource.code = codeAtLine
+        watch.nudge(line)
+        self.resource.code = 200
+        self.clock.pump([0.01] * 8)
+        self.successResultOf(watch.ready)
+        return watch
+
+    def test_lineProbeVouches(self) -> None:
+        """
+        A line whose own probe finds the server ready vouches for it: on
+        the next start the line is the readiness, even with no probe sent
+        (here the health endpoint would still say 503).
+        """
+        first = self.startWithLine(200)
+        self.assertEqual(first.readyBy, "line probe")
+        self.assertEqual(self.prober.vouched, {self.url: VOUCHED_STARTS})
+
+        self.resource.code = 503
+        self.resource.paths.clear()
+        watch = self.prober.watch(self.url)
+        self.clock.advance(0.005)
+        watch.nudge("load_tensors: loading model tensors")
+        self.assertNoResult(watch.ready)
+        watch.nudge("srv main: model loaded")
+        self.successResultOf(watch.ready)
+        self.assertEqual(watch.readyBy, "line")
+        self.assertEqual(self.resource.paths, [])
+        self.assertEqual(self.prober.vouched, {self.url: VOUCHED_STARTS - 1})
+
+    def test_vouchingRenewed(self) -> None:
+        """
+        After L{VOUCHED_STARTS} starts on its word, the line is probed
+        again: a 200 renews the vouching, a 503 ends it.
+        """
+        self.startWithLine(200)
+        for _ in range(VOUCHED_STARTS):
+            self.assertEqual(self.startWithLine(503).readyBy, "line")
+        self.assertEqual(self.prober.vouched, {})
+        self.resource.paths.clear()
+        renewed = self.startWithLine(200)
+        self.assertEqual(renewed.readyBy, "line probe")
+        self.assertEqual(self.prober.vouched, {self.url: VOUCHED_STARTS})
+
+        for _ in range(VOUCHED_STARTS):
+            self.startWithLine(503)
+        ended = self.startWithLine(503)
+        self.assertEqual(ended.readyBy, "probe")
+        self.assertEqual(self.prober.vouched, {})
+        self.assertEqual(self.startWithLine(503).readyBy, "probe")
+
+    def test_silentStartEndsVouching(self) -> None:
+        """
+        A vouched upstream that becomes ready without its line is found by
+        the back-off (within 40 ms) and is no longer vouched.
+        """
+        self.startWithLine(200)
+        self.resource.code = 503
+        watch = self.prober.watch(self.url)
+        self.clock.advance(0.2)
+        self.resource.code = 200
+        self.clock.pump([0.01] * 4)
+        self.successResultOf(watch.ready)
+        self.assertEqual(watch.readyBy, "probe")
+        self.assertEqual(self.prober.vouched, {})
+
+    def test_onlyTheFirstLineProbeVouches(self) -> None:
+        """
+        A server whose first announcing line came early (its probe said
+        503) earns no vouching when a later line's probe finds it ready.
+        """
+        self.resource.code = 503
+        watch = self.prober.watch(self.url)
+        self.clock.advance(0.05)
+        watch.nudge("HTTP server listening on port 1")
+        self.clock.advance(0.05)
+        self.resource.code = 200
+        watch.nudge("srv main: model loaded")
+        self.successResultOf(watch.ready)
+        self.assertEqual(watch.readyBy, "probe")
+        self.assertEqual(self.prober.vouched, {})
+
+    def test_vouchedLoopCancelsProbeInFlight(self) -> None:
+        """
+        A vouched watch probes only by the back-off until its line comes;
+        the line makes it ready at once and then cancels the probe in
+        flight.
+        """
+        probes = Probes(self.clock, [None])
+        loop = ProbeLoop(self.clock, probes, vouched=True)
+        self.assertEqual(probes.starts, [])
+        self.clock.advance(0.01)
+        self.assertEqual(len(probes.starts), 1)
+        inFlightAtReady: list[bool] = []
+        loop.ready.addCallback(lambda _: inFlightAtReady.append(probes.pending[0].called))
+        loop.nudge("main: server is listening on http://127.0.0.1:1 - starting the main loop")
+        self.assertEqual(inFlightAtReady, [False])
+        self.assertTrue(probes.pending[0].called)
+        self.assertEqual(loop.readyBy, "line")
+        self.assertTrue(loop.announced)

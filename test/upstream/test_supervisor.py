@@ -310,6 +310,61 @@ class ReadyTests(SupervisorTestCase):
         self.assertEqual(seen, [])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
 
+    def test_reportersAfterWaiters(self) -> None:
+        """
+        A state reporter hears of a change after the callers waiting on it
+        were answered and their callbacks returned, also when those call
+        back in (observers hear before), and of every change in order,
+        also of those a caller's callback makes.
+        """
+        supervisor = self.makeSupervisor()
+        order: list = []
+        supervisor.addStateObserver(lambda m, old, new: order.append(("observer", new)))
+        supervisor.addStateReporter(lambda m, old, new: order.append(("reporter", old, new)))
+        d = supervisor.ensureReady()
+
+        def ready(_: None) -> None:
+            order.append(("waiter", supervisor.state))
+            supervisor.requestStarted()
+            supervisor.requestFinished()
+            supervisor.stop()
+            order.append("waiter done")
+
+        d.addCallback(ready)
+        self.prober.watches[0].healthy()
+        self.assertEqual(
+            order,
+            [
+                ("observer", State.STARTING),
+                ("reporter", State.STOPPED, State.STARTING),
+                ("observer", State.READY),
+                ("waiter", State.READY),
+                ("observer", State.STOPPING),
+                "waiter done",
+                ("reporter", State.STARTING, State.READY),
+                ("reporter", State.READY, State.STOPPING),
+            ],
+        )
+
+    def test_reporterRemoval(self) -> None:
+        """
+        The callable returned by C{addStateReporter} removes it; a failing
+        reporter is logged and does not keep the others from hearing.
+        """
+        supervisor = self.makeSupervisor()
+        seen: list = []
+        remove = supervisor.addStateReporter(lambda *a: seen.append(("removed", a)))
+
+        def broken(*a: object) -> None:
+            raise RuntimeError("reporter bug")
+
+        supervisor.addStateReporter(broken)
+        supervisor.addStateReporter(lambda m, old, new: seen.append(new))
+        remove()
+        self.startReady(supervisor)
+        self.assertEqual(seen, [State.STARTING, State.READY])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+
     def test_callbackReentersSupervisor(self) -> None:
         """
         A caller's callback that calls back into the supervisor (here:
