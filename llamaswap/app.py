@@ -50,6 +50,7 @@ from .web.peers import PeerRouter
 from .web.site import WebParts, buildSite
 from .web.statusagent import StatusAgent
 from .web.tunnel import Tunneler
+from .web.warm import StartWarmer
 
 
 def specFor(model: ModelConfig, config: Config) -> UpstreamSpec:
@@ -232,6 +233,7 @@ class LlamaSwap(MultiService):
         )
         supervisor.addOutputObserver(self.logs.upstreamLine)
         supervisor.addStateObserver(self._upstreamStateChanged)
+        StartWarmer(supervisor, self.upstreamAgent.warm)
         return supervisor
 
     def applyConfig(self, new: Config, diff: ConfigDiff) -> None:

@@ -145,6 +145,15 @@ def popIdleConnection(pool: HTTPConnectionPool, key: Hashable) -> Any:
     return connection
 
 
+def putIdleConnection(pool: HTTPConnectionPool, key: Hashable, connection: Any) -> None:
+    """
+    Leave C{connection} (a fresh, unused one from L{newPoolConnection}) idle
+    in C{pool} under C{key}, as the pool does itself after a response, for
+    the next request to C{key} to take.
+    """
+    pool._putConnection(key, connection)  # type: ignore[attr-defined]
+
+
 def newPoolConnection(
     pool: HTTPConnectionPool, key: Hashable, endpoint: IStreamClientEndpoint
 ) -> Deferred[Any]:

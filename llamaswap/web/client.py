@@ -9,7 +9,8 @@ The outbound HTTP client: how llamaswap connects to upstream servers.
    seconds; a request with a replayable body is sent again once when a
    reused connection turns out closed (L{replayPolicy}).
    L{UpstreamPool.closeCachedConnectionsTo} drops the idle connections to a
-   model whose process stopped.
+   model whose process stopped; L{UpstreamAgent.warm} opens one ahead of
+   the first request (L{llamaswap.web.warm}).
  - L{UpstreamEndpoints}: endpoints built once per server: IP literals
    connect directly, C{localhost} tries 127.0.0.1 first
    (L{LoopbackEndpoint}), and no connection logs its factory
@@ -49,6 +50,7 @@ from ..compat import (
     ParsedOnceAgent,
     newPoolConnection,
     popIdleConnection,
+    putIdleConnection,
     retryingConnection,
     sendNow,
 )
@@ -313,6 +315,7 @@ class UpstreamAgent:
         self.pool = pool if pool is not None else UpstreamPool(reactor)
         self._default = connectTimeout or None
         self._agents: dict[float | None, IAgent] = {}
+        self._endpoints: dict[float | None, UpstreamEndpoints] = {}
 
     def withConnectTimeout(self, timeout: float | None) -> IAgent:
         """
@@ -323,9 +326,42 @@ class UpstreamAgent:
         agent = self._agents.get(timeout)
         if agent is None:
             agent = self._agents[timeout] = ParsedOnceAgent.usingEndpointFactory(
-                self._reactor, UpstreamEndpoints(self._reactor, timeout), pool=self.pool
+                self._reactor, self._endpointsFor(timeout), pool=self.pool
             )
         return agent
+
+    def _endpointsFor(self, timeout: float | None) -> UpstreamEndpoints:
+        endpoints = self._endpoints.get(timeout)
+        if endpoints is None:
+            endpoints = self._endpoints[timeout] = UpstreamEndpoints(self._reactor, timeout)
+        return endpoints
+
+    def warm(self, upstreamURL: bytes | str) -> Deferred[bool]:
+        """
+        Open a connection to C{upstreamURL}'s server (plain C{http} only)
+        and leave it idle in the pool, for the next request to it to take
+        without connecting first.
+
+        @return: fires with C{True} once the connection is in the pool,
+            C{False} if it could not be made (refused, say); never fails.
+        """
+        if isinstance(upstreamURL, str):
+            upstreamURL = upstreamURL.encode("ascii")
+        try:
+            uri = URI.fromBytes(upstreamURL)
+            if uri.scheme != b"http":
+                return succeed(False)
+            key = (uri.scheme, uri.host, uri.port)
+            endpoint = self._endpointsFor(self._default).endpointForURI(uri)
+            connecting = newPoolConnection(self.pool, key, endpoint)
+        except Exception:
+            return succeed(False)
+
+        def connected(connection: Any) -> bool:
+            putIdleConnection(self.pool, key, connection)
+            return True
+
+        return connecting.addCallbacks(connected, lambda failure: False)
 
     def request(
         self,

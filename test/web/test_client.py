@@ -331,3 +331,53 @@ class SendIssuedTests(TestCase):
         self.assertTrue(peeked.startswith(b"GET /x?again HTTP/1.1\r\n"), peeked)
         await readBody(await d)
         self.assertEqual(len(factory.connections), 1)  # type: ignore[attr-defined]
+
+
+class WarmTests(TestCase):
+    """
+    L{UpstreamAgent.warm}: a connection opened ahead of the first request
+    and left idle in the pool (real sockets).
+    """
+
+    def setUp(self) -> None:
+        from twisted.internet import reactor
+
+        self.reactor = reactor
+        self.agent = UpstreamAgent(reactor, connectTimeout=5)
+        self.addCleanup(self.agent.closeCachedConnections)
+
+    async def test_warmConnectionTakenByRequest(self) -> None:
+        """
+        The next request to that server goes out on the warm connection at
+        once: it is in the server's socket before the reactor runs again,
+        and the server sees one connection in all.
+        """
+        factory = Factory.forProtocol(_Answering)
+        factory.connections = []  # type: ignore[attr-defined]
+        port = self.reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        base = "http://127.0.0.1:%d" % (port.getHost().port,)
+        self.assertIs(await self.agent.warm(base), True)
+        while not factory.connections:  # type: ignore[attr-defined]
+            await deferLater(self.reactor, 0.001, lambda: None)
+        [server] = factory.connections  # type: ignore[attr-defined]
+        d = self.agent.request(b"POST", base.encode() + b"/v1/chat", None, BodyProducer(b"{}"))
+        peeked = server.transport.socket.recv(65536, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        self.assertTrue(peeked.startswith(b"POST /v1/chat HTTP/1.1\r\n"), peeked)
+        response = await d
+        self.assertEqual(response.code, 200)
+        await readBody(response)
+        self.assertEqual(len(factory.connections), 1)  # type: ignore[attr-defined]
+
+    async def test_refusedOrUnsupported(self) -> None:
+        """
+        A server that is not listening yet, an C{https} server and a URL
+        that is not one give C{False}, and nothing is left in the pool.
+        """
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            closed = s.getsockname()[1]
+        self.assertIs(await self.agent.warm(f"http://127.0.0.1:{closed}"), False)
+        self.assertIs(await self.agent.warm(f"https://127.0.0.1:{closed}"), False)
+        self.assertIs(await self.agent.warm("not a url"), False)
+        self.assertEqual(self.agent.pool._connections, {})  # type: ignore[attr-defined]
