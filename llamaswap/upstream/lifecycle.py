@@ -785,6 +785,9 @@ class Lifecycle:
             and self.state in (State.STOPPING, State.SHUTDOWN)
             and self._child is _Child.RUNNING
             and not self._killed
+            # A stop command of an earlier stop failing late: nothing
+            # signals the child while its before-stop hook runs.
+            and self._hook is not Hook.BEFORE_STOP
         ):
             effects.append(SignalGroup(signal.SIGTERM))
 

@@ -50,6 +50,7 @@ class FakeSupervisor:
         self.modelID = modelID
         self._state = state
         self.observers: list[Callable[[str, State, State], None]] = []
+        self.reporters: list[Callable[[str, State, State], None]] = []
         self.starts: list[Deferred[None]] = []
         self.ensureCalls = 0
         self.stopCalls: list[float | None] = []
@@ -71,7 +72,7 @@ class FakeSupervisor:
         """
         old, self._state = self._state, new
         if old is not new:
-            for observer in list(self.observers):
+            for observer in list(self.observers) + list(self.reporters):
                 observer(self.modelID, old, new)
 
     def addStateObserver(self, observer: Callable[[str, State, State], None]) -> Callable[[], None]:
@@ -80,6 +81,13 @@ class FakeSupervisor:
         """
         self.observers.append(observer)
         return lambda: self.observers.remove(observer)
+
+    def addStateReporter(self, reporter: Callable[[str, State, State], None]) -> Callable[[], None]:
+        """
+        Register C{reporter} (told after the observers); return its remover.
+        """
+        self.reporters.append(reporter)
+        return lambda: self.reporters.remove(reporter)
 
     def ensureReady(self) -> Deferred[None]:
         """

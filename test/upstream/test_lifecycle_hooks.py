@@ -28,6 +28,7 @@ from llamaswap.upstream.lifecycle import (
     StartRequested,
     State,
     StateChanged,
+    StopCommandFailed,
     StopRequested,
     Succeed,
     Timer,
@@ -220,6 +221,20 @@ class BeforeStopTests(SynchronousTestCase):
         effects = m.handle(TimerFired(Timer.HOOK), 7)
         self.assertIn(SignalGroup(TERM), effects)
         self.assertIn(ArmTimer(Timer.STOP_ESCALATION, 3.0), effects)
+
+    def test_lateStopCommandFailureDuringHook(self) -> None:
+        """
+        A stop command's failure reported while the before-stop hook runs
+        (one of an earlier stop, late) signals nothing; the stop goes on
+        once the hook is over.
+        """
+        m = hooked(stopCommand=True)
+        toReady(m)
+        m.handle(StopRequested("s", 3.0), 1)
+        self.assertEqual(m.handle(StopCommandFailed(1, "exit status 1"), 1.5), [])
+        effects = m.handle(HookDone(Hook.BEFORE_STOP, 1), 2)
+        self.assertNotIn(SignalGroup(TERM), effects)
+        self.assertIs(m.state, State.STOPPING)
 
     def test_secondStopShortensGrace(self) -> None:
         """
