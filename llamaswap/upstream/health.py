@@ -49,7 +49,9 @@ announcing line itself is the readiness, with no probe at all.  This is
 what llama.cpp's own router does with its children (they tell it they are
 ready; it does not poll them), and it is exact for llama-server, which
 marks itself ready before it prints "model loaded".  The back-off stays
-the safety net while the line has not come; after L{VOUCHED_STARTS} starts
+the safety net while the line has not come (from a little after the time
+the line came last time, L{vouchedFirstProbe}, so that no probe lands in
+the middle of the load it used to end); after L{VOUCHED_STARTS} starts
 on its word, the next start probes on the line again and so renews (or
 loses) the vouching; a line whose probe answered anything but 200 loses it
 at once.
@@ -121,6 +123,16 @@ def denseWindow(expected: float) -> tuple[float, float]:
     time: from 80 % of it (less 20 ms) to 120 % (plus 50 ms).
     """
     return max(0.0, 0.8 * expected - 0.02), 1.2 * expected + 0.05
+
+
+def vouchedFirstProbe(expected: float) -> float:
+    """
+    When the first probe of a vouched upstream's watch goes out, for one
+    that took C{expected} seconds to become ready last time: 20 % after
+    that (at most 50 ms after), when its line has normally come; the
+    back-off continues from there.
+    """
+    return min(1.2 * expected, expected + 0.05)
 
 
 def healthURL(proxy: str, checkEndpoint: str) -> str:
@@ -201,7 +213,8 @@ class ProbeLoop:
             last time: no dense window, and the first probe waits for the
             back-off's first delay (the line probes at once).
         @param vouched: an announcing line is the readiness itself (no
-            probe); implies C{announces}.
+            probe); implies C{announces}; with C{expected}, the first
+            probe waits for L{vouchedFirstProbe}.
         """
         announces = announces or vouched
         self._clock = clock
@@ -238,7 +251,12 @@ class ProbeLoop:
         self._done = False
         self.probes = 0
         self.ready: Deferred[None] = Deferred(lambda d: self._stop())
-        if announces:
+        if vouched and expected is not None:
+            # Its line is expected at about C{expected}: the safety net
+            # starts just after, not in the middle of the server's load.
+            first = max(next(self._delays), vouchedFirstProbe(expected))
+            self._timer = clock.callLater(first, self._probe)
+        elif announces:
             self._timer = clock.callLater(next(self._delays), self._probe)
         else:
             self._probe()

@@ -23,6 +23,7 @@ from llamaswap.upstream.health import (
     backoffDelays,
     denseWindow,
     healthURL,
+    vouchedFirstProbe,
 )
 
 
@@ -490,6 +491,8 @@ class HTTPProberTests(SynchronousTestCase):
         self.successResultOf(watch.ready)
         self.assertEqual(prober.announcing, {url})
 
+        # Trusted to announce, not vouched for (see VouchingTests).
+        prober.vouched.clear()
         resource.code = 503
         resource.paths.clear()
         again = prober.watch(url)
@@ -502,6 +505,7 @@ class HTTPProberTests(SynchronousTestCase):
         again.nudge("llama_server: listening on http://127.0.0.1:1")
         self.successResultOf(again.ready)
 
+        prober.vouched.clear()
         resource.code = 503
         silent = prober.watch(url)
         clock.advance(0.1)
@@ -664,6 +668,29 @@ class VouchingTests(SynchronousTestCase):
         self.assertEqual(ended.readyBy, "probe")
         self.assertEqual(self.prober.vouched, {})
         self.assertEqual(self.startWithLine(503).readyBy, "probe")
+
+    def test_vouchedFirstProbe(self) -> None:
+        """
+        A vouched watch sends its first probe a little after the time its
+        line came last time (L{vouchedFirstProbe}), not during the load; a
+        server silent this time is found from then on by the back-off.
+        """
+        self.startWithLine(200)
+        expected = self.prober.learned[self.url]
+        self.assertAlmostEqual(expected, 0.05)
+        self.assertAlmostEqual(vouchedFirstProbe(expected), 0.06)
+        self.assertAlmostEqual(vouchedFirstProbe(10.0), 10.05)
+        self.resource.code = 503
+        self.resource.paths.clear()
+        watch = self.prober.watch(self.url)
+        self.clock.advance(0.059)
+        self.assertEqual(self.resource.paths, [])
+        self.clock.advance(0.001)
+        self.assertEqual(len(self.resource.paths), 1)
+        self.resource.code = 200
+        self.clock.pump([0.01] * 2)
+        self.successResultOf(watch.ready)
+        self.assertEqual(watch.readyBy, "probe")
 
     def test_silentStartEndsVouching(self) -> None:
         """
