@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from collections import deque
 from statistics import median
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from ..upstream.lifecycle import State
+from ..upstream.supervisor import Watchable
 
 log = Logger()
 
@@ -33,23 +34,6 @@ TICK = 1.0
 HISTORY = 20
 #: Longest output line quoted in progress events.
 MESSAGE_LIMIT = 200
-
-
-class Watchable(Protocol):
-    """
-    What is needed of a supervisor.
-    """
-
-    @property
-    def state(self) -> State: ...
-
-    def addStateReporter(
-        self, reporter: Callable[[str, State, State], None]
-    ) -> Callable[[], None]: ...
-
-    def addOutputObserver(
-        self, observer: Callable[[str, str, str], None]
-    ) -> Callable[[], None]: ...
 
 
 class LoadHistory:

@@ -96,6 +96,20 @@ StateObserver = Callable[[str, State, State], None]
 Spawner = Callable[..., IProcessTransport]
 OutputObserver = Callable[[str, str, str], None]
 
+
+class Watchable(Protocol):
+    """
+    What the parts that only watch a supervisor (events, load history, warm
+    connections) use of it; a L{Supervisor} is one.
+    """
+
+    @property
+    def state(self) -> State: ...
+
+    def addStateReporter(self, reporter: StateObserver) -> Callable[[], None]: ...
+
+    def addOutputObserver(self, observer: OutputObserver) -> Callable[[], None]: ...
+
 #: Grace before SIGKILL when a start fails (health-check timeout).
 ABORT_GRACE = 5.0
 #: Grace before SIGKILL on shutdown.

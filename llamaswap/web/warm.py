@@ -23,6 +23,7 @@ from typing import Callable, Protocol
 from twisted.internet.defer import Deferred
 
 from ..upstream.lifecycle import State
+from ..upstream.supervisor import Watchable
 
 #: Connection attempts per start, at most.
 ATTEMPTS = 8
@@ -33,21 +34,13 @@ class _Spec(Protocol):
     def proxy(self) -> str: ...
 
 
-class Startable(Protocol):
+class Startable(Watchable, Protocol):
     """
     What L{StartWarmer} uses of a L{llamaswap.upstream.supervisor.Supervisor}.
     """
 
     @property
     def spec(self) -> _Spec: ...
-
-    def addStateReporter(
-        self, reporter: Callable[[str, State, State], None]
-    ) -> Callable[[], None]: ...
-
-    def addOutputObserver(
-        self, observer: Callable[[str, str, str], None]
-    ) -> Callable[[], None]: ...
 
 
 class StartWarmer:

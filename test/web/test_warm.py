@@ -5,8 +5,6 @@ the starting model's output lines.
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 from attrs import define
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
@@ -14,35 +12,22 @@ from twisted.trial.unittest import SynchronousTestCase
 from llamaswap.upstream.lifecycle import State
 from llamaswap.web.warm import ATTEMPTS, StartWarmer
 
+from ..observe.test_events import FakeSupervisor as WatchedSupervisor
+
 
 @define
 class FakeSpec:
     proxy: str = "http://127.0.0.1:5800"
 
 
-class FakeSupervisor:
+class FakeSupervisor(WatchedSupervisor):
     def __init__(self) -> None:
+        super().__init__("m")
         self.spec = FakeSpec()
-        self.state = State.STOPPED
-        self.reporters: list[Any] = []
-        self.outputObservers: list[Any] = []
-
-    def addStateReporter(self, reporter: Any) -> Callable[[], None]:
-        self.reporters.append(reporter)
-        return lambda: self.reporters.remove(reporter)
-
-    def addOutputObserver(self, observer: Any) -> Callable[[], None]:
-        self.outputObservers.append(observer)
-        return lambda: self.outputObservers.remove(observer)
-
-    def move(self, new: State) -> None:
-        old, self.state = self.state, new
-        for reporter in list(self.reporters):
-            reporter("m", old, new)
 
     def say(self, line: str, stream: str = "stderr") -> None:
         for observer in list(self.outputObservers):
-            observer("m", stream, line)
+            observer(self.model, stream, line)
 
 
 class StartWarmerTests(SynchronousTestCase):
@@ -122,4 +107,6 @@ class StartWarmerTests(SynchronousTestCase):
         A stopped warmer no longer watches the supervisor.
         """
         self.warmer.stop()
-        self.assertEqual((self.supervisor.reporters, self.supervisor.outputObservers), ([], []))
+        self.assertEqual(
+            (self.supervisor.stateObservers, self.supervisor.outputObservers), ([], [])
+        )
