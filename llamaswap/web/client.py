@@ -19,7 +19,7 @@ The outbound HTTP client: how llamaswap connects to upstream servers.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from twisted.internet import defer
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -336,14 +336,19 @@ class UpstreamAgent:
             endpoints = self._endpoints[timeout] = UpstreamEndpoints(self._reactor, timeout)
         return endpoints
 
-    def warm(self, upstreamURL: bytes | str) -> Deferred[bool]:
+    def warm(
+        self, upstreamURL: bytes | str, wanted: Callable[[], bool] = lambda: True
+    ) -> Deferred[bool]:
         """
         Open a connection to C{upstreamURL}'s server (plain C{http} only)
         and leave it idle in the pool, for the next request to it to take
         without connecting first.
 
+        @param wanted: asked once connected; if it says no (the server is
+            being stopped meanwhile), the connection is closed instead.
         @return: fires with C{True} once the connection is in the pool,
-            C{False} if it could not be made (refused, say); never fails.
+            C{False} if it could not be made (refused, say) or was not
+            wanted any more; never fails.
         """
         if isinstance(upstreamURL, str):
             upstreamURL = upstreamURL.encode("ascii")
@@ -358,6 +363,9 @@ class UpstreamAgent:
             return succeed(False)
 
         def connected(connection: Any) -> bool:
+            if not wanted():
+                connection.transport.loseConnection()
+                return False
             putIdleConnection(self.pool, key, connection)
             return True
 

@@ -54,18 +54,21 @@ class StartWarmer:
     def __init__(
         self,
         supervisor: Startable,
-        warm: Callable[[str], Deferred[bool]],
+        warm: Callable[[str, Callable[[], bool]], Deferred[bool]],
         attempts: int = ATTEMPTS,
     ) -> None:
         """
-        @param warm: opens a connection to a server URL and leaves it idle
-            in the pool, firing with whether it did
+        @param warm: C{warm(url, wanted)} opens a connection to a server
+            URL and leaves it idle in the pool if C{wanted()} still says so
+            once connected, firing with whether it did
             (L{llamaswap.web.client.UpstreamAgent.warm}).
         """
         self._supervisor = supervisor
         self._warm = warm
         self._limit = attempts
         self._starting = False
+        #: Starting or ready: a connection that arrives late is still wanted.
+        self._live = False
         self._trying = False
         self._warmed = False
         self.attempts = 0
@@ -81,10 +84,11 @@ class StartWarmer:
         for remove in self._removers:
             remove()
         self._removers = []
-        self._starting = False
+        self._starting = self._live = False
 
     def _stateChanged(self, model: str, old: State, new: State) -> None:
         self._starting = new is State.STARTING
+        self._live = new in (State.STARTING, State.READY)
         if self._starting:
             self._warmed = False
             self.attempts = 0
@@ -103,7 +107,7 @@ class StartWarmer:
             return
         self.attempts += 1
         self._trying = True
-        self._warm(proxy).addCallback(self._tried)
+        self._warm(proxy, lambda: self._live).addCallback(self._tried)
 
     def _tried(self, warmed: bool) -> None:
         self._trying = False

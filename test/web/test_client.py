@@ -381,3 +381,21 @@ class WarmTests(TestCase):
         self.assertIs(await self.agent.warm(f"https://127.0.0.1:{closed}"), False)
         self.assertIs(await self.agent.warm("not a url"), False)
         self.assertEqual(self.agent.pool._connections, {})  # type: ignore[attr-defined]
+
+    async def test_notWantedAnyMore(self) -> None:
+        """
+        A connection made once it is no longer wanted (the server is being
+        stopped) is closed, not pooled.
+        """
+        factory = Factory.forProtocol(_Answering)
+        factory.connections = []  # type: ignore[attr-defined]
+        port = self.reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        base = "http://127.0.0.1:%d" % (port.getHost().port,)
+        self.assertIs(await self.agent.warm(base, lambda: False), False)
+        self.assertEqual(self.agent.pool._connections, {})  # type: ignore[attr-defined]
+        while not factory.connections:  # type: ignore[attr-defined]
+            await deferLater(self.reactor, 0.001, lambda: None)
+        [server] = factory.connections  # type: ignore[attr-defined]
+        while server.transport.connected:
+            await deferLater(self.reactor, 0.001, lambda: None)

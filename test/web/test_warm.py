@@ -5,6 +5,8 @@ the starting model's output lines.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from attrs import define
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
@@ -35,10 +37,12 @@ class StartWarmerTests(SynchronousTestCase):
         self.supervisor = FakeSupervisor()
         self.calls: list[Deferred[bool]] = []
         self.urls: list[str] = []
+        self.wanted: list[Callable[[], bool]] = []
         self.warmer = StartWarmer(self.supervisor, self.warm)
 
-    def warm(self, url: str) -> Deferred[bool]:
+    def warm(self, url: str, wanted: Callable[[], bool]) -> Deferred[bool]:
         self.urls.append(url)
+        self.wanted.append(wanted)
         d: Deferred[bool] = Deferred()
         self.calls.append(d)
         return d
@@ -62,6 +66,20 @@ class StartWarmerTests(SynchronousTestCase):
         self.supervisor.move(State.READY)
         self.supervisor.say("srv update_slots: all slots are idle")
         self.assertEqual(len(self.urls), 2)
+
+    def test_wantedWhileStartingOrReady(self) -> None:
+        """
+        A connection that arrives once the model is ready is still wanted;
+        one that arrives once it is being stopped is not.
+        """
+        self.supervisor.move(State.STARTING)
+        self.supervisor.say("loading")
+        [wanted] = self.wanted
+        self.assertTrue(wanted())
+        self.supervisor.move(State.READY)
+        self.assertTrue(wanted())
+        self.supervisor.move(State.STOPPING)
+        self.assertFalse(wanted())
 
     def test_eachStartWarmsAgain(self) -> None:
         """
