@@ -391,6 +391,32 @@ class SwapTests(_Base):
         self.assertEqual(sorted(loads), sorted(rotation))
         self.assertTrue(all(n >= 1 for n in loads.values()), loads)
 
+    async def test_readyAtTheLine(self) -> None:
+        """
+        llama-server's "model loaded" line, once the probe it sent found
+        the server ready, makes that model's next starts ready at the line,
+        with no probe (see L{llamaswap.upstream.health}).
+        """
+        watches: dict[str, list[Any]] = {"alpha": [], "beta": []}
+        for model, seen in watches.items():
+            prober = self.running.app.supervisors[model]._prober
+
+            def recording(url: str, prober: Any = prober, seen: list[Any] = seen) -> Any:
+                watch = type(prober).watch(prober, url)
+                seen.append(watch)
+                return watch
+
+            prober.watch = recording
+        for model in ("alpha", "beta") * 5:
+            status, props = await self.getJSON(f"/upstream/{model}/props")
+            self.assertEqual(status, 200, props)
+            self.assertEqual(props["model_alias"], model)
+        for model, seen in watches.items():
+            how = [watch.readyBy for watch in seen]
+            self.assertIn("line", how, model)
+            # Ready at the line, usually before the safety net's first probe.
+            self.assertIn(0, [watch.probes for watch in seen if watch.readyBy == "line"], model)
+
     async def test_upstreamProps(self) -> None:
         """
         C{/upstream/<model>/props} starts the model, swapping the other out,
