@@ -110,6 +110,7 @@ class Watchable(Protocol):
 
     def addOutputObserver(self, observer: OutputObserver) -> Callable[[], None]: ...
 
+
 #: Grace before SIGKILL when a start fails (health-check timeout).
 ABORT_GRACE = 5.0
 #: Grace before SIGKILL on shutdown.
