@@ -289,15 +289,19 @@ def startDirect(procs: Processes, env: dict[str, str], tmp: str, tokens: int) ->
     return child, listening
 
 
+RELAYS = {"minimal": "minimal_relay.py", "lean": "lean_relay.py"}
+
+
 def startRelay(
-    procs: Processes, env: dict[str, str], tmp: str, upstream: int
+    procs: Processes, env: dict[str, str], tmp: str, upstream: int, kind: str = "minimal"
 ) -> tuple[Child, int]:
     """
-    Start C{minimal_relay.py} (the framework's limit) in front of the demo
-    on port C{upstream} and warm it with one request.
+    Start C{minimal_relay.py} (the framework's limit; C{kind} C{"lean"}:
+    C{lean_relay.py}, the same without Twisted's HTTP client) in front of
+    the demo on port C{upstream} and warm it with one request.
     """
     port = freePort()
-    argv = [sys.executable, os.path.join(HERE, "minimal_relay.py"), str(port), str(upstream)]
+    argv = [sys.executable, os.path.join(HERE, RELAYS[kind]), str(port), str(upstream)]
     child = procs.start("minimal relay", argv, env, os.path.join(tmp, "relay.log"))
     waitFor(lambda: "listening on" in child.output(), 30, "the minimal relay", child)
     status, answer = blockingRequest(port, "POST", CHAT_PATH, SMALL_BODY)
@@ -859,7 +863,9 @@ def cpuNote(result: dict[str, float]) -> str:
     return f"llamaswap process (reactor thread {result['cpuMain'] * 1e6:.1f} us)"
 
 
-def report(results: dict[Any, Any], client: str, loads: list[str]) -> None:
+def report(
+    results: dict[Any, Any], client: str, loads: list[str], relay: str = "minimal"
+) -> None:
     """
     Print the table: one row per figure, direct, through llamaswap, and
     what llamaswap adds.
@@ -882,7 +888,7 @@ def report(results: dict[Any, Any], client: str, loads: list[str]) -> None:
         r = results.get(("relay", c))
         if r is not None:
             relayRows.append(
-                f"c={c:<2} minimal relay: p50 {ms(r['p50'])} (added {(r['p50'] - d['p50']) * 1000:+.2f}"
+                f"c={c:<2} {relay} relay: p50 {ms(r['p50'])} (added {(r['p50'] - d['p50']) * 1000:+.2f}"
                 f" ms), {r['rps']:.0f} requests/s, CPU/request {us(r['cpu'])}; llamaswap"
                 f" throughput {p['rps'] / r['rps']:.2f}x the relay's, added p50"
                 f" {(p['p50'] - d['p50']) * 1000:+.2f} ms"
@@ -951,6 +957,12 @@ def parseArguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="sample llamaswap with py-spy during each measurement into PREFIX-*.txt",
     )
     parser.add_argument("--py-spy-bin", default=shutil.which("py-spy") or "py-spy")
+    parser.add_argument(
+        "--relay",
+        choices=sorted(RELAYS),
+        default="minimal",
+        help="the yardstick: Twisted's minimal relay, or the same with a hand-written client",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     return parser.parse_args(argv)  # fmt: skip
 
@@ -992,7 +1004,7 @@ def main(argv: list[str] | None = None) -> int:
         # Round 1: small requests (demo --tokens 1).
         _, direct = startDirect(procs, env, tmp, 1)
         swap, proxied = startLlamaSwap(procs, env, tmp, 1, args.profile)
-        relay, relayed = startRelay(procs, env, tmp, direct)
+        relay, relayed = startRelay(procs, env, tmp, direct, args.relay)
         sides = (("direct", direct, None), ("relay", relayed, relay.pid),
                  ("llamaswap", proxied, swap.pid))
         for c in (1, 32):
@@ -1021,7 +1033,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"logs in {tmp}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    report(results, client, loads)
+    report(results, client, loads, args.relay)
     for label, path in args.samples:
         summariseSamples(label, path, args.profile_top)
     if args.profile:
