@@ -221,6 +221,7 @@ class LlamaSwap(MultiService):
             agent=self._controlAgent,
             observe=lambda report: self.promptCacheStats.report(report),
         )
+        warmer = StartWarmer(self.upstreamAgent.warm, self.upstreamAgent.closeCachedConnectionsTo)
         supervisor = Supervisor(
             specs[model.id],
             processReactor=self.reactor,
@@ -230,10 +231,11 @@ class LlamaSwap(MultiService):
             environ=self._environ,
             hooks=promptCaches.get(model.id),
             spawner=self.launchers.spawn,
+            dropIdleConnections=warmer.drop,
         )
         supervisor.addOutputObserver(self.logs.upstreamLine)
         supervisor.addStateObserver(self._upstreamStateChanged)
-        StartWarmer(supervisor, self.upstreamAgent.warm)
+        warmer.watch(supervisor)
         return supervisor
 
     def applyConfig(self, new: Config, diff: ConfigDiff) -> None:

@@ -158,6 +158,9 @@ class HealthWatch(Protocol):
     """
 
     ready: Deferred[None]
+    #: Whether the upstream's announcing line is its readiness this time
+    #: (see the module docstring); such a start needs no probe.
+    vouched: bool
 
     def nudge(self, line: str = "") -> None:
         """
@@ -205,6 +208,7 @@ class ProbeLoop:
         expected: float | None = None,
         announces: bool = False,
         vouched: bool = False,
+        beforeSafetyProbe: Callable[[], object] | None = None,
     ) -> None:
         """
         @param expected: how long the upstream took to become ready last
@@ -215,6 +219,10 @@ class ProbeLoop:
         @param vouched: an announcing line is the readiness itself (no
             probe); implies C{announces}; with C{expected}, the first
             probe waits for L{vouchedFirstProbe}.
+        @param beforeSafetyProbe: called before each probe of a vouched
+            watch (its line has not come): a connection opened ahead for
+            the request (L{llamaswap.web.warm}) is dropped, so that a
+            server that serves one connection at a time is free to answer.
         """
         announces = announces or vouched
         self._clock = clock
@@ -227,7 +235,8 @@ class ProbeLoop:
         #: docstring); final once C{ready} fired.
         self.announced = False
         self._announcementFailed = False
-        self._vouched = vouched
+        self.vouched = vouched
+        self._beforeSafetyProbe = beforeSafetyProbe
         #: How C{ready} came (final once it fired): C{"line"}, an announcing
         #: line of a vouched upstream; C{"line probe"}, the first probe sent
         #: for an announcing line; C{"probe"}, any other probe.
@@ -282,7 +291,7 @@ class ProbeLoop:
             # Trusted to announce: other lines are no reason to probe.
             return
         self._delays = self._makeDelays()
-        if announcing and self._vouched:
+        if announcing and self.vouched:
             self.announced = True
             self._readyBy("line")
         elif announcing:
@@ -333,6 +342,11 @@ class ProbeLoop:
         Send a probe (C{announced}: for a readiness line).
         """
         self._timer = None
+        if self.vouched and self._beforeSafetyProbe is not None:
+            try:
+                self._beforeSafetyProbe()
+            except Exception:
+                self.log.failure("before the safety-net probe")
         self.probes += 1
         self._lastStart = self._clock.seconds()
         try:
@@ -421,6 +435,8 @@ class HTTPHealthProber:
     _agent: IAgent
     _clock: IReactorTime
     _probeTimeout: float = PROBE_TIMEOUT
+    #: C{beforeSafetyProbe(url)}: see L{ProbeLoop}.
+    beforeSafetyProbe: Callable[[str], object] | None = None
     learned: dict[str, float] = field(factory=dict, init=False)
     announcing: set[str] = field(factory=set, init=False)
     #: URLs whose announcing line is their readiness, with the starts left
@@ -464,6 +480,11 @@ class HTTPHealthProber:
             expected=self.learned.get(url),
             announces=url in self.announcing,
             vouched=url in self.vouched,
+            beforeSafetyProbe=(
+                None
+                if self.beforeSafetyProbe is None
+                else lambda: self.beforeSafetyProbe(url)  # type: ignore[misc]
+            ),
         )
 
         def learn(result: None) -> None:

@@ -202,6 +202,7 @@ class Supervisor:
         abortGrace: float = ABORT_GRACE,
         hooks: LifecycleHooks | None = None,
         spawner: Spawner = spawnUpstream,
+        dropIdleConnections: Callable[[str], object] | None = None,
     ) -> None:
         """
         @param spec: what to run.
@@ -226,6 +227,10 @@ class Supervisor:
         @param spawner: starts the child, with L{spawnUpstream}'s arguments
             (L{llamaswap.upstream.standby.StandbyLaunchers.spawn} starts it
             through a launcher started in advance).
+        @param dropIdleConnections: C{dropIdleConnections(url)} closes the
+            idle pooled connections to that server; the default prober
+            calls it before a probe that was not expected to be needed (see
+            L{readinessVouched}).
         """
         self.spec = spec
         self.modelID = spec.modelID
@@ -234,7 +239,9 @@ class Supervisor:
         if prober is None and spec.checkEndpoint is not None:
             if agent is None:
                 raise TypeError("a prober or an agent is needed for a health check")
-            prober = HTTPHealthProber(agent, clock, spec.probeTimeout)
+            prober = HTTPHealthProber(
+                agent, clock, spec.probeTimeout, beforeSafetyProbe=dropIdleConnections
+            )
         self._prober = prober
         self._recorder = recorder
         self._signaller = signaller
@@ -390,6 +397,14 @@ class Supervisor:
         """
         self._stateObservers.append(observer)
         return lambda: self._remove(self._stateObservers, observer)
+
+    @property
+    def readinessVouched(self) -> bool:
+        """
+        Whether the start in progress will be ready at the server's
+        announcing line, without a probe (L{llamaswap.upstream.health}).
+        """
+        return bool(self._watch is not None and getattr(self._watch, "vouched", False))
 
     def addStateReporter(self, reporter: StateObserver) -> Callable[[], None]:
         """

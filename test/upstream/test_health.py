@@ -692,6 +692,32 @@ class VouchingTests(SynchronousTestCase):
         self.successResultOf(watch.ready)
         self.assertEqual(watch.readyBy, "probe")
 
+    def test_connectionsDroppedBeforeSafetyProbe(self) -> None:
+        """
+        Before a vouched watch probes (its line has not come), the idle
+        connections to the server are dropped (C{beforeSafetyProbe} with the
+        URL); a watch that is not vouched never calls it.
+        """
+        dropped: list[tuple[str, int]] = []
+        self.prober.beforeSafetyProbe = lambda url: dropped.append(
+            (url, len(self.resource.paths))
+        )
+        self.startWithLine(200)
+        self.assertEqual(dropped, [])
+        self.resource.code = 503
+        self.resource.paths.clear()
+        watch = self.prober.watch(self.url)
+        self.assertTrue(watch.vouched)
+        self.clock.advance(0.059)
+        self.assertEqual(dropped, [])
+        self.clock.advance(0.001)
+        # Dropped before the probe went out.
+        self.assertEqual(dropped, [(self.url, 0)])
+        self.assertEqual(len(self.resource.paths), 1)
+        self.resource.code = 200
+        self.clock.pump([0.01] * 2)
+        self.successResultOf(watch.ready)
+
     def test_silentStartEndsVouching(self) -> None:
         """
         A vouched upstream that becomes ready without its line is found by

@@ -26,6 +26,7 @@ class FakeSupervisor(WatchedSupervisor):
     def __init__(self) -> None:
         super().__init__("m")
         self.spec = FakeSpec()
+        self.readinessVouched = True
 
     def say(self, line: str, stream: str = "stderr") -> None:
         for observer in list(self.outputObservers):
@@ -38,7 +39,9 @@ class StartWarmerTests(SynchronousTestCase):
         self.calls: list[Deferred[bool]] = []
         self.urls: list[str] = []
         self.wanted: list[Callable[[], bool]] = []
-        self.warmer = StartWarmer(self.supervisor, self.warm)
+        self.dropped: list[str] = []
+        self.warmer = StartWarmer(self.warm, self.dropped.append)
+        self.warmer.watch(self.supervisor)
 
     def warm(self, url: str, wanted: Callable[[], bool]) -> Deferred[bool]:
         self.urls.append(url)
@@ -67,19 +70,45 @@ class StartWarmerTests(SynchronousTestCase):
         self.supervisor.say("srv update_slots: all slots are idle")
         self.assertEqual(len(self.urls), 2)
 
-    def test_wantedWhileStartingOrReady(self) -> None:
+    def test_unusedDroppedOnceReady(self) -> None:
         """
-        A connection that arrives once the model is ready is still wanted;
-        one that arrives once it is being stopped is not.
+        Once the start is over (the request that waited has gone out), the
+        idle connections to the server are dropped, and one still being
+        made is not wanted: a server that serves one connection at a time
+        must not sit on a connection nobody uses.
         """
         self.supervisor.move(State.STARTING)
         self.supervisor.say("loading")
         [wanted] = self.wanted
         self.assertTrue(wanted())
+        self.assertEqual(self.dropped, [])
         self.supervisor.move(State.READY)
-        self.assertTrue(wanted())
-        self.supervisor.move(State.STOPPING)
+        self.assertEqual(self.dropped, ["http://127.0.0.1:5800"])
         self.assertFalse(wanted())
+        self.supervisor.move(State.STOPPING)
+        self.assertEqual(len(self.dropped), 1)
+
+    def test_dropEndsTheStartsWarming(self) -> None:
+        """
+        L{StartWarmer.drop} (the prober's, before a probe it did not expect
+        to need) closes the idle connections and ends this start's warming;
+        the next start warms again.
+        """
+        self.supervisor.move(State.STARTING)
+        self.supervisor.say("loading")
+        self.calls[0].callback(False)
+        self.warmer.drop("http://127.0.0.1:5800/health")
+        self.assertEqual(self.dropped, ["http://127.0.0.1:5800/health"])
+        self.assertFalse(self.wanted[0]())
+        self.supervisor.say("still loading")
+        self.assertEqual(len(self.urls), 1)
+        self.supervisor.move(State.READY)
+        self.assertEqual(len(self.dropped), 1)
+        self.supervisor.move(State.STOPPING)
+        self.supervisor.move(State.STOPPED)
+        self.supervisor.move(State.STARTING)
+        self.supervisor.say("loading")
+        self.assertEqual(len(self.urls), 2)
 
     def test_eachStartWarmsAgain(self) -> None:
         """
@@ -107,6 +136,20 @@ class StartWarmerTests(SynchronousTestCase):
                 self.calls[-1].callback(False)
         self.assertEqual(len(self.urls), ATTEMPTS)
         self.assertEqual(self.warmer.attempts, ATTEMPTS)
+
+    def test_onlyVouchedStarts(self) -> None:
+        """
+        A start that needs a probe gets no warm connection: a server that
+        serves one connection at a time would sit on it and never answer
+        the probe.
+        """
+        self.supervisor.readinessVouched = False
+        self.supervisor.move(State.STARTING)
+        self.supervisor.say("listening")
+        self.assertEqual(self.urls, [])
+        self.supervisor.readinessVouched = True
+        self.supervisor.say("loading")
+        self.assertEqual(len(self.urls), 1)
 
     def test_noProxyNoCommandStopOutput(self) -> None:
         """
