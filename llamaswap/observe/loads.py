@@ -91,6 +91,7 @@ class LoadWatcher:
         history: LoadHistory | None = None,
         onLoad: Callable[[float, str, int, bool], None] | None = None,
         tick: float = TICK,
+        listening: Callable[[], object] = lambda: True,
     ) -> None:
         """
         @param publish: C{publish(kind, data)}, usually L{EventBus.publish}.
@@ -98,6 +99,9 @@ class LoadWatcher:
         @param metrics: a L{llamaswap.observe.metrics.Metrics}, or L{None}.
         @param onLoad: C{onLoad(ts, model, durationMs, ok)} after each load
             attempt (to persist it).
+        @param listening: whether anyone receives the events; when not,
+            their payloads (every model's status, the memory figures) are
+            not built, which a swap would otherwise pay for several times.
         """
         self._supervisors = supervisors
         self._clock = clock
@@ -107,6 +111,7 @@ class LoadWatcher:
         self.history = history if history is not None else LoadHistory()
         self._onLoad = onLoad
         self._tick = tick
+        self._listening = listening
         self._loading: dict[str, _Loading] = {}
         self._removers: dict[str, list[Callable[[], None]]] = {}
 
@@ -166,7 +171,8 @@ class LoadWatcher:
             self._begin(model)
         elif old is State.STARTING:
             self._end(model, new is State.READY)
-        self._publish("modelStatus", self._statusPayload())
+        if self._listening():
+            self._publish("modelStatus", self._statusPayload())
 
     def _output(self, model: str, stream: str, line: str) -> None:
         loading = self._loading.get(model)
@@ -188,7 +194,8 @@ class LoadWatcher:
         if loading is None:
             return
         loading.timer = None
-        self._publish("loadProgress", self._progress(model, "starting"))
+        if self._listening():
+            self._publish("loadProgress", self._progress(model, "starting"))
         loading.timer = self._clock.callLater(self._tick, self._report, model)
 
     def _end(self, model: str, ok: bool) -> None:
@@ -199,7 +206,7 @@ class LoadWatcher:
             loading.timer.cancel()
         now = self._clock.seconds()
         elapsed = now - loading.startedAt
-        payload = self._progress(model, "ready" if ok else "failed")
+        payload = self._progress(model, "ready" if ok else "failed") if self._listening() else None
         del self._loading[model]
         if ok:
             self.history.add(model, int(elapsed * 1000))
@@ -210,7 +217,8 @@ class LoadWatcher:
                 self._onLoad(now, model, int(elapsed * 1000), ok)
             except Exception:
                 log.failure("recording the load of {model} failed", model=model)
-        self._publish("loadProgress", payload)
+        if payload is not None:
+            self._publish("loadProgress", payload)
 
     def _progress(self, model: str, phase: str) -> dict[str, Any]:
         loading = self._loading[model]

@@ -96,6 +96,7 @@ class ObservabilityService(Service):
             metrics=self.metrics,
             history=LoadHistory(),
             onLoad=self._recordLoad,
+            listening=lambda: self.events.subscribers,
         )
         self.streams: set[EventStream] = set()
         self._unsubscribe: list[Callable[[], None]] = []

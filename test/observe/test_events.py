@@ -312,6 +312,34 @@ class LoadWatcherTests(SynchronousTestCase):
     def progress(self) -> list[dict[str, Any]]:
         return [data for kind, data in self.events if kind == "loadProgress"]
 
+    def test_nobodyListening(self) -> None:
+        """
+        With nobody listening no event payload is built (nor published);
+        loads are still measured, counted and recorded.
+        """
+        supervisor = FakeSupervisor("b")
+        built: list[str] = []
+        published: list[str] = []
+        loads: list[tuple[Any, ...]] = []
+        watcher = LoadWatcher(
+            {"b": supervisor},
+            self.clock,
+            lambda kind, data: published.append(kind),
+            statusPayload=lambda: built.append("status"),
+            metrics=self.metrics,
+            onLoad=lambda *args: loads.append(args),
+            listening=lambda: 0,
+        )
+        watcher.start()
+        supervisor.move(State.STARTING)
+        self.clock.advance(2.5)
+        supervisor.move(State.READY)
+        watcher.stop()
+        self.assertEqual((built, published), ([], []))
+        self.assertEqual(loads, [(1002.5, "b", 2500, True)])
+        self.assertEqual(watcher.history.expected("b"), 2500)
+        self.assertIn(("loadFinished", "b", 2.5, True), self.metrics.calls)
+
     def test_load(self) -> None:
         """
         A start reports progress at once and every second with the latest
