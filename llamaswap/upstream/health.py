@@ -241,7 +241,8 @@ class ProbeLoop:
         #: line of a vouched upstream; C{"line probe"}, the first probe sent
         #: for an announcing line; C{"probe"}, any other probe.
         self.readyBy: str | None = None
-        self._lineProbes = 0
+        #: A probe was sent for an announcing line.
+        self._lineProbed = False
         self._probeOnce = probeOnce
         self._probeTimeout = probeTimeout
         self._makeDelays = delays
@@ -356,10 +357,11 @@ class ProbeLoop:
             d.errback()
         d.addTimeout(self._probeTimeout, self._clock)
         self._inFlight.append(d)
+        firstLineProbe = announced and not self._lineProbed
         if announced:
             self._announced = d
-            self._lineProbes += 1
-        d.addBoth(self._probeDone, d, announced and self._lineProbes == 1)
+            self._lineProbed = True
+        d.addBoth(self._probeDone, d, firstLineProbe)
 
     def _probeDone(
         self, result: bool | Failure, d: Deferred[bool], firstLineProbe: bool = False

@@ -128,13 +128,15 @@ class StartWarmer:
             self._wanted = True
             self._warmed = False
             self.attempts = 0
-        elif old is State.STARTING and self._wanted:
-            # The request that waited for the start has gone out (reporters
-            # hear after the waiters): a warm connection it did not take
-            # would keep a server that serves one connection at a time
-            # from the next one.
-            assert self._supervisor is not None
-            self.drop(self._supervisor.spec.proxy)
+        elif old is State.STARTING:
+            if self._wanted and self.attempts:
+                # The request that waited for the start has gone out
+                # (reporters hear after the waiters): a warm connection it
+                # did not take would keep a server that serves one
+                # connection at a time from the next one.
+                assert self._supervisor is not None
+                self.drop(self._supervisor.spec.proxy)
+            self._wanted = False
 
     def _line(self, model: str, stream: str, line: str) -> None:
         supervisor = self._supervisor
