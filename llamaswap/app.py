@@ -12,7 +12,6 @@ from typing import Any, Mapping
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
-from twisted.web.client import HTTPConnectionPool
 from twisted.web.server import Site
 
 from . import __version__
@@ -46,6 +45,7 @@ from .upstream.standby import StandbyLaunchers
 from .upstream.supervisor import Supervisor
 from .web.client import UpstreamAgent, UpstreamEndpoints, idleConnectionLimit
 from .web.forward import Forwarder
+from .web.h1client import ConnectionPool
 from .web.peers import PeerRouter
 from .web.site import WebParts, buildSite
 from .web.statusagent import StatusAgent
@@ -156,7 +156,9 @@ class LlamaSwap(MultiService):
         # Readiness probes need only a status line; the prompt cache's slot
         # requests are whole HTTP exchanges.
         self._probeAgent = StatusAgent(UpstreamEndpoints(reactor, 5.0).endpointForURI)
-        self._controlPool = HTTPConnectionPool(reactor, persistent=False)
+        # Prompt-cache slot requests are rare: no connection is kept.
+        self._controlPool = ConnectionPool(reactor)
+        self._controlPool.maxPersistentPerHost = 0
         self._controlAgent = UpstreamAgent(reactor, self._controlPool, connectTimeout=5.0)
         self._environ = upstreamEnviron
         self.launchers = StandbyLaunchers(reactor, reactor)

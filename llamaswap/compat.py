@@ -11,21 +11,10 @@ attribute.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Hashable
+from typing import Any, Callable
 
 from twisted.internet.abstract import FileDescriptor
-from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import FileLogObserver, LogPublisher
-from twisted.python.failure import Failure
-from twisted.web._newclient import _ensureValidURI
-from twisted.web.client import (
-    URI,
-    Agent,
-    HTTPConnectionPool,
-    _RetryingHTTP11ClientProtocol,
-)
-from twisted.web.error import SchemeNotSupported
 from twisted.web.http import _ChunkedTransferDecoder, _IdentityTransferDecoder
 from twisted.web.http_headers import Headers
 from twisted.web.server import Request
@@ -88,165 +77,6 @@ def identityDecoder(
     of L{chunkedDecoder}.
     """
     return _IdentityTransferDecoder(length, dataCallback, finishCallback)
-
-
-# -- the outbound client -------------------------------------------------------
-
-
-def connectionHeaders(response: object) -> Headers | None:
-    """
-    The connection-control headers (C{Connection}, C{Content-Length},
-    C{Transfer-Encoding}, ...) of C{response}, an C{IResponse} from
-    twisted.web's agent, while it is the connection's current response;
-    L{None} when they cannot be reached.
-
-    Twisted's client parser moves them out of C{response.headers} into its
-    C{connHeaders}, which C{IResponse} does not expose.  The parser sits on
-    the C{HTTP11ClientProtocol}, behind the response's transport and the
-    endpoint's (and, for https, TLS's) wrapping protocols.
-    """
-    proxy = getattr(response, "_transport", None)  # TransportProxyProducer
-    transport = getattr(proxy, "_producer", None)  # TCP transport or TLS wrapper
-    candidates = [getattr(transport, "protocol", None), transport]
-    for _ in range(4):
-        found = None
-        for candidate in candidates:
-            parser = getattr(candidate, "_parser", None)
-            headers = getattr(parser, "connHeaders", None)
-            if isinstance(headers, Headers):
-                return headers
-            found = (
-                found
-                or getattr(candidate, "_wrappedProtocol", None)
-                or getattr(candidate, "wrappedProtocol", None)
-            )
-        if found is None:
-            break
-        candidates = [found]
-    return None
-
-
-def popIdleConnection(pool: HTTPConnectionPool, key: Hashable) -> Any:
-    """
-    Take the oldest idle connection to C{key} out of C{pool} (its idle
-    timeout cancelled), or L{None}.  C{HTTPConnectionPool} can only close
-    all of its idle connections or hand one out through C{getConnection},
-    which opens a new one when none is idle.
-    """
-    connections = pool._connections.get(key)  # type: ignore[attr-defined]
-    if not connections:
-        return None
-    connection = connections.pop(0)
-    if not connections:
-        del pool._connections[key]  # type: ignore[attr-defined]
-    delayed = pool._timeouts.pop(connection, None)  # type: ignore[attr-defined]
-    if delayed is not None and delayed.active():
-        delayed.cancel()
-    return connection
-
-
-def putIdleConnection(pool: HTTPConnectionPool, key: Hashable, connection: Any) -> None:
-    """
-    Leave C{connection} (a fresh, unused one from L{newPoolConnection}) idle
-    in C{pool} under C{key}, as the pool does itself after a response, for
-    the next request to C{key} to take.
-    """
-    pool._putConnection(key, connection)  # type: ignore[attr-defined]
-
-
-def newPoolConnection(
-    pool: HTTPConnectionPool, key: Hashable, endpoint: IStreamClientEndpoint
-) -> Deferred[Any]:
-    """
-    A new connection from C{pool} over C{endpoint}, returned to the pool
-    under C{key} when its request is done: what C{getConnection} does when
-    nothing is idle, for a pool that chooses among its idle connections
-    itself.
-    """
-    result: Deferred[Any] = pool._newConnection(key, endpoint)  # type: ignore[attr-defined]
-    return result
-
-
-#: Decides whether a failed request on a reused connection is sent again:
-#: C{(method, exception, bodyProducer) -> bool}, or L{None} for Twisted's
-#: own rule (idempotent bodiless requests only).
-RetryPolicy = Callable[[bytes, Exception, object], "bool | None"]
-
-
-class _PolicyRetryingProtocol(_RetryingHTTP11ClientProtocol):  # type: ignore[misc]
-    def __init__(self, connection: Any, newConnection: Any, policy: RetryPolicy) -> None:
-        super().__init__(connection, newConnection)
-        self._policy = policy
-
-    def _shouldRetry(self, method: bytes, exception: Exception, bodyProducer: object) -> bool:
-        decided = self._policy(method, exception, bodyProducer)
-        if decided is None:
-            return bool(super()._shouldRetry(method, exception, bodyProducer))
-        return decided
-
-
-def retryingConnection(
-    connection: Any, newConnection: Callable[[], Deferred[Any]], policy: RetryPolicy
-) -> Any:
-    """
-    C{connection} (a reused C{HTTP11ClientProtocol}) wrapped like
-    C{HTTPConnectionPool.getConnection} wraps it: a request that fails
-    because the server had closed the connection is sent once more on
-    C{newConnection()} when C{policy} says so.  Twisted's wrapper is
-    private and its retry rule can only be changed by overriding it.
-    """
-    return _PolicyRetryingProtocol(connection, newConnection, policy)
-
-
-class ParsedOnceAgent(Agent):
-    """
-    An L{Agent} that validates and parses each request URL once: the
-    relay sends every request for a model to the same few URLs, and
-    C{Agent.request} validates, parses and re-serialises the URL (and asks
-    its endpoint factory for the endpoint) on every call.  What it then
-    does with them is C{_AgentBase._requestWithEndpoint}, which is private.
-    The parsed L{URI} is shared between requests; the agent only reads it.
-    Build it with L{Agent.usingEndpointFactory}.
-    """
-
-    #: The most URLs remembered (the cache is dropped when full).
-    maxParsed = 256
-    #: URL to (pool key, endpoint, parsed URI, request path); made on first
-    #: use (C{usingEndpointFactory} does not call C{__init__}).
-    _parsed: dict[bytes, tuple[Any, Any, URI, bytes]] | None = None
-
-    def request(
-        self,
-        method: bytes,
-        uri: bytes,
-        headers: Headers | None = None,
-        bodyProducer: Any = None,
-    ) -> Deferred[Any]:
-        cache = self._parsed
-        if cache is None:
-            cache = self._parsed = {}
-        parsed = cache.get(uri)
-        if parsed is None:
-            parsedURI = URI.fromBytes(_ensureValidURI(uri.strip()))
-            try:
-                endpoint = self._getEndpoint(parsedURI)
-            except SchemeNotSupported:
-                return fail(Failure())
-            key = (parsedURI.scheme, parsedURI.host, parsedURI.port)
-            parsed = (key, endpoint, parsedURI, parsedURI.originForm)
-            if len(cache) >= self.maxParsed:
-                cache.clear()
-            cache[uri] = parsed
-        key, endpoint, parsedURI, path = parsed
-        result: Deferred[Any] = self._requestWithEndpoint(  # type: ignore[attr-defined]
-            key, endpoint, method, parsedURI, headers, bodyProducer, path
-        )
-        # A request written on an idle pooled connection (synchronously,
-        # above) can leave now; see UpstreamPool.sendIssued.
-        sendIssued = getattr(self._pool, "sendIssued", None)
-        if sendIssued is not None:
-            sendIssued()
-        return result
 
 
 # -- logging -------------------------------------------------------------------
@@ -328,20 +158,14 @@ def classicTextFile(observer: object) -> tuple[Any, str | None] | None:
 
 
 __all__ = [
-    "ParsedOnceAgent",
-    "RetryPolicy",
     "chunkedDecoder",
     "classicTextFile",
-    "connectionHeaders",
     "identityDecoder",
     "isClientBufferFull",
     "isDisconnected",
     "logObservers",
-    "newPoolConnection",
     "rawHeaderDict",
     "sendNow",
-    "popIdleConnection",
-    "retryingConnection",
     "takeReadBuffer",
 ]
 

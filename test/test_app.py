@@ -88,7 +88,7 @@ models:
         status, body = await running.chat("a")
         self.assertEqual(status, 200, body)
         proxy = running.app.supervisors["a"].spec.proxy
-        self.assertTrue(agent.pool._connections.get(poolKey(proxy)))
+        self.assertTrue(agent.pool.idle(poolKey(proxy)))
         self.assertEqual(closed, [])
         stopping: list[bool] = []
         running.app.supervisors["a"].addStateObserver(
@@ -97,7 +97,7 @@ models:
         await running.app.router.unload(["a"])
         self.assertEqual(stopping, [True])
         self.assertEqual(closed, [proxy, proxy])
-        self.assertFalse(agent.pool._connections.get(poolKey(proxy)))
+        self.assertFalse(agent.pool.idle(poolKey(proxy)))
 
     async def test_unknownModel(self) -> None:
         """

@@ -10,15 +10,13 @@ from __future__ import annotations
 import io
 import os
 import select
-from typing import Any
 
 from twisted.internet.abstract import FileDescriptor
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import Factory, ProcessProtocol
-from twisted.internet.task import Clock, deferLater
-from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import deferLater
+from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.logger import (
     FileLogObserver,
     LogPublisher,
@@ -27,32 +25,21 @@ from twisted.logger import (
 )
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web._newclient import HTTP11ClientProtocol
-from twisted.web._newclient import Request as ClientRequest
-from twisted.web.client import URI, HTTPConnectionPool, ResponseNeverReceived
-from twisted.web.error import SchemeNotSupported
 from twisted.web.http import HTTPChannel
 from twisted.web.http import Request as HTTPRequest
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyChannel
-from zope.interface import implementer
 
 from llamaswap.compat import (
-    ParsedOnceAgent,
     chunkedDecoder,
     classicTextFile,
-    connectionHeaders,
     identityDecoder,
     isClientBufferFull,
     isDisconnected,
     logObservers,
-    newPoolConnection,
-    popIdleConnection,
     rawHeaderDict,
     readPendingOutput,
-    retryingConnection,
     sendNow,
     takeReadBuffer,
 )
@@ -144,239 +131,6 @@ class DecoderTests(SynchronousTestCase):
         decoder.dataReceived(b"cdefg")
         self.assertEqual(b"".join(data), b"abcde")
         self.assertEqual(rest, [b"fg"])
-
-
-class ConnectionHeadersTests(SynchronousTestCase):
-    def test_throughEndpoint(self) -> None:
-        """
-        The response's connection headers are found on the client protocol
-        behind the endpoint's wrapping protocol, as on a real connection.
-        """
-        reactor = MemoryReactorClock()
-        connected = TCP4ClientEndpoint(reactor, "127.0.0.1", 5800).connect(
-            Factory.forProtocol(HTTP11ClientProtocol)
-        )
-        wrapping = reactor.tcpClients[0][2].buildProtocol(None)
-        transport = StringTransport()
-        transport.protocol = wrapping  # as a TCP connection has it
-        wrapping.makeConnection(transport)
-        protocol = self.successResultOf(connected)
-        self.assertIsInstance(protocol, HTTP11ClientProtocol)
-        d = protocol.request(ClientRequest(b"GET", b"/", Headers({b"host": [b"h"]}), None))
-        protocol.dataReceived(
-            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\n"
-            b"X-Hop: 1\r\nContent-Length: 2\r\n\r\n"
-        )
-        response = self.successResultOf(d)
-        headers = connectionHeaders(response)
-        self.assertIsInstance(headers, Headers)
-        assert headers is not None
-        self.assertEqual(headers.getRawHeaders(b"connection"), [b"keep-alive, X-Hop"])
-        self.assertFalse(response.headers.hasHeader(b"connection"))
-        self.assertIsNone(connectionHeaders(object()))
-
-
-class _MemoryEndpoint:
-    """
-    Connects each factory to a new L{StringTransport} at once.
-    """
-
-    def __init__(self) -> None:
-        self.protocols: list[Any] = []
-
-    def connect(self, factory: Any) -> Deferred[Any]:
-        protocol = factory.buildProtocol(None)
-        protocol.makeConnection(StringTransport())
-        self.protocols.append(protocol)
-        return succeed(protocol)
-
-
-@implementer(IBodyProducer)
-class _Body:
-    """
-    A three-byte body that can be sent any number of times.
-    """
-
-    length = 3
-
-    def startProducing(self, consumer: Any) -> Deferred[None]:
-        consumer.write(b"abc")
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
-
-
-def get() -> ClientRequest:
-    return ClientRequest(b"GET", b"/", Headers({b"host": [b"h"]}), None, persistent=True)
-
-
-class PoolTests(SynchronousTestCase):
-    """
-    L{newPoolConnection} and L{popIdleConnection} on a real
-    L{HTTPConnectionPool}.
-    """
-
-    def test_newAndIdle(self) -> None:
-        """
-        A new connection returns to the pool when its request is done and
-        is idle under its key, with an idle timeout; popping it cancels the
-        timeout and leaves nothing idle.
-        """
-        clock = Clock()
-        pool = HTTPConnectionPool(clock)
-        endpoint = _MemoryEndpoint()
-        key = (b"http", b"127.0.0.1", 5800)
-        protocol = self.successResultOf(newPoolConnection(pool, key, endpoint))
-        self.assertIsNone(popIdleConnection(pool, key))
-        d = protocol.request(get())
-        protocol.dataReceived(OK_EMPTY)
-        self.successResultOf(d)
-        self.assertEqual(len(clock.getDelayedCalls()), 1)
-        self.assertIs(popIdleConnection(pool, key), protocol)
-        self.assertEqual(clock.getDelayedCalls(), [])
-        self.assertIsNone(popIdleConnection(pool, key))
-        self.assertIsNone(popIdleConnection(pool, (b"http", b"10.0.0.1", 1)))
-
-
-@implementer(IAgentEndpointFactory)
-class _CountingEndpoints:
-    """
-    One L{_MemoryEndpoint}, counting how often an endpoint is asked for.
-    """
-
-    def __init__(self) -> None:
-        self.endpoint = _MemoryEndpoint()
-        self.asked: list[bytes] = []
-
-    def endpointForURI(self, uri: URI) -> _MemoryEndpoint:
-        if uri.scheme not in (b"http", b"https"):
-            raise SchemeNotSupported(uri.scheme)
-        self.asked.append(uri.toBytes())
-        return self.endpoint
-
-
-class ParsedOnceAgentTests(SynchronousTestCase):
-    """
-    L{ParsedOnceAgent} sends what L{Agent} sends, through
-    C{_AgentBase._requestWithEndpoint}, parsing each URL once.
-    """
-
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.endpoints = _CountingEndpoints()
-        self.pool = HTTPConnectionPool(self.clock, persistent=True)
-        self.agent = ParsedOnceAgent.usingEndpointFactory(
-            self.clock, self.endpoints, pool=self.pool
-        )
-
-    def test_requestsReuseTheParsedURL(self) -> None:
-        """
-        Two requests for one URL go out with its path and query and the
-        host as Host, on the pooled connection, and the endpoint is asked
-        for once.
-        """
-        url = b"http://127.0.0.1:5800/api/v1/models?x=1"
-        for _ in range(2):
-            d = self.agent.request(b"GET", url, Headers({b"x-a": [b"1"]}))
-            (protocol,) = self.endpoints.endpoint.protocols
-            sent = protocol.transport.value()
-            protocol.transport.clear()
-            self.assertTrue(sent.startswith(b"GET /api/v1/models?x=1 HTTP/1.1\r\n"), sent)
-            self.assertIn(b"Host: 127.0.0.1:5800\r\n", sent)
-            self.assertIn(b"X-A: 1\r\n", sent)
-            protocol.dataReceived(OK_EMPTY)
-            self.assertEqual(self.successResultOf(d).code, 200)
-        self.assertEqual(self.endpoints.asked, [b"http://127.0.0.1:5800/api/v1/models?x=1"])
-
-    def test_invalid(self) -> None:
-        """
-        An unsupported scheme fails the request's Deferred and an invalid
-        URL raises, as with L{Agent}; neither is remembered.
-        """
-        self.failureResultOf(self.agent.request(b"GET", b"ftp://h/x"), SchemeNotSupported)
-        self.assertRaises(ValueError, self.agent.request, b"GET", b"http://h/\x00")
-        self.failureResultOf(self.agent.request(b"GET", b"ftp://h/x"), SchemeNotSupported)
-
-    def test_bounded(self) -> None:
-        """
-        The cache is dropped when it holds C{maxParsed} URLs.
-        """
-        self.agent.maxParsed = 2
-        for port in (1, 2, 3):
-            self.agent.request(b"GET", b"http://127.0.0.1:%d/" % (port,))
-        self.agent.request(b"GET", b"http://127.0.0.1:1/")
-        self.assertEqual(len(self.endpoints.asked), 4)
-
-
-class RetryingConnectionTests(SynchronousTestCase):
-    """
-    L{retryingConnection}: Twisted's retrying wrapper with a policy.
-    """
-
-    def setUp(self) -> None:
-        self.endpoint = _MemoryEndpoint()
-        self.pool = HTTPConnectionPool(Clock())
-        self.calls: list[tuple[bytes, type, object]] = []
-
-    def stale(self, policy: Any) -> tuple[Any, Any]:
-        first = self.successResultOf(newPoolConnection(self.pool, "k", self.endpoint))
-        wrapped = retryingConnection(
-            first, lambda: newPoolConnection(self.pool, "k", self.endpoint), policy
-        )
-        return first, wrapped
-
-    def record(self, answer: bool | None) -> Any:
-        def policy(method: bytes, exception: Exception, producer: object) -> bool | None:
-            self.calls.append((method, type(exception), producer))
-            return answer
-
-        return policy
-
-    def test_retriedWhenPolicySaysSo(self) -> None:
-        """
-        A POST with a body whose connection closes before the answer is
-        sent again on a new connection when the policy says so.
-        """
-        first, wrapped = self.stale(self.record(True))
-        producer = _Body()
-        d = wrapped.request(ClientRequest(b"POST", b"/", Headers({b"host": [b"h"]}), producer))
-        first.connectionLost(Failure(ConnectionDone("idle close")))
-        self.assertEqual(self.calls, [(b"POST", ResponseNeverReceived, producer)])
-        self.assertEqual(len(self.endpoint.protocols), 2)
-        self.assertTrue(self.endpoint.protocols[1].transport.value().endswith(b"\r\n\r\nabc"))
-        self.endpoint.protocols[1].dataReceived(OK_EMPTY)
-        self.assertEqual(self.successResultOf(d).code, 200)
-
-    def test_twistedRule(self) -> None:
-        """
-        L{None} from the policy leaves the decision to Twisted: a bodiless
-        GET is retried.
-        """
-        first, wrapped = self.stale(self.record(None))
-        d = wrapped.request(get())
-        first.connectionLost(Failure(ConnectionDone("idle close")))
-        self.assertEqual(len(self.calls), 1)
-        self.assertEqual(len(self.endpoint.protocols), 2)
-        self.endpoint.protocols[1].dataReceived(OK_EMPTY)
-        self.assertEqual(self.successResultOf(d).code, 200)
-
-    def test_notRetried(self) -> None:
-        """
-        C{False} from the policy fails the request, even a GET Twisted
-        would retry.
-        """
-        first, wrapped = self.stale(self.record(False))
-        d = wrapped.request(get())
-        first.connectionLost(Failure(ConnectionDone("idle close")))
-        self.failureResultOf(d, ResponseNeverReceived)
-        self.assertEqual(len(self.endpoint.protocols), 1)
 
 
 class LogObserversTests(SynchronousTestCase):

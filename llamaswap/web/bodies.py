@@ -133,6 +133,20 @@ class BodyProducer:
         self._file.seek(offset)
         return self._file.read(size)
 
+    def whole(self, limit: int) -> bytes | None:
+        """
+        The whole body if it is at most C{limit} bytes (L{None} otherwise,
+        or if it cannot be read): a small body goes out in the same write
+        as the request head, without a producer run.
+        """
+        if self.length > limit:
+            return None
+        try:
+            data = self._read(0, self.length) if self.length else b""
+        except Exception:
+            return None
+        return data if len(data) == self.length else None
+
     def startProducing(self, consumer: object) -> Deferred[None]:
         if self._run is not None:
             self._run.stop()

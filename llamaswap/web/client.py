@@ -3,14 +3,14 @@
 The outbound HTTP client: how llamaswap connects to upstream servers.
 
  - L{UpstreamAgent}: an C{IAgent} whose connect timeout can be chosen per
-   request, all of its agents sharing one pool.
- - L{UpstreamPool}: persistent connections, as many idle ones per server as
-   requests may run at once (L{idleConnectionLimit}), each kept for 90
-   seconds; a request with a replayable body is sent again once when a
-   reused connection turns out closed (L{replayPolicy}).
-   L{UpstreamPool.closeCachedConnectionsTo} drops the idle connections to a
-   model whose process stopped; L{UpstreamAgent.warm} opens one ahead of
-   the first request (L{llamaswap.web.warm}).
+   request, all of its clients sharing one pool; requests go through
+   llamaswap's own HTTP/1.1 client (L{llamaswap.web.h1client}), which
+   keeps idle connections per server (as many as requests may run at
+   once, L{idleConnectionLimit}), each for 90 seconds, and sends a request
+   with a replayable body again once when a pooled connection turns out
+   closed.  L{UpstreamAgent.closeCachedConnectionsTo} drops the idle
+   connections to a model whose process stopped; L{UpstreamAgent.warm}
+   opens one ahead of the first request (L{llamaswap.web.warm}).
  - L{UpstreamEndpoints}: endpoints built once per server: IP literals
    connect directly, C{localhost} tries 127.0.0.1 first
    (L{LoopbackEndpoint}), and no connection logs its factory
@@ -21,9 +21,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from twisted.internet import defer
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
@@ -36,47 +35,14 @@ from twisted.python.failure import Failure
 from twisted.web.client import (
     URI,
     BrowserLikePolicyForHTTPS,
-    HTTPConnectionPool,
-    RequestNotSent,
-    RequestTransmissionFailed,
-    ResponseNeverReceived,
 )
 from twisted.web.error import SchemeNotSupported
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResponse
 from zope.interface import implementer
 
-from ..compat import (
-    ParsedOnceAgent,
-    newPoolConnection,
-    popIdleConnection,
-    putIdleConnection,
-    retryingConnection,
-    sendNow,
-)
 from ..tlsgate import TLS_MISSING, tlsAvailable
-from .bodies import BodyProducer
-
-
-def replayPolicy(method: bytes, exception: Exception, bodyProducer: object) -> bool | None:
-    """
-    Whether a request that failed on a reused pooled connection is sent
-    again on a fresh one.  Besides Twisted's retry of idempotent bodiless
-    requests (L{None}: its rule), a request whose body is a L{BodyProducer}
-    (and can therefore be sent again) is retried once when the reused
-    connection turns out to have been closed by the server before it
-    answered, the race every keep-alive client has with servers that close
-    idle connections (llama-server does after a few seconds).  Go's
-    C{http.Transport} retries in the same situation.
-    """
-    if not isinstance(bodyProducer, BodyProducer):
-        return None
-    if not isinstance(
-        exception, (RequestNotSent, RequestTransmissionFailed, ResponseNeverReceived)
-    ):
-        return False
-    reasons = getattr(exception, "reasons", None) or ()
-    return not any(reason.check(CancelledError) for reason in reasons)
+from .h1client import ConnectionPool, UpstreamClient, UpstreamConnection
 
 
 def poolKey(upstreamURL: bytes | str) -> tuple[bytes, bytes, int]:
@@ -105,79 +71,9 @@ def idleConnectionLimit(concurrencyLimits: Iterable[int] = ()) -> int:
     use and the next burst opens (and, for a name like C{localhost},
     resolves) them again.
     """
-    return max(MIN_IDLE_PER_SERVER, min(MAX_IDLE_PER_SERVER, max(concurrencyLimits, default=0)))
-
-
-class UpstreamPool(HTTPConnectionPool):
-    """
-    The connection pool for upstream servers: persistent connections, up to
-    L{maxPersistentPerHost} idle ones per server kept for
-    L{cachedConnectionTimeout} seconds (Go's C{IdleConnTimeout} is 90), and
-    replayable request bodies retried once when a reused connection was
-    closed under them (L{replayPolicy}).
-    """
-
-    maxPersistentPerHost = MIN_IDLE_PER_SERVER
-    cachedConnectionTimeout = 90
-    #: The transport of the idle connection last handed out, until
-    #: L{sendIssued}.
-    _issued: object = None
-
-    def getConnection(self, key, endpoint):  # type: ignore[no-untyped-def]
-        connection = popIdleConnection(self, key)
-        while connection is not None:
-            if connection.state == "QUIESCENT":
-                self._issued = connection.transport
-                if self.retryAutomatically:
-                    connection = retryingConnection(
-                        connection,
-                        lambda: newPoolConnection(self, key, endpoint),
-                        replayPolicy,
-                    )
-                return succeed(connection)
-            connection = popIdleConnection(self, key)
-        return newPoolConnection(self, key, endpoint)
-
-    def sendIssued(self) -> None:
-        """
-        Send the request just written on the idle connection handed out
-        last (the agent calls this once its request call returns), instead
-        of when the reactor next polls: the upstream starts on it while
-        the rest of this reactor turn runs, and the reactor need not watch
-        the socket for writability.  See L{llamaswap.compat.sendNow}.
-        """
-        transport, self._issued = self._issued, None
-        if transport is not None:
-            sendNow(transport)
-
-    def closeCachedConnectionsTo(self, upstreamURL: bytes | str) -> Deferred[None]:
-        """
-        Close the idle connections to the server at C{upstreamURL} (its
-        scheme, host and port; the path is ignored), e.g. when that model's
-        process is stopped, so that no later request picks a connection to
-        a dead or different process.  Connections in use are not touched:
-        they end with their exchange.
-
-        @return: a Deferred that fires when they are closed.
-        """
-        return closeCachedConnections(self, upstreamURL)
-
-
-def closeCachedConnections(
-    pool: HTTPConnectionPool, upstreamURL: bytes | str
-) -> Deferred[None]:
-    """
-    Close C{pool}'s idle connections to the server at C{upstreamURL}; see
-    L{UpstreamPool.closeCachedConnectionsTo}.  Works on any
-    L{HTTPConnectionPool}.
-    """
-    key = poolKey(upstreamURL)
-    results = []
-    connection = popIdleConnection(pool, key)
-    while connection is not None:
-        results.append(connection.abort())
-        connection = popIdleConnection(pool, key)
-    return defer.gatherResults(results).addCallback(lambda ignored: None)
+    return max(
+        MIN_IDLE_PER_SERVER, min(MAX_IDLE_PER_SERVER, max(concurrencyLimits, default=0))
+    )
 
 
 @implementer(IStreamClientEndpoint)
@@ -265,11 +161,17 @@ class UpstreamEndpoints:
             endpoint = LoopbackEndpoint(self._reactor, uri.port, self._timeout)
         elif isIPAddress(host):
             endpoint = TCP4ClientEndpoint(
-                self._reactor, host, uri.port, timeout=self._timeout  # type: ignore[arg-type]
+                self._reactor,
+                host,
+                uri.port,
+                timeout=self._timeout,  # type: ignore[arg-type]
             )
         elif isIPv6Address(host):
             endpoint = TCP6ClientEndpoint(
-                self._reactor, host, uri.port, timeout=self._timeout  # type: ignore[arg-type]
+                self._reactor,
+                host,
+                uri.port,
+                timeout=self._timeout,  # type: ignore[arg-type]
             )
         else:
             # A short attempt delay: when the first address refuses (a
@@ -298,42 +200,44 @@ class UpstreamEndpoints:
 class UpstreamAgent:
     """
     An L{IAgent} for upstream servers whose connect timeout can be chosen
-    per request (L{withConnectTimeout}); all of its agents share one
-    L{UpstreamPool}.
+    per request (L{withConnectTimeout}); all of its clients share one
+    L{ConnectionPool}.
 
     @ivar pool: the shared pool.
     """
 
     def __init__(
         self,
-        reactor: object,
-        pool: HTTPConnectionPool | None = None,
+        reactor: Any,
+        pool: ConnectionPool | None = None,
         *,
         connectTimeout: float | None = 30.0,
     ) -> None:
         self._reactor = reactor
-        self.pool = pool if pool is not None else UpstreamPool(reactor)
+        self.pool = pool if pool is not None else ConnectionPool(reactor)
         self._default = connectTimeout or None
-        self._agents: dict[float | None, IAgent] = {}
+        self._clients: dict[float | None, UpstreamClient] = {}
         self._endpoints: dict[float | None, UpstreamEndpoints] = {}
 
     def withConnectTimeout(self, timeout: float | None) -> IAgent:
         """
-        An agent on the shared pool that gives up connecting after
+        A client on the shared pool that gives up connecting after
         C{timeout} seconds (L{None} or 0: never).
         """
         timeout = timeout or None
-        agent = self._agents.get(timeout)
-        if agent is None:
-            agent = self._agents[timeout] = ParsedOnceAgent.usingEndpointFactory(
-                self._reactor, self._endpointsFor(timeout), pool=self.pool
+        client = self._clients.get(timeout)
+        if client is None:
+            client = self._clients[timeout] = UpstreamClient(
+                self.pool, self._endpointsFor(timeout).endpointForURI
             )
-        return agent
+        return client
 
     def _endpointsFor(self, timeout: float | None) -> UpstreamEndpoints:
         endpoints = self._endpoints.get(timeout)
         if endpoints is None:
-            endpoints = self._endpoints[timeout] = UpstreamEndpoints(self._reactor, timeout)
+            endpoints = self._endpoints[timeout] = UpstreamEndpoints(
+                self._reactor, timeout
+            )
         return endpoints
 
     def warm(
@@ -358,18 +262,19 @@ class UpstreamAgent:
                 return succeed(False)
             key = (uri.scheme, uri.host, uri.port)
             endpoint = self._endpointsFor(self._default).endpointForURI(uri)
-            connecting = newPoolConnection(self.pool, key, endpoint)
         except Exception:
             return succeed(False)
 
-        def connected(connection: Any) -> bool:
+        def connected(connection: UpstreamConnection) -> bool:
             if not wanted():
-                connection.transport.loseConnection()
+                connection.whenClosed()
                 return False
-            putIdleConnection(self.pool, key, connection)
+            self.pool.put(key, connection)
             return True
 
-        return connecting.addCallbacks(connected, lambda failure: False)
+        return self.pool.connect(key, endpoint).addCallbacks(
+            connected, lambda failure: False
+        )
 
     def request(
         self,
@@ -384,16 +289,21 @@ class UpstreamAgent:
 
     def closeCachedConnectionsTo(self, upstreamURL: bytes | str) -> Deferred[None]:
         """
-        Close the pool's idle connections to C{upstreamURL}'s server.
+        Close the pool's idle connections to C{upstreamURL}'s server (its
+        scheme, host and port; the path is ignored), e.g. when that model's
+        process is stopped, so that no later request picks a connection to
+        a dead or different process.  Connections in use are not touched:
+        they end with their exchange.
+
+        @return: a Deferred that fires when they are closed.
         """
-        return closeCachedConnections(self.pool, upstreamURL)
+        return self.pool.closeCachedConnectionsTo(poolKey(upstreamURL))
 
     def closeCachedConnections(self) -> Deferred[None]:
         """
         Close every idle connection (service shutdown, test cleanup).
         """
-        result: Deferred[None] = self.pool.closeCachedConnections()
-        return result
+        return self.pool.closeCachedConnections()
 
 
 __all__ = [
@@ -404,9 +314,6 @@ __all__ = [
     "QuietEndpoint",
     "UpstreamAgent",
     "UpstreamEndpoints",
-    "UpstreamPool",
-    "closeCachedConnections",
     "idleConnectionLimit",
     "poolKey",
-    "replayPolicy",
 ]

@@ -65,7 +65,7 @@ from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from ..compat import connectionHeaders, isClientBufferFull, isDisconnected, sendNow
+from ..compat import isClientBufferFull, isDisconnected, sendNow
 from ..delayed import Deadline, cancelCall
 from ..finish import whenLost
 from ..httperrors import (
@@ -218,10 +218,11 @@ def errorEvent(reason: Failure | None) -> bytes:
 def _nominatedHeaders(response: IResponse) -> frozenset[bytes]:
     """
     The header names the upstream's C{Connection} header lists, which are
-    hop-by-hop too (nothing, if Twisted keeps them out of reach).
+    hop-by-hop too (L{llamaswap.web.h1client.Response} keeps them apart;
+    other responses have none).
     """
-    headers = connectionHeaders(response)
-    return connectionTokens(headers) if headers is not None else frozenset()
+    headers = getattr(response, "connectionHeaders", None)
+    return connectionTokens(headers) if isinstance(headers, Headers) else frozenset()
 
 
 

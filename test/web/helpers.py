@@ -1,9 +1,9 @@
 """
 Test doubles for the relay: a real twisted.web L{Site} driven over a
 L{StringTransport} on the client side, and on the upstream side an agent
-whose connections are real L{HTTP11ClientProtocol}s over string transports,
-so the relay meets Twisted's own C{Response}, C{TransportProxyProducer} and
-body framing.
+whose connections are llamaswap's real L{UpstreamConnection}s over string
+transports, so the relay meets the real client's responses, body
+transports and framing.
 """
 
 from __future__ import annotations
@@ -11,14 +11,11 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
-from twisted.web._newclient import HTTP11ClientProtocol
-from twisted.web._newclient import Request as ClientRequest
-from twisted.web.client import URI
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IResponse
@@ -27,6 +24,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
 from llamaswap.web.forward import Forwarder, ForwardResult
+from llamaswap.web.h1client import ConnectionPool, UpstreamClient, UpstreamConnection
 
 
 class UpstreamTransport(StringTransport):
@@ -46,7 +44,7 @@ class UpstreamTransport(StringTransport):
             lenient=True,
         )
         self.clock = clock
-        self.protocol: HTTP11ClientProtocol | None = None
+        self.protocol: UpstreamConnection | None = None
         self.pauses = 0
         self.closed = False
         self.closedAt: float | None = None
@@ -89,7 +87,7 @@ class UpstreamExchange:
         method: bytes,
         uri: bytes,
         headers: Headers,
-        protocol: HTTP11ClientProtocol,
+        protocol: UpstreamConnection,
         transport: UpstreamTransport,
         deferred: Deferred[IResponse],
     ) -> None:
@@ -137,10 +135,22 @@ class UpstreamExchange:
         self.protocol.connectionLost(reason or Failure(ConnectionLost("upstream died")))
 
 
+class _FreshConnections(ConnectionPool):
+    """
+    A pool that keeps nothing: every request gets a connection of its own.
+    """
+
+    def take(self, key: Any) -> None:
+        return None
+
+    def put(self, key: Any, connection: UpstreamConnection) -> None:
+        pass
+
+
 @implementer(IAgent)
 class ProtocolAgent:
     """
-    An L{IAgent} whose every request runs on a fresh L{HTTP11ClientProtocol}
+    An L{IAgent} whose every request runs on a fresh L{UpstreamConnection}
     over an L{UpstreamTransport}; tests answer through L{exchanges}.
     Requests fail with C{failWith} instead, when set.
     """
@@ -149,6 +159,19 @@ class ProtocolAgent:
         self.clock = clock
         self.exchanges: list[UpstreamExchange] = []
         self.failWith: Callable[[], Failure] | None = None
+        self._connected: list[tuple[UpstreamConnection, UpstreamTransport]] = []
+        self._client = UpstreamClient(_FreshConnections(clock), lambda uri: self)
+
+    def connect(self, factory: Any) -> Deferred[UpstreamConnection]:
+        """
+        The endpoint of every URL: a connection over a string transport.
+        """
+        protocol = factory.buildProtocol(None)
+        transport = UpstreamTransport(self.clock)
+        transport.protocol = protocol
+        protocol.makeConnection(transport)
+        self._connected.append((protocol, transport))
+        return succeed(protocol)
 
     def request(
         self,
@@ -161,20 +184,10 @@ class ProtocolAgent:
             d: Deferred[IResponse] = Deferred()
             d.errback(self.failWith())
             return d
-        parsed = URI.fromBytes(uri)
-        headers = headers.copy() if headers is not None else Headers()
-        if not headers.hasHeader(b"host"):
-            headers.addRawHeader(b"host", parsed.netloc)
-        transport = UpstreamTransport(self.clock)
-        protocol = HTTP11ClientProtocol()
-        transport.protocol = protocol
-        protocol.makeConnection(transport)
-        request = ClientRequest._construct(
-            method, parsed.originForm, headers, bodyProducer, True, parsed
-        )
-        d = protocol.request(request)
+        d = self._client.request(method, uri, headers, bodyProducer)
+        protocol, transport = self._connected.pop()
         self.exchanges.append(
-            UpstreamExchange(method, uri, headers, protocol, transport, d)
+            UpstreamExchange(method, uri, headers or Headers(), protocol, transport, d)
         )
         return d
 
@@ -343,6 +356,4 @@ def sseEvent(n: int) -> bytes:
     """
     An OpenAI-style streamed chat chunk as one SSE event.
     """
-    return (
-        b'data: {"choices":[{"index":0,"delta":{"content":"tok%d"}}]}\n\n' % (n,)
-    )
+    return b'data: {"choices":[{"index":0,"delta":{"content":"tok%d"}}]}\n\n' % (n,)

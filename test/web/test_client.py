@@ -1,6 +1,6 @@
 """
-Tests for L{llamaswap.web.client}: the pool, its replays and per-server
-close, the agent and its endpoints.
+Tests for L{llamaswap.web.client}: the agent over llamaswap's own client
+(its pool, replays and per-server close), and its endpoints.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import socket
 
-from twisted.internet.defer import CancelledError, succeed
+from twisted.internet.defer import succeed
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
@@ -23,8 +23,6 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import (
     URI,
-    Agent,
-    RequestNotSent,
     ResponseNeverReceived,
     readBody,
 )
@@ -39,11 +37,10 @@ from llamaswap.web.client import (
     QuietEndpoint,
     UpstreamAgent,
     UpstreamEndpoints,
-    UpstreamPool,
-    closeCachedConnections,
     idleConnectionLimit,
-    replayPolicy,
+    poolKey,
 )
+from llamaswap.web.h1client import ConnectionPool, UpstreamClient
 
 from .helpers import UpstreamTransport
 
@@ -77,14 +74,15 @@ class FakeEndpointFactory:
 
 class PoolTests(SynchronousTestCase):
     """
-    L{UpstreamPool}: reuse, replay on stale connections, per-server close.
+    The agent's pool: reuse, replay on stale connections, per-server close.
     """
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.pool = UpstreamPool(self.clock)
+        self.pool = ConnectionPool(self.clock)
+        self.pool.maxPersistentPerHost = MIN_IDLE_PER_SERVER
         self.endpoints = FakeEndpointFactory(self.clock)
-        self.agent = Agent.usingEndpointFactory(self.clock, self.endpoints, self.pool)
+        self.agent = UpstreamClient(self.pool, self.endpoints.endpointForURI)
 
     def roundTrip(self, url: bytes, index: int, body: bytes = b"") -> None:
         d = self.agent.request(
@@ -104,7 +102,9 @@ class PoolTests(SynchronousTestCase):
         self.roundTrip(b"http://127.0.0.1:5800/a", 0, b"first")
         self.assertEqual(len(self.endpoints.connections), 1)
         body = b"x" * 200_000
-        d = self.agent.request(b"POST", b"http://127.0.0.1:5800/b", Headers(), BodyProducer(body))
+        d = self.agent.request(
+            b"POST", b"http://127.0.0.1:5800/b", Headers(), BodyProducer(body)
+        )
         self.assertEqual(len(self.endpoints.connections), 1)  # reused
         protocol, transport = self.endpoints.connections[0]
         protocol.connectionLost(Failure(ConnectionDone("idle close")))
@@ -119,7 +119,7 @@ class PoolTests(SynchronousTestCase):
         A body from any other producer (not replayable) is not retried.
         """
         from twisted.internet.task import Cooperator
-        from twisted.web.client import FileBodyProducer, ResponseNeverReceived
+        from twisted.web.client import FileBodyProducer
 
         self.roundTrip(b"http://127.0.0.1:5800/a", 0)
         coop = Cooperator(scheduler=lambda f: self.clock.callLater(0, f), started=True)
@@ -138,7 +138,9 @@ class PoolTests(SynchronousTestCase):
         """
         self.roundTrip(b"http://127.0.0.1:5800/a", 0)
         self.roundTrip(b"http://127.0.0.1:5801/a", 1)
-        d = self.pool.closeCachedConnectionsTo("http://127.0.0.1:5800/ignored/path")
+        d = self.pool.closeCachedConnectionsTo(
+            poolKey("http://127.0.0.1:5800/ignored/path")
+        )
         self.clock.advance(0)
         self.successResultOf(d)
         self.assertTrue(self.endpoints.connections[0][1].closed)
@@ -156,7 +158,9 @@ class PoolTests(SynchronousTestCase):
         C{cachedConnectionTimeout} idle seconds.
         """
         count = MIN_IDLE_PER_SERVER
-        pending = [self.agent.request(b"GET", b"http://127.0.0.1:5800/a") for _ in range(count)]
+        pending = [
+            self.agent.request(b"GET", b"http://127.0.0.1:5800/a") for _ in range(count)
+        ]
         self.assertEqual(len(self.endpoints.connections), count)
         for (protocol, transport), d in zip(self.endpoints.connections, pending):
             protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
@@ -164,12 +168,15 @@ class PoolTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertFalse(any(t.closed for p, t in self.endpoints.connections))
         # A second burst reuses them all.
-        again = [self.agent.request(b"GET", b"http://127.0.0.1:5800/a") for _ in range(count)]
+        again = [
+            self.agent.request(b"GET", b"http://127.0.0.1:5800/a") for _ in range(count)
+        ]
         self.assertEqual(len(self.endpoints.connections), count)
-        for (protocol, transport), d in zip(self.endpoints.connections, again):
+        for protocol, transport in self.endpoints.connections:
             protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        for d in again:
             self.successResultOf(d)
-        self.clock.advance(UpstreamPool.cachedConnectionTimeout - 1)
+        self.clock.advance(ConnectionPool.cachedConnectionTimeout - 1)
         self.assertFalse(any(t.closed for p, t in self.endpoints.connections))
         self.clock.advance(1)
         self.assertTrue(all(t.closed for p, t in self.endpoints.connections))
@@ -189,7 +196,9 @@ class PoolTests(SynchronousTestCase):
         """
         Closing connections to a server the pool never saw is a no-op.
         """
-        self.successResultOf(closeCachedConnections(self.pool, b"http://10.0.0.1:1"))
+        self.successResultOf(
+            self.pool.closeCachedConnectionsTo(poolKey(b"http://10.0.0.1:1"))
+        )
 
     def test_upstreamAgentTimeouts(self) -> None:
         """
@@ -200,26 +209,8 @@ class PoolTests(SynchronousTestCase):
         self.assertIs(agent.withConnectTimeout(5), agent.withConnectTimeout(5))
         self.assertIsNot(agent.withConnectTimeout(5), agent.withConnectTimeout(6))
         self.assertIs(agent.withConnectTimeout(0), agent.withConnectTimeout(None))
-        self.assertIs(agent.withConnectTimeout(5)._pool, self.pool)
+        self.assertIs(agent.withConnectTimeout(5).pool, self.pool)
         self.successResultOf(agent.closeCachedConnections())
-
-
-class ReplayPolicyTests(SynchronousTestCase):
-    """
-    L{replayPolicy}: which failed requests on a reused connection are sent
-    again.
-    """
-
-    def test_cases(self) -> None:
-        body = BodyProducer(b"{}")
-        lost = ResponseNeverReceived([Failure(ConnectionDone())])
-        cancelled = ResponseNeverReceived([Failure(CancelledError())])
-        self.assertIsNone(replayPolicy(b"GET", lost, None))
-        self.assertIsNone(replayPolicy(b"POST", lost, object()))
-        self.assertTrue(replayPolicy(b"POST", lost, body))
-        self.assertTrue(replayPolicy(b"POST", RequestNotSent(), body))
-        self.assertFalse(replayPolicy(b"POST", cancelled, body))
-        self.assertFalse(replayPolicy(b"POST", ValueError(), body))
 
 
 class EndpointTests(SynchronousTestCase):
@@ -269,7 +260,9 @@ class EndpointTests(SynchronousTestCase):
         wrapping = reactor.tcpClients[0][2]
         wrapping.doStart()
         wrapping.doStop()
-        self.assertEqual([e for e in events if "factory" in e.get("log_format", "")], [])
+        self.assertEqual(
+            [e for e in events if "factory" in e.get("log_format", "")], []
+        )
 
     def test_connectsThroughPool(self) -> None:
         """
@@ -323,11 +316,13 @@ class SendIssuedTests(TestCase):
         response = await agent.request(b"GET", url)
         await readBody(response)
         # Back in the pool once the reactor has had a turn.
-        while not agent.pool._connections:  # type: ignore[attr-defined]
+        while not agent.pool.idle():
             await deferLater(reactor, 0.001, lambda: None)
         [server] = factory.connections  # type: ignore[attr-defined]
         d = agent.request(b"GET", url + b"?again")
-        peeked = server.transport.socket.recv(65536, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        peeked = server.transport.socket.recv(
+            65536, socket.MSG_PEEK | socket.MSG_DONTWAIT
+        )
         self.assertTrue(peeked.startswith(b"GET /x?again HTTP/1.1\r\n"), peeked)
         await readBody(await d)
         self.assertEqual(len(factory.connections), 1)  # type: ignore[attr-defined]
@@ -361,8 +356,12 @@ class WarmTests(TestCase):
         while not factory.connections:  # type: ignore[attr-defined]
             await deferLater(self.reactor, 0.001, lambda: None)
         [server] = factory.connections  # type: ignore[attr-defined]
-        d = self.agent.request(b"POST", base.encode() + b"/v1/chat", None, BodyProducer(b"{}"))
-        peeked = server.transport.socket.recv(65536, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        d = self.agent.request(
+            b"POST", base.encode() + b"/v1/chat", None, BodyProducer(b"{}")
+        )
+        peeked = server.transport.socket.recv(
+            65536, socket.MSG_PEEK | socket.MSG_DONTWAIT
+        )
         self.assertTrue(peeked.startswith(b"POST /v1/chat HTTP/1.1\r\n"), peeked)
         response = await d
         self.assertEqual(response.code, 200)
@@ -380,7 +379,7 @@ class WarmTests(TestCase):
         self.assertIs(await self.agent.warm(f"http://127.0.0.1:{closed}"), False)
         self.assertIs(await self.agent.warm(f"https://127.0.0.1:{closed}"), False)
         self.assertIs(await self.agent.warm("not a url"), False)
-        self.assertEqual(self.agent.pool._connections, {})  # type: ignore[attr-defined]
+        self.assertEqual(self.agent.pool.idle(), 0)
 
     async def test_notWantedAnyMore(self) -> None:
         """
@@ -393,7 +392,7 @@ class WarmTests(TestCase):
         self.addCleanup(port.stopListening)
         base = "http://127.0.0.1:%d" % (port.getHost().port,)
         self.assertIs(await self.agent.warm(base, lambda: False), False)
-        self.assertEqual(self.agent.pool._connections, {})  # type: ignore[attr-defined]
+        self.assertEqual(self.agent.pool.idle(), 0)
         while not factory.connections:  # type: ignore[attr-defined]
             await deferLater(self.reactor, 0.001, lambda: None)
         [server] = factory.connections  # type: ignore[attr-defined]
