@@ -863,7 +863,7 @@ class Scheduler:
         return [self._requests[r] for r in self._queue]
 
     def _computeHeld(self) -> frozenset[str]:
-        if self._maxWait is None:
+        if self._maxWait is None or not self._queue:
             return frozenset()
         running = self._running()
         held: set[str] = set()

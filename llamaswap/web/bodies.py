@@ -11,6 +11,7 @@ again for a retry on a fresh connection.
 
 from __future__ import annotations
 
+import io
 import os
 from typing import IO, Union
 
@@ -103,6 +104,9 @@ class BodyProducer:
         self._bytes: bytes | None = None
         self._file: IO[bytes] | None = None
         self._fd: int | None = None
+        if isinstance(source, io.BytesIO) and length is None:
+            # twisted.web keeps a small body in memory.
+            source = source.getvalue()
         if isinstance(source, (bytes, bytearray, memoryview)):
             self._bytes = bytes(source)
             self.length = len(self._bytes) if length is None else length

@@ -19,6 +19,7 @@ The outbound HTTP client: how llamaswap connects to upstream servers.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Iterable
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -45,6 +46,7 @@ from ..tlsgate import TLS_MISSING, tlsAvailable
 from .h1client import ConnectionPool, UpstreamClient, UpstreamConnection
 
 
+@functools.lru_cache(maxsize=256)
 def poolKey(upstreamURL: bytes | str) -> tuple[bytes, bytes, int]:
     """
     The key a pool files connections to C{upstreamURL}'s server under:

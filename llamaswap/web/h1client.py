@@ -777,6 +777,8 @@ class ConnectionPool:
 
 
 def _allClosed(connections: list[UpstreamConnection]) -> Deferred[None]:
+    if not connections:
+        return succeed(None)
     closing = [connection.whenClosed() for connection in connections]
     return gatherResults(closing).addCallback(lambda ignored: None)
 
