@@ -129,6 +129,33 @@ def sendNow(transport: object) -> None:
     transport.doWrite()
 
 
+def writeNow(transport: Any, data: bytes) -> None:
+    """
+    Write C{data} on C{transport} and send it now.  When nothing is
+    buffered (a request on an idle connection) the bytes go to the socket
+    straight away: the reactor is not asked to watch it for writability
+    and then told to stop (two C{epoll_ctl} calls per write).  Otherwise,
+    or for anything but an open socket descriptor, an ordinary write and
+    L{sendNow}.  A send error buffers the bytes instead, so the reactor
+    meets the error and closes the connection as usual.
+    """
+    if (
+        isinstance(transport, FileDescriptor)
+        and transport.connected
+        and not transport.disconnecting
+        and not getattr(transport, "_writeDisconnecting", True)
+        and not transport.dataBuffer
+        and not getattr(transport, "_tempDataLen", 1)
+    ):
+        sent = transport.writeSomeData(data)
+        if isinstance(sent, int):
+            if sent < len(data):
+                transport.write(data[sent:])
+            return
+    transport.write(data)
+    sendNow(transport)
+
+
 def classicTextFile(observer: object) -> tuple[Any, str | None] | None:
     """
     The file and time format of a L{textFileLogObserver} (what twistd logs
@@ -167,6 +194,7 @@ __all__ = [
     "rawHeaderDict",
     "sendNow",
     "takeReadBuffer",
+    "writeNow",
 ]
 
 

@@ -42,6 +42,7 @@ from llamaswap.compat import (
     readPendingOutput,
     sendNow,
     takeReadBuffer,
+    writeNow,
 )
 
 OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
@@ -305,4 +306,52 @@ class SendNowTests(SynchronousTestCase):
         transport.write(b"x")
         sendNow(transport)
         sendNow(None)
+        self.assertEqual(transport.value(), b"x")
+
+
+class WriteNowTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = MemoryReactor()
+        self.socket = _Socket(self.reactor)
+
+    def test_straightToTheSocket(self) -> None:
+        """
+        With nothing buffered, the bytes are sent at once and the reactor
+        is never asked to watch for writability.
+        """
+        writeNow(self.socket, b"request")
+        self.assertEqual(self.socket.sent, [b"request"])
+        self.assertNotIn(self.socket, self.reactor.getWriters())
+        self.assertEqual(self.socket.dataBuffer, b"")
+
+    def test_partialSend(self) -> None:
+        """
+        What the socket did not take is buffered for the reactor.
+        """
+        self.socket.writeSomeData = lambda data: 3  # type: ignore[method-assign]
+        writeNow(self.socket, b"request")
+        self.assertIn(self.socket, self.reactor.getWriters())
+        self.socket.writeSomeData = lambda data: len(data)  # type: ignore[method-assign]
+        sendNow(self.socket)
+        self.assertNotIn(self.socket, self.reactor.getWriters())
+
+    def test_behindBufferedBytes(self) -> None:
+        """
+        Bytes already buffered go first: the new ones are buffered after
+        them and everything is sent in order.
+        """
+        self.socket.write(b"first ")
+        writeNow(self.socket, b"second")
+        self.assertEqual(self.socket.sent, [b"first second"])
+
+    def test_errorsAndOthers(self) -> None:
+        """
+        A send error leaves the bytes buffered and the socket watched (the
+        reactor then closes it); other transports get a plain write.
+        """
+        self.socket.error = ConnectionDone()
+        writeNow(self.socket, b"data")
+        self.assertIn(self.socket, self.reactor.getWriters())
+        transport = StringTransport()
+        writeNow(transport, b"x")
         self.assertEqual(transport.value(), b"x")

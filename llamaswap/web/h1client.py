@@ -61,7 +61,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
-from ..compat import sendNow
+from ..compat import writeNow
 from .bodies import BodyProducer
 from .h1parse import ResponseError, ResponseHead, ResponseParser
 
@@ -439,16 +439,14 @@ class UpstreamConnection(Protocol):
         exchange.connection = self
         self._parser = ResponseParser(self, exchange.method == b"HEAD")
         self._response = None
-        transport = self.transport
         body, small = exchange.body, exchange.small
         if body is None:
-            transport.write(exchange.head)  # type: ignore[union-attr]
+            writeNow(self.transport, exchange.head)
         elif small is not None:
-            transport.write(exchange.head + small)  # type: ignore[union-attr]
+            writeNow(self.transport, exchange.head + small)
         else:
-            transport.write(exchange.head)  # type: ignore[union-attr]
+            writeNow(self.transport, exchange.head)
             self._produce(body)
-        sendNow(transport)
 
     def _produce(self, body: IBodyProducer) -> None:
         self._producer = body

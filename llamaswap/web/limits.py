@@ -154,6 +154,21 @@ class GuardedChannel(HTTPChannel):
     _bodyPending = False
     _abortTimer: IDelayedCall | None = None
 
+    #: The connection's addresses, asked of the socket once: twisted.web
+    #: asks for both on every request (a C{getsockname} call each time).
+    _hostAddress: Any = None
+    _peerAddress: Any = None
+
+    def getHost(self) -> Any:
+        if self._hostAddress is None:
+            self._hostAddress = super().getHost()
+        return self._hostAddress
+
+    def getPeer(self) -> Any:
+        if self._peerAddress is None:
+            self._peerAddress = super().getPeer()
+        return self._peerAddress
+
     def _limits(self) -> LimitsConfig:
         return self.guard.limits() if self.guard is not None else LimitsConfig()
 
