@@ -40,7 +40,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..compat import readPendingOutput
+from ..compat import readPendingOutput, sendNow
 from ._launcher import encodeCommand
 from .process import CHILD_FDS, LAUNCHER, REPORT_FD, ExitStatus, spawnUpstream
 
@@ -156,6 +156,10 @@ class _StandbyProtocol(ProcessProtocol):
         self.target = target
         self._lent = _LentTransport(self.transport)
         self.transport.write(command)
+        # The command leaves now, not once the rest of this reactor turn
+        # (the evicted model's stop, the request's bookkeeping) is done:
+        # the new server's start is on the waiting request's path.
+        sendNow(getattr(self.transport, "pipes", {}).get(0))
         target.makeConnection(self._lent)
         return self._lent
 
