@@ -13,6 +13,7 @@ from typing import Any, Callable
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -75,6 +76,34 @@ class UpstreamTransport(StringTransport):
         self.aborted = True
         super().abortConnection()
         self._close(Failure(ConnectionLost("aborted")))
+
+
+def connectInMemory(clock: Clock, factory: Any) -> tuple[Any, UpstreamTransport]:
+    """
+    A protocol from C{factory} connected over a new L{UpstreamTransport}
+    (what a test endpoint's C{connect} does).
+    """
+    protocol = factory.buildProtocol(None)
+    transport = UpstreamTransport(clock)
+    transport.protocol = protocol
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+class BodyCollector(Protocol):
+    """
+    Collects a response body and how it ended.
+    """
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.reason: Failure | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.reason = reason
 
 
 class UpstreamExchange:
@@ -166,10 +195,7 @@ class ProtocolAgent:
         """
         The endpoint of every URL: a connection over a string transport.
         """
-        protocol = factory.buildProtocol(None)
-        transport = UpstreamTransport(self.clock)
-        transport.protocol = protocol
-        protocol.makeConnection(transport)
+        protocol, transport = connectInMemory(self.clock, factory)
         self._connected.append((protocol, transport))
         return succeed(protocol)
 

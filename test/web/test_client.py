@@ -42,7 +42,7 @@ from llamaswap.web.client import (
 )
 from llamaswap.web.h1client import ConnectionPool, UpstreamClient
 
-from .helpers import UpstreamTransport
+from .helpers import connectInMemory
 
 
 class FakeEndpoint:
@@ -55,10 +55,7 @@ class FakeEndpoint:
         self.connections = connections
 
     def connect(self, factory):  # type: ignore[no-untyped-def]
-        protocol = factory.buildProtocol(None)
-        transport = UpstreamTransport(self.clock)
-        transport.protocol = protocol
-        protocol.makeConnection(transport)
+        protocol, transport = connectInMemory(self.clock, factory)
         self.connections.append((protocol, transport))
         return succeed(protocol)
 

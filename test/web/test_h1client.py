@@ -11,7 +11,6 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -40,7 +39,7 @@ from llamaswap.web.h1client import (
 )
 from llamaswap.web.h1parse import ResponseError
 
-from .helpers import UpstreamTransport
+from .helpers import BodyCollector, UpstreamTransport, connectInMemory
 
 URL = b"http://127.0.0.1:5800/v1/chat?x=1"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -66,28 +65,9 @@ class MemoryEndpoint:
             waiting: Deferred[Any] = Deferred(lambda d: setattr(self, "cancelled", 1))
             self.hold.append(waiting)
             return waiting
-        protocol = factory.buildProtocol(None)
-        transport = UpstreamTransport(self.clock)
-        transport.protocol = protocol
-        protocol.makeConnection(transport)
+        protocol, transport = connectInMemory(self.clock, factory)
         self.connections.append((protocol, transport))
         return succeed(protocol)
-
-
-class Body(Protocol):
-    """
-    Collects a response body.
-    """
-
-    def __init__(self) -> None:
-        self.data = b""
-        self.reason: Failure | None = None
-
-    def dataReceived(self, data: bytes) -> None:
-        self.data += data
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.reason = reason
 
 
 @implementer(IBodyProducer)
@@ -142,7 +122,7 @@ class ClientCase(SynchronousTestCase):
         )
         self.answer(OK)
         response = self.successResultOf(d)
-        collected = Body()
+        collected = BodyCollector()
         response.deliverBody(collected)
         assert collected.reason is not None
         self.assertTrue(collected.reason.check(ResponseDone))
@@ -301,14 +281,14 @@ class ResponseTests(ClientCase):
         response = self.successResultOf(d)
         protocol, transport = self.connection()
         self.assertEqual(transport.producerState, "paused")
-        body = Body()
+        body = BodyCollector()
         response.deliverBody(body)
         self.assertEqual((body.data, transport.producerState), (b"abc", "producing"))
         self.answer(b"def")
         self.assertEqual(body.data, b"abcdef")
         assert body.reason is not None
         self.assertTrue(body.reason.check(ResponseDone))
-        self.assertRaises(RuntimeError, response.deliverBody, Body())
+        self.assertRaises(RuntimeError, response.deliverBody, BodyCollector())
 
     def test_completeBeforeDelivery(self) -> None:
         """
@@ -319,7 +299,7 @@ class ResponseTests(ClientCase):
         self.answer(OK)
         response = self.successResultOf(d)
         self.assertEqual(self.pool.idle(), 1)
-        body = Body()
+        body = BodyCollector()
         response.deliverBody(body)
         self.assertEqual(body.data, b"ok")
 
@@ -330,7 +310,7 @@ class ResponseTests(ClientCase):
         """
         d = self.client.request(b"GET", URL)
         self.answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-        body = Body()
+        body = BodyCollector()
         self.successResultOf(d).deliverBody(body)
         protocol, transport = self.connection()
         body.transport.pauseProducing()  # type: ignore[union-attr]
@@ -354,7 +334,7 @@ class ResponseTests(ClientCase):
         """
         d = self.client.request(b"GET", URL)
         self.answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")
-        body = Body()
+        body = BodyCollector()
         self.successResultOf(d).deliverBody(body)
         body.transport.stopProducing()  # type: ignore[union-attr]
         self.assertTrue(self.connection()[1].aborted)
@@ -375,7 +355,7 @@ class ResponseTests(ClientCase):
             with self.subTest(answer=answer):
                 d = self.client.request(b"GET", URL)
                 self.answer(answer)
-                body = Body()
+                body = BodyCollector()
                 self.successResultOf(d).deliverBody(body)
                 self.connection()[0].connectionLost(Failure(ConnectionDone()))
                 self.assertEqual(body.data, b"partial")
@@ -395,7 +375,7 @@ class ResponseTests(ClientCase):
 
         d = self.client.request(b"GET", URL)
         self.answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n")
-        body = Body()
+        body = BodyCollector()
         self.successResultOf(d).deliverBody(body)
         self.answer(b"zz\r\n")
         assert body.reason is not None

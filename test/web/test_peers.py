@@ -8,7 +8,6 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -28,6 +27,8 @@ from llamaswap.web.peers import (
     PeerShuttingDown,
     peerRoutes,
 )
+
+from .helpers import BodyCollector
 
 
 def loadConfig(text: str) -> Config:
@@ -57,22 +58,6 @@ class RecordingAgent:
     def withConnectTimeout(self, timeout: float | None) -> IAgent:
         self.timeouts.append(timeout)
         return self
-
-
-class Collect(Protocol):
-    """
-    Collects a response body.
-    """
-
-    def __init__(self) -> None:
-        self.data = b""
-        self.reason: Failure | None = None
-
-    def dataReceived(self, data: bytes) -> None:
-        self.data += data
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.reason = reason
 
 
 class PeerRoutesTests(SynchronousTestCase):
@@ -161,7 +146,7 @@ class PeerErrorAgentTests(SynchronousTestCase):
         verifyObject(IResponse, response)
         self.assertEqual(response.code, 502)
         self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"application/json"])
-        body = Collect()
+        body = BodyCollector()
         response.deliverBody(body)
         self.assertIn(b'"message":"peer proxy error: Connection was refused', body.data)
         self.assertIn(b'"code":"bad_gateway"', body.data)
@@ -177,7 +162,7 @@ class PeerErrorAgentTests(SynchronousTestCase):
         d = agent.request(b"GET", b"http://h/", Headers({b"accept": [b"text/plain"]}))
         agent._agent.requests[0][3].errback(ConnectionRefusedError())  # type: ignore[attr-defined]
         response = self.successResultOf(d)
-        body = Collect()
+        body = BodyCollector()
         response.deliverBody(body)
         self.assertTrue(body.data.startswith(b"llamaswap: peer proxy error: "))
 
