@@ -118,15 +118,23 @@ def sendNow(transport: object) -> None:
     socket is still registered for writing, so the reactor meets the error
     again on its own and closes the connection as usual.
     """
-    if not isinstance(transport, FileDescriptor):
-        return
-    if not transport.connected or transport.disconnecting:
-        return
-    if getattr(transport, "_writeDisconnecting", True):
-        return
-    if not getattr(transport, "_tempDataLen", 0) and not transport.dataBuffer:
-        return
-    transport.doWrite()
+    if _openSocket(transport) and (
+        getattr(transport, "_tempDataLen", 0) or transport.dataBuffer
+    ):
+        transport.doWrite()
+
+
+def _openSocket(transport: object) -> bool:
+    """
+    Whether C{transport} is a socket descriptor that is open and not
+    closing, whose buffer can be written from here.
+    """
+    return (
+        isinstance(transport, FileDescriptor)
+        and bool(transport.connected)
+        and not transport.disconnecting
+        and not getattr(transport, "_writeDisconnecting", True)
+    )
 
 
 def writeNow(transport: Any, data: bytes) -> None:
@@ -140,10 +148,7 @@ def writeNow(transport: Any, data: bytes) -> None:
     meets the error and closes the connection as usual.
     """
     if (
-        isinstance(transport, FileDescriptor)
-        and transport.connected
-        and not transport.disconnecting
-        and not getattr(transport, "_writeDisconnecting", True)
+        _openSocket(transport)
         and not transport.dataBuffer
         and not getattr(transport, "_tempDataLen", 1)
     ):

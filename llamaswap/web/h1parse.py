@@ -64,6 +64,7 @@ class ResponseHead:
     @ivar persistent: whether the connection may carry another exchange
         after this one (HTTP/1.1 without C{Connection: close}, a framed
         body).
+    @ivar chunked: whether the body comes in chunks.
     """
 
     __slots__ = (
@@ -74,6 +75,7 @@ class ResponseHead:
         "control",
         "length",
         "persistent",
+        "chunked",
     )
 
     def __init__(
@@ -91,6 +93,7 @@ class ResponseHead:
         self.control = control
         self.length: int | None = None
         self.persistent = False
+        self.chunked = False
 
     def controlValues(self, name: bytes) -> list[bytes]:
         """
@@ -205,7 +208,7 @@ def _frame(head: ResponseHead, bodiless: bool) -> None:
         # Transfer-Encoding wins over Content-Length; anything but chunked
         # last is read until the server closes.
         if codings[-1] == b"chunked":
-            head.length = None
+            head.length, head.chunked = None, True
         else:
             head.length, persistent = None, False
         if lengths:
@@ -221,14 +224,6 @@ def _frame(head: ResponseHead, bodiless: bool) -> None:
     else:
         head.length, persistent = None, False
     head.persistent = persistent
-
-
-def isChunked(head: ResponseHead) -> bool:
-    """
-    Whether C{head}'s body comes in chunks.
-    """
-    codings = _tokens(head.controlValues(b"transfer-encoding"))
-    return bool(codings) and codings[-1] == b"chunked"
 
 
 class ResponseParser:
@@ -317,7 +312,7 @@ class ResponseParser:
             self._state = _DONE
         elif head.length is not None:
             self._state, self._remaining = _LENGTH, head.length
-        elif isChunked(head):
+        elif head.chunked:
             self._state = _SIZE
         else:
             self._state = _UNTIL_CLOSE
@@ -422,6 +417,5 @@ __all__ = [
     "ResponseHead",
     "ResponseParser",
     "ResponseSink",
-    "isChunked",
     "parseHead",
 ]
