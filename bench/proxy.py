@@ -715,7 +715,7 @@ def sampling(args: argparse.Namespace, pid: int | None, label: str) -> Iterator[
         return
     output = f"{args.py_spy}-{label}.txt"
     spy = subprocess.Popen(
-        [args.py_spy_bin, "record", "--pid", str(pid), "--rate", "250", "--nonblocking", "--gil",
+        [args.py_spy_bin, "record", "--pid", str(pid), "--rate", os.environ.get("LLAMASWAP_BENCH_SPY_RATE", "250"), "--nonblocking", "--gil",
          "--format", "raw", "--output", output],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip

@@ -146,7 +146,7 @@ class LlamaSwap(MultiService):
         #: Carried by every upstream and its descendants (leftover reaping).
         self.marker = newMarker()
         upstreamEnviron = MarkedEnviron(environ, self.marker)
-        self.logs = LogMonitors.fromConfig(config)
+        self.logs = LogMonitors.fromConfig(config, clock=reactor)
         self.upstreamAgent = UpstreamAgent(reactor)
         self.upstreamAgent.pool.maxPersistentPerHost = idleConnectionLimit(
             model.effectiveConcurrencyLimit for model in config.models.values()

@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
@@ -42,9 +43,15 @@ from twisted.logger import (
 from zope.interface import implementer
 
 from ..compat import classicTextFile, logObservers
+from ..delayed import cancelCall
 from .logformat import LINE_FORMAT, formatEventLine, parseLevel
 from .logs import RING_BYTES, Monitor, closeAll
 
+#: Pre-rendered lines (the access log) are written to twistd's log
+#: together at the end of the reactor turn that logged them: under load a
+#: turn ends many requests, and the lines still leave before the reactor
+#: reads anything more.
+LINES_DELAY = 0
 #: Namespace of the log events that carry upstream output to stdout.
 UPSTREAM_OUTPUT_NAMESPACE = "llamaswap.upstream.output"
 #: The C{logToStdout} modes, and which logs each sends to stdout and C{/logs}.
@@ -135,9 +142,14 @@ class StdoutGate:
     untouched.  Events carrying a failure always pass.
     """
 
-    def __init__(self, mode: str, level: LogLevel) -> None:
+    def __init__(self, mode: str, level: LogLevel, clock: IReactorTime | None = None) -> None:
+        """
+        @param clock: times the gathered writes of pre-rendered lines
+            (L{ClassicLineWriter}); without one they are written at once.
+        """
         self.proxy, self.upstream = STDOUT_MODES[mode]
         self.level = level
+        self._clock = clock
         self._gated: list[_Gated] = []
 
     def __call__(self, event: dict) -> PredicateResult:
@@ -164,7 +176,7 @@ class StdoutGate:
         for index, observer in enumerate(observers):
             if any(observer is s for s in skip) or isinstance(observer, _Gated):
                 continue
-            gated = _Gated(observer, self)
+            gated = _Gated(observer, self, self._clock)
             observers[index] = gated
             self._gated.append(gated)
 
@@ -174,6 +186,7 @@ class StdoutGate:
         """
         observers = logObservers(publisher)
         for gated in self._gated:
+            gated.flush()
             if observers is not None:
                 for index, observer in enumerate(observers):
                     if observer is gated:
@@ -191,13 +204,24 @@ class ClassicLineWriter:
     formatted once per second, the line was rendered once by its sender.
     """
 
-    def __init__(self, outFile: Any, timeFormat: str | None) -> None:
+    def __init__(
+        self, outFile: Any, timeFormat: str | None, clock: IReactorTime | None = None
+    ) -> None:
+        """
+        @param clock: with a clock, the lines of one reactor turn are
+            gathered and written together at its end (L{LINES_DELAY}: one
+            C{write} system call for many requests); without one each is
+            written at once.
+        """
         self._outFile = outFile
         self._timeFormat = timeFormat
         # A stamp with sub-second fields cannot be reused.
         self._reuse = timeFormat is not None and "%f" not in timeFormat
         self._second: int | None = None
         self._stamp = "-"
+        self._clock = clock
+        self._pending: list[str] = []
+        self._flushCall: IDelayedCall | None = None
 
     @staticmethod
     def handles(event: dict) -> bool:
@@ -231,8 +255,23 @@ class ClassicLineWriter:
         line = f"{self._timeStamp(event.get('log_time'))} [{system}] {text}"
         if "\n" in line:
             line = line.replace("\n", "\n\t")
-        self._outFile.write(line + "\n")
-        self._outFile.flush()
+        if self._clock is None:
+            self._outFile.write(line + "\n")
+            self._outFile.flush()
+            return
+        self._pending.append(line + "\n")
+        if self._flushCall is None:
+            self._flushCall = self._clock.callLater(LINES_DELAY, self.flush)
+
+    def flush(self) -> None:
+        """
+        Write the gathered lines now.
+        """
+        self._flushCall = cancelCall(self._flushCall)
+        pending, self._pending = self._pending, []
+        if pending:
+            self._outFile.write("".join(pending))
+            self._outFile.flush()
 
 
 class _Gated(FilteringLogObserver):
@@ -243,20 +282,29 @@ class _Gated(FilteringLogObserver):
     are written by a L{ClassicLineWriter} instead, in the same format.
     """
 
-    def __init__(self, original: ILogObserver, gate: StdoutGate) -> None:
+    def __init__(
+        self, original: ILogObserver, gate: StdoutGate, clock: IReactorTime | None = None
+    ) -> None:
         super().__init__(original, [gate])
         self.original = original
         self._gate = gate
         textFile = classicTextFile(original)
-        self._lines = ClassicLineWriter(*textFile) if textFile is not None else None
+        self._lines = ClassicLineWriter(*textFile, clock) if textFile is not None else None
 
     def __call__(self, event: dict) -> None:
         lines = self._lines
-        if lines is not None and lines.handles(event):
-            if self._gate(event) is not PredicateResult.no:
-                lines(event)
-            return
+        if lines is not None:
+            if lines.handles(event):
+                if self._gate(event) is not PredicateResult.no:
+                    lines(event)
+                return
+            # Lines gathered so far come first.
+            lines.flush()
         super().__call__(event)
+
+    def flush(self) -> None:
+        if self._lines is not None:
+            self._lines.flush()
 
     def __eq__(self, other: object) -> bool:
         return other is self or other is self.original or other == self.original
@@ -286,7 +334,12 @@ class LogMonitors:
         toStdout: str = "proxy",
         capacity: int = RING_BYTES,
         publisher: LogPublisher | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
+        """
+        @param clock: lets access lines bound for twistd's log be written
+            in batches (L{ClassicLineWriter}).
+        """
         if toStdout not in STDOUT_MODES:
             raise ValueError(f"logToStdout must be one of {', '.join(STDOUT_MODES)}")
         self.level = parseLevel(level)
@@ -304,7 +357,7 @@ class LogMonitors:
             self.upstream.forwardTo(self.combined)
         self.models: dict[str, Monitor] = {m: Monitor(m, capacity) for m in modelIDs}
         self.proxyObserver = ProxyLogObserver(self.proxy, self.level, timeFormat)
-        self.gate = StdoutGate(toStdout, self.level)
+        self.gate = StdoutGate(toStdout, self.level, clock)
         self._stdoutLog = Logger(namespace=UPSTREAM_OUTPUT_NAMESPACE, observer=self._publisher)
         self._upstreamToStdout = upstreamToStdout
         self.started = False

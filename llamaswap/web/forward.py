@@ -65,7 +65,7 @@ from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from ..compat import isClientBufferFull, isDisconnected, sendNow
+from ..compat import isClientBufferFull, isDisconnected
 from ..delayed import Deadline, cancelCall
 from ..finish import whenLost
 from ..httperrors import (
@@ -85,6 +85,7 @@ from .headers import (
     isEventStream,
     singleContentLength,
 )
+from .output import flushOutput, holdOutput
 
 _log = Logger()
 
@@ -460,11 +461,13 @@ class _Relay(RelayCore, Protocol):
             self._callTap(tap, "responseStarted", response.code, response.headers)
 
         request.registerProducer(self, True)
+        # The head and body are sent together, once per upstream read.
+        holdOutput(request)
         if isClientBufferFull(request):
             # HTTPChannel does not pause a producer registered while the
             # client's buffer is already full; do it ourselves.
             self._paused = True
-        request.write(b"")  # status line and headers go out now
+        request.write(b"")  # the status line and headers (see readEnded)
         response.deliverBody(self)
         if self._paused and self._upstream is not None and not self._finished:
             # deliverBody resumes the transport after connecting us.
@@ -504,12 +507,19 @@ class _Relay(RelayCore, Protocol):
         self._bodyBytes += len(data)
         if self._clientGone is None and not self._finished:
             self._request.write(data)
-            if first:
-                # The first byte (a stream's first token) leaves before the
-                # taps read it.
-                self._sendNow()
+            # What this read brought (a stream's first token) leaves
+            # before the taps read it.
+            self._sendNow()
         for tap in tuple(self._taps):
             self._callTap(tap, "dataReceived", data)
+
+    def readEnded(self) -> None:
+        """
+        One read from the upstream was relayed (L{h1client.Response}): a
+        head that came without body bytes leaves now.
+        """
+        if self._clientGone is None and not self._finished:
+            self._sendNow()
 
     def connectionMade(self) -> None:
         self._upstream = cast(IPushProducer, self.transport)
@@ -551,7 +561,7 @@ class _Relay(RelayCore, Protocol):
         self._end(TRUNCATED, reason)
 
     def _sendNow(self) -> None:
-        sendNow(getattr(getattr(self._request, "channel", None), "transport", None))
+        flushOutput(self._request)
 
     # IPushProducer, driven by the client's HTTPChannel.
 

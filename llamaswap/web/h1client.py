@@ -368,6 +368,16 @@ class Response:
         if self._protocol is not None:
             self._protocol.connectionLost(reason)
 
+    def readEnded(self) -> None:
+        """
+        One read from the server was handed on and the body goes on: a
+        protocol with a C{readEnded} method hears of it (a relay sends
+        what the read brought once, whatever it held).
+        """
+        readEnded = getattr(self._protocol, "readEnded", None)
+        if readEnded is not None:
+            readEnded()
+
 
 # ---------------------------------------------------------------------------
 # Connections
@@ -551,6 +561,8 @@ class UpstreamConnection(Protocol):
             return
         if parser.done and parser is self._parser:
             self._complete(parser, reusable=not extra)
+        elif self._response is not None:
+            self._response.readEnded()
 
     def _complete(self, parser: ResponseParser, reusable: bool) -> None:
         """

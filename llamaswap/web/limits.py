@@ -29,12 +29,13 @@ from typing import Any, Callable
 
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
-from twisted.web.http import RESPONSES, HTTPChannel
+from twisted.web.http import RESPONSES
 from twisted.web.server import Request, Site
 
 from ..config.limits import LimitsConfig
 from ..delayed import Deadline, cancelCall
 from ..httperrors import envelopeBytes
+from .output import HeldOutputChannel
 
 #: Seconds a refused client has to read the refusal before it is aborted.
 ABORT_AFTER = 5.0
@@ -133,7 +134,7 @@ class ConnectionGuard:
         self.open -= 1
 
 
-class GuardedChannel(HTTPChannel):
+class GuardedChannel(HeldOutputChannel):
     """
     An L{HTTPChannel} enforcing its site's L{ConnectionGuard} limits.
 
@@ -308,6 +309,7 @@ class GuardedChannel(HTTPChannel):
         )
         if transport is None:
             return
+        self._release()
         if not self.requests or not self.requests[-1].startedWriting:
             transport.write(refusal(status, message))
         self._abortTimer = self.callLater(ABORT_AFTER, self._abort)

@@ -14,6 +14,7 @@ from twisted.logger import (
     textFileLogObserver,
     timeFormatRFC3339,
 )
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -21,6 +22,7 @@ from llamaswap.config.load import loadConfigText
 from llamaswap.observe.access import AccessLine
 from llamaswap.observe.logformat import LINE_FORMAT
 from llamaswap.observe.monitors import (
+    LINES_DELAY,
     UPSTREAM_OUTPUT_NAMESPACE,
     ClassicLineWriter,
     LogMonitors,
@@ -370,6 +372,54 @@ class ClassicLinesTests(SynchronousTestCase):
                 twisted(event)
             self.assertEqual(ours.getvalue(), theirs.getvalue())
             self.assertIn("[llamaswap.access#info] Request", ours.getvalue())
+
+    def test_gathered(self) -> None:
+        """
+        With a clock, lines are written together, in order, with one write
+        at the end of the reactor turn: the same text as Twisted's.
+        """
+
+        class Counting(io.StringIO):
+            writes = 0
+
+            def write(self, text: str) -> int:
+                self.writes += 1
+                return super().write(text)
+
+        clock = Clock()
+        ours, theirs = Counting(), io.StringIO()
+        writer = ClassicLineWriter(ours, timeFormatRFC3339, clock)
+        twisted = textFileLogObserver(theirs, timeFormatRFC3339)
+        for when in (1.0, 1.5, 2.0):
+            writer(self.accessEvent(when))
+            twisted(self.accessEvent(when))
+        self.assertEqual(ours.getvalue(), "")
+        clock.advance(LINES_DELAY)
+        self.assertEqual((ours.getvalue(), ours.writes), (theirs.getvalue(), 1))
+        writer(self.accessEvent(3.0))
+        writer.flush()
+        self.assertEqual(ours.writes, 2)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_gatheredLinesComeFirst(self) -> None:
+        """
+        Behind the gate, an event Twisted formats itself writes the lines
+        gathered before it first; stopping the monitors writes the rest.
+        """
+        clock = Clock()
+        out = io.StringIO()
+        publisher = LogPublisher(textFileLogObserver(out))
+        monitors = LogMonitors([], publisher=publisher, clock=clock)
+        monitors.start()
+        publisher(self.accessEvent(7.0, "first"))
+        Logger(namespace="twisted.web", observer=publisher).info("second")
+        publisher(self.accessEvent(8.0, "third"))
+        text = out.getvalue()
+        self.assertLess(text.index("first"), text.index("second"))
+        self.assertNotIn("third", text)
+        monitors.stop()
+        self.assertIn("third", out.getvalue())
+        self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_otherEvents(self) -> None:
         """

@@ -273,9 +273,9 @@ class Client:
     @property
     def http(self) -> HTTPChannel:
         """
-        The L{HTTPChannel} inside the site's protocol wrapper.
+        The L{HTTPChannel} (inside the site's protocol wrapper, if any).
         """
-        return self.channel._channel  # type: ignore[attr-defined, no-any-return]
+        return getattr(self.channel, "_channel", self.channel)  # type: ignore[no-any-return]
 
     def pause(self) -> None:
         """

@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
+from llamaswap.web.output import HeldOutputChannel
 from llamaswap.web.forward import (
     CLIENT_GONE,
     COMPLETE,
@@ -64,6 +65,8 @@ class RelayCase(SynchronousTestCase):
     def setUpResource(self, url: bytes = UPSTREAM, **kw: object) -> None:
         self.resource = ForwardingResource(self.forwarder, url, **kw)
         self.site = Site(self.resource, reactor=self.clock)
+        # The channel llamaswap serves with (its relays hold the output).
+        self.site.protocol = HeldOutputChannel
         self.client = Client(self.site)
 
     def result(self, index: int = 0):  # type: ignore[no-untyped-def]

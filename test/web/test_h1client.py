@@ -327,6 +327,29 @@ class ResponseTests(ClientCase):
         self.assertEqual(transport.producerState, "producing")
         self.assertFalse(transport.closed)
 
+    def test_readEnded(self) -> None:
+        """
+        A body protocol with a C{readEnded} method hears of the end of each
+        read that did not finish the body, in order after that read's
+        bytes; the read that ends the body ends it instead.
+        """
+        events: list[object] = []
+
+        class Reader(BodyCollector):
+            def dataReceived(self, data: bytes) -> None:
+                events.append(data)
+                super().dataReceived(data)
+
+            def readEnded(self) -> None:
+                events.append("read")
+
+        d = self.client.request(b"GET", URL)
+        self.answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        self.successResultOf(d).deliverBody(Reader())
+        self.answer(b"2\r\nab\r\n")
+        self.answer(b"2\r\ncd\r\n0\r\n\r\n")
+        self.assertEqual(events, [b"ab", "read", b"cd"])
+
     def test_stopProducingCloses(self) -> None:
         """
         Stopping the body closes the connection at once; the body ends
