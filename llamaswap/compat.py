@@ -16,7 +16,7 @@ from typing import Any, Callable
 from twisted.internet.abstract import FileDescriptor
 from twisted.logger import FileLogObserver, LogPublisher
 from twisted.web.http import _ChunkedTransferDecoder, _IdentityTransferDecoder
-from twisted.web.http_headers import Headers
+from twisted.web.http_headers import Headers, _nameEncoder
 from twisted.web.server import Request
 
 # -- the client side of a twisted.web request -------------------------------
@@ -102,6 +102,27 @@ def rawHeaderDict(headers: Headers) -> dict[bytes, list[bytes]] | None:
     """
     raw = getattr(headers, "_rawHeaders", None)
     return raw if isinstance(raw, dict) else None
+
+
+def headersFromPairs(pairs: list[tuple[bytes, bytes]]) -> Headers:
+    """
+    L{Headers} holding C{pairs} (names already checked as tokens, values
+    split off their lines), in order: what C{addRawHeader} per pair
+    stores, without its per-value type dispatch and line joining, which a
+    value without a line break does not need.
+    """
+    headers = Headers()
+    raw = rawHeaderDict(headers)
+    if raw is None:
+        for name, value in pairs:
+            headers.addRawHeader(name, value)
+        return headers
+    encode = _nameEncoder.encode
+    for name, value in pairs:
+        if b"\r" in value or b"\n" in value:
+            value = b" ".join(value.splitlines())
+        raw.setdefault(encode(name), []).append(value)
+    return headers
 
 
 def sendNow(transport: object) -> None:
@@ -192,6 +213,7 @@ def classicTextFile(observer: object) -> tuple[Any, str | None] | None:
 __all__ = [
     "chunkedDecoder",
     "classicTextFile",
+    "headersFromPairs",
     "identityDecoder",
     "isClientBufferFull",
     "isDisconnected",

@@ -34,6 +34,7 @@ from twisted.web.test.requesthelper import DummyChannel
 from llamaswap.compat import (
     chunkedDecoder,
     classicTextFile,
+    headersFromPairs,
     identityDecoder,
     isClientBufferFull,
     isDisconnected,
@@ -132,6 +133,29 @@ class DecoderTests(SynchronousTestCase):
         decoder.dataReceived(b"cdefg")
         self.assertEqual(b"".join(data), b"abcde")
         self.assertEqual(rest, [b"fg"])
+
+
+class HeadersFromPairsTests(SynchronousTestCase):
+    def test_sameAsAddRawHeader(self) -> None:
+        """
+        The headers hold what C{addRawHeader} per pair would store: names
+        canonical, repeated values in order, line breaks in a value joined
+        with a space.
+        """
+        pairs = [
+            (b"content-type", b"application/json"),
+            (b"set-cookie", b"a=1"),
+            (b"x-odd", b"one\rtwo"),
+            (b"set-cookie", b"b=2"),
+            (b"etag", b'"v1"'),
+        ]
+        expected = Headers()
+        for name, value in pairs:
+            expected.addRawHeader(name, value)
+        built = headersFromPairs(pairs)
+        self.assertEqual(list(built.getAllRawHeaders()), list(expected.getAllRawHeaders()))
+        self.assertEqual(built.getRawHeaders(b"x-odd"), [b"one two"])
+        self.assertEqual(list(headersFromPairs([]).getAllRawHeaders()), [])
 
 
 class LogObserversTests(SynchronousTestCase):

@@ -200,9 +200,16 @@ def insertRecords(
 
     @return: the new rows' IDs.
     """
-    ids = [insertRecord(cursor, record) for record in records]
-    if keep is not None and ids:
-        cursor.execute("DELETE FROM activity WHERE id <= ?", (ids[-1] - max(keep, 1),))
+    if not records:
+        return []
+    # One statement for the batch; its rows get consecutive IDs (one
+    # writer, AUTOINCREMENT), the last of which SQLite reports.
+    cursor.executemany(_INSERT, [_rowValues(record) for record in records])
+    cursor.execute("SELECT last_insert_rowid()")
+    last = int(cursor.fetchone()[0])
+    ids = list(range(last - len(records) + 1, last + 1))
+    if keep is not None:
+        cursor.execute("DELETE FROM activity WHERE id <= ?", (last - max(keep, 1),))
     return ids
 
 

@@ -61,7 +61,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
-from ..compat import writeNow
+from ..compat import headersFromPairs, writeNow
 from .bodies import BodyProducer
 from .h1parse import ResponseError, ResponseHead, ResponseParser
 
@@ -321,14 +321,12 @@ class Response:
         self.version = head.version
         self.code = head.code
         self.phrase = head.phrase
-        headers = self.headers = Headers()
-        for name, value in head.headers:
-            headers.addRawHeader(name, value)
-        control = self.connectionHeaders = Headers()
-        for name, value in head.control:
-            control.addRawHeader(name, value)
-            if name == b"content-length" and request.method == b"HEAD":
-                headers.addRawHeader(name, value)
+        headers = self.headers = headersFromPairs(head.headers)
+        self.connectionHeaders = headersFromPairs(head.control)
+        if request.method == b"HEAD":
+            for name, value in head.control:
+                if name == b"content-length":
+                    headers.addRawHeader(name, value)
         self.length = UNKNOWN_LENGTH if head.length is None else head.length
         self.request = request
         self._transport = transport

@@ -66,6 +66,21 @@ class StoreLogicTests(SynchronousTestCase):
         rows, total = queryActivity(self.cursor, ActivityQuery(limit=2, page=2))
         self.assertEqual(([r.id for r in rows], total), ([1], 3))
 
+    def test_batchIDs(self) -> None:
+        """
+        A batch's rows get consecutive IDs, reported in order, after the
+        rows before them; with C{keep}, older rows are pruned and the IDs
+        go on from the newest, never reused.
+        """
+        self.assertEqual(insertRecords(self.cursor, []), [])
+        self.assertEqual(insertRecords(self.cursor, [row("a"), row("b")]), [1, 2])
+        self.insert(row("c"))
+        self.assertEqual(insertRecords(self.cursor, [row(m) for m in "def"], keep=2), [4, 5, 6])
+        self.assertEqual(self.ids(), [6, 5])
+        self.assertEqual(insertRecords(self.cursor, [row("g")], keep=2), [7])
+        rows, _ = queryActivity(self.cursor, ActivityQuery())
+        self.assertEqual([(r.id, r.model) for r in rows], [(7, "g"), (6, "f")])
+
     def test_roundTrip(self) -> None:
         """
         Every field comes back, C{-1} sentinels and metadata included.

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -60,7 +61,7 @@ class Held(Resource):
 class HeldOutputTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.resource = Held()
-        site = Site(self.resource)
+        site = Site(self.resource, reactor=Clock())
         site.protocol = HeldOutputChannel
         self.transport = CountingTransport()
         self.channel = site.buildProtocol(self.transport.getPeer())
@@ -146,10 +147,15 @@ class HeadBytesTests(SynchronousTestCase):
     The head is the same bytes as twisted.web's, built as one string.
     """
 
-    def headOf(self, channelClass: Callable[[], HTTPChannel]) -> bytes:
+    def connected(self, channelClass: Callable[[], HTTPChannel]) -> tuple[HTTPChannel, StringTransport]:
         channel = channelClass()
+        channel.callLater = Clock().callLater  # type: ignore[method-assign]
         transport = StringTransport()
         channel.makeConnection(transport)
+        return channel, transport
+
+    def headOf(self, channelClass: Callable[[], HTTPChannel]) -> bytes:
+        channel, transport = self.connected(channelClass)
         headers = Headers()
         headers.addRawHeader(b"Content-Type", b"application/json")
         headers.addRawHeader(b"Set-Cookie", b"a=1")
@@ -165,9 +171,7 @@ class HeadBytesTests(SynchronousTestCase):
         Name and value pairs (the backwards-compatible form) are written as
         Twisted writes them.
         """
-        channel = HeldOutputChannel()
-        transport = StringTransport()
-        channel.makeConnection(transport)
+        channel, transport = self.connected(HeldOutputChannel)
         channel.writeHeaders(b"HTTP/1.1", b"200", b"OK", [(b"X-A", b"1")])
         self.assertEqual(transport.value(), b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n")
 
@@ -180,6 +184,7 @@ class PlainChannelTests(SynchronousTestCase):
     def test_plainChannel(self) -> None:
         transport = StringTransport()
         channel = HTTPChannel()
+        channel.callLater = Clock().callLater  # type: ignore[method-assign]
         channel.makeConnection(transport)
 
         class FakeRequest:
