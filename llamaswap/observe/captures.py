@@ -51,9 +51,13 @@ SECRET_FIELDS = frozenset(
         "token",
     }
 )
+#: A secret field's name as a whole JSON key (in quotes) or form field
+#: name (after C{&} or at the start, before C{=}): the only bodies worth
+#: parsing for redaction.  A bare substring would send every chat request
+#: through the JSON parser for its C{max_tokens}.
 _SECRET_FIELD_TEXT = re.compile(
-    rb"(?i)(?:api[_-]?key|x-api-key|authorization|password|secret|access_token|"
-    rb"refresh_token|token)"
+    rb'(?i)(?:^|["&])(?:api[_-]?key|x-api-key|authorization|password|secret|'
+    rb'client_secret|access_token|refresh_token|token)["=]'
 )
 _FORM_SECRET = re.compile(
     rb"(?i)(^|&)(api_key|apikey|api-key|x-api-key|authorization|password|secret|"
@@ -135,8 +139,9 @@ def redactHeaders(
     """
     skip = drop if isinstance(drop, (tuple, frozenset, set)) else frozenset(drop)
     result: dict[str, str] = {}
+    known = _NAMES.get
     for rawName, values in headers:
-        name, key, secret = _headerName(rawName)
+        name, key, secret = known(rawName) or _headerName(rawName)
         if not values or (skip and name in skip) or key in result:
             continue
         result[key] = REDACTED if secret else values[0].decode("latin-1")
@@ -154,12 +159,20 @@ def _redactJSON(value: Any) -> Any:
     return value
 
 
+def mayHoldSecrets(body: bytes) -> bool:
+    """
+    Whether C{body} names a secret field at all (L{redactBody} leaves
+    every other body as it is).
+    """
+    return bool(body) and _SECRET_FIELD_TEXT.search(body) is not None
+
+
 def redactBody(body: bytes, contentType: str = "") -> bytes:
     """
     C{body} with secret fields of a JSON document or a urlencoded form
     replaced; other bodies (and bodies without such fields) unchanged.
     """
-    if not body or _SECRET_FIELD_TEXT.search(body) is None:
+    if not mayHoldSecrets(body):
         return body
     if "x-www-form-urlencoded" in contentType.lower():
         return _FORM_SECRET.sub(
@@ -203,8 +216,8 @@ class Capture:
         """
         size = len(self.reqPath) + len(self.reqBody or b"") + len(self.respBody or b"")
         for headers in (self.reqHeaders, self.respHeaders):
-            for k, v in (headers or {}).items():
-                size += len(k) + len(v)
+            if headers:
+                size += sum(map(len, headers)) + sum(map(len, headers.values()))
         return size
 
     def withID(self, id: int) -> Capture:
@@ -297,6 +310,7 @@ __all__ = [
     "REDACTED",
     "canonicalHeaderName",
     "maskFor",
+    "mayHoldSecrets",
     "redactBody",
     "redactHeaders",
 ]

@@ -50,7 +50,7 @@ from .activity import (
     statusText,
 )
 from .activity import rfc3339 as _rfc3339
-from .captures import Capture, CaptureCache, maskFor, redactBody, redactHeaders
+from .captures import Capture, CaptureCache, maskFor, mayHoldSecrets, redactBody, redactHeaders
 from .metrics import Metrics
 from .usage import TokenMetrics
 
@@ -145,7 +145,8 @@ class RequestTrack:
         self._reqBody: bytes | None = None
         captures = tracker.captures
         self._captureLimit = captures.budget if captures is not None and self.metered else 0
-        if self._captureLimit and maskFor(path).reqBody:
+        self._mask = maskFor(path)
+        if self._captureLimit and self._mask.reqBody:
             self._reqBody = self._requestBody(None, self._captureLimit)
         self._lastEmit: float | None = None
         self._timer: IDelayedCall | None = None
@@ -184,7 +185,7 @@ class RequestTrack:
         @return: the taps to pass to L{Forwarder.forward}.
         """
         limit = self._captureLimit
-        mask = maskFor(self.path)
+        mask = self._mask
         if limit and mask.reqBody and body is not None:
             self._reqBody = self._requestBody(body, limit)
         self.reader = ResponseReader(self.path, limit if mask.respBody else 0)
@@ -400,8 +401,11 @@ class RequestTrack:
             content.seek(position)
         elif len(body) > limit:
             return None
+        body = bytes(body)
+        if not mayHoldSecrets(body):
+            return body
         contentType = (self.request.getHeader(b"content-type") or b"").decode("latin-1")
-        return redactBody(bytes(body), contentType)
+        return redactBody(body, contentType)
 
     def _status(self, result: Any, error: BaseException | None) -> int:
         if result is not None and result.status is not None:
@@ -483,7 +487,7 @@ class RequestTrack:
         reader = self.reader
         if reader is not None and not reader.capturable:
             return None
-        mask = maskFor(self.path)
+        mask = self._mask
         if mask.reqBody and self._reqBody is None:
             return None  # the request body did not fit the budget
         if upstreamAnswered and reader is not None:

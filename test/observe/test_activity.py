@@ -36,6 +36,7 @@ from llamaswap.observe.captures import (
     CaptureCache,
     canonicalHeaderName,
     maskFor,
+    mayHoldSecrets,
     redactBody,
     redactHeaders,
 )
@@ -1097,6 +1098,28 @@ class CaptureTests(SynchronousTestCase):
         )
         binary = b"\x00token\xff"
         self.assertEqual(redactBody(binary), binary)
+
+    def test_mayHoldSecrets(self) -> None:
+        """
+        Only a body naming a secret field as a whole key or form field is
+        worth redacting: C{max_tokens} names none.
+        """
+        self.assertTrue(mayHoldSecrets(b'{"api_key": "sk-1"}'))
+        self.assertTrue(mayHoldSecrets(b'{"a": {"Client_Secret" : "s"}}'))
+        self.assertTrue(mayHoldSecrets(b"token=t"))
+        self.assertFalse(mayHoldSecrets(b'{"max_tokens": 5, "tokenizer": "x"}'))
+        self.assertTrue(mayHoldSecrets(b"model=m&password=p"))
+        self.assertFalse(mayHoldSecrets(b'{"model": "m",  "max_tokens": 5}'))
+        self.assertFalse(mayHoldSecrets(b""))
+
+    def test_captureSize(self) -> None:
+        """
+        A capture's size counts its path, bodies and header names and
+        values.
+        """
+        capture = Capture(0, "/p", {"Ab": "cde"}, b"12", {"F": "g"}, b"3456")
+        self.assertEqual(capture.size, 2 + 2 + 4 + 5 + 2)
+        self.assertEqual(Capture(0, "/p", None, None, None, None).size, 2)
 
     def test_toJSON(self) -> None:
         """
