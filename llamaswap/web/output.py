@@ -58,9 +58,9 @@ class HeldOutputChannel(HTTPChannel):
         """
         Send what is held and stop holding.
         """
-        held, self._held = self._held, None
-        if held and self.transport is not None:
-            writeNow(self.transport, b"".join(held))
+        if self._held and self.transport is not None:
+            self.flushOutput()
+        self._held = None
 
     # -- what Request calls --------------------------------------------------
 
