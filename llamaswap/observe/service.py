@@ -8,7 +8,7 @@ L{ObservabilityService} is a child service of L{llamaswap.app.LlamaSwap},
 which hands its parts (C{events}, C{metrics}, C{activity}, C{tracker}) to
 whoever uses them.  It reads the configuration, the supervisors and the
 active profile through the app's holders, never a copy.  Starting it opens
-nothing blocking (the store opens on its database thread); stopping it ends the
+nothing blocking (the store opens on first use); stopping it ends the
 C{/api/events} streams and closes the store after its queued writes.
 """
 
@@ -32,7 +32,7 @@ from .loads import LoadHistory, LoadWatcher
 from .logs import Monitor
 from .metrics import Metrics
 from .monitors import LogMonitors
-from .store import ActivityStore, Pool, threadPool
+from .store import ActivityStore, Pool
 from .tracking import Tracker
 
 log = Logger()
@@ -52,7 +52,7 @@ class ObservabilityService(Service):
         activeProfile: Holder[str | None],
         logs: LogMonitors | None = None,
         processMetrics: bool = True,
-        openPool: Callable[[str, Any], Pool] = threadPool,
+        openPool: Callable[[str, Any], Pool] | None = None,
     ) -> None:
         """
         @param config: the current configuration.
@@ -61,7 +61,8 @@ class ObservabilityService(Service):
         @param activeProfile: the runtime profile, announced when it changes.
         @param logs: the L{llamaswap.observe.monitors.LogMonitors} whose
             C{proxy} and C{upstream} logs the event stream carries.
-        @param openPool: where the activity store runs its jobs.
+        @param openPool: where the activity store runs its jobs (L{None}:
+            where the store chooses).
         """
         self.configHolder = config
         self.supervisors = supervisors

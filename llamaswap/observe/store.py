@@ -18,9 +18,15 @@ or until L{FLUSH_ROWS} are queued) and go in one job.  Every read, and
 closing, writes the queued rows first, so reads see every row inserted
 before them.
 
-Where the database runs is L{ActivityStore}'s C{openPool}: adbapi's thread
-by default; L{InThreadPool} runs the same jobs at once on the calling
-thread (tools, and handler tests on a fake reactor that runs no threads).
+Where the database runs is L{ActivityStore}'s C{openPool}: L{defaultPool}
+by default, which keeps a file store on adbapi's thread (its commits wait
+for the disk) and runs an in-memory store of up to L{INLINE_ROWS} rows on
+the reactor thread (L{InThreadPool}).  A batch of 100 rows takes about
+0.5 ms there; on a thread it cost more, because the thread and the reactor
+hand the GIL to each other at every system call the reactor makes (about
+three thread switches per request under load; issue #16's measurements
+in docs/performance.rst).  Larger in-memory stores keep the thread: their
+totals take milliseconds to sum.
 """
 
 from __future__ import annotations
@@ -134,6 +140,9 @@ LOAD_HISTORY = 20
 FLUSH_DELAY = 0.5
 #: Queued rows that are written at once, without waiting.
 FLUSH_ROWS = 100
+#: The most rows an in-memory store may keep and still run on the reactor
+#: thread (its totals take about 8 ms to sum at this size).
+INLINE_ROWS = 10_000
 
 
 class StoreClosed(Exception):
@@ -399,9 +408,20 @@ class InThreadPool:
         self.connection.close()
 
 
+def defaultPool(path: str, reactor: Any, keep: int | None) -> Pool:
+    """
+    Where a store of C{keep} rows (L{None}: a file, all rows) at C{path}
+    runs: on the reactor thread when it is in memory and small, else on
+    its database thread.
+    """
+    if path == MEMORY and keep is not None and keep <= INLINE_ROWS:
+        return InThreadPool(path, reactor)
+    return threadPool(path, reactor)
+
+
 class ActivityStore:
     """
-    The store, run on one database thread.
+    The store, run where L{defaultPool} (or the given C{openPool}) says.
 
     @ivar path: the database file, or L{MEMORY}.
     @ivar keep: rows kept in memory (L{None}: all, for a file).
@@ -414,7 +434,7 @@ class ActivityStore:
         reactor: Any = None,
         flushDelay: float = FLUSH_DELAY,
         flushRows: int = FLUSH_ROWS,
-        openPool: Callable[[str, Any], Pool] = threadPool,
+        openPool: Callable[[str, Any], Pool] | None = None,
     ) -> None:
         """
         @param path: the file (C{store.path}); L{None} or L{MEMORY} for an
@@ -422,7 +442,8 @@ class ActivityStore:
         @param reactor: runs the database thread and times the batches.
         @param flushDelay: seconds a new row may wait to be written.
         @param flushRows: how many queued rows are written without waiting.
-        @param openPool: opens the L{Pool} for a path and the reactor.
+        @param openPool: opens the L{Pool} for a path and the reactor
+            (L{None}: L{defaultPool}).
         """
         if reactor is None:
             from twisted.internet import reactor as globalReactor
@@ -433,7 +454,8 @@ class ActivityStore:
         self._reactor = reactor
         self._flushDelay = flushDelay
         self._flushRows = max(1, flushRows)
-        self._openPool = openPool
+        keepRows = self.keep
+        self._openPool = openPool or (lambda path, reactor: defaultPool(path, reactor, keepRows))
         self._pool: Pool | None = None
         self._closed = False
         self._queued: list[tuple[ActivityRecord, Deferred[int]]] = []
@@ -535,6 +557,7 @@ __all__ = [
     "ActivityStore",
     "FLUSH_DELAY",
     "FLUSH_ROWS",
+    "INLINE_ROWS",
     "InThreadPool",
     "MEMORY",
     "Pool",
@@ -542,6 +565,7 @@ __all__ = [
     "StoreClosed",
     "activityStats",
     "connect",
+    "defaultPool",
     "insertLoad",
     "insertRecord",
     "insertRecords",

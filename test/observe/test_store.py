@@ -7,21 +7,26 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from llamaswap.observe.activity import ActivityRecord
 from llamaswap.observe.store import (
     FLUSH_DELAY,
     FLUSH_ROWS,
+    INLINE_ROWS,
     LOAD_HISTORY,
+    MEMORY,
     ActivityQuery,
     ActivityStore,
     InThreadPool,
     StoreClosed,
     activityStats,
     connect,
+    defaultPool,
     insertLoad,
     insertRecord,
     insertRecords,
@@ -234,7 +239,8 @@ class StoreLogicTests(SynchronousTestCase):
 
 class ActivityStoreTests(TestCase):
     """
-    L{ActivityStore} runs the logic on its database thread.
+    L{ActivityStore} runs the logic where L{defaultPool} says: inline for a
+    small in-memory store, on its database thread for a file.
     """
 
     async def test_memory(self) -> None:
@@ -271,6 +277,55 @@ class ActivityStoreTests(TestCase):
         self.addCleanup(again.close)
         rows, total = await again.query(ActivityQuery())
         self.assertEqual(([r.id for r in rows], total), ([3, 2, 1], 3))
+
+
+class DefaultPoolTests(SynchronousTestCase):
+    """
+    L{defaultPool} runs a small in-memory store on the reactor thread and
+    anything else on a database thread.
+    """
+
+    def threadPool(self, path: str, keep: int | None) -> adbapi.ConnectionPool:
+        reactor = MemoryReactorClock()
+        pool = defaultPool(path, reactor, keep)
+        # Never started: the fake reactor does not run its startup calls.
+        self.assertEqual(len(reactor.whenRunningHooks), 1)
+        assert isinstance(pool, adbapi.ConnectionPool)
+        return pool
+
+    def test_smallMemoryInline(self) -> None:
+        """
+        Up to L{INLINE_ROWS}, an in-memory store's jobs run at once.
+        """
+        for keep in (1, 1000, INLINE_ROWS):
+            pool = defaultPool(MEMORY, Clock(), keep)
+            self.addCleanup(pool.close)
+            self.assertIsInstance(pool, InThreadPool)
+
+    def test_largeMemoryThreaded(self) -> None:
+        """
+        A larger in-memory store gets a database thread.
+        """
+        self.assertEqual(self.threadPool(MEMORY, INLINE_ROWS + 1).connargs, (MEMORY,))
+
+    def test_fileThreaded(self) -> None:
+        """
+        A file store gets a database thread whatever its size (its commits
+        wait for the disk).
+        """
+        path = self.mktemp()
+        self.assertEqual(self.threadPool(path, None).connargs, (path,))
+
+    def test_storeDefault(self) -> None:
+        """
+        L{ActivityStore} opens L{defaultPool} when not given a pool: rows of
+        a default in-memory store are written as soon as they are flushed.
+        """
+        store = ActivityStore(None, keep=1000, reactor=Clock())
+        self.addCleanup(store.close)
+        inserted = store.insert(row())
+        store.flush()
+        self.assertEqual(self.successResultOf(inserted), 1)
 
 
 class InThreadPoolTests(SynchronousTestCase):
