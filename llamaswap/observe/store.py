@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from functools import partial
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from attrs import frozen
@@ -454,8 +455,7 @@ class ActivityStore:
         self._reactor = reactor
         self._flushDelay = flushDelay
         self._flushRows = max(1, flushRows)
-        keepRows = self.keep
-        self._openPool = openPool or (lambda path, reactor: defaultPool(path, reactor, keepRows))
+        self._openPool = openPool or partial(defaultPool, keep=self.keep)
         self._pool: Pool | None = None
         self._closed = False
         self._queued: list[tuple[ActivityRecord, Deferred[int]]] = []
