@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from . import __version__
+from .backlog import Backlog
 from .config.cmdline import splitCommand
 from .config.diff import ConfigDiff, pinnedPorts
 from .config.model import Config, ModelConfig
@@ -151,7 +152,10 @@ class LlamaSwap(MultiService):
         self.upstreamAgent.pool.maxPersistentPerHost = idleConnectionLimit(
             model.effectiveConcurrencyLimit for model in config.models.values()
         )
-        self.forwarder = Forwarder(self.upstreamAgent, reactor)
+        #: Bookkeeping of finished requests (access lines, activity rows)
+        #: waits here for a quiet moment, off the next request's path.
+        self.backlog = Backlog(reactor)
+        self.forwarder = Forwarder(self.upstreamAgent, reactor, self.backlog.settle)
         self.peerRouter = PeerRouter(config, self.upstreamAgent, reactor)
         # Readiness probes need only a status line; the prompt cache's slot
         # requests are whole HTTP exchanges.
@@ -173,6 +177,7 @@ class LlamaSwap(MultiService):
             reactor,
             activeProfile=self.activeProfile,
             logs=self.logs,
+            later=self.backlog.later,
         )
         self.observability.setServiceParent(self)
         self.promptCacheStats = PromptCacheStats(
@@ -322,6 +327,7 @@ class LlamaSwap(MultiService):
             loopbackOnly=self.listen is not None and self.listen.isLoopbackOnly,
             reloader=self.reloader,
             configPaths=self.configPaths,
+            backlog=self.backlog,
         )
 
     def site(self) -> Site:
@@ -433,6 +439,8 @@ class LlamaSwap(MultiService):
         Stop every upstream (each gets its C{unloadTimeout}), then close
         connections and the state file.
         """
+        # What waits is recorded before the activity store closes.
+        self.backlog.close()
         children = super().stopService()
         peers = self.peerRouter.shutdown(0)
         peers.addErrback(lambda f: self.log.failure("peer shutdown failed", f))

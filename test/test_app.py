@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from llamaswap.app import LlamaSwap
+from llamaswap.backlog import DELAY
 from llamaswap.config.load import loadConfigText
 from llamaswap.config.model import Config
 from llamaswap.upstream.lifecycle import State
@@ -195,6 +198,55 @@ class WiringTests(SynchronousTestCase):
         self.app.activeProfile.set("p")
         self.assertEqual(json.loads(self.get(b"/api/profiles").body)["active"], "p")
         self.assertIn(("profileChanged", {"active": "p"}), published)
+
+
+class BacklogWiringTests(SynchronousTestCase):
+    """
+    The app's bookkeeping waits in one backlog: the access log and the
+    request tracker queue there, the forwarder and the reading routes
+    settle it, and stopping the app runs what waits.
+    """
+
+    setUp = WiringTests.setUp
+    get = WiringTests.get
+
+    def accessLines(self, events: Any) -> list[str]:
+        return [e["path"] for e in events if e.get("log_namespace") == "llamaswap.access"]
+
+    def test_accessLinesWait(self) -> None:
+        """
+        A request's access line is written when a reading route runs (it
+        settles first), or a moment later (L{DELAY}).
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.assertEqual(self.get(b"/v1/models").status, 200)
+        self.assertEqual(self.accessLines(events), [])
+        self.assertEqual(self.get(b"/running").status, 200)
+        self.assertEqual(self.accessLines(events), ["/v1/models"])
+        self.reactor.advance(DELAY)
+        self.assertEqual(self.accessLines(events), ["/v1/models", "/running"])
+
+    def test_partsShareIt(self) -> None:
+        """
+        The tracker records through the backlog and the forwarder settles
+        it once a request is sent.
+        """
+        backlog = self.app.backlog
+        self.assertEqual(self.app.observability.tracker.later, backlog.later)
+        self.assertEqual(self.app.forwarder._settle, backlog.settle)
+        self.assertIs(self.app.webParts().backlog, backlog)
+
+    def test_stoppingRunsWhatWaits(self) -> None:
+        """
+        Stopping the app writes what waits, and from then on nothing waits.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.get(b"/v1/models")
+        self.app.startService()
+        self.app.stopService()
+        self.assertEqual(self.accessLines(events), ["/v1/models"])
+        self.get(b"/v1/models")
+        self.assertEqual(self.accessLines(events), ["/v1/models", "/v1/models"])
 
 
 class ApplyTests(SynchronousTestCase):

@@ -19,6 +19,7 @@ from llamaswap.upstream.leftovers import waitGone
 
 from .harness import Running, demoMacros, startLlamaSwap
 from .twistdproc import startPort
+from .util import poll
 
 CONFIG = """
 memoryBudget: 1GiB
@@ -66,8 +67,11 @@ class SwapOverlapTests(TestCase):
         running, pidA, stateA = await self.swapWhileAExits()
         self.assertIs(stateA, State.STOPPING)
         self.assertEqual(await waitGone([pidA], reactor, 10.0), [])
-        self.assertEqual(
-            running.app.router.running(), [("b", State.READY)]
+        # Its keeper reports the exit a moment after the pid is gone.
+        await poll(
+            lambda: running.app.router.running() == [("b", State.READY)],
+            5.0,
+            "a to be reported stopped",
         )
 
     async def test_offWaits(self) -> None:

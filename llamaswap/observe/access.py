@@ -29,6 +29,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.web.server import Request
 
+from ..backlog import Later, runNow
 from ..compat import isDisconnected
 from ..finish import whenFinished
 from .logformat import LINE_FORMAT, goDuration
@@ -163,13 +164,23 @@ def logAccess(fields: dict[str, Any]) -> None:
     accessLogger.observer(event)
 
 
+def _logLine(request: Any, duration: float) -> None:
+    logAccess(accessFields(request, duration))
+
+
 class AccessLog:
     """
     Logs each request once, when its response ends or its client goes.
     """
 
-    def __init__(self, clock: IReactorTime) -> None:
+    def __init__(self, clock: IReactorTime, later: Later = runNow) -> None:
+        """
+        @param later: writes a line when the proxy is quiet
+            (L{llamaswap.backlog.Backlog.later}); its duration is taken
+            when the request ends.
+        """
         self._clock = clock
+        self._later = later
 
     def begin(self, request: Request) -> None:
         """
@@ -180,7 +191,7 @@ class AccessLog:
         started = self._clock.seconds()
 
         def finished(_: object) -> None:
-            logAccess(accessFields(request, self._clock.seconds() - started))
+            self._later(_logLine, request, self._clock.seconds() - started)
 
         whenFinished(request, finished)
 

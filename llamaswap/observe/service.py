@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.server import Request
 
+from ..backlog import Later, runNow
 from ..config.memory import budgetFields, modelNeeds
 from ..config.model import Config
 from ..holder import Holder
@@ -53,6 +54,7 @@ class ObservabilityService(Service):
         logs: LogMonitors | None = None,
         processMetrics: bool = True,
         openPool: Callable[[str, Any], Pool] | None = None,
+        later: Later = runNow,
     ) -> None:
         """
         @param config: the current configuration.
@@ -63,6 +65,8 @@ class ObservabilityService(Service):
             C{proxy} and C{upstream} logs the event stream carries.
         @param openPool: where the activity store runs its jobs (L{None}:
             where the store chooses).
+        @param later: runs the recording of finished requests when the
+            proxy is quiet (L{llamaswap.backlog.Backlog.later}).
         """
         self.configHolder = config
         self.supervisors = supervisors
@@ -88,6 +92,7 @@ class ObservabilityService(Service):
             modelState=self.modelState,
             knownModel=self.knownModel,
             listening=lambda: self.events.subscribers,
+            later=later,
         )
         self.loads = LoadWatcher(
             supervisors,

@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
+from ..backlog import Later, runNow
 from ..compat import isDisconnected
 from ..finish import whenFinished
 from ..httperrors import HTTPError, connectionError
@@ -280,11 +281,15 @@ class RequestTrack:
     def responseEnded(self, reason: Failure | None) -> None:
         """
         The exchange is over (the forwarder says so before its Deferred
-        fires): record it from what the tap saw.
+        fires): record it from what the tap saw, as bookkeeping that can
+        wait (the tracker's C{later}); how and when it ended is taken now.
         """
+        self._tracker.later(self._ended, reason, self._exchangeResult(reason))
+
+    def _ended(self, reason: Failure | None, exchange: Exchange) -> None:
         if self.reader is not None:
             self.reader.responseEnded(reason)
-        self.finished(self._exchangeResult(reason))
+        self.finished(exchange)
 
     def _exchangeResult(self, reason: Failure | None) -> Exchange:
         request = self.request
@@ -420,7 +425,9 @@ class RequestTrack:
     def _build(
         self, result: Any, error: BaseException | None
     ) -> tuple[ActivityRecord, Capture | None]:
-        now = self._clock.seconds()
+        # When it ended, not when its recording ran (the tracker's later).
+        ended = getattr(result, "endedAt", None)
+        now = self._clock.seconds() if ended is None else ended
         wallMs = int((now - self.startedAt) * 1000)
         reader = self.reader
         status = self._status(result, error)
@@ -541,9 +548,13 @@ class Tracker:
         modelState: Callable[[str], str | None] = lambda model: None,
         knownModel: Callable[[str], bool] = lambda model: True,
         listening: Callable[[], object] = lambda: True,
+        later: Later = runNow,
     ) -> None:
         """
         @param publish: C{publish(kind, data)} for C{inflight} events.
+        @param later: runs the recording of a relayed exchange's end when
+            the proxy is quiet (a L{llamaswap.backlog.Backlog}'s C{later});
+            by default at once.
         @param listening: whether anyone receives what C{publish} sends
             (in-flight events are not built for nobody).
         @param modelState: a model's lifecycle state name, L{None} if not a
@@ -561,6 +572,7 @@ class Tracker:
         )
         self.modelState = modelState
         self._listening = listening
+        self.later = later
         self.inflight: OrderedDict[str, RequestTrack] = OrderedDict()
         self._ids = itertools.count(1)
         #: Called with the model ID when a metered request is granted its
@@ -653,7 +665,7 @@ class Tracker:
                 record.model if known else UNKNOWN_LABEL,
                 record.reqPath if record.reqPath in LABELLED_PATHS else OTHER_LABEL,
                 record.status,
-                (self.clock.seconds() - track.startedAt),
+                (record.timestamp - track.startedAt),
                 ttfb=result,
                 queueWait=(record.queueMs / 1000.0) if track.queuedAt is not None else None,
                 tokens=record.tokens if record.status == 200 else None,

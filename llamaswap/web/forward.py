@@ -663,9 +663,17 @@ class Forwarder:
     @param clock: the clock for response-header timeouts and timestamps.
     """
 
-    def __init__(self, agent: IAgent, clock: IReactorTime) -> None:
+    def __init__(
+        self, agent: IAgent, clock: IReactorTime, settle: Callable[[], object] | None = None
+    ) -> None:
+        """
+        @param settle: called once a request has gone upstream, while its
+            answer is awaited: runs bookkeeping that waited for a quiet
+            moment (L{llamaswap.backlog.Backlog.settle}).
+        """
         self._agent = agent
         self._clock = clock
+        self._settle = settle
 
     def forward(
         self,
@@ -747,7 +755,10 @@ class Forwarder:
             idleTimeout,
             deferRefused,
         )
-        return relay.start()
+        done = relay.start()
+        if self._settle is not None:
+            self._settle()
+        return done
 
     def _bodyProducer(self, request: Request, body: BodyArg) -> IBodyProducer | None:
         if IBodyProducer.providedBy(body):

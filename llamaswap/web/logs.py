@@ -32,6 +32,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
+from ..backlog import Later, runNow
 from ..compat import isDisconnected
 from ..delayed import cancelCall
 from ..drain import markLongLived
@@ -250,9 +251,15 @@ class AccessLogSite(Site):
 
     noisy = False
 
-    def __init__(self, resource: Resource, clock: IReactorTime, **kw: Any) -> None:
+    def __init__(
+        self, resource: Resource, clock: IReactorTime, later: Later = runNow, **kw: Any
+    ) -> None:
+        """
+        @param later: writes access lines when the proxy is quiet
+            (L{llamaswap.backlog.Backlog.later}).
+        """
         super().__init__(resource, **kw)
-        self.accessLog = AccessLog(clock)
+        self.accessLog = AccessLog(clock, later)
 
     def getResourceFor(self, request: Request) -> Any:
         self.accessLog.begin(request)

@@ -233,13 +233,21 @@ class Mux(Resource):
 
     @ivar authenticator: applied to routes registered with C{auth=True};
         L{None} lets everything through.
+    @ivar settle: called before a route other than an inference route
+        runs, so that what it reads includes the bookkeeping that waited
+        for a quiet moment (L{llamaswap.backlog.Backlog.settle}).
     """
 
     isLeaf = True
 
-    def __init__(self, authenticator: Authenticator | None = None) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator | None = None,
+        settle: Callable[[], object] | None = None,
+    ) -> None:
         super().__init__()
         self.authenticator = authenticator
+        self.settle = settle
         self._exact: dict[tuple[bytes, ...], list[Route]] = {}
         self._prefixes: list[tuple[tuple[bytes, ...], Route]] = []
         self._order: list[Route] = []
@@ -334,6 +342,8 @@ class Mux(Resource):
         if route.auth and self.authenticator is not None:
             result = self.authenticator(request, route.scope)
         if result is None:
+            if self.settle is not None and route.scope != INFERENCE:
+                self.settle()
             try:
                 result = route.handler(request, rest)
             except Exception:

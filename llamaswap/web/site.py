@@ -16,6 +16,7 @@ from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request, Site
 
+from ..backlog import Backlog, runNow
 from ..config.model import Config
 from ..holder import Holder
 from ..observe.hardware import HardwareDetector
@@ -70,6 +71,8 @@ class WebParts:
         leaves those routes out.
     @ivar configPaths: C{--config} and C{--config-dir}, shown by
         C{GET /api/config}.
+    @ivar backlog: where access lines wait for a quiet moment, settled
+        before the routes that read what it writes; L{None}: no waiting.
     """
 
     config: Holder[Config]
@@ -87,6 +90,7 @@ class WebParts:
     loopbackOnly: bool = False
     reloader: Any = None
     configPaths: tuple[str | None, str | None] = (None, None)
+    backlog: Backlog | None = None
 
 
 T = TypeVar("T")
@@ -118,7 +122,8 @@ def buildResource(parts: WebParts) -> Mux:
     """
     sessions = Sessions(parts.config, parts.clock)
     authenticator = authenticatorFor(parts.config, sessions)
-    mux = Mux(authenticator=authenticator)
+    backlog = parts.backlog
+    mux = Mux(authenticator=authenticator, settle=backlog.settle if backlog is not None else None)
     mux.route("GET", "/health", health, auth=False)
     mux.route("GET", "/wol-health", health, auth=False)
     login.install(mux, authenticator, sessions)
@@ -158,5 +163,8 @@ def buildSite(parts: WebParts, **siteArgs: Any) -> Site:
     """
     config = parts.config
     root = Guard(buildResource(parts), lambda: config.value, parts.loopbackOnly)
-    site = logs.AccessLogSite(root, parts.clock, parsePOSTFormSubmission=False, **siteArgs)
+    later = parts.backlog.later if parts.backlog is not None else runNow
+    site = logs.AccessLogSite(
+        root, parts.clock, later, parsePOSTFormSubmission=False, **siteArgs
+    )
     return applyLimits(site, lambda: config.value.limits)

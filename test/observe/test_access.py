@@ -13,6 +13,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import NOT_DONE_YET, Request
 
+from llamaswap.backlog import Backlog
 from llamaswap.observe.access import accessLogger, logAccess
 from llamaswap.web.logs import AccessLogSite
 from llamaswap.web.mux import Mux
@@ -55,6 +56,38 @@ class ClientClosedTests(SynchronousTestCase):
         self.pending[0].write(b"data: 1\n\n")
         client.disconnect()
         self.assertEqual(self.statuses(), [200])
+
+
+class LaterTests(SynchronousTestCase):
+    """
+    With a backlog, the line is written when it settles, timed as of when
+    the request ended.
+    """
+
+    def test_writtenWhenQuiet(self) -> None:
+        clock = Clock()
+        backlog = Backlog(clock, delay=10)
+        pending: list[Request] = []
+
+        def waits(request: Request, rest: bytes) -> int:
+            pending.append(request)
+            return NOT_DONE_YET
+
+        mux = Mux()
+        mux.route("POST", "/v1/chat/completions", waits)
+        site = AccessLogSite(mux, clock, backlog.later, reactor=clock)
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        client = Client(site)
+        client.send(b"POST", b"/v1/chat/completions", b"{}")
+        clock.advance(0.25)
+        pending[0].write(b"{}")
+        pending[0].finish()
+        clock.advance(5)
+        lines = [e for e in events if e.get("log_namespace") == "llamaswap.access"]
+        self.assertEqual(lines, [])
+        backlog.settle()
+        [line] = [e for e in events if e.get("log_namespace") == "llamaswap.access"]
+        self.assertEqual((line["status"], line["bytes"], line["elapsed"]), (200, 2, 0.25))
 
 
 class LogAccessTests(SynchronousTestCase):

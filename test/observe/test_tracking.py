@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from llamaswap.backlog import Backlog
 from llamaswap.httperrors import ModelNotFound
 from llamaswap.observe.activity import ActivityLog, ActivityRecord
 from llamaswap.observe.captures import REDACTED, CaptureCache
@@ -221,6 +222,38 @@ class TrackerTests(SynchronousTestCase):
         self.assertIn('llamaswap_output_tokens_total{model="m1"} 7.0', text)
         self.assertIn('llamaswap_requests_in_flight{model="m1"} 0.0', text)
         self.assertIn('llamaswap_time_to_first_byte_seconds_sum{model="m1"} 2.5', text)
+
+    def test_recordedWhenQuiet(self) -> None:
+        """
+        With a backlog, the end of a relayed exchange is recorded when the
+        backlog settles (the row, the in-flight removal, the metrics), but
+        as of when it ended: its duration and time stamp do not include
+        the wait.
+        """
+        backlog = Backlog(self.clock, delay=10)
+        self.tracker.later = backlog.later
+        # As in the model route, the track's tap reports the end.
+        self.resource.skipFinish = True
+        self.send()
+        self.resource.grants[0].callback(Lease("m1"))
+        self.clock.advance(0.5)
+        endedAt = self.clock.seconds()
+        body = b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}'
+        self.agent.exchanges[0].respond(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        self.assertEqual(self.store.rows, [])
+        self.assertEqual(list(self.tracker.inflight), ["1"])
+        self.clock.advance(2)
+        backlog.settle()
+        [row] = self.store.rows
+        self.assertEqual((row.status, row.durationMs, row.timestamp), (200, 500, endedAt))
+        self.assertEqual((row.tokens.inputTokens, row.tokens.outputTokens), (3, 2))
+        self.assertEqual(self.tracker.inflight, {})
+        text = self.metrics.render()[0].decode()
+        self.assertIn('llamaswap_request_duration_seconds_sum{model="m1"} 0.5', text)
+        self.assertIn('llamaswap_requests_in_flight{model="m1"} 0.0', text)
 
     def answeredUnwatched(self, headers: bytes) -> tuple[list[int], Any]:
         """

@@ -99,6 +99,21 @@ class RequestSideTests(RelayCase):
             self.exchange().sentHeaders().getRawHeaders(b"content-length"), [b"%d" % len(body)]
         )
 
+    def test_settlesOnceSent(self) -> None:
+        """
+        A forwarder given C{settle} calls it once per request, after the
+        request went upstream: the backlog runs while the answer is
+        awaited.
+        """
+        sentWhenSettled: list[bytes] = []
+        self.forwarder = Forwarder(
+            self.agent, self.clock, lambda: sentWhenSettled.append(self.exchange().sent())
+        )
+        self.setUpResource()
+        self.client.send(b"POST", b"/v1/chat/completions", b"{}")
+        [sent] = sentWhenSettled
+        self.assertTrue(sent.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n"), sent)
+
     def test_hopByHopStripped(self) -> None:
         """
         C{Connection}, the headers it names, C{Keep-Alive}, C{TE},

@@ -6,6 +6,8 @@ through a real twisted.web L{Site} over an in-memory transport.
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
@@ -15,6 +17,7 @@ from twisted.web.server import Request, Site
 from llamaswap.web.mux import (
     ADMIN,
     DEFAULT_ALLOW_HEADERS,
+    INFERENCE,
     MONITOR,
     Mux,
     cleanPath,
@@ -433,6 +436,43 @@ class AuthenticationTests(SynchronousTestCase):
         mux, handler = Mux(), Recorder()
         mux.route("GET", "/running", handler)
         self.assertEqual(send(mux, b"GET", b"/running").status, 200)
+
+
+class SettleTests(SynchronousTestCase):
+    """
+    The mux settles the backlog before the routes that read what it
+    writes, and not before a model request (which settles it once sent).
+    """
+
+    def test_beforeNonInferenceRoutes(self) -> None:
+        calls: list[str] = []
+        mux = Mux(settle=lambda: calls.append("settle"))
+
+        def handler(name: str) -> Any:
+            def handle(request: Any, rest: bytes) -> bytes:
+                calls.append(name)
+                return b""
+
+            return handle
+
+        mux.route("GET", "/api/metrics", handler("monitor"), scope=MONITOR)
+        mux.route("POST", "/api/models/unload", handler("admin"))
+        mux.route("POST", "/v1/chat/completions", handler("inference"), scope=INFERENCE)
+        send(mux, b"GET", b"/api/metrics")
+        send(mux, b"POST", b"/api/models/unload")
+        send(mux, b"POST", b"/v1/chat/completions")
+        self.assertEqual(calls, ["settle", "monitor", "settle", "admin", "inference"])
+
+    def test_notBeforeRefusals(self) -> None:
+        """
+        A request the mux or the authenticator refuses settles nothing.
+        """
+        calls: list[str] = []
+        mux = Mux(authenticator=Refuser(), settle=lambda: calls.append("settle"))
+        mux.route("GET", "/api/metrics", Recorder(), scope=MONITOR)
+        send(mux, b"GET", b"/api/metrics")
+        send(mux, b"GET", b"/nope")
+        self.assertEqual(calls, [])
 
 
 class CleanPathTests(SynchronousTestCase):

@@ -1,0 +1,97 @@
+# -*- test-case-name: test.test_backlog -*-
+"""
+Bookkeeping that waits for a quiet moment: the access-log line and the
+activity row of a finished request.
+
+A client that sends its next request as soon as a reply arrives would
+otherwise wait for the previous request's bookkeeping, about a third of
+the proxy's work per request.  Queued here, that work runs when the proxy
+waits anyway: right after the next request was written to its upstream
+(L{Backlog.settle}, called by the forwarder), before a request that reads
+what it writes (the observability routes settle first), or L{DELAY}
+seconds after it was queued, whichever comes first.
+
+Bottom level: used by observe/ and web/.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from .delayed import Deadline
+
+log = Logger()
+
+#: Seconds a queued job waits at most for a quiet moment.
+DELAY = 0.001
+
+#: How bookkeeping is handed over: C{later(job, *args)}.
+Later = Callable[..., None]
+
+
+def runNow(job: Callable[..., object], *args: Any) -> None:
+    """
+    Run C{job(*args)} at once: the L{Later} of a part given no backlog.
+    """
+    job(*args)
+
+
+class Backlog:
+    """
+    Jobs queued by L{later} and run, in order, by L{settle}; see the
+    module docstring.
+    """
+
+    def __init__(self, clock: IReactorTime, delay: float = DELAY) -> None:
+        self._delay = delay
+        self._jobs: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
+        self._deadline = Deadline(clock, self.settle)
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def later(self, job: Callable[..., object], *args: Any) -> None:
+        """
+        Run C{job(*args)} at the next L{settle}, at the latest C{delay}
+        seconds from now (at once once L{close}d).
+        """
+        if self._closed:
+            self._run(job, args)
+            return
+        if not self._jobs:
+            self._deadline.start(self._delay)
+        self._jobs.append((job, args))
+
+    def settle(self) -> None:
+        """
+        Run every queued job now, those they queue included.
+        """
+        self._deadline.stop()
+        jobs = self._jobs
+        while jobs:
+            job, args = jobs.popleft()
+            self._run(job, args)
+
+    def close(self) -> None:
+        """
+        Run what is queued and every later job at once (the service stops).
+        """
+        self._closed = True
+        self.settle()
+        self._deadline.close()
+
+    @staticmethod
+    def _run(job: Callable[..., object], args: tuple[Any, ...]) -> None:
+        try:
+            job(*args)
+        except Exception:
+            log.failure("bookkeeping job {job!r} failed", job=job)
+
+
+__all__ = ["DELAY", "Backlog", "Later", "runNow"]
