@@ -202,10 +202,27 @@ class Exchange:
         self.replayed = False
 
     def start(self) -> None:
-        connection = self.client.pool.take(self.target.key)
+        pool = self.client.pool
+        connection = pool.take(self.target.key)
         if connection is not None:
             connection.issue(self)
-        else:
+            return
+        spare = pool.adopt(self.target.key)
+        if spare is None:
+            self._connect()
+            return
+        self.connecting = spare
+        spare.addCallbacks(self._adopted, self._notConnected)
+
+    def _adopted(self, connection: UpstreamConnection | None) -> None:
+        """
+        The spare connection this exchange waited for is made (or not:
+        L{None}, then it connects as usual).
+        """
+        self.connecting = None
+        if connection is not None:
+            self._connected(connection)
+        elif not self.over:
             self._connect()
 
     def _connect(self) -> None:
@@ -420,14 +437,19 @@ class UpstreamConnection(Protocol):
     @ivar reused: taken from the pool (it may have been closed by the
         server meanwhile).
     @ivar idleSince: clock time it was last put in the pool.
+    @ivar answeredAt: clock time its last response ended; L{None} before.
     """
 
-    def __init__(self, pool: ConnectionPool, key: Key) -> None:
+    def __init__(self, pool: ConnectionPool, key: Key, endpoint: Any = None) -> None:
         self._pool = pool
         self._key = key
+        self._endpoint = endpoint
         self.open = False
         self.reused = False
         self.idleSince = 0.0
+        self.answeredAt: float | None = None
+        #: This side closes it because its last response said so.
+        self._closedAsAsked = False
         self._lost = False
         self._exchange: Exchange | None = None
         self._parser: ResponseParser | None = None
@@ -571,10 +593,12 @@ class UpstreamConnection(Protocol):
         if self._paused:
             self.resumeBody()
         head = parser.head
+        self.answeredAt = self._pool.clock.seconds()
         if reusable and head is not None and head.persistent and self._producer is None:
             self._pool.put(self._key, self)
         else:
             sending = self._producer is not None
+            self._closedAsAsked = reusable and not sending
             self._stopSending(stopProducer=True)
             self._close(abort=sending)
         if response is not None:
@@ -634,6 +658,7 @@ class UpstreamConnection(Protocol):
     def connectionLost(self, reason: Failure | None = None) -> None:
         if reason is None:
             reason = Failure(ConnectionDone())
+        endedByServer = self.open
         self.open = False
         self._lost = True
         self._pool.forget(self._key, self)
@@ -654,21 +679,44 @@ class UpstreamConnection(Protocol):
         waiters, self._whenClosed = self._whenClosed, []
         for closed in waiters:
             closed.callback(None)
+        if (
+            (endedByServer or self._closedAsAsked)
+            and response is None
+            and exchange is None
+            and self.answeredAt is not None
+        ):
+            self._pool.ended(self._key, self._endpoint, self.answeredAt)
 
 
 class _ConnectionFactory(Factory):  # type: ignore[misc]
     noisy = False
 
-    def __init__(self, pool: ConnectionPool, key: Key) -> None:
+    def __init__(self, pool: ConnectionPool, key: Key, endpoint: Any) -> None:
         self._pool = pool
         self._key = key
+        self._endpoint = endpoint
 
     def buildProtocol(self, addr: object) -> UpstreamConnection:
-        return UpstreamConnection(self._pool, self._key)
+        return UpstreamConnection(self._pool, self._key, self._endpoint)
 
 
 # ---------------------------------------------------------------------------
 # The pool
+
+
+class _Spare:
+    """
+    A connection being opened ahead of the next request (L{ConnectionPool.ended}).
+
+    @ivar waiter: fired with the connection (or L{None}) for the request
+        that adopted it; L{None} while nobody has.
+    """
+
+    __slots__ = ("connecting", "waiter")
+
+    def __init__(self) -> None:
+        self.connecting: Deferred[UpstreamConnection] | None = None
+        self.waiter: Deferred[UpstreamConnection | None] | None = None
 
 
 class ConnectionPool:
@@ -676,14 +724,24 @@ class ConnectionPool:
     Idle connections per server, the most recently used handed out first;
     at most L{maxPersistentPerHost} per server, each closed after
     L{cachedConnectionTimeout} seconds unused.
+
+    A server that ends a connection with or right after a response
+    (llama-server does after every streamed one, and HTTP/1.0 servers after
+    each) gets its next connection at once, a I{spare}: the next request
+    finds it made, or waits for it rather than opening another (a server
+    that serves one connection at a time serves the spare first).
     """
 
     maxPersistentPerHost = 64
     cachedConnectionTimeout = 90.0
+    #: Seconds after its last response within which a connection's end
+    #: calls for a spare (later ends are idle timeouts: nothing is wanted).
+    spareWindow = 1.0
 
     def __init__(self, clock: IReactorTime) -> None:
-        self._clock = clock
+        self.clock = clock
         self._idle: dict[Key, list[UpstreamConnection]] = {}
+        self._spares: dict[Key, _Spare] = {}
         self._sweep: IDelayedCall | None = None
 
     def idle(self, key: Key | None = None) -> int:
@@ -700,7 +758,7 @@ class ConnectionPool:
         """
         try:
             result: Deferred[UpstreamConnection] = endpoint.connect(
-                _ConnectionFactory(self, key)
+                _ConnectionFactory(self, key, endpoint)
             )
         except Exception:
             return fail()
@@ -729,12 +787,73 @@ class ConnectionPool:
         if len(connections) >= self.maxPersistentPerHost:
             connection.close()
             return
-        connection.idleSince = self._clock.seconds()
+        connection.idleSince = self.clock.seconds()
         connections.append(connection)
         if self._sweep is None:
-            self._sweep = self._clock.callLater(
+            self._sweep = self.clock.callLater(
                 self.cachedConnectionTimeout, self._expire
             )
+
+    def ended(self, key: Key, endpoint: Any, answeredAt: float) -> None:
+        """
+        The server ended a connection after its response that ended at
+        C{answeredAt}: open a spare unless one is idle or being opened
+        already, or the end came too late to say anything.
+        """
+        if (
+            endpoint is None
+            or self.maxPersistentPerHost <= 0
+            or self._idle.get(key)
+            or key in self._spares
+            or self.clock.seconds() - answeredAt > self.spareWindow
+        ):
+            return
+        spare = self._spares[key] = _Spare()
+        connecting = spare.connecting = self.connect(key, endpoint)
+        connecting.addCallbacks(
+            self._spareMade, self._spareFailed, (key, spare), None, (key, spare)
+        )
+
+    def adopt(self, key: Key) -> Deferred[UpstreamConnection | None] | None:
+        """
+        The spare being opened to C{key}'s server, for a request that found
+        no idle connection: a L{Deferred} firing with it, or with L{None}
+        if it could not be made; L{None} when there is none.
+        """
+        spare = self._spares.pop(key, None)
+        if spare is None:
+            return None
+        waiter = spare.waiter = Deferred(lambda d: self._dropSpare(spare))
+        return waiter
+
+    def _spareMade(self, connection: UpstreamConnection, key: Key, spare: _Spare) -> None:
+        if self._spares.get(key) is spare:
+            del self._spares[key]
+        spare.connecting = None
+        waiter = spare.waiter
+        if waiter is None:
+            self.put(key, connection)
+        elif not waiter.called:
+            waiter.callback(connection)
+        else:
+            connection.close()
+
+    def _spareFailed(self, failure: Failure, key: Key, spare: _Spare) -> None:
+        if self._spares.get(key) is spare:
+            del self._spares[key]
+        spare.connecting = None
+        waiter = spare.waiter
+        if waiter is not None and not waiter.called:
+            waiter.callback(None)
+
+    @staticmethod
+    def _dropSpare(spare: _Spare) -> None:
+        """
+        Nobody wants C{spare} any more: stop opening it (a connection made
+        meanwhile is closed).
+        """
+        if spare.connecting is not None:
+            spare.connecting.cancel()
 
     def forget(self, key: Key, connection: UpstreamConnection) -> None:
         """
@@ -748,7 +867,7 @@ class ConnectionPool:
 
     def _expire(self) -> None:
         self._sweep = None
-        now = self._clock.seconds()
+        now = self.clock.seconds()
         limit = self.cachedConnectionTimeout
         oldest = None
         for connections in list(self._idle.values()):
@@ -758,7 +877,7 @@ class ConnectionPool:
                 elif oldest is None or connection.idleSince < oldest:
                     oldest = connection.idleSince
         if oldest is not None:
-            self._sweep = self._clock.callLater(oldest + limit - now, self._expire)
+            self._sweep = self.clock.callLater(oldest + limit - now, self._expire)
 
     def _stopSweep(self) -> None:
         if self._sweep is not None and not any(self._idle.values()):
@@ -771,6 +890,9 @@ class ConnectionPool:
         Close the idle connections to C{key}'s server; fires once closed.
         """
         connections = self._idle.pop(key, [])
+        spare = self._spares.pop(key, None)
+        if spare is not None:
+            self._dropSpare(spare)
         self._stopSweep()
         return _allClosed(connections)
 
@@ -780,6 +902,9 @@ class ConnectionPool:
         """
         connections = [c for idle in self._idle.values() for c in idle]
         self._idle.clear()
+        spares, self._spares = list(self._spares.values()), {}
+        for spare in spares:
+            self._dropSpare(spare)
         self._stopSweep()
         return _allClosed(connections)
 

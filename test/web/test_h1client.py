@@ -56,6 +56,7 @@ class MemoryEndpoint:
         self.connections: list[tuple[UpstreamConnection, UpstreamTransport]] = []
         self.refuse = False
         self.hold: list[Deferred[Any]] | None = None
+        self.heldFactories: list[Any] = []
         self.cancelled = 0
 
     def connect(self, factory: Any) -> Deferred[Any]:
@@ -64,6 +65,7 @@ class MemoryEndpoint:
         if self.hold is not None:
             waiting: Deferred[Any] = Deferred(lambda d: setattr(self, "cancelled", 1))
             self.hold.append(waiting)
+            self.heldFactories.append(factory)
             return waiting
         protocol, transport = connectInMemory(self.clock, factory)
         self.connections.append((protocol, transport))
@@ -646,3 +648,156 @@ class PoolTests(ClientCase):
         self.assertFalse(self.connection()[1].aborted)
         self.clock.advance(0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class SpareTests(ClientCase):
+    """
+    A server that ends a connection with or right after a response gets
+    the next one at once (llama-server ends one after each stream), and
+    the next request takes it, made or not.
+    """
+
+    def serverEnds(self, index: int = -1) -> None:
+        self.connection(index)[0].connectionLost(Failure(ConnectionDone()))
+
+    def holdNextConnect(self) -> None:
+        self.endpoint.hold = []
+
+    def completeHeld(self) -> UpstreamConnection:
+        """
+        Make the held connection; later connects are made at once.
+        """
+        [waiting], [factory] = self.endpoint.hold or [], self.endpoint.heldFactories
+        self.endpoint.hold = None
+        protocol, transport = connectInMemory(self.clock, factory)
+        self.endpoint.connections.append((protocol, transport))
+        waiting.callback(protocol)
+        return protocol
+
+    def test_afterServerEnds(self) -> None:
+        """
+        The server ends an idle connection just after its response: a new
+        one is opened and kept idle; the next request goes out on it.
+        """
+        self.roundTrip()
+        self.serverEnds()
+        self.assertEqual((len(self.endpoint.connections), self.pool.idle()), (2, 1))
+        self.client.request(b"GET", URL)
+        self.assertEqual(len(self.endpoint.connections), 2)
+        self.assertTrue(self.sent(1).startswith(b"GET /v1/chat?x=1 HTTP/1.1\r\n"))
+
+    def test_afterConnectionClose(self) -> None:
+        """
+        A response saying C{Connection: close} (an HTTP/1.0 server's way)
+        gets a spare once its connection is closed.
+        """
+        self.client.request(b"GET", URL)
+        self.answer(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+        self.assertEqual(len(self.endpoint.connections), 1)
+        self.clock.advance(0)
+        self.assertEqual((len(self.endpoint.connections), self.pool.idle()), (2, 1))
+
+    def test_notForOtherEnds(self) -> None:
+        """
+        No spare when the end says nothing about the next request: an idle
+        timeout long after the response, this side closing (its pool, a
+        cancelled exchange, C{maxPersistentPerHost} 0), a spare ending
+        unused, or an idle connection to the same server still there.
+        """
+        self.roundTrip()
+        self.clock.advance(self.pool.spareWindow + 1)
+        self.serverEnds()
+        self.roundTrip()
+        self.pool.closeCachedConnections()
+        self.clock.advance(0)
+        d = self.client.request(b"GET", URL)
+        d.cancel()
+        self.failureResultOf(d, ResponseNeverReceived)
+        self.clock.advance(0)
+        self.assertEqual(len(self.endpoint.connections), 3)
+
+        self.roundTrip()
+        self.serverEnds()
+        self.assertEqual(len(self.endpoint.connections), 5)
+        self.serverEnds()  # the spare, unused
+        self.assertEqual((len(self.endpoint.connections), self.pool.idle()), (5, 0))
+
+        first = self.client.request(b"GET", URL)
+        second = self.client.request(b"GET", URL)
+        self.answer(OK, 5)
+        self.answer(OK, 6)
+        self.successResultOf(first)
+        self.successResultOf(second)
+        self.serverEnds(5)
+        self.assertEqual((len(self.endpoint.connections), self.pool.idle()), (7, 1))
+
+        self.pool.closeCachedConnections()
+        self.clock.advance(0)
+        self.pool.maxPersistentPerHost = 0
+        self.roundTrip()
+        self.clock.advance(0)
+        self.assertEqual(len(self.endpoint.connections), 8)
+
+    def test_requestWaitsForSpare(self) -> None:
+        """
+        A request that comes while the spare is being opened waits for it
+        instead of opening another connection, and goes out on it.
+        """
+        self.roundTrip()
+        self.holdNextConnect()
+        self.serverEnds()
+        d = self.client.request(b"GET", URL)
+        self.assertEqual(len(self.endpoint.hold or []), 1)
+        self.completeHeld()
+        self.assertTrue(self.sent().startswith(b"GET /v1/chat?x=1 HTTP/1.1\r\n"))
+        self.answer(OK)
+        self.assertEqual(self.successResultOf(d).code, 200)
+        self.assertEqual(len(self.endpoint.connections), 2)
+
+    def test_spareFails(self) -> None:
+        """
+        A spare that cannot be made costs the request waiting for it only
+        that wait: it connects as usual; nothing is logged.
+        """
+        self.roundTrip()
+        self.holdNextConnect()
+        self.serverEnds()
+        d = self.client.request(b"GET", URL)
+        [waiting] = self.endpoint.hold or []
+        self.endpoint.hold = None
+        waiting.errback(ConnectionRefusedError())
+        self.assertEqual(len(self.endpoint.connections), 2)
+        self.answer(OK)
+        self.assertEqual(self.successResultOf(d).code, 200)
+
+    def test_cancelledWhileWaiting(self) -> None:
+        """
+        A request cancelled while waiting for the spare fails as one
+        cancelled while connecting, and the spare's connect is cancelled.
+        """
+        self.roundTrip()
+        self.holdNextConnect()
+        self.serverEnds()
+        d = self.client.request(b"GET", URL)
+        d.cancel()
+        failure = self.failureResultOf(d, ResponseNeverReceived)
+        self.assertTrue(failure.value.reasons[0].check(CancelledError))
+        self.assertEqual(self.endpoint.cancelled, 1)
+
+    def test_closingDropsSpare(self) -> None:
+        """
+        Closing a server's idle connections (its model stops) also stops
+        the spare being opened to it.
+        """
+        for close in (
+            lambda: self.pool.closeCachedConnectionsTo((b"http", b"127.0.0.1", 5800)),
+            self.pool.closeCachedConnections,
+        ):
+            self.endpoint.cancelled = 0
+            self.endpoint.hold = None
+            self.roundTrip()
+            self.holdNextConnect()
+            self.serverEnds()
+            close()
+            self.assertEqual(self.endpoint.cancelled, 1)
+            self.assertIsNone(self.pool.adopt((b"http", b"127.0.0.1", 5800)))
