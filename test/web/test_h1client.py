@@ -118,6 +118,16 @@ class ClientCase(SynchronousTestCase):
     def answer(self, data: bytes, index: int = -1) -> None:
         self.connection(index)[0].dataReceived(data)
 
+    def twoAtOnce(self, first: int = 0) -> None:
+        """
+        Two requests at once, each on a new connection (the C{first}-th
+        and the next), answered in turn.
+        """
+        requests = [self.client.request(b"GET", URL) for _ in range(2)]
+        for index, request in enumerate(requests):
+            self.answer(OK, first + index)
+            self.successResultOf(request)
+
     def roundTrip(self, method: bytes = b"GET", body: bytes = b"") -> IResponse:
         d = self.client.request(
             method, URL, Headers(), BodyProducer(body) if body else None
@@ -581,12 +591,7 @@ class PoolTests(ClientCase):
         Beyond C{maxPersistentPerHost} idle connections, the surplus closes.
         """
         self.pool.maxPersistentPerHost = 1
-        first = self.client.request(b"GET", URL)
-        second = self.client.request(b"GET", URL)
-        self.answer(OK, 0)
-        self.answer(OK, 1)
-        self.successResultOf(first)
-        self.successResultOf(second)
+        self.twoAtOnce()
         self.assertEqual(self.pool.idle(), 1)
         self.assertEqual(
             [t.closed for p, t in self.endpoint.connections], [False, True]
@@ -722,12 +727,7 @@ class SpareTests(ClientCase):
         self.serverEnds()  # the spare, unused
         self.assertEqual((len(self.endpoint.connections), self.pool.idle()), (5, 0))
 
-        first = self.client.request(b"GET", URL)
-        second = self.client.request(b"GET", URL)
-        self.answer(OK, 5)
-        self.answer(OK, 6)
-        self.successResultOf(first)
-        self.successResultOf(second)
+        self.twoAtOnce(5)
         self.serverEnds(5)
         self.assertEqual((len(self.endpoint.connections), self.pool.idle()), (7, 1))
 
