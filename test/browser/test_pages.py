@@ -772,6 +772,8 @@ class PlaygroundFormsTests(TestCase):
 
             page.get_by_role("tab", name="Speech").click()
             page.get_by_label("Model", exact=True).select_option("demo-fast")
+            # The voice field is free text until the model's voice list answers.
+            page.locator("label", has_text="Voice").locator("select").wait_for()
             page.get_by_label("Voice").select_option("bob")
             page.get_by_label("Text").fill("say this")
             page.get_by_role("button", name="Speak").click()
