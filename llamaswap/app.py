@@ -16,6 +16,7 @@ from twisted.web.server import Site
 
 from . import __version__
 from .backlog import Backlog
+from .compat import ioWaiting
 from .config.cmdline import splitCommand
 from .config.diff import ConfigDiff, pinnedPorts
 from .config.model import Config, ModelConfig
@@ -154,8 +155,8 @@ class LlamaSwap(MultiService):
         )
         #: Bookkeeping of finished requests (access lines, activity rows)
         #: waits here for a quiet moment, off the next request's path.
-        self.backlog = Backlog(reactor)
-        self.forwarder = Forwarder(self.upstreamAgent, reactor, self.backlog.settle)
+        self.backlog = Backlog(reactor, ioWaiting=ioWaiting(reactor))
+        self.forwarder = Forwarder(self.upstreamAgent, reactor, self.backlog.runWhileIdle)
         self.peerRouter = PeerRouter(config, self.upstreamAgent, reactor)
         # Readiness probes need only a status line; the prompt cache's slot
         # requests are whole HTTP exchanges.

@@ -6,10 +6,12 @@ activity row of a finished request.
 A client that sends its next request as soon as a reply arrives would
 otherwise wait for the previous request's bookkeeping, about a third of
 the proxy's work per request.  Queued here, that work runs when the proxy
-waits anyway: right after the next request was written to its upstream
-(L{Backlog.settle}, called by the forwarder), before a request that reads
-what it writes (the observability routes settle first), or L{DELAY}
-seconds after it was queued, whichever comes first.
+waits anyway: one job at a time while no socket has anything to handle
+(L{Backlog.runWhileIdle}: once the reactor has handled the I/O that queued
+it, and again after the next request was written to its upstream), before
+a request that reads what it writes (the observability routes call
+L{Backlog.settle} first), or L{DELAY} seconds after it was queued,
+whichever comes first.
 
 Bottom level: used by observe/ and web/.
 """
@@ -20,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from .delayed import Deadline
@@ -47,10 +49,23 @@ class Backlog:
     module docstring.
     """
 
-    def __init__(self, clock: IReactorTime, delay: float = DELAY) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        delay: float = DELAY,
+        ioWaiting: Callable[[], bool] | None = None,
+    ) -> None:
+        """
+        @param ioWaiting: tells whether the reactor has I/O to handle
+            (L{llamaswap.compat.ioWaiting}); without it, nothing is known
+            to be idle and jobs wait for a settle or the delay.
+        """
+        self._clock = clock
         self._delay = delay
+        self._ioWaiting = ioWaiting
         self._jobs: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
         self._deadline = Deadline(clock, self.settle)
+        self._soon: IDelayedCall | None = None
         self._closed = False
 
     def __len__(self) -> int:
@@ -66,7 +81,30 @@ class Backlog:
             return
         if not self._jobs:
             self._deadline.start(self._delay)
+            if self._ioWaiting is not None and self._soon is None:
+                # Once the reactor has handled the I/O at hand.
+                self._soon = self._clock.callLater(0, self._idle)
         self._jobs.append((job, args))
+
+    def _idle(self) -> None:
+        self._soon = None
+        self.runWhileIdle()
+
+    def runWhileIdle(self) -> None:
+        """
+        Run queued jobs, one at a time, for as long as the reactor has no
+        I/O to handle; without a way to tell, run them all.
+        """
+        waiting = self._ioWaiting
+        if waiting is None:
+            self.settle()
+            return
+        jobs = self._jobs
+        while jobs and not waiting():
+            job, args = jobs.popleft()
+            self._run(job, args)
+        if not jobs:
+            self._deadline.stop()
 
     def settle(self) -> None:
         """
@@ -85,6 +123,9 @@ class Backlog:
         self._closed = True
         self.settle()
         self._deadline.close()
+        if self._soon is not None and self._soon.active():
+            self._soon.cancel()
+        self._soon = None
 
     @staticmethod
     def _run(job: Callable[..., object], args: tuple[Any, ...]) -> None:

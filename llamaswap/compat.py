@@ -11,6 +11,7 @@ attribute.
 from __future__ import annotations
 
 import os
+import select
 from typing import Any, Callable
 
 from twisted.internet.abstract import FileDescriptor
@@ -123,6 +124,31 @@ def headersFromPairs(pairs: list[tuple[bytes, bytes]]) -> Headers:
             value = b" ".join(value.splitlines())
         raw.setdefault(encode(name), []).append(value)
     return headers
+
+
+def ioWaiting(reactor: object) -> Callable[[], bool] | None:
+    """
+    A check whether any descriptor of C{reactor} is ready (bytes to read,
+    a connection to accept, room for a writer that waits), which leaves
+    the events to the reactor; L{None} for a reactor that cannot tell.
+
+    Only the epoll reactor can: its epoll object is private, and epoll's
+    readiness is level-triggered, so asking with a zero timeout consumes
+    nothing the reactor's own wait would report.
+    """
+    poller = getattr(reactor, "_poller", None)
+    if not isinstance(poller, select.epoll):
+        return None
+    poll = poller.poll
+
+    def waiting() -> bool:
+        try:
+            return bool(poll(0, 1))
+        except (OSError, ValueError):
+            # Closed with the reactor: nothing more will be handled.
+            return False
+
+    return waiting
 
 
 def sendNow(transport: object) -> None:

@@ -228,12 +228,12 @@ class BacklogWiringTests(SynchronousTestCase):
 
     def test_partsShareIt(self) -> None:
         """
-        The tracker records through the backlog and the forwarder settles
-        it once a request is sent.
+        The tracker records through the backlog and the forwarder runs it
+        while idle once a request is sent.
         """
         backlog = self.app.backlog
         self.assertEqual(self.app.observability.tracker.later, backlog.later)
-        self.assertEqual(self.app.forwarder._settle, backlog.settle)
+        self.assertEqual(self.app.forwarder._settle, backlog.runWhileIdle)
         self.assertIs(self.app.webParts().backlog, backlog)
 
     def test_stoppingRunsWhatWaits(self) -> None:

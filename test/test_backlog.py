@@ -115,3 +115,96 @@ class BacklogTests(SynchronousTestCase):
         """
         runNow(self.ran.append, 1)
         self.assertEqual(self.ran, [1])
+
+
+class WhileIdleTests(SynchronousTestCase):
+    """
+    With a way to tell whether the reactor has I/O to handle, queued jobs
+    run one by one while it has none: once the I/O at hand is handled, and
+    whenever L{Backlog.runWhileIdle} is called.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.busy = False
+        self.backlog = Backlog(self.clock, delay=1.0, ioWaiting=lambda: self.busy)
+        self.ran: list[object] = []
+
+    def test_runsOnceTheTurnEnds(self) -> None:
+        """
+        Jobs queued while the reactor handles I/O run at its next turn
+        (a zero-delay call), not while they are being queued.
+        """
+        self.backlog.later(self.ran.append, 1)
+        self.backlog.later(self.ran.append, 2)
+        self.assertEqual(self.ran, [])
+        self.clock.advance(0)
+        self.assertEqual(self.ran, [1, 2])
+        self.assertEqual(len(self.backlog), 0)
+        self.clock.advance(1.0)
+        self.assertEqual(self.ran, [1, 2])
+
+    def test_stopsWhenIOWaits(self) -> None:
+        """
+        Between two jobs the backlog checks for I/O: once some waits, the
+        rest waits for the next idle moment, or the delay.
+        """
+
+        def first() -> None:
+            self.ran.append("first")
+            self.busy = True  # a request came in meanwhile
+
+        self.backlog.later(first)
+        self.backlog.later(self.ran.append, "second")
+        self.backlog.later(self.ran.append, "third")
+        self.clock.advance(0)
+        self.assertEqual(self.ran, ["first"])
+        self.backlog.runWhileIdle()
+        self.assertEqual(self.ran, ["first"])
+        self.busy = False
+        self.backlog.runWhileIdle()
+        self.assertEqual(self.ran, ["first", "second", "third"])
+
+    def test_delayStillBounds(self) -> None:
+        """
+        A reactor that never idles does not keep jobs waiting longer than
+        the delay.
+        """
+        self.busy = True
+        self.backlog.later(self.ran.append, 1)
+        self.clock.advance(0)
+        self.assertEqual(self.ran, [])
+        self.clock.advance(1.0)
+        self.assertEqual(self.ran, [1])
+
+    def test_oneCallPerBatch(self) -> None:
+        """
+        One zero-delay call serves every job queued before it runs; jobs
+        queued after it get the next.
+        """
+        self.backlog.later(self.ran.append, 1)
+        self.backlog.later(self.ran.append, 2)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 2)  # the turn, the delay
+        self.clock.advance(0)
+        self.backlog.later(self.ran.append, 3)
+        self.clock.advance(0)
+        self.assertEqual(self.ran, [1, 2, 3])
+
+    def test_withoutAWayToTell(self) -> None:
+        """
+        Without an I/O check, L{Backlog.runWhileIdle} runs every job.
+        """
+        backlog = Backlog(self.clock, delay=1.0)
+        backlog.later(self.ran.append, 1)
+        backlog.later(self.ran.append, 2)
+        backlog.runWhileIdle()
+        self.assertEqual(self.ran, [1, 2])
+
+    def test_closeCancelsTheTurn(self) -> None:
+        """
+        Closing runs the jobs and leaves no call behind.
+        """
+        self.backlog.later(self.ran.append, 1)
+        self.backlog.close()
+        self.assertEqual(self.ran, [1])
+        self.assertEqual(self.clock.getDelayedCalls(), [])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import select
+import socket
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred
@@ -36,6 +37,7 @@ from llamaswap.compat import (
     classicTextFile,
     headersFromPairs,
     identityDecoder,
+    ioWaiting,
     isClientBufferFull,
     isDisconnected,
     logObservers,
@@ -379,3 +381,54 @@ class WriteNowTests(SynchronousTestCase):
         transport = StringTransport()
         writeNow(transport, b"x")
         self.assertEqual(transport.value(), b"x")
+
+
+class _Reading(FileDescriptor):
+    """
+    The reading end of a socket pair, watched by a reactor.
+    """
+
+    def __init__(self, reactor: object, sock: socket.socket) -> None:
+        super().__init__(reactor)  # type: ignore[arg-type]
+        self.socket = sock
+
+    def fileno(self) -> int:
+        return self.socket.fileno()
+
+
+class IOWaitingTests(SynchronousTestCase):
+    """
+    L{ioWaiting} asks the epoll reactor whether I/O waits, without taking
+    the events from it.
+    """
+
+    def test_epoll(self) -> None:
+        """
+        Nothing waits until a watched socket has bytes; asking again still
+        says so (the reactor will see them); a closed reactor has nothing.
+        """
+        from twisted.internet.epollreactor import EPollReactor
+
+        reactor = EPollReactor()
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        reading = _Reading(reactor, ours)
+        reactor.addReader(reading)
+        waiting = ioWaiting(reactor)
+        assert waiting is not None
+        self.assertFalse(waiting())
+        theirs.send(b"x")
+        self.assertTrue(waiting())
+        self.assertTrue(waiting())
+        reactor.removeReader(reading)
+        self.assertFalse(waiting())
+        reactor._poller.close()  # type: ignore[attr-defined]
+        self.assertFalse(waiting())
+
+    def test_otherReactors(self) -> None:
+        """
+        A reactor that cannot tell gets no check.
+        """
+        self.assertIsNone(ioWaiting(MemoryReactor()))
+        self.assertIsNone(ioWaiting(object()))

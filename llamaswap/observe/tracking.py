@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
+from functools import cached_property
 from typing import Any, Callable, Mapping
 
 from attrs import evolve, frozen
@@ -133,8 +134,6 @@ class RequestTrack:
         self.queuedAt: float | None = None
         self.grantedAt: float | None = None
         self.metadata: dict[str, str] = {}
-        self.clientIP = clientAddress(request)
-        self.reqHeaders = redactHeaders(request.requestHeaders.getAllRawHeaders())
         self._respRaw: list[tuple[bytes, list[bytes]]] | None = None
         self._respHeaders: dict[str, str] | None = None
         self.respBytes = 0
@@ -153,6 +152,17 @@ class RequestTrack:
         self._timer: IDelayedCall | None = None
         self._abandon: IDelayedCall | None = None
         self._done = False
+
+    # Read when shown or recorded, off the request's way upstream (the
+    # request's headers do not change meanwhile).
+
+    @cached_property
+    def clientIP(self) -> str:
+        return clientAddress(self.request)
+
+    @cached_property
+    def reqHeaders(self) -> dict[str, str]:
+        return redactHeaders(self.request.requestHeaders.getAllRawHeaders())
 
     # -- the handler's calls --------------------------------------------------
 

@@ -323,6 +323,8 @@ class _Relay(RelayCore, Protocol):
         self._body = body
         self._headerTimeout = responseHeaderTimeout or None
         self._taps = list(taps)
+        #: The response's status and headers, until the taps are told.
+        self._headForTaps: tuple[int, Headers] | None = None
         self._upstream = None
         self._idleTimeout = idleTimeout or None
         self._idleDeadline: Deadline | None = None
@@ -457,8 +459,8 @@ class _Relay(RelayCore, Protocol):
             self._status = response.code
             self._copyHead(response)
 
-        for tap in list(self._taps):
-            self._callTap(tap, "responseStarted", response.code, response.headers)
+        # The taps hear of the head once it has left (_tellHead).
+        self._headForTaps = (response.code, response.headers)
 
         request.registerProducer(self, True)
         # The head and body are sent together, once per upstream read.
@@ -510,6 +512,7 @@ class _Relay(RelayCore, Protocol):
             # What this read brought (a stream's first token) leaves
             # before the taps read it.
             self._sendNow()
+        self._tellHead()
         for tap in tuple(self._taps):
             self._callTap(tap, "dataReceived", data)
 
@@ -520,6 +523,7 @@ class _Relay(RelayCore, Protocol):
         """
         if self._clientGone is None and not self._finished:
             self._sendNow()
+        self._tellHead()
 
     def connectionMade(self) -> None:
         self._upstream = cast(IPushProducer, self.transport)
@@ -626,7 +630,18 @@ class _Relay(RelayCore, Protocol):
             )
         )
 
+    def _tellHead(self) -> None:
+        """
+        Tell the taps the response's status and headers, once: after the
+        head has been sent, so their bookkeeping is off the client's path.
+        """
+        head, self._headForTaps = self._headForTaps, None
+        if head is not None:
+            for tap in list(self._taps):
+                self._callTap(tap, "responseStarted", *head)
+
     def _notifyEnd(self, reason: Failure | None) -> None:
+        self._tellHead()
         for tap in list(self._taps):
             self._callTap(tap, "responseEnded", reason)
         self._taps = []

@@ -377,6 +377,30 @@ class StreamingTests(RelayCase):
         self.assertEqual(tap.chunks, [sseEvent(0), sseEvent(1)])
         self.assertEqual(tap.ended, [None])
 
+    def test_tapsHearOfHeadOnceSent(self) -> None:
+        """
+        Taps hear of the status and headers after the head has left for
+        the client, whether the upstream sent body bytes with it or not.
+        """
+        for first in [SSE_HEAD, SSE_HEAD + chunk(sseEvent(0))]:
+            sentBefore: list[bytes] = []
+            case = self
+
+            class Looking(RecordingTap):
+                def responseStarted(self, status: int, headers: Headers) -> None:
+                    sentBefore.append(case.client.transport.value())
+                    super().responseStarted(status, headers)
+
+            tap = Looking()
+            self.setUpResource(taps=[tap])
+            self.client.send(body=b"{}")
+            self.exchange(-1).respond(first)
+            self.assertEqual([s for s, h in tap.started], [200])
+            self.assertIn(b"\r\n\r\n", sentBefore[0])
+            self.exchange(-1).respond(b"0\r\n\r\n")
+            self.assertEqual(len(tap.started), 1)
+            self.assertEqual(tap.ended, [None])
+
     def test_failingTapDropped(self) -> None:
         """
         A tap that raises is logged and dropped; the stream and the other
