@@ -151,6 +151,8 @@ class RequestTrack:
         self._lastEmit: float | None = None
         self._timer: IDelayedCall | None = None
         self._abandon: IDelayedCall | None = None
+        #: The forwarder reported the end; recording it waits (later).
+        self._ending = False
         self._done = False
 
     # Read when shown or recorded, off the request's way upstream (the
@@ -294,6 +296,7 @@ class RequestTrack:
         fires): record it from what the tap saw, as bookkeeping that can
         wait (the tracker's C{later}); how and when it ended is taken now.
         """
+        self._ending = True
         self._tracker.later(self._ended, reason, self._exchangeResult(reason))
 
     def _ended(self, reason: Failure | None, exchange: Exchange) -> None:
@@ -343,6 +346,12 @@ class RequestTrack:
         not report the end, close the track after L{ABANDON_AFTER}.
         """
         if not self._done:
+            # Decided with the bookkeeping: the relay reports its end just
+            # after the request finishes.
+            self._tracker.later(self._watchAbandoned)
+
+    def _watchAbandoned(self) -> None:
+        if not self._done and not self._ending and self._abandon is None:
             self._abandon = self._clock.callLater(ABANDON_AFTER, self._abandoned)
 
     def _abandoned(self) -> None:

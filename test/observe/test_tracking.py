@@ -228,7 +228,7 @@ class TrackerTests(SynchronousTestCase):
         With a backlog, the end of a relayed exchange is recorded when the
         backlog settles (the row, the in-flight removal, the metrics), but
         as of when it ended: its duration and time stamp do not include
-        the wait.
+        the wait, and no abandon timer is started meanwhile.
         """
         backlog = Backlog(self.clock, delay=10)
         self.tracker.later = backlog.later
@@ -245,6 +245,8 @@ class TrackerTests(SynchronousTestCase):
         )
         self.assertEqual(self.store.rows, [])
         self.assertEqual(list(self.tracker.inflight), ["1"])
+        # Its end is known: no timer waits for it.
+        self.assertIsNone(self.resource.tracks[0]._abandon)
         self.clock.advance(2)
         backlog.settle()
         [row] = self.store.rows
