@@ -25,7 +25,7 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from .delayed import Deadline
+from .delayed import Deadline, cancelCall
 
 log = Logger()
 
@@ -123,9 +123,7 @@ class Backlog:
         self._closed = True
         self.settle()
         self._deadline.close()
-        if self._soon is not None and self._soon.active():
-            self._soon.cancel()
-        self._soon = None
+        self._soon = cancelCall(self._soon)
 
     @staticmethod
     def _run(job: Callable[..., object], args: tuple[Any, ...]) -> None:

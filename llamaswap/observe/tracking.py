@@ -40,6 +40,7 @@ from twisted.web.server import Request
 
 from ..backlog import Later, runNow
 from ..compat import isDisconnected
+from ..delayed import cancelCall
 from ..finish import whenFinished
 from ..httperrors import HTTPError, connectionError
 from .access import CLIENT_CLOSED, clientAddress
@@ -345,13 +346,7 @@ class RequestTrack:
         The HTTP request finished or its client left; if the handler does
         not report the end, close the track after L{ABANDON_AFTER}.
         """
-        if not self._done:
-            # Decided with the bookkeeping: the relay reports its end just
-            # after the request finishes.
-            self._tracker.later(self._watchAbandoned)
-
-    def _watchAbandoned(self) -> None:
-        if not self._done and not self._ending and self._abandon is None:
+        if not self._done and not self._ending:
             self._abandon = self._clock.callLater(ABANDON_AFTER, self._abandoned)
 
     def _abandoned(self) -> None:
@@ -362,10 +357,8 @@ class RequestTrack:
             self.finished(None, None)
 
     def _cancelTimers(self) -> None:
-        for timer in (self._timer, self._abandon):
-            if timer is not None and timer.active():
-                timer.cancel()
-        self._timer = self._abandon = None
+        self._timer = cancelCall(self._timer)
+        self._abandon = cancelCall(self._abandon)
 
     @property
     def respHeaders(self) -> dict[str, str] | None:

@@ -542,9 +542,12 @@ class _Relay(RelayCore, Protocol):
             pass
         if complete:
             # The reply's bytes leave before the bookkeeping that follows
-            # (request-end watchers, taps, the lease's release); a chunked
-            # reply's last chunk is written by finish() and follows them.
+            # (taps, request-end watchers, the lease's release); a chunked
+            # reply's last chunk is written by finish() and follows the
+            # taps, which only queue their work, so that the request's end
+            # watchers know the relay reported it.
             self._sendNow()
+            self._notifyEnd(None)
             request.finish()
             self._end(COMPLETE, None)
             return

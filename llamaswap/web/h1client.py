@@ -826,11 +826,18 @@ class ConnectionPool:
         waiter = spare.waiter = Deferred(lambda d: self._dropSpare(spare))
         return waiter
 
-    def _spareMade(self, connection: UpstreamConnection, key: Key, spare: _Spare) -> None:
+    def _spareOpened(self, key: Key, spare: _Spare) -> Deferred[UpstreamConnection | None] | None:
+        """
+        C{spare} is made or failed: it is no longer being opened; its
+        waiter, if a request adopted it.
+        """
         if self._spares.get(key) is spare:
             del self._spares[key]
         spare.connecting = None
-        waiter = spare.waiter
+        return spare.waiter
+
+    def _spareMade(self, connection: UpstreamConnection, key: Key, spare: _Spare) -> None:
+        waiter = self._spareOpened(key, spare)
         if waiter is None:
             self.put(key, connection)
         elif not waiter.called:
@@ -839,10 +846,7 @@ class ConnectionPool:
             connection.close()
 
     def _spareFailed(self, failure: Failure, key: Key, spare: _Spare) -> None:
-        if self._spares.get(key) is spare:
-            del self._spares[key]
-        spare.connecting = None
-        waiter = spare.waiter
+        waiter = self._spareOpened(key, spare)
         if waiter is not None and not waiter.called:
             waiter.callback(None)
 
