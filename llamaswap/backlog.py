@@ -13,13 +13,18 @@ a request that reads what it writes (the observability routes call
 L{Backlog.settle} first), or L{DELAY} seconds after it was queued,
 whichever comes first.
 
+A long job can come in steps: a generator, which yields between them.
+Each step is a job of its own, run before anything queued after the job,
+so that a request arriving meanwhile waits for one step, not the whole.
+
 Bottom level: used by observe/ and web/.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import GeneratorType
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -38,9 +43,13 @@ Later = Callable[..., None]
 
 def runNow(job: Callable[..., object], *args: Any) -> None:
     """
-    Run C{job(*args)} at once: the L{Later} of a part given no backlog.
+    Run C{job(*args)} at once, all its steps: the L{Later} of a part given
+    no backlog.
     """
-    job(*args)
+    steps = job(*args)
+    if isinstance(steps, GeneratorType):
+        for _ in steps:
+            pass
 
 
 class Backlog:
@@ -77,7 +86,8 @@ class Backlog:
         seconds from now (at once once L{close}d).
         """
         if self._closed:
-            self._run(job, args)
+            self._jobs.append((job, args))
+            self.settle()
             return
         if not self._jobs:
             self._deadline.start(self._delay)
@@ -125,12 +135,27 @@ class Backlog:
         self._deadline.close()
         self._soon = cancelCall(self._soon)
 
-    @staticmethod
-    def _run(job: Callable[..., object], args: tuple[Any, ...]) -> None:
+    def _run(self, job: Callable[..., object], args: tuple[Any, ...]) -> None:
         try:
-            job(*args)
+            steps = job(*args)
         except Exception:
             log.failure("bookkeeping job {job!r} failed", job=job)
+            return
+        if isinstance(steps, GeneratorType):
+            self._step(steps)
+
+    def _step(self, steps: Iterator[object]) -> None:
+        """
+        Run the next step of a job in steps; the rest stays first in line.
+        """
+        try:
+            next(steps)
+        except StopIteration:
+            return
+        except Exception:
+            log.failure("bookkeeping job {job!r} failed", job=steps)
+            return
+        self._jobs.appendleft((self._step, (steps,)))
 
 
 __all__ = ["DELAY", "Backlog", "Later", "runNow"]

@@ -5,6 +5,8 @@ never long, never out of order, and none is lost.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -208,3 +210,88 @@ class WhileIdleTests(SynchronousTestCase):
         self.backlog.close()
         self.assertEqual(self.ran, [1])
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class StepsTests(SynchronousTestCase):
+    """
+    A job that is a generator runs in steps: each step is a job of its
+    own, before anything queued after the job, and a reactor with I/O to
+    handle waits for one step, not the whole job.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.busy = False
+        self.backlog = Backlog(self.clock, delay=1.0, ioWaiting=lambda: self.busy)
+        self.ran: list[object] = []
+
+    def steps(self, name: str, count: int) -> Iterator[None]:
+        for i in range(count):
+            self.ran.append((name, i))
+            if i == 0:
+                # The first step's I/O check comes after it.
+                self.busy = self.busyAfterFirst
+            yield
+
+    busyAfterFirst = False
+
+    def test_settleRunsEveryStep(self) -> None:
+        """
+        L{Backlog.settle} runs all steps of a job before the next job.
+        """
+        self.backlog.later(self.steps, "a", 3)
+        self.backlog.later(self.ran.append, "next")
+        self.backlog.settle()
+        self.assertEqual(self.ran, [("a", 0), ("a", 1), ("a", 2), "next"])
+        self.assertEqual(len(self.backlog), 0)
+
+    def test_whileIdleStopsBetweenSteps(self) -> None:
+        """
+        I/O that arrives during a step keeps the next step waiting; it
+        still runs before the jobs queued after it.
+        """
+        self.busyAfterFirst = True
+        self.backlog.later(self.steps, "a", 3)
+        self.backlog.later(self.ran.append, "next")
+        self.clock.advance(0)
+        self.assertEqual(self.ran, [("a", 0)])
+        self.busy = False
+        self.backlog.runWhileIdle()
+        self.assertEqual(self.ran, [("a", 0), ("a", 1), ("a", 2), "next"])
+
+    def test_delayBoundsTheSteps(self) -> None:
+        """
+        A job left between steps is finished by the delay.
+        """
+        self.busyAfterFirst = True
+        self.backlog.later(self.steps, "a", 2)
+        self.clock.advance(0)
+        self.assertEqual(self.ran, [("a", 0)])
+        self.clock.advance(1.0)
+        self.assertEqual(self.ran, [("a", 0), ("a", 1)])
+
+    def test_failingStep(self) -> None:
+        """
+        A step that raises is logged and ends its job; the jobs after it
+        still run.
+        """
+
+        def failing() -> Iterator[None]:
+            self.ran.append("before")
+            yield
+            raise ValueError("step")
+
+        self.backlog.later(failing)
+        self.backlog.later(self.ran.append, "next")
+        self.backlog.settle()
+        self.assertEqual(self.ran, ["before", "next"])
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+    def test_runNowAndClosed(self) -> None:
+        """
+        L{runNow} and a closed backlog run every step at once.
+        """
+        runNow(self.steps, "now", 2)
+        self.backlog.close()
+        self.backlog.later(self.steps, "closed", 2)
+        self.assertEqual(self.ran, [("now", 0), ("now", 1), ("closed", 0), ("closed", 1)])

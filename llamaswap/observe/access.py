@@ -23,7 +23,7 @@ and costs more than the rest of the line's work).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
@@ -164,8 +164,10 @@ def logAccess(fields: dict[str, Any]) -> None:
     accessLogger.observer(event)
 
 
-def _logLine(request: Any, duration: float) -> None:
-    logAccess(accessFields(request, duration))
+def _logLine(request: Any, duration: float) -> Iterator[None]:
+    fields = accessFields(request, duration)
+    yield
+    logAccess(fields)
 
 
 class AccessLog:

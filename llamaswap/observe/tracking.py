@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict
 from functools import cached_property
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from attrs import evolve, frozen
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -228,6 +228,14 @@ class RequestTrack:
         (L{None} if it never got that far), C{error} why not.  Later calls
         do nothing.
         """
+        for _ in self._finishing(result, error):
+            pass
+
+    def _finishing(self, result: Any, error: BaseException | Failure | None) -> Iterator[None]:
+        """
+        L{finished} in steps (bookkeeping run by the tracker's C{later}
+        yields between them).
+        """
         if self._done:
             return
         self._done = True
@@ -237,12 +245,20 @@ class RequestTrack:
         if isinstance(error, Failure):
             error = error.value
         try:
-            record, capture = self._build(result, error)
+            record = self._build(result, error)
         except Exception:
             log.failure("building the activity row of {path} failed", path=self.path)
             return
         self.record = record
-        tracker._finished(self, record, capture)
+        yield
+        reader = self.reader
+        try:
+            capture = self._capture(record.status, reader is not None and reader.status is not None)
+        except Exception:
+            log.failure("capturing {path} failed", path=self.path)
+            capture = None
+        yield
+        yield from tracker._finished(self, record, capture)
 
     def cancel(self) -> None:
         """
@@ -300,10 +316,11 @@ class RequestTrack:
         self._ending = True
         self._tracker.later(self._ended, reason, self._exchangeResult(reason))
 
-    def _ended(self, reason: Failure | None, exchange: Exchange) -> None:
+    def _ended(self, reason: Failure | None, exchange: Exchange) -> Iterator[None]:
         if self.reader is not None:
             self.reader.responseEnded(reason)
-        self.finished(exchange)
+            yield
+        yield from self._finishing(exchange, None)
 
     def _exchangeResult(self, reason: Failure | None) -> Exchange:
         request = self.request
@@ -434,9 +451,7 @@ class RequestTrack:
             return int(request.code)
         return CLIENT_CLOSED
 
-    def _build(
-        self, result: Any, error: BaseException | None
-    ) -> tuple[ActivityRecord, Capture | None]:
+    def _build(self, result: Any, error: BaseException | None) -> ActivityRecord:
         # When it ended, not when its recording ran (the tracker's later).
         ended = getattr(result, "endedAt", None)
         now = self._clock.seconds() if ended is None else ended
@@ -497,7 +512,7 @@ class RequestTrack:
             ttfbMs=ttfb,
             queueMs=queue,
         )
-        return record, self._capture(status, upstreamAnswered)
+        return record
 
     def _capture(self, status: int, upstreamAnswered: bool) -> Capture | None:
         captures = self._tracker.captures
@@ -667,7 +682,11 @@ class Tracker:
 
     def _finished(
         self, track: RequestTrack, record: ActivityRecord, capture: Capture | None
-    ) -> None:
+    ) -> Iterator[None]:
+        """
+        Count finished C{track} in the metrics, then store its C{record}:
+        two steps.
+        """
         if self.metrics is not None:
             result = None
             if record.ttfbMs >= 0:
@@ -688,6 +707,7 @@ class Tracker:
                     keyName, record.model if known else UNKNOWN_LABEL, record.status
                 )
         if self.activity is not None and track.metered:
+            yield
             self.activity.record(record, capture)
 
 

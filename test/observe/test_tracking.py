@@ -257,6 +257,35 @@ class TrackerTests(SynchronousTestCase):
         self.assertIn('llamaswap_request_duration_seconds_sum{model="m1"} 0.5', text)
         self.assertIn('llamaswap_requests_in_flight{model="m1"} 0.0', text)
 
+    def test_recordedInSteps(self) -> None:
+        """
+        The recording is bookkeeping in steps: a reactor with I/O to handle
+        waits for one step (the reply's usage read, the row built, its
+        capture, the metrics, the row stored), not all of them.
+        """
+        checks: list[bool] = []
+        backlog = Backlog(self.clock, delay=10, ioWaiting=lambda: bool(checks and checks.pop()))
+        self.tracker.later = backlog.later
+        self.resource.skipFinish = True
+        self.send()
+        self.resource.grants[0].callback(Lease("m1"))
+        body = b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}'
+        self.agent.exchanges[0].respond(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        steps = 0
+        while len(backlog):
+            checks[:] = [True, False]  # idle once, then I/O waits
+            backlog.runWhileIdle()
+            steps += 1
+            if len(backlog):
+                self.assertEqual(self.store.rows, [])
+        self.assertEqual(steps, 5)
+        [row] = self.store.rows
+        self.assertEqual((row.tokens.inputTokens, row.tokens.outputTokens), (3, 2))
+        self.assertIsNotNone(self.captures.get(row.id))
+
     def answeredUnwatched(self, headers: bytes) -> tuple[list[int], Any]:
         """
         With nobody listening to events (until C{listeners[0]} is raised),
