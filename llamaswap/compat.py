@@ -13,12 +13,16 @@ from __future__ import annotations
 import os
 import select
 from typing import Any, Callable
+from urllib.parse import unquote_to_bytes
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.logger import FileLogObserver, LogPublisher
+from twisted.python.failure import Failure
 from twisted.web.http import _ChunkedTransferDecoder, _IdentityTransferDecoder
 from twisted.web.http_headers import Headers, _nameEncoder
+from twisted.web.resource import _IEncodingResource
 from twisted.web.server import Request
+from twisted.web.server import version as _serverVersion
 
 # -- the client side of a twisted.web request -------------------------------
 
@@ -124,6 +128,41 @@ def headersFromPairs(pairs: list[tuple[bytes, bytes]]) -> Headers:
             value = b" ".join(value.splitlines())
         raw.setdefault(encode(name), []).append(value)
     return headers
+
+
+def processRequest(request: Request, date: bytes) -> None:
+    """
+    What C{Request.process} does, with the C{Date} value given (formatted
+    once a second by the caller rather than per request), both default
+    headers stored without C{setHeader}'s checks (they are constants) and
+    the path split without unquoting when it has nothing quoted.  The
+    short-circuit for C{*} and the encoder hook are private to
+    twisted.web.server.
+    """
+    request.site = request.channel.site
+    raw = rawHeaderDict(request.responseHeaders)
+    if raw is not None:
+        raw[b"Server"] = [_serverVersion]
+        raw[b"Date"] = [date]
+    else:
+        request.setHeader(b"Server", _serverVersion)
+        request.setHeader(b"Date", date)
+    request.prepath = []
+    path = request.path
+    segments = path[1:].split(b"/")
+    request.postpath = list(map(unquote_to_bytes, segments)) if b"%" in path else segments
+    if path == b"*":
+        request._handleStar()
+        return
+    try:
+        resource = request.site.getResourceFor(request)
+        if _IEncodingResource.providedBy(resource):
+            encoder = resource.getEncoder(request)
+            if encoder is not None:
+                request._encoder = encoder
+        request.render(resource)
+    except BaseException:
+        request.processingFailed(Failure())
 
 
 def ioWaiting(reactor: object) -> Callable[[], bool] | None:

@@ -29,7 +29,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.http import HTTPChannel
 from twisted.web.http import Request as HTTPRequest
 from twisted.web.http_headers import Headers
-from twisted.web.server import Request
+from twisted.web.resource import EncodingResourceWrapper, Resource
+from twisted.web.server import GzipEncoderFactory, Request, Site
+from twisted.web.static import Data
 from twisted.web.test.requesthelper import DummyChannel
 
 from llamaswap.compat import (
@@ -41,6 +43,7 @@ from llamaswap.compat import (
     isClientBufferFull,
     isDisconnected,
     logObservers,
+    processRequest,
     rawHeaderDict,
     readPendingOutput,
     sendNow,
@@ -432,3 +435,74 @@ class IOWaitingTests(SynchronousTestCase):
         """
         self.assertIsNone(ioWaiting(MemoryReactor()))
         self.assertIsNone(ioWaiting(object()))
+
+
+class _Raising(Resource):
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        raise RuntimeError("render failed")
+
+
+class _Processed(Request):
+    def process(self) -> None:
+        processRequest(self, b"Fri, 04 Dec 2026 20:00:00 GMT")
+
+
+class ProcessRequestTests(SynchronousTestCase):
+    """
+    L{processRequest} answers as C{Request.process} does: the resource
+    found for the (unquoted) path, C{OPTIONS *}, an encoding resource, a
+    failing render; with the date it is given.
+    """
+
+    def setUp(self) -> None:
+        self.root = Resource()
+        self.root.putChild(b"a b", Data(b"spaced", "text/plain"))
+        self.root.putChild(b"plain", Data(b"plain", "text/plain"))
+        self.root.putChild(b"fails", _Raising())
+        self.root.putChild(
+            b"zipped",
+            EncodingResourceWrapper(Data(b"z" * 100, "text/plain"), [GzipEncoderFactory()]),
+        )
+
+    def answer(self, factory: type[Request], method: bytes, uri: bytes) -> bytes:
+        channel = DummyChannel()
+        channel.site = Site(self.root)
+        request = factory(channel)
+        request.requestHeaders.setRawHeaders(b"accept-encoding", [b"gzip"])
+        request.gotLength(0)
+        request.requestReceived(method, uri, b"HTTP/1.1")
+        self.flushLoggedErrors(RuntimeError)
+        written: bytes = channel.transport.written.getvalue()
+        return written
+
+    def test_asTwistedDoes(self) -> None:
+        for method, uri in [
+            (b"GET", b"/plain"),
+            (b"GET", b"/a%20b"),
+            (b"GET", b"/missing/x"),
+            (b"OPTIONS", b"*"),
+            (b"GET", b"/zipped"),
+            (b"GET", b"/fails"),
+        ]:
+            ours = self.answer(_Processed, method, uri)
+            theirs = self.answer(Request, method, uri)
+            head, _, body = theirs.partition(b"\r\n\r\n")
+            date = [line for line in head.split(b"\r\n") if line.startswith(b"Date: ")]
+            self.assertEqual(len(date), 1, uri)
+            expected = theirs.replace(date[0], b"Date: Fri, 04 Dec 2026 20:00:00 GMT")
+            self.assertEqual(ours, expected, uri)
+            self.assertIn(b"Server: TwistedWeb/", ours)
+
+    def test_statuses(self) -> None:
+        """
+        The cases above are those they say: found, unquoted, missing, the
+        server's options, gzipped, failed.
+        """
+        statuses = [
+            self.answer(_Processed, b"GET", uri).split(b" ", 2)[1]
+            for uri in (b"/plain", b"/a%20b", b"/missing/x", b"/fails")
+        ]
+        self.assertEqual(statuses, [b"200", b"200", b"404", b"500"])
+        self.assertIn(b"Content-Encoding: gzip", self.answer(_Processed, b"GET", b"/zipped"))

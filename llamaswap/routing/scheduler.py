@@ -448,7 +448,7 @@ class Scheduler:
         When the next queued request reaches C{maxWaitForSwap} (the shell
         calls L{onTick} then), or L{None}.
         """
-        if self._maxWait is None:
+        if self._maxWait is None or not self._queue:
             return None
         pending = [
             r.enqueuedAt + self._maxWait

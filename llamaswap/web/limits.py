@@ -24,14 +24,16 @@ Every status llamaswap sends carries its reason phrase
 
 from __future__ import annotations
 
+import time
 from http import HTTPStatus
 from typing import Any, Callable
 
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
-from twisted.web.http import RESPONSES
+from twisted.web.http import RESPONSES, datetimeToString
 from twisted.web.server import Request, Site
 
+from ..compat import processRequest
 from ..config.limits import LimitsConfig
 from ..delayed import Deadline, cancelCall
 from ..httperrors import envelopeBytes
@@ -72,6 +74,25 @@ def refusal(status: int, message: str) -> bytes:
     return head + body
 
 
+class _DateHeader:
+    """
+    The C{Date} header's value, formatted once a second rather than once
+    a request.
+    """
+
+    def __init__(self, now: Callable[[], float] = time.time) -> None:
+        self._now = now
+        self._second = -1
+        self._value = b""
+
+    def __call__(self) -> bytes:
+        second = int(self._now())
+        if second != self._second:
+            self._value = datetimeToString(second)
+            self._second = second
+        return self._value
+
+
 class LimitedRequest(Request):
     """
     A request that counts its body against the limit as it arrives and
@@ -79,6 +100,10 @@ class LimitedRequest(Request):
     """
 
     _bodyBytes = 0
+    _date = _DateHeader()
+
+    def process(self) -> None:
+        processRequest(self, self._date())
 
     def handleContentChunk(self, data: bytes) -> None:
         self._bodyBytes += len(data)

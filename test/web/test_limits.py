@@ -19,7 +19,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from llamaswap.config.limits import LimitsConfig
 from llamaswap.httperrors import envelopeBytes
-from llamaswap.web.limits import ABORT_AFTER, applyLimits, reasonPhrase
+from llamaswap.web.limits import ABORT_AFTER, _DateHeader, applyLimits, reasonPhrase
 
 from .helpers import ParsedResponse
 
@@ -268,3 +268,32 @@ class LimitsTests(SynchronousTestCase):
                                b"Unprocessable Entity"), (499, b"Client Closed Request"),
                                (431, b"Request Header Fields Too Large")]:
             self.assertEqual(reasonPhrase(status), phrase)
+
+
+class DateHeaderTests(SynchronousTestCase):
+    def test_formattedOnceASecond(self) -> None:
+        """
+        The C{Date} value follows the clock to the second and is the same
+        object within one.
+        """
+        now = [1796414400.25]
+        date = _DateHeader(lambda: now[0])
+        first = date()
+        self.assertEqual(first, b"Fri, 04 Dec 2026 20:00:00 GMT")
+        now[0] = 1796414400.75
+        self.assertIs(date(), first)
+        now[0] = 1796414401.0
+        self.assertEqual(date(), b"Fri, 04 Dec 2026 20:00:01 GMT")
+
+    def test_sent(self) -> None:
+        """
+        The site's responses carry it, and C{Server}.
+        """
+        site = applyLimits(Site(Recorder()), lambda: LIMITS)
+        connection = Connection(site)
+        connection.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = connection.response()
+        self.assertEqual(response.status, 200)
+        [date] = response.headers.getRawHeaders(b"date")
+        self.assertRegex(date, rb"^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$")
+        self.assertTrue(response.headers.getRawHeaders(b"server")[0].startswith(b"TwistedWeb/"))
