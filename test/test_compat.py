@@ -478,6 +478,9 @@ class ProcessRequestTests(SynchronousTestCase):
         return written
 
     def test_asTwistedDoes(self) -> None:
+        """
+        Byte for byte Twisted's answer, but for the C{Date} value.
+        """
         for method, uri in [
             (b"GET", b"/plain"),
             (b"GET", b"/a%20b"),

@@ -140,6 +140,15 @@ class TrackerTests(SynchronousTestCase):
                                   (b"Content-Type", b"application/json")])
         self.client.send(body=body, **kw)
 
+    def respondJSON(self, body: bytes, status: bytes = b"200 OK") -> None:
+        """
+        Answer the first upstream exchange with the JSON C{body}.
+        """
+        self.agent.exchanges[0].respond(
+            b"HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body)
+        )
+
     def test_streamedChat(self) -> None:
         """
         A streamed chat: in-flight add, queued, granted, headers, bytes,
@@ -239,10 +248,7 @@ class TrackerTests(SynchronousTestCase):
         self.clock.advance(0.5)
         endedAt = self.clock.seconds()
         body = b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}'
-        self.agent.exchanges[0].respond(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
+        self.respondJSON(body)
         self.assertEqual(self.store.rows, [])
         self.assertEqual(list(self.tracker.inflight), ["1"])
         # Its end is known: no timer waits for it.
@@ -270,10 +276,7 @@ class TrackerTests(SynchronousTestCase):
         self.send()
         self.resource.grants[0].callback(Lease("m1"))
         body = b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}'
-        self.agent.exchanges[0].respond(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
+        self.respondJSON(body)
         steps = 0
         while len(backlog):
             checks[:] = [True, False]  # idle once, then I/O waits
@@ -367,10 +370,7 @@ class TrackerTests(SynchronousTestCase):
         self.send()
         self.resource.grants[0].callback(Lease("m1"))
         body = b'{"error":{"message":"model unavailable"}}'
-        self.agent.exchanges[0].respond(
-            b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
+        self.respondJSON(body, b"502 Bad Gateway")
         [row] = self.store.rows
         self.assertEqual((row.status, row.errorMsg), (502, "model unavailable"))
         self.assertEqual(row.tokens.inputTokens, 0)
