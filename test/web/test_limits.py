@@ -289,10 +289,11 @@ class DateHeaderTests(SynchronousTestCase):
         """
         The site's responses carry it, and C{Server}.
         """
-        site = applyLimits(Site(Recorder()), lambda: LIMITS)
+        site = applyLimits(Site(Recorder(), reactor=Clock()), lambda: LIMITS)
         connection = Connection(site)
         connection.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         response = connection.response()
+        connection.close()
         self.assertEqual(response.status, 200)
         [date] = response.headers.getRawHeaders(b"date")
         self.assertRegex(date, rb"^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$")
