@@ -233,7 +233,7 @@ class BacklogWiringTests(SynchronousTestCase):
         """
         backlog = self.app.backlog
         self.assertEqual(self.app.observability.tracker.later, backlog.later)
-        self.assertEqual(self.app.forwarder._settle, backlog.runWhileIdle)
+        self.assertEqual(self.app.forwarder._whileAwaiting, backlog.runWhileIdle)
         self.assertIs(self.app.webParts().backlog, backlog)
 
     def test_stoppingRunsWhatWaits(self) -> None:

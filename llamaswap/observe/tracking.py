@@ -251,9 +251,8 @@ class RequestTrack:
             return
         self.record = record
         yield
-        reader = self.reader
         try:
-            capture = self._capture(record.status, reader is not None and reader.status is not None)
+            capture = self._capture(record.status)
         except Exception:
             log.failure("capturing {path} failed", path=self.path)
             capture = None
@@ -514,7 +513,7 @@ class RequestTrack:
         )
         return record
 
-    def _capture(self, status: int, upstreamAnswered: bool) -> Capture | None:
+    def _capture(self, status: int) -> Capture | None:
         captures = self._tracker.captures
         if captures is None or not captures.enabled or not self.metered:
             return None
@@ -524,7 +523,8 @@ class RequestTrack:
         mask = self._mask
         if mask.reqBody and self._reqBody is None:
             return None  # the request body did not fit the budget
-        if upstreamAnswered and reader is not None:
+        if reader is not None and reader.status is not None:
+            # The upstream answered: its headers, as the tap saw them.
             headers = reader.respHeaders
         else:
             headers = list(self.request.responseHeaders.getAllRawHeaders())

@@ -682,16 +682,19 @@ class Forwarder:
     """
 
     def __init__(
-        self, agent: IAgent, clock: IReactorTime, settle: Callable[[], object] | None = None
+        self,
+        agent: IAgent,
+        clock: IReactorTime,
+        whileAwaiting: Callable[[], object] | None = None,
     ) -> None:
         """
-        @param settle: called once a request has gone upstream, while its
-            answer is awaited: runs bookkeeping that waited for a quiet
-            moment (L{llamaswap.backlog.Backlog.settle}).
+        @param whileAwaiting: called once a request has gone upstream, while
+            its answer is awaited: runs bookkeeping that waits for a quiet
+            moment (L{llamaswap.backlog.Backlog.runWhileIdle}).
         """
         self._agent = agent
         self._clock = clock
-        self._settle = settle
+        self._whileAwaiting = whileAwaiting
 
     def forward(
         self,
@@ -774,8 +777,8 @@ class Forwarder:
             deferRefused,
         )
         done = relay.start()
-        if self._settle is not None:
-            self._settle()
+        if self._whileAwaiting is not None:
+            self._whileAwaiting()
         return done
 
     def _bodyProducer(self, request: Request, body: BodyArg) -> IBodyProducer | None:

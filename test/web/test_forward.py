@@ -99,9 +99,9 @@ class RequestSideTests(RelayCase):
             self.exchange().sentHeaders().getRawHeaders(b"content-length"), [b"%d" % len(body)]
         )
 
-    def test_settlesOnceSent(self) -> None:
+    def test_whileAwaitingOnceSent(self) -> None:
         """
-        A forwarder given C{settle} calls it once per request, after the
+        A forwarder given C{whileAwaiting} calls it once per request, after the
         request went upstream: the backlog runs while the answer is
         awaited.
         """
