@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import select
+from functools import partial
 from typing import Any, Callable
 from urllib.parse import unquote_to_bytes
 
@@ -165,29 +166,40 @@ def processRequest(request: Request, date: bytes) -> None:
         request.processingFailed(Failure())
 
 
-def ioWaiting(reactor: object) -> Callable[[], bool] | None:
+def reactorPoll(reactor: object) -> Callable[[float], bool] | None:
     """
-    A check whether any descriptor of C{reactor} is ready (bytes to read,
-    a connection to accept, room for a writer that waits), which leaves
-    the events to the reactor; L{None} for a reactor that cannot tell.
+    A wait for any descriptor of C{reactor} to be ready (bytes to read, a
+    connection to accept, room for a writer that waits) for up to
+    C{timeout} seconds (zero: just a look, negative: no limit), which
+    leaves the events to the reactor: whether one is ready.  L{None} for
+    a reactor that cannot tell.
 
     Only the epoll reactor can: its epoll object is private, and epoll's
-    readiness is level-triggered, so asking with a zero timeout consumes
-    nothing the reactor's own wait would report.
+    readiness is level-triggered, so asking consumes nothing the
+    reactor's own wait would report.
     """
     poller = getattr(reactor, "_poller", None)
     if not isinstance(poller, select.epoll):
         return None
     poll = poller.poll
 
-    def waiting() -> bool:
+    def ready(timeout: float) -> bool:
         try:
-            return bool(poll(0, 1))
+            return bool(poll(timeout, 1))
         except (OSError, ValueError):
             # Closed with the reactor: nothing more will be handled.
             return False
 
-    return waiting
+    return ready
+
+
+def ioWaiting(reactor: object) -> Callable[[], bool] | None:
+    """
+    A check whether any descriptor of C{reactor} is ready now (see
+    L{reactorPoll}); L{None} for a reactor that cannot tell.
+    """
+    ready = reactorPoll(reactor)
+    return None if ready is None else partial(ready, 0)
 
 
 def sendNow(transport: object) -> None:

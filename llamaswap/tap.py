@@ -31,6 +31,11 @@ from .listen import (
 )
 from .tlsgate import needsTLS, withoutTLS
 
+#: Microseconds of polling before the reactor sleeps (L{llamaswap.idlespin}):
+#: by default, and at most.
+DEFAULT_IDLE_SPIN = 200.0
+MAX_IDLE_SPIN = 10_000.0
+
 
 class Options(usage.Options):
     """
@@ -72,6 +77,15 @@ class Options(usage.Options):
             30.0,
             "Seconds requests in flight may take to finish on SIGTERM/SIGINT "
             "before the upstreams are stopped.",
+            float,
+        ],
+        [
+            "idle-spin",
+            None,
+            DEFAULT_IDLE_SPIN,
+            "Microseconds the reactor keeps polling before it sleeps (adaptive, "
+            "at most this; 0: never), so that a reply arriving just after the "
+            "proxy ran out of work needs no wake-up.",
             float,
         ],
     ]
@@ -119,6 +133,10 @@ class Options(usage.Options):
             )
         if self["shutdown-timeout"] < 0:
             raise usage.UsageError("--shutdown-timeout must not be negative")
+        if not 0 <= self["idle-spin"] <= MAX_IDLE_SPIN:
+            raise usage.UsageError(
+                f"--idle-spin must be between 0 and {MAX_IDLE_SPIN:g} microseconds"
+            )
         listen = self["listen"] or (DEFAULT_TLS_LISTEN if cert else DEFAULT_LISTEN)
         try:
             self["listenAddress"] = parseListen(listen, cert, key)
@@ -162,6 +180,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     from .app import LlamaSwap
     from .drain import RequestTracker
+    from .idlespin import IdleSpin
     from .modelswatch import watchedModelsFolder
     from .reload import reloadTriggers
     from .shutdown import DrainService, GracefulExit, OrderedShutdown
@@ -194,6 +213,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         modelsFolder=lambda: watchedModelsFolder(app.configHolder.value),
     ):
         trigger.setServiceParent(root)
+    IdleSpin(reactor, options["idle-spin"] / 1e6).setServiceParent(root)
     StartupFreeze().setServiceParent(root)
     return root
 

@@ -40,6 +40,7 @@ from llamaswap.compat import (
     headersFromPairs,
     identityDecoder,
     ioWaiting,
+    reactorPoll,
     isClientBufferFull,
     isDisconnected,
     logObservers,
@@ -429,12 +430,35 @@ class IOWaitingTests(SynchronousTestCase):
         reactor._poller.close()  # type: ignore[attr-defined]
         self.assertFalse(waiting())
 
+    def test_waitEndsWhenReady(self) -> None:
+        """
+        L{reactorPoll}'s wait returns as soon as a descriptor is ready,
+        whatever its timeout, and leaves the event to the reactor.
+        """
+        from twisted.internet.epollreactor import EPollReactor
+
+        reactor = EPollReactor()
+        self.addCleanup(reactor._poller.close)  # type: ignore[attr-defined]
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        reading = _Reading(reactor, ours)
+        reactor.addReader(reading)
+        self.addCleanup(reactor.removeReader, reading)
+        ready = reactorPoll(reactor)
+        assert ready is not None
+        self.assertFalse(ready(0))
+        theirs.send(b"x")
+        self.assertTrue(ready(-1))
+        self.assertTrue(ready(60))
+
     def test_otherReactors(self) -> None:
         """
         A reactor that cannot tell gets no check.
         """
         self.assertIsNone(ioWaiting(MemoryReactor()))
         self.assertIsNone(ioWaiting(object()))
+        self.assertIsNone(reactorPoll(MemoryReactor()))
 
 
 class _Raising(Resource):

@@ -129,9 +129,12 @@ class BacklogTests(SynchronousTestCase):
         service = makeService(options, reactor=Clock())
         endpoints = [s.endpoint for s in service if hasattr(s, "endpoint")]
         self.assertEqual([e._backlog for e in endpoints], [hostBacklog()])  # type: ignore[attr-defined]
+        from llamaswap.idlespin import IdleSpin
         from llamaswap.tap import StartupFreeze
 
         self.assertIsInstance(list(service)[-1], StartupFreeze)
+        [spin] = [s for s in service if isinstance(s, IdleSpin)]
+        self.assertEqual(spin.limit, 0.0002)
 
 
 class StartupFreezeTests(SynchronousTestCase):

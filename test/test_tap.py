@@ -79,6 +79,22 @@ class OptionsTests(SynchronousTestCase):
             UsageError, Options().parseOptions, ["--config", "c", "--listen", "nope"]
         )
 
+    def test_idleSpin(self) -> None:
+        """
+        --idle-spin is 200 microseconds unless given; 0 turns it off; it is
+        neither negative nor more than 10 ms.
+        """
+        options = Options()
+        options.parseOptions(["--config", "c.yaml"])
+        self.assertEqual(options["idle-spin"], 200.0)
+        options = Options()
+        options.parseOptions(["--config", "c.yaml", "--idle-spin", "0"])
+        self.assertEqual(options["idle-spin"], 0.0)
+        for bad in ("-1", "10001"):
+            with self.assertRaises(UsageError) as ctx:
+                Options().parseOptions(["--config", "c.yaml", "--idle-spin", bad])
+            self.assertIn("--idle-spin must be between 0 and 10000", str(ctx.exception))
+
     def test_version(self) -> None:
         """
         --version prints the version and exits 0.
