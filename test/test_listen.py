@@ -145,12 +145,14 @@ class StartupFreezeTests(SynchronousTestCase):
         """
         import gc
 
-        from llamaswap.tap import StartupFreeze
+        from llamaswap.tap import YOUNG_GENERATION, StartupFreeze
 
-        calls: list[str] = []
+        calls: list[object] = []
         self.patch(gc, "collect", lambda *a: calls.append("collect") or 0)
         self.patch(gc, "freeze", lambda: calls.append("freeze"))
+        self.patch(gc, "get_threshold", lambda: (700, 11, 12))
+        self.patch(gc, "set_threshold", lambda *t: calls.append(t))
         self.patch(StartupFreeze, "frozen", False)
         StartupFreeze().startService()
         StartupFreeze().startService()
-        self.assertEqual(calls, ["collect", "freeze"])
+        self.assertEqual(calls, ["collect", "freeze", (YOUNG_GENERATION, 11, 12)])
