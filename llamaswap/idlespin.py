@@ -4,7 +4,7 @@ Watch the sockets for a moment before the reactor sleeps.
 
 A process that blocks in C{epoll_wait} with nothing else to run lets its
 CPU idle; waking it when bytes arrive then costs tens of microseconds (a
-halted virtual CPU, a deep C-state), measured about 60 us per wake on the
+halted virtual CPU, a deep C-state), measured 60-70 us per wake on the
 development VM.  A request relayed at concurrency 1 pays that wake twice:
 for the upstream's reply and for the client's next request, both usually
 due a few dozen microseconds after the proxy ran out of work.
